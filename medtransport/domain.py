@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from medtransport.errors import ScenarioError
 from medtransport.units import Q_, Qty, ureg
 
-__all__ = ["Compartments", "Domain", "DomainSpec", "Grid", "Particles", "MAX_CELLS"]
+__all__ = ["MAX_CELLS", "Compartments", "Domain", "DomainSpec", "Grid", "Particles"]
 
 #: The largest grid the framework will allocate (about 1.6 GB per float64 state).
 MAX_CELLS = 200_000_000

@@ -52,8 +52,9 @@ ureg.define("cells = [] = cell")
 pint.set_application_registry(ureg)
 Q_ = ureg.Quantity
 
-_NUMBER = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf|infinity))\s*(.*)$",
-                     re.IGNORECASE)
+_NUMBER = re.compile(
+    r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf|infinity))\s*(.*)$",
+    re.IGNORECASE)
 
 
 def parse_quantity(value: Any, *, field: str = "") -> pint.Quantity:
@@ -101,7 +102,8 @@ def _parse_units(text: Any, where: str) -> pint.Unit:
             TypeError, AssertionError) as exc:
         raise UnitError(f"{where}unknown or malformed unit {text!r} ({exc})") from None
     except Exception as exc:  # pint's tokenizer raises assorted errors on garbage
-        raise UnitError(f"{where}unknown or malformed unit {text!r} ({type(exc).__name__})") from None
+        raise UnitError(f"{where}unknown or malformed unit {text!r} "
+                        f"({type(exc).__name__})") from None
 
 
 def dimension_of(unit: str | pint.Unit | pint.Quantity) -> str:
@@ -205,7 +207,7 @@ class QuantitySpec:
         return out
 
 
-def Qty(*units: str, gt: float | None = None, ge: float | None = None,  # noqa: N802
+def Qty(*units: str, gt: float | None = None, ge: float | None = None,
         lt: float | None = None, le: float | None = None,
         allow_nonfinite: bool = False) -> Any:
     """The annotated type of a quantity field whose canonical unit is the first of ``units``

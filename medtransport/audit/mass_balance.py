@@ -1,0 +1,63 @@
+"""Mass balance: the stored amount, recomputed from the states, against the ledger.
+
+    residual(t) = stored(t) − (initial + inflow(t) + source(t) − outflow(t) − sink(t))
+
+passes when max_t |residual(t)| ≤ atol + rtol·scale (+ n_sigma·SE(t) for stochastic solvers),
+with scale = the largest amount the ledger saw (stored, initial or any cumulative term).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from medtransport.audit.report import AuditContext, AuditResult
+
+
+def residual(ctx: AuditContext, species: str) -> tuple[np.ndarray, float]:
+    """The residual over time and the ledger's scale, for one species."""
+    assert ctx.trajectory is not None and ctx.times is not None
+    n = len(ctx.times)
+    ledger = ctx.trajectory.ledgers[species]
+    stored = ctx.stored[species]
+    expected = ledger.expected_stored(ctx.initial[species], n)
+    terms = [np.abs(stored), np.abs(expected), np.array([abs(ctx.initial[species])])]
+    for term in ("inflow", "outflow", "sink", "source"):
+        for values in getattr(ledger, term).values():
+            terms.append(np.abs(values))
+    scale = float(max(np.max(t) if t.size else 0.0 for t in terms))
+    return stored - expected, scale
+
+
+def audit_mass_balance(ctx: AuditContext) -> list[AuditResult]:
+    out = []
+    for sp in ctx.model.conserved:
+        name = f"mass_balance[{sp.name}]"
+        if sp.name in ctx.unit_problems:
+            out.append(AuditResult(name, False, float("nan"), 0.0,
+                                   detail=f"cannot recompute the stored amount: "
+                                          f"{ctx.unit_problems[sp.name]}"))
+            continue
+        assert ctx.trajectory is not None and ctx.times is not None
+        units = ctx.trajectory.ledgers[sp.name].units
+        try:
+            res, scale = residual(ctx, sp.name)
+        except ValueError as exc:
+            out.append(AuditResult(name, False, float("nan"), 0.0, units, detail=str(exc)))
+            continue
+        tol = ctx.tolerance.atol + ctx.tolerance.rtol * scale
+        se = ctx.trajectory.standard_errors.get(sp.name)
+        allowed = tol + (ctx.tolerance.n_sigma * np.asarray(se, dtype=float) if se is not None
+                         else 0.0)
+        excess = np.abs(res) - allowed
+        bad = ~np.isfinite(res)
+        i = int(np.argmax(np.where(bad, np.inf, excess)))
+        worst = float(np.max(np.abs(res))) if not bad.any() else float("nan")
+        passed = bool(not bad.any() and np.all(excess <= 0))
+        detail = (f"max |stored − (initial + inflow + source − outflow − sink)| over "
+                  f"{len(res)} times; scale {scale:.6g} {units}")
+        if not passed:
+            detail += (f"; worst at t = {ctx.times[i]:.6g} s: stored {ctx.stored[sp.name][i]:.9g},"
+                       f" ledger expects {ctx.stored[sp.name][i] - res[i]:.9g}")
+        out.append(AuditResult(name, passed, worst, float(np.max(allowed)), units, detail,
+                               {"time_s": float(ctx.times[i])} if not passed else {}))
+    return out

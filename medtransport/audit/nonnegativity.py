@@ -1,0 +1,40 @@
+"""Non-negativity: densities of conserved species do not go below zero.
+
+    min u ≥ −rtol·max|u|
+
+(a relative round-off allowance; an oscillating unstable scheme or a wrong stencil goes far
+below it). Species whose density may be negative say so with ``nonnegative = False`` in the
+model's :attr:`nonnegative_variables` override.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from medtransport.audit.report import AuditContext, AuditResult
+
+
+def audit_nonnegativity(ctx: AuditContext) -> list[AuditResult]:
+    out = []
+    states = ctx.states
+    for var_name in getattr(ctx.model, "nonnegative_variables", None) or \
+            [sp.variable for sp in ctx.model.conserved]:
+        if var_name not in states:
+            continue
+        var = states[var_name]
+        values = np.asarray(var.values, dtype=float)
+        if values.size == 0 or not np.isfinite(values).all():
+            continue  # finiteness reports it
+        lowest = float(values.min())
+        allowance = ctx.tolerance.rtol * float(np.abs(values).max())
+        passed = lowest >= -allowance
+        where: dict[str, object] = {}
+        if not passed:
+            idx = np.unravel_index(int(values.argmin()), values.shape)
+            for dim, i in zip(var.dims, idx, strict=True):
+                coord = states[dim].values[i] if dim in states.coords else i
+                where[str(dim)] = coord.item() if hasattr(coord, "item") else coord
+        units = var.attrs.get("units", "")
+        out.append(AuditResult(f"nonnegativity[{var_name}]", passed, lowest, -allowance, units,
+                               f"minimum {lowest:.6g} {units}", where))
+    return out

@@ -1,0 +1,136 @@
+"""Audit results, the report that collects them, and the context audits read.
+
+An audit is a function ``audit(context) -> list[AuditResult]``. A result records what was
+measured, the tolerance it was held to, the verdict, and — for a failure — where in time and
+space it failed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import xarray as xr
+
+from medtransport.units import ureg
+
+if TYPE_CHECKING:
+    from medtransport.model import Model, Tolerance, Trajectory
+
+__all__ = ["AuditContext", "AuditReport", "AuditResult"]
+
+
+@dataclass
+class AuditResult:
+    """One audit's verdict. ``measured`` and ``tolerance`` are in ``units``."""
+
+    name: str
+    passed: bool
+    measured: float
+    tolerance: float
+    units: str = ""
+    detail: str = ""
+    where: dict[str, Any] = field(default_factory=dict)
+    stage: str = "post"
+    source: str = "core"
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        for key in ("measured", "tolerance"):
+            v = out[key]
+            out[key] = v if math.isfinite(v) else str(v)
+        return out
+
+
+@dataclass
+class AuditReport:
+    """All audit results of one run."""
+
+    results: list[AuditResult] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.results)
+
+    @property
+    def failures(self) -> list[AuditResult]:
+        return [r for r in self.results if not r.passed]
+
+    def extend(self, results: list[AuditResult]) -> None:
+        self.results.extend(results)
+
+    def to_json(self) -> str:
+        return json.dumps({"passed": self.passed,
+                           "results": [r.to_dict() for r in self.results]}, default=str)
+
+    @classmethod
+    def from_json(cls, text: str) -> AuditReport:
+        data = json.loads(text)
+        results = []
+        for r in data["results"]:
+            r = dict(r)
+            for key in ("measured", "tolerance"):
+                r[key] = float(r[key])
+            results.append(AuditResult(**r))
+        return cls(results)
+
+    def summary(self) -> str:
+        if self.passed:
+            return f"all {len(self.results)} audits passed"
+        names = ", ".join(r.name for r in self.failures)
+        return f"{len(self.failures)} of {len(self.results)} audits failed: {names}"
+
+
+@dataclass
+class AuditContext:
+    """What audits read: the model (its declarations), its trajectory, and amounts the
+    framework computed itself.
+
+    ``stored[species]`` is Σ w·u recomputed from the states, in the ledger's unit;
+    ``initial[species]`` the declared initial amount in that unit; ``times`` in seconds.
+    """
+
+    model: Model
+    tolerance: Tolerance
+    trajectory: Trajectory | None = None
+    times: np.ndarray | None = None
+    stored: dict[str, np.ndarray] = field(default_factory=dict)
+    initial: dict[str, float] = field(default_factory=dict)
+    unit_problems: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def states(self) -> xr.Dataset:
+        assert self.trajectory is not None
+        return self.trajectory.states
+
+    @classmethod
+    def after_run(cls, model: Model, tolerance: Tolerance, trajectory: Trajectory) -> AuditContext:
+        """Recompute every species' stored amount from the states with the domain's
+        quadrature, independently of the model's ledger."""
+        ctx = cls(model, tolerance, trajectory)
+        states = trajectory.states
+        ctx.times = np.asarray(states["time"].values, dtype=float)
+        declared = model.initial_amounts()
+        for species in model.conserved:
+            ledger = trajectory.ledgers.get(species.name)
+            if ledger is None:
+                ctx.unit_problems[species.name] = "the model returned no ledger for it"
+                continue
+            try:
+                density = states[species.variable]
+                dims = ("time", *model.domain.dims)
+                values = density.transpose(*dims).values
+                units = ureg.parse_units(density.attrs["units"])
+                if species.capacity is not None:
+                    cap = states[species.capacity]
+                    values = values * cap.transpose(*model.domain.dims).values
+                    units = units * ureg.parse_units(cap.attrs["units"])
+                stored = model.domain.integrate(values, units)
+                ctx.stored[species.name] = np.asarray(stored.m_as(ledger.units), dtype=float)
+                ctx.initial[species.name] = float(declared[species.name].m_as(ledger.units))
+            except Exception as exc:  # a unit mismatch is a failed audit, not a crash
+                ctx.unit_problems[species.name] = f"{type(exc).__name__}: {exc}"
+        return ctx

@@ -1,0 +1,248 @@
+"""The ``medtransport`` command.
+
+    medtransport run SCENARIO [-o OUT.nc] [--plot OUT.png]
+    medtransport models
+    medtransport schema [MODEL] [--write [--dir schemas]]
+    medtransport explain SCENARIO
+    medtransport audit SCENARIO
+
+Exit codes: 0 success; 1 an audit failed (no result written); 2 bad input (scenario, options,
+units); 3 a plugin or model failed; 70 an internal error. Errors are one paragraph on stderr,
+without a traceback unless ``--debug`` is given.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from medtransport.errors import (
+    AuditFailure,
+    MedtransportError,
+    ModelError,
+    PluginError,
+    ScenarioError,
+    UnitError,
+)
+
+EXIT_AUDIT, EXIT_INPUT, EXIT_PLUGIN, EXIT_INTERNAL = 1, 2, 3, 70
+
+
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    # Piped output gets a wide table rather than rich's 80-column default.
+    width = None if stream.isatty() else 160
+    return Console(stderr=stderr, highlight=False, soft_wrap=False, width=width)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+class _Group(click.Group):
+    """Turns the package's errors into one paragraph and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        debug = bool(ctx.params.get("debug"))
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except AuditFailure as exc:
+            if debug:
+                raise
+            _fail(str(exc), EXIT_AUDIT)
+        except (ScenarioError, UnitError) as exc:
+            if debug:
+                raise
+            _fail(str(exc), EXIT_INPUT)
+        except (PluginError, ModelError) as exc:
+            if debug:
+                raise
+            _fail(str(exc), EXIT_PLUGIN)
+        except MedtransportError as exc:
+            if debug:
+                raise
+            _fail(str(exc), EXIT_INPUT)
+        except KeyboardInterrupt:
+            _fail("interrupted; nothing was written", 130)
+        except Exception as exc:
+            if debug:
+                raise
+            _fail(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the "
+                  "traceback, and please report it)", EXIT_INTERNAL)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.version_option(package_name="medtransport")
+def main(debug: bool) -> None:
+    """Audited transport models in medicine: no result leaves unless its books balance."""
+
+
+# ------------------------------------------------------------------------------ helpers
+
+def _progress_bar(label: str) -> tuple[Callable[[float], None], Callable[[], None]]:
+    """A progress callback that shows a bar only once a run has taken ~2 s."""
+    start = time.monotonic()
+    state: dict[str, Any] = {}
+
+    def update(fraction: float) -> None:
+        if "bar" not in state:
+            if time.monotonic() - start < 2.0 or not sys.stderr.isatty():
+                return
+            from rich.progress import Progress
+
+            bar = Progress(transient=True, console=_console(stderr=True))
+            bar.start()
+            state["bar"] = bar
+            state["task"] = bar.add_task(label, total=1.0)
+        state["bar"].update(state["task"], completed=min(max(fraction, 0.0), 1.0))
+
+    def close() -> None:
+        if "bar" in state:
+            state["bar"].stop()
+
+    return update, close
+
+
+def _audit_table(report: Any, title: str) -> Any:
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for col in ("audit", "stage", "measured", "tolerance", "units", "verdict", "detail"):
+        table.add_column(col, overflow="fold")
+    for r in report.results:
+        verdict = "[green]pass[/green]" if r.passed else "[bold red]FAIL[/bold red]"
+        detail = r.detail + (f" (at {r.where})" if r.where and not r.passed else "")
+        table.add_row(r.name, r.stage, f"{r.measured:.3g}", f"{r.tolerance:.3g}", r.units,
+                      verdict, detail)
+    return table
+
+
+def _run(scenario: str, label: str) -> tuple[Any, Any]:
+    from medtransport.run import prepare, run
+
+    model = prepare(scenario)
+    update, close = _progress_bar(label)
+    try:
+        ds = run(model, progress=update)
+    finally:
+        close()
+    return model, ds
+
+
+# ------------------------------------------------------------------------------ commands
+
+@main.command("run")
+@click.argument("scenario", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="NetCDF file to write (default: the scenario's output.path, if any).")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False),
+              help="Image file for the model's plot (PNG, SVG, PDF).")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the summary line.")
+def run_cmd(scenario: str, output: str | None, plot_path: str | None, quiet: bool) -> None:
+    """Run SCENARIO, audit it, print the audit table and write the result."""
+    from medtransport.audit import AuditReport
+    from medtransport.results import write_netcdf
+
+    console = _console()
+    try:
+        model, ds = _run(scenario, "simulating")
+    except AuditFailure as exc:
+        if exc.report is not None and not quiet:
+            _console(stderr=True).print(_audit_table(exc.report, "audit (FAILED)"))
+        raise
+    report = AuditReport.from_json(ds.attrs["audit_report"])
+    if not quiet:
+        console.print(_audit_table(report, f"audit of {model.scenario.name!r} ({model.id}, "
+                                           f"{model.method})"))
+    target = output or model.scenario.output.path
+    if target:
+        write_netcdf(ds, target)
+    if plot_path:
+        from medtransport.plotting import save_plot
+
+        save_plot(model, ds, plot_path)
+    written = ", ".join(p for p in (target, plot_path) if p) or "nothing (no -o given)"
+    console.print(f"{report.summary()}; wrote {written}")
+
+
+@main.command("audit")
+@click.argument("scenario", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def audit_cmd(scenario: str, as_json: bool) -> None:
+    """Run SCENARIO and print its full audit report; exit 1 if any audit fails."""
+    from medtransport.audit import AuditReport
+
+    try:
+        _, ds = _run(scenario, "auditing")
+        report = AuditReport.from_json(ds.attrs["audit_report"])
+    except AuditFailure as exc:
+        if exc.report is None:
+            raise
+        if as_json:
+            click.echo(exc.report.to_json())
+        else:
+            _console().print(_audit_table(exc.report, "audit report (FAILED)"))
+        _fail(exc.report.summary(), EXIT_AUDIT)
+    if as_json:
+        click.echo(report.to_json())
+    else:
+        _console().print(_audit_table(report, "audit report"))
+        _console().print(report.summary())
+
+
+@main.command("models")
+def models_cmd() -> None:
+    """List the registered models and any plugin that failed to load."""
+    from rich.table import Table
+
+    from medtransport.plugins import get_registry
+
+    reg = get_registry()
+    table = Table(title="registered models", title_justify="left")
+    for col in ("id", "version", "plugin", "title"):
+        table.add_column(col)
+    for mid, m in sorted(reg.models.items()):
+        table.add_row(mid, m.spec.version, f"{m.plugin} {m.plugin_version}", m.spec.title)
+    console = _console()
+    console.print(table)
+    for b in reg.broken:
+        console.print(f"[red]broken plugin[/red] {b.name} {b.version}: {b.reason}")
+
+
+@main.command("schema")
+@click.argument("model", required=False)
+@click.option("--write", is_flag=True, help="Regenerate every schema file in --dir.")
+@click.option("--dir", "directory", default="schemas", show_default=True,
+              type=click.Path(file_okay=False))
+def schema_cmd(model: str | None, write: bool, directory: str) -> None:
+    """Print the JSON Schema of scenarios, or of MODEL's parameters; --write regenerates all."""
+    from medtransport.schema import model_schema, scenario_schema, write_schemas
+
+    if write:
+        for path in write_schemas(Path(directory)):
+            click.echo(f"wrote {path}")
+        return
+    schema = model_schema(model) if model else scenario_schema()
+    click.echo(json.dumps(schema, indent=2, ensure_ascii=False))
+
+
+@main.command("explain")
+@click.argument("scenario", type=click.Path(dir_okay=False))
+def explain_cmd(scenario: str) -> None:
+    """The five answers for SCENARIO, its ledger terms and stability margins (no run)."""
+    from medtransport.explain import explain
+    from medtransport.run import prepare
+
+    _console().print(explain(prepare(scenario)))

@@ -1,0 +1,58 @@
+"""``medtransport explain``: the five answers a reviewer asks of a model, for one scenario,
+without running it — plus the ledger equation, the tolerances and the stability margins."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from medtransport.units import format_quantity
+
+if TYPE_CHECKING:
+    from medtransport.model import Model
+
+
+def explain(model: Model) -> Any:
+    """A rich renderable (a table) describing ``model`` as configured by its scenario."""
+    from rich.table import Table
+
+    table = Table(title=f"{model.scenario.name} — {model.id} {model.version} "
+                        f"(solver: {model.method})", title_justify="left", show_lines=True)
+    table.add_column("question", style="bold")
+    table.add_column("answer", overflow="fold")
+    declared = model.initial_amounts()
+    routes = model.routes()
+    counted = "; ".join(f"{s.dimension} ({s.name}), state variable '{s.variable}'"
+                        for s in model.conserved)
+    table.add_row("what is counted", counted)
+    table.add_row("where", model.domain.describe())
+    leaving = []
+    for s in model.conserved:
+        ways = routes.get(s.name) or ["nothing: the domain is closed"]
+        leaving.append(f"{s.name}: " + "; ".join(ways))
+    table.add_row("what may leave", "\n".join(leaving))
+    tol = model.tolerance
+    table.add_row("what is conserved",
+                  "stored = initial + inflow + source − outflow − sink, for "
+                  + ", ".join(s.name for s in model.conserved)
+                  + f"; checked at every output time to rtol {tol.rtol:g}, atol {tol.atol:g}"
+                  + (f", {tol.n_sigma:g} standard errors" if "stochastic" in model.tags else ""))
+    initial = []
+    for s in model.conserved:
+        q = declared[s.name]
+        initial.append(f"{s.name}: {format_quantity(q)}")
+    table.add_row("how much it starts with", "\n".join(initial))
+    margins = model.stability()
+    if margins:
+        table.add_row("stability margins", "\n".join(
+            f"{m.name}: {m.detail} — {'ok' if m.passed else 'UNSTABLE: ' + m.fix}"
+            for m in margins))
+    truncs = model.truncations()
+    if truncs:
+        table.add_row("series truncation", "\n".join(
+            f"{getattr(t, 'name', 'series')}: {t.n_terms} terms, tail bound {t.tail_bound:.3g}"
+            f" (tolerance {t.tolerance:.3g})" for t in truncs))
+    tg = model.scenario.time
+    table.add_row("time", f"{format_quantity(tg.start)} to {format_quantity(tg.stop)}, "
+                          f"{tg.n_steps} steps of {tg.dt:.6g} s, {len(tg.output_times())} "
+                          "outputs")
+    return table

@@ -1,0 +1,180 @@
+"""The model contract: what a plugin's model declares, and what it returns.
+
+A model answers, in code, the five questions a careful reviewer asks of any transport model:
+
+1. what is counted — :attr:`Model.conserved` (species, each with its state variable);
+2. where — :meth:`Model.build_domain` (compartments, a grid, particles);
+3. what may leave — :meth:`Model.build_boundaries` and :meth:`Model.routes`;
+4. what is conserved — the ledger terms it claims in :class:`Trajectory.ledgers`;
+5. how much it starts with — :meth:`Model.initial_amounts`, from the scenario, before it runs.
+
+The framework checks those declarations against the numbers :meth:`Model.simulate` returns.
+A model can add audits (:meth:`Model.audits`); it cannot remove the core's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import pint
+import xarray as xr
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from medtransport.boundary import BoundaryCondition
+from medtransport.domain import Domain
+from medtransport.errors import ScenarioError
+from medtransport.ledger import Ledger, Species
+from medtransport.scenario import Scenario, format_validation_error
+
+if TYPE_CHECKING:
+    from medtransport.audit import AuditContext, AuditResult, StabilityMargin
+
+__all__ = ["Model", "Params", "Tolerance", "Trajectory"]
+
+Progress = Callable[[float], None]
+
+
+class Params(BaseModel):
+    """Base class of a model's parameters: unknown fields are errors, quantities via ``Qty``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Audit tolerances: ``|residual| ≤ atol + rtol·scale``; ``n_sigma`` for statistical
+    checks. ``atol`` is in the ledger's amount unit."""
+
+    rtol: float = 1e-9
+    atol: float = 0.0
+    n_sigma: float = 5.0
+
+    def tightened(self, rtol: float | None, atol: float | None,
+                  n_sigma: float | None) -> Tolerance:
+        """The scenario's values where they are tighter; looser ones are refused."""
+        problems = []
+        for name, mine, theirs in (("rtol", self.rtol, rtol), ("atol", self.atol, atol),
+                                   ("n_sigma", self.n_sigma, n_sigma)):
+            if theirs is not None and theirs > mine:
+                problems.append((f"audit.{name}", f"a scenario may tighten the model's default "
+                                                  f"{mine:g}, not loosen it (got {theirs:g})"))
+        if problems:
+            raise ScenarioError(problems)
+        return Tolerance(self.rtol if rtol is None else rtol,
+                         self.atol if atol is None else atol,
+                         self.n_sigma if n_sigma is None else n_sigma)
+
+
+@dataclass
+class Trajectory:
+    """What :meth:`Model.simulate` returns.
+
+    ``states`` is an :class:`xarray.Dataset` over ``time`` (seconds) and the domain's dims;
+    every variable and coordinate carries ``units`` and ``long_name`` attributes. ``ledgers``
+    maps species name → :class:`Ledger`. ``standard_errors`` maps species name → the standard
+    error of the stored amount at each output time, for stochastic solvers.
+    """
+
+    states: xr.Dataset
+    ledgers: dict[str, Ledger]
+    standard_errors: dict[str, Any] = field(default_factory=dict)
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+class Model:
+    """Base class of every model. Subclasses set the class attributes and implement
+    :meth:`build_domain`, :meth:`initial_amounts` and :meth:`simulate`."""
+
+    #: ``"<plugin>.<name>"``, e.g. ``"diffusion.fick"``
+    id: ClassVar[str]
+    title: ClassVar[str]
+    version: ClassVar[str]
+    description: ClassVar[str]
+    Params: ClassVar[type[Params]]
+    conserved: ClassVar[tuple[Species, ...]]
+    #: Conformance and audit tags: ``deterministic``/``stochastic``, ``grid``, ``series``,
+    #: ``compartments``, ``batched`` …
+    tags: ClassVar[frozenset[str]] = frozenset()
+    #: Solver methods and their default audit tolerances; the first is the default method.
+    methods: ClassVar[dict[str, Tolerance]] = {"default": Tolerance()}
+
+    def __init__(self, scenario: Scenario, params: Params):
+        self.scenario = scenario
+        self.params = params
+        self.method = scenario.solver.method or next(iter(self.methods))
+        if self.method not in self.methods:
+            raise ScenarioError([("solver.method", f"{self.id} offers "
+                                  f"{', '.join(self.methods)}; got {self.method!r}")])
+        self.domain = self.build_domain()
+        self.boundaries = self.build_boundaries()
+
+    # -- validation --------------------------------------------------------------------------
+    @classmethod
+    def validate_params(cls, parameters: dict[str, Any]) -> Params:
+        """Validate the scenario's ``parameters`` section; errors name ``parameters.<field>``."""
+        try:
+            return cls.Params.model_validate(parameters)
+        except ValidationError as exc:
+            raise ScenarioError(format_validation_error(exc, "parameters")) from None
+
+    # -- the five answers --------------------------------------------------------------------
+    def build_domain(self) -> Domain:
+        raise NotImplementedError
+
+    def build_boundaries(self) -> dict[str, BoundaryCondition]:
+        return {}
+
+    def initial_amounts(self) -> dict[str, pint.Quantity]:
+        """The amount of each species present at the start, as declared by the scenario."""
+        raise NotImplementedError
+
+    def routes(self) -> dict[str, list[str]]:
+        """Per species, the ways it may leave or be removed (faces that let flux through,
+        sinks). Defaults to the boundary faces that let anything through."""
+        leaving = [f"boundary {f}: {bc.describe()}" for f, bc in self.boundaries.items()
+                   if bc.lets_through]
+        return {s.name: leaving for s in self.conserved}
+
+    # -- before the run ----------------------------------------------------------------------
+    def stability(self) -> list[StabilityMargin]:
+        """Stability margins to check before time advances."""
+        return []
+
+    def truncations(self) -> list[Any]:
+        """Series truncations (objects with ``n_terms``, ``tail_bound``, ``tolerance``,
+        ``sum_at_t0``, ``exact_sum_at_t0``) to audit before the run."""
+        return []
+
+    @property
+    def tolerance(self) -> Tolerance:
+        a = self.scenario.audit
+        return self.methods[self.method].tightened(a.rtol, a.atol, a.n_sigma)
+
+    # -- the run -----------------------------------------------------------------------------
+    def simulate(self, progress: Progress | None = None) -> Trajectory:
+        raise NotImplementedError
+
+    def audits(self) -> list[Callable[[AuditContext], list[AuditResult]]]:
+        """Extra audits of this model, run after the core's."""
+        return []
+
+    # -- presentation ------------------------------------------------------------------------
+    def plot(self, dataset: xr.Dataset, figure: Any) -> None:
+        """Draw the model family's main plot on a matplotlib figure (default: the first
+        conserved species' stored amount over time and its density at the last time)."""
+        from medtransport.plotting import default_plot
+
+        default_plot(self, dataset, figure)
+
+    @classmethod
+    def example_scenarios(cls) -> list[dict[str, Any]]:
+        """Small scenarios (mappings) the conformance suite runs; each must pass its audits."""
+        return []
+
+    @classmethod
+    def invalid_parameters(cls) -> list[tuple[dict[str, Any], str]]:
+        """``(parameters, field)`` pairs that must be rejected with an error naming
+        ``parameters.<field>`` (used by the conformance suite)."""
+        return []

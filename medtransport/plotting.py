@@ -1,0 +1,79 @@
+"""Default plots: the ledger over time and the final density of the first conserved species.
+
+Models draw their family's own plot by overriding :meth:`medtransport.Model.plot`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import xarray as xr
+
+if TYPE_CHECKING:
+    from medtransport.model import Model
+
+
+def _label(var: xr.DataArray) -> str:
+    return f"{var.attrs.get('long_name', var.name)} [{var.attrs.get('units', '')}]"
+
+
+def default_plot(model: Model, ds: xr.Dataset, figure: Any) -> None:
+    species = model.conserved[0]
+    time_unit, scale = _time_axis(ds["time"].values)
+    ax1, ax2 = figure.subplots(1, 2)
+    stored = ds.get(f"{species.name}_stored")
+    if stored is not None:
+        t = ds["time"].values / scale
+        ax1.plot(t, stored.values, label="stored (recomputed)")
+        ax1.plot(t, ds[f"{species.name}_expected"].values, "--", label="ledger")
+        for term in ("inflow", "outflow", "sink", "source"):
+            if f"{species.name}_{term}" in ds:
+                ax1.plot(t, ds[f"{species.name}_{term}"].values, label=term)
+        ax1.set_xlabel(f"time [{time_unit}]")
+        ax1.set_ylabel(f"{species.dimension} [{stored.attrs['units']}]")
+        ax1.set_title("conservation ledger")
+        ax1.legend(fontsize="small")
+    density = ds[species.variable]
+    last = density.isel(time=-1)
+    if last.ndim == 1:
+        dim = last.dims[0]
+        for i in np.unique(np.linspace(0, ds.sizes["time"] - 1, 5).astype(int)):
+            ax2.plot(ds[dim].values, density.isel(time=i).values,
+                     label=f"t = {ds['time'].values[i] / scale:.3g} {time_unit}")
+        ax2.set_xlabel(_label(ds[dim]))
+        ax2.legend(fontsize="small")
+    elif last.ndim == 2:
+        im = ax2.pcolormesh(last[last.dims[1]].values, last[last.dims[0]].values, last.values)
+        figure.colorbar(im, ax=ax2)
+    elif last.ndim == 3:
+        mid = last.isel({last.dims[2]: last.sizes[last.dims[2]] // 2})
+        im = ax2.pcolormesh(mid[mid.dims[1]].values, mid[mid.dims[0]].values, mid.values)
+        figure.colorbar(im, ax=ax2)
+    ax2.set_ylabel(_label(density) if last.ndim == 1 else "")
+    ax2.set_title(f"{density.attrs.get('long_name', species.variable)}")
+    figure.suptitle(model.scenario.name)
+
+
+def _time_axis(t: np.ndarray) -> tuple[str, float]:
+    span = float(t[-1] - t[0]) if len(t) else 0.0
+    for unit, scale in (("h", 3600.0), ("min", 60.0)):
+        if span >= 3 * scale:
+            return unit, scale
+    return "s", 1.0
+
+
+def save_plot(model: Model, ds: xr.Dataset, path: str) -> None:
+    """Draw the model's plot and write it atomically (format from the suffix)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from medtransport.results import write_atomically
+
+    fig = Figure(figsize=(11, 4.5), layout="constrained")
+    model.plot(ds, fig)
+    suffix = "." + str(path).rsplit(".", 1)[-1] if "." in str(path) else ".png"
+    with write_atomically(path, suffix) as tmp:
+        fig.savefig(tmp, dpi=110, format=suffix[1:] or "png")

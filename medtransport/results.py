@@ -1,0 +1,144 @@
+"""Results: xarray conventions, provenance, and NetCDF written atomically.
+
+A result is an :class:`xarray.Dataset` whose every variable and coordinate has ``units`` (pint
+parseable) and ``long_name`` attributes, with the conservation ledger alongside the states:
+
+    <species>_stored      Σ w·u recomputed by the framework from the states
+    <species>_expected    initial + inflow + source − outflow − sink, as the model claims
+    <species>_residual    stored − expected
+    <species>_inflow / _outflow / _sink / _source   cumulative, summed over routes
+
+Attributes: ``model_id``, ``model_version``, ``plugin``, ``plugin_version``,
+``medtransport_version``, ``scenario`` (JSON), ``audit_report`` (JSON), ``audit_status``
+(``passed`` or ``failed``), ``seed``, ``created``.
+
+Files are written to a temporary name beside the target and renamed into place, so a crash
+leaves the old file or none, never half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import xarray as xr
+
+from medtransport.errors import MedtransportError
+
+if TYPE_CHECKING:
+    from medtransport.audit import AuditContext, AuditReport
+    from medtransport.model import Model
+
+__all__ = ["attach_ledger", "read_netcdf", "write_atomically", "write_netcdf"]
+
+LEDGER_TERMS = ("inflow", "outflow", "sink", "source")
+
+
+def package_version() -> str:
+    from medtransport import __version__
+
+    return __version__
+
+
+def attach_ledger(ds: xr.Dataset, model: Model, ctx: AuditContext) -> xr.Dataset:
+    """Add the ledger variables of every species the framework could recompute."""
+    assert ctx.trajectory is not None and ctx.times is not None
+    n = len(ctx.times)
+    for sp in model.conserved:
+        if sp.name not in ctx.stored:
+            continue
+        ledger = ctx.trajectory.ledgers[sp.name]
+        unit = ledger.units
+        expected = ledger.expected_stored(ctx.initial[sp.name], n)
+        stored = ctx.stored[sp.name]
+        ds[f"{sp.name}_stored"] = ("time", stored, {
+            "units": unit, "long_name": f"stored {sp.dimension} (recomputed from the states)"})
+        ds[f"{sp.name}_expected"] = ("time", expected, {
+            "units": unit, "long_name": f"{sp.dimension} the ledger accounts for "
+                                        "(initial + inflow + source − outflow − sink)"})
+        ds[f"{sp.name}_residual"] = ("time", stored - expected, {
+            "units": unit, "long_name": f"ledger residual of {sp.dimension}"})
+        for term in LEDGER_TERMS:
+            routes = getattr(ledger, term)
+            if routes:
+                ds[f"{sp.name}_{term}"] = ("time", ledger.total(term, n), {
+                    "units": unit, "long_name": f"cumulative {term} of {sp.dimension}",
+                    "routes": ", ".join(routes)})
+    return ds
+
+
+def stamp(ds: xr.Dataset, model: Model, report: AuditReport, plugin: tuple[str, str]) -> None:
+    """Provenance and the audit report, in the dataset's attributes."""
+    ds.attrs.update({
+        "title": model.scenario.name,
+        "model_id": model.id,
+        "model_version": model.version,
+        "model_title": model.title,
+        "plugin": plugin[0],
+        "plugin_version": plugin[1],
+        "medtransport_version": package_version(),
+        "solver_method": model.method,
+        "scenario": model.scenario.to_json(),
+        "audit_report": report.to_json(),
+        "audit_status": "passed" if report.passed else "failed",
+        "seed": -1 if model.scenario.seed is None else int(model.scenario.seed),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "Conventions": "CF-1.10 (units are pint-parseable)",
+    })
+
+
+@contextlib.contextmanager
+def write_atomically(path: str | os.PathLike[str], suffix: str = ""):
+    """Yield a temporary path in the target's directory; rename it onto ``path`` only if the
+    block finishes, delete it otherwise."""
+    target = Path(path)
+    if target.is_dir():
+        raise MedtransportError(f"output: {target} is a directory, expected a file path")
+    directory = target.parent if str(target.parent) else Path(".")
+    if not directory.is_dir():
+        raise MedtransportError(f"output: the directory {directory} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or ".tmp",
+                               dir=directory)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _encodable(ds: xr.Dataset) -> xr.Dataset:
+    out = ds.copy()
+    for name, value in list(out.attrs.items()):
+        if isinstance(value, bool):
+            out.attrs[name] = int(value)
+        elif value is None:
+            out.attrs[name] = ""
+    for var in list(out.variables):
+        if out[var].dtype.kind == "U":
+            out[var] = out[var].astype(object)
+        elif out[var].dtype == bool:
+            out[var] = out[var].astype(np.int8)
+    return out
+
+
+def write_netcdf(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
+    """Write ``ds`` to NetCDF-4 through h5netcdf, atomically."""
+    with write_atomically(path, ".nc.tmp") as tmp:
+        _encodable(ds).to_netcdf(tmp, engine="h5netcdf", invalid_netcdf=False)
+    return Path(path)
+
+
+def read_netcdf(path: str | os.PathLike[str]) -> xr.Dataset:
+    """Read a result back (loaded into memory; the file is closed)."""
+    if not Path(path).is_file():
+        raise MedtransportError(f"no such file: {path}")
+    with xr.open_dataset(path, engine="h5netcdf") as ds:
+        return ds.load()

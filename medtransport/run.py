@@ -1,0 +1,109 @@
+"""One run: validate → pre-run audits → simulate → post-run audits → Dataset or AuditFailure.
+
+A result is returned only when every audit passes; otherwise :class:`AuditFailure` is raised,
+carrying the report and the raw dataset marked ``audit_status = "failed"``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import xarray as xr
+
+from medtransport.audit import AuditContext, AuditReport
+from medtransport.audit.finiteness import audit_finiteness
+from medtransport.audit.mass_balance import audit_mass_balance
+from medtransport.audit.nonnegativity import audit_nonnegativity
+from medtransport.audit.normalization import audit_normalization
+from medtransport.audit.stability import audit_stability
+from medtransport.audit.truncation import audit_truncation
+from medtransport.audit.units import audit_units
+from medtransport.errors import AuditFailure, MedtransportError, ModelError
+from medtransport.model import Model
+from medtransport.plugins import get_registry
+from medtransport.results import attach_ledger, stamp
+from medtransport.scenario import Scenario, load_scenario
+
+__all__ = ["CORE_POST_AUDITS", "CORE_PRE_AUDITS", "prepare", "run"]
+
+CORE_PRE_AUDITS = (audit_stability, audit_truncation)
+CORE_POST_AUDITS = (audit_units, audit_finiteness, audit_normalization, audit_mass_balance,
+                    audit_nonnegativity)
+
+
+def prepare(scenario: str | Path | Mapping[str, Any] | Scenario) -> Model:
+    """Load the scenario, find its model, validate the parameters and build the model (its
+    domain and boundaries) without running it."""
+    sc = load_scenario(scenario)
+    registry = get_registry()
+    cls = registry.model_class(sc.model)
+    params = cls.validate_params(sc.parameters)
+    try:
+        return cls(sc, params)
+    except MedtransportError:
+        raise
+    except Exception as exc:
+        plugin, version = registry.plugin_of(sc.model)
+        raise ModelError(f"model {sc.model} (plugin {plugin} {version}) failed while being "
+                         f"set up: {type(exc).__name__}: {exc}") from exc
+
+
+def run(scenario: str | Path | Mapping[str, Any] | Scenario | Model, *,
+        progress: Callable[[float], None] | None = None) -> xr.Dataset:
+    """Run a scenario and return its audited dataset, or raise :class:`AuditFailure`."""
+    model = scenario if isinstance(scenario, Model) else prepare(scenario)
+    registry = get_registry()
+    plugin = registry.plugin_of(model.id) if model.id in registry.models else ("unregistered",
+                                                                               model.version)
+    tolerance = model.tolerance
+    report = AuditReport()
+    pre = AuditContext(model, tolerance)
+    for audit in CORE_PRE_AUDITS:
+        report.extend(audit(pre))
+    if not report.passed:
+        raise AuditFailure(f"{model.id}: refused before running — {report.summary()}: "
+                           + "; ".join(r.detail for r in report.failures), report=report)
+    try:
+        trajectory = model.simulate(progress)
+    except MedtransportError:
+        raise
+    except Exception as exc:
+        raise ModelError(f"model {model.id} (plugin {plugin[0]} {plugin[1]}) failed while "
+                         f"simulating: {type(exc).__name__}: {exc}") from exc
+
+    ctx = AuditContext.after_run(model, tolerance, trajectory)
+    for audit in CORE_POST_AUDITS:
+        report.extend(audit(ctx))
+    for audit in model.audits():
+        for result in audit(ctx):
+            result.source = model.id
+            report.results.append(result)
+    for source, audit in registry.extra_audits(model):
+        try:
+            results = audit(ctx)
+        except Exception as exc:
+            raise ModelError(f"audit {getattr(audit, '__name__', audit)!r} of plugin {source} "
+                             f"raised {type(exc).__name__}: {exc}") from exc
+        for result in results:
+            result.source = source
+            report.results.append(result)
+
+    ds = trajectory.states.copy()
+    attach_ledger(ds, model, ctx)
+    stamp(ds, model, report, plugin)
+    variables = model.scenario.output.variables
+    if report.passed and variables:
+        missing = [v for v in variables if v not in ds]
+        if missing:
+            raise MedtransportError(f"output.variables: {', '.join(missing)} not produced by "
+                                    f"{model.id} (it has {', '.join(map(str, ds.data_vars))})")
+        keep = set(variables) | {v for v in ds.data_vars if "_" in str(v) and
+                                 str(v).split("_")[-1] in ("stored", "expected", "residual")}
+        ds = ds[[v for v in ds.data_vars if v in keep]]
+    if not report.passed:
+        raise AuditFailure(f"{model.id}: the books do not balance — {report.summary()}: "
+                           + "; ".join(f"{r.name}: {r.detail}" for r in report.failures),
+                           report=report, dataset=ds)
+    return ds

@@ -1,0 +1,387 @@
+"""Scenarios: the patient, the time grid, the events, and everything a run needs.
+
+A scenario is what a user writes (YAML, TOML or JSON). The core validates its common sections;
+``parameters`` is left as a mapping until the model's own ``Params`` validates it, and errors
+from either name the field path (``parameters.diffusivity: expected …``).
+
+Derived patient quantities, each from its published formula:
+
+- body-surface area, Mosteller (N Engl J Med 1987;317:1098):  BSA = √(height[cm]·weight[kg]/3600) m²
+- body-surface area, Du Bois & Du Bois (Arch Intern Med 1916;17:863):
+  BSA = 0.007184·weight[kg]^0.425·height[cm]^0.725 m²
+- body-mass index (Quetelet):  BMI = weight/height²
+- ideal body weight, Devine (Drug Intell Clin Pharm 1974;8:650):
+  50 kg (male) or 45.5 kg (female) + 2.3 kg per inch of height over 60 in
+- lean body weight, Janmahasatian et al. (Clin Pharmacokinet 2005;44:1051):
+  male 9270·W/(6680 + 216·BMI), female 9270·W/(8780 + 244·BMI)
+- creatinine clearance, Cockcroft & Gault (Nephron 1976;16:31):
+  CrCl [mL/min] = (140 − age[y])·weight[kg]/(72·SCr[mg/dL]) × 0.85 if female
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import pint
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from medtransport.boundary import BoundarySpec
+from medtransport.domain import DomainSpec
+from medtransport.errors import ScenarioError
+from medtransport.units import Q_, Qty, format_quantity, parse_quantity
+
+__all__ = [
+    "AuditSpec",
+    "Event",
+    "OutputSpec",
+    "Patient",
+    "Scenario",
+    "SolverSpec",
+    "TimeGrid",
+    "format_validation_error",
+    "load_scenario",
+]
+
+#: The most output times (or steps) a scenario may ask for; beyond this a typo is likelier
+#: than intent, and the arrays would not fit in memory.
+MAX_STEPS = 50_000_000
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Patient(_Section):
+    """The patient a scenario is run for."""
+
+    weight: Qty("kg", gt=0, lt=1000)
+    height: Qty("cm", gt=0, lt=300) | None = None
+    age: Qty("year", ge=0, lt=150) | None = None
+    sex: Literal["male", "female"] | None = None
+    serum_creatinine: Qty("mg/dL", "umol/L", gt=0) | None = None
+    hematocrit: Qty("dimensionless", gt=0, lt=1) | None = None
+
+    def _need(self, *names: str) -> None:
+        missing = [n for n in names if getattr(self, n) is None]
+        if missing:
+            raise ScenarioError([(f"patient.{n}", "required for this derived quantity")
+                                 for n in missing])
+
+    @property
+    def body_surface_area(self) -> pint.Quantity:
+        """Mosteller's formula (the default in most clinical software)."""
+        self._need("height")
+        assert self.height is not None
+        return Q_(math.sqrt(self.height.m_as("cm") * self.weight.m_as("kg") / 3600.0), "m^2")
+
+    @property
+    def body_surface_area_dubois(self) -> pint.Quantity:
+        self._need("height")
+        assert self.height is not None
+        return Q_(0.007184 * self.weight.m_as("kg") ** 0.425 * self.height.m_as("cm") ** 0.725,
+                  "m^2")
+
+    @property
+    def body_mass_index(self) -> pint.Quantity:
+        self._need("height")
+        assert self.height is not None
+        return (self.weight / self.height ** 2).to("kg/m^2")
+
+    @property
+    def ideal_body_weight(self) -> pint.Quantity:
+        self._need("height", "sex")
+        assert self.height is not None
+        base = 50.0 if self.sex == "male" else 45.5
+        return Q_(base + 2.3 * (self.height.m_as("inch") - 60.0), "kg")
+
+    @property
+    def lean_body_weight(self) -> pint.Quantity:
+        self._need("height", "sex")
+        w = self.weight.m_as("kg")
+        bmi = self.body_mass_index.m_as("kg/m^2")
+        den = 6680.0 + 216.0 * bmi if self.sex == "male" else 8780.0 + 244.0 * bmi
+        return Q_(9270.0 * w / den, "kg")
+
+    @property
+    def creatinine_clearance(self) -> pint.Quantity:
+        """Cockcroft–Gault, with the serum creatinine converted to mg/dL (113.12 g/mol)."""
+        self._need("age", "sex", "serum_creatinine")
+        assert self.age is not None and self.serum_creatinine is not None
+        scr = self.serum_creatinine
+        if scr.check("[mass]/[length]**3"):
+            scr_mgdl = scr.m_as("mg/dL")
+        else:
+            scr_mgdl = (scr * Q_(113.12, "g/mol")).m_as("mg/dL")
+        crcl = (140.0 - self.age.m_as("year")) * self.weight.m_as("kg") / (72.0 * scr_mgdl)
+        return Q_(crcl * (0.85 if self.sex == "female" else 1.0), "mL/min")
+
+    def derived(self) -> dict[str, pint.Quantity]:
+        """Every derived quantity the given fields allow."""
+        out: dict[str, pint.Quantity] = {}
+        for name in ("body_surface_area", "body_mass_index", "ideal_body_weight",
+                     "lean_body_weight", "creatinine_clearance"):
+            try:
+                out[name] = getattr(self, name)
+            except ScenarioError:
+                continue
+        return out
+
+
+class TimeGrid(_Section):
+    """The simulated interval and its step; outputs every ``output_every`` (default: every
+    step)."""
+
+    start: Qty("s") = Q_(0.0, "s")
+    stop: Qty("s")
+    step: Qty("s", gt=0)
+    output_every: Qty("s", gt=0) | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TimeGrid:
+        span = (self.stop - self.start).m_as("s")
+        if span <= 0:
+            raise ValueError(f"'stop' ({format_quantity(self.stop)}) must be after 'start' "
+                             f"({format_quantity(self.start)})")
+        n = span / self.step.m_as("s")
+        if n > MAX_STEPS:
+            raise ValueError(f"{n:.3g} steps exceeds the limit of {MAX_STEPS}; use a larger "
+                             "'step'")
+        if self.output_every is not None:
+            ratio = self.output_every.m_as("s") / self.step.m_as("s")
+            if abs(ratio - round(ratio)) > 1e-9 * max(1.0, ratio) or round(ratio) < 1:
+                raise ValueError(f"'output_every' ({format_quantity(self.output_every)}) must "
+                                 f"be a whole multiple of 'step' ({format_quantity(self.step)})")
+        return self
+
+    @property
+    def n_steps(self) -> int:
+        """Number of equal steps; ``step`` is shortened slightly if it does not divide the
+        span, so that the run ends exactly at ``stop``."""
+        return max(1, math.ceil((self.stop - self.start).m_as("s") / self.step.m_as("s")
+                                - 1e-9))
+
+    @property
+    def dt(self) -> float:
+        """The step actually taken, in seconds (≤ ``step``)."""
+        return (self.stop - self.start).m_as("s") / self.n_steps
+
+    @property
+    def steps_per_output(self) -> int:
+        if self.output_every is None:
+            return 1
+        return max(1, round(self.output_every.m_as("s") / self.step.m_as("s")))
+
+    def output_steps(self) -> np.ndarray:
+        """Indices of the output steps, from 0 to :attr:`n_steps` inclusive."""
+        idx = np.arange(0, self.n_steps + 1, self.steps_per_output)
+        if idx[-1] != self.n_steps:
+            idx = np.append(idx, self.n_steps)
+        return idx
+
+    def output_times(self) -> np.ndarray:
+        """Output times in seconds, including start and stop."""
+        return self.start.m_as("s") + self.output_steps() * self.dt
+
+
+class Event(BaseModel):
+    """A timed event that the model interprets (a dose, an injection, a power step).
+
+    ``type`` names it; ``at`` is its first time; ``every`` and ``count`` repeat it. Any further
+    fields (``amount``, ``rate``, ``duration``, ``power`` …) are kept as given and validated by
+    the model that reads them; quantity strings are parsed into quantities here.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(min_length=1)
+    at: Qty("s", ge=0) = Q_(0.0, "s")
+    every: Qty("s", gt=0) | None = None
+    count: Annotated[int, Field(ge=1, le=1_000_000)] = 1
+
+    @model_validator(mode="after")
+    def _repeat(self) -> Event:
+        if self.count > 1 and self.every is None:
+            raise ValueError("'count' > 1 needs 'every'")
+        for key, value in (self.model_extra or {}).items():
+            if isinstance(value, str) and value[:1] in "+-.0123456789":
+                try:
+                    q = parse_quantity(value, field=key)
+                except Exception:
+                    continue
+                if not math.isfinite(float(q.magnitude)):
+                    raise ValueError(f"'{key}' must be finite, got {value!r}")
+                setattr(self, key, q)
+        return self
+
+    def times(self) -> np.ndarray:
+        """Occurrence times in seconds."""
+        step = 0.0 if self.every is None else self.every.m_as("s")
+        return self.at.m_as("s") + step * np.arange(self.count)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return (self.model_extra or {}).get(key, default)
+
+
+class SolverSpec(BaseModel):
+    """How to solve: ``method`` names one of the model's solvers; further keys are the
+    solver's options (``walkers``, ``allow_substeps`` …), read by the model."""
+
+    model_config = ConfigDict(extra="allow")
+
+    method: str | None = None
+    allow_substeps: bool = False
+
+
+class AuditSpec(_Section):
+    """Audit tolerances. A scenario may tighten a model's defaults, never loosen them."""
+
+    rtol: Annotated[float, Field(gt=0, lt=1)] | None = None
+    atol: Annotated[float, Field(ge=0)] | None = None
+    n_sigma: Annotated[float, Field(gt=0, le=100)] | None = None
+
+    @field_validator("rtol", "atol", "n_sigma")
+    @classmethod
+    def _finite(cls, v: float | None) -> float | None:
+        if v is not None and not math.isfinite(v):
+            raise ValueError("must be finite")
+        return v
+
+
+class OutputSpec(_Section):
+    """What to keep: ``variables`` (default: all) and a file ``path`` the CLI writes to."""
+
+    variables: list[str] | None = None
+    path: str | None = None
+
+
+class Scenario(_Section):
+    """A complete scenario; see the module docstring and ``schemas/scenario.schema.json``."""
+
+    name: str = Field(min_length=1)
+    description: str | None = None
+    model: str = Field(min_length=1, pattern=r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+$")
+    patient: Patient | None = None
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    events: list[Event] = Field(default_factory=list)
+    domain: DomainSpec | None = None
+    boundaries: dict[str, BoundarySpec] = Field(default_factory=dict)
+    solver: SolverSpec = Field(default_factory=SolverSpec)
+    time: TimeGrid
+    audit: AuditSpec = Field(default_factory=AuditSpec)
+    seed: Annotated[int, Field(ge=0, lt=2**63)] | None = None
+    output: OutputSpec = Field(default_factory=OutputSpec)
+
+    def to_json(self) -> str:
+        """The scenario as JSON, quantities as strings that load back to the same values."""
+        return self.model_dump_json(exclude_none=True, round_trip=True)
+
+    def with_changes(self, **changes: Any) -> Scenario:
+        """A validated copy with some top-level sections replaced."""
+        data = json.loads(self.to_json())
+        data.update(changes)
+        return load_scenario(data)
+
+
+# --------------------------------------------------------------------------- loading
+
+def format_validation_error(exc: ValidationError, prefix: str = "") -> list[tuple[str, str]]:
+    """``(field_path, message)`` pairs from a pydantic error, paths dotted like the file."""
+    problems = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]
+               if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))]
+        # Discriminated unions add the tag to the path; it is not a field the user wrote.
+        kinds = {"no_flux", "dirichlet", "absorbing", "neumann", "robin", "permeable",
+                 "periodic", "clearance"}
+        loc = [p for p in loc if p not in kinds]
+        path = ".".join(([prefix] if prefix else []) + loc)
+        msg = err["msg"]
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        if err["type"] == "missing":
+            msg = "required field is missing"
+        elif err["type"] == "extra_forbidden":
+            msg = "unknown field (check its spelling)"
+        elif err["type"] == "union_tag_invalid":
+            ctx = err.get("ctx", {})
+            msg = f"unknown kind {ctx.get('tag')!r}; expected one of {ctx.get('expected_tags')}"
+        elif err["type"] in ("model_type", "dict_type"):
+            msg = f"expected a mapping, got {type(err.get('input')).__name__}"
+        problems.append((path, msg))
+    return problems
+
+
+def _read(path: Path) -> Any:
+    text = path.read_text(encoding="utf-8")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".yaml", ".yml"):
+            return yaml.safe_load(text)
+        if suffix == ".toml":
+            return tomllib.loads(text)
+        if suffix == ".json":
+            return json.loads(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ScenarioError(f"malformed YAML{where}: {problem}", source=str(path)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"malformed TOML: {exc}", source=str(path)) from None
+    except json.JSONDecodeError as exc:
+        raise ScenarioError(f"malformed JSON at line {exc.lineno}, column {exc.colno}: "
+                            f"{exc.msg}", source=str(path)) from None
+    raise ScenarioError(f"unknown scenario format {suffix!r}; expected .yaml, .yml, .toml or "
+                        ".json", source=str(path))
+
+
+_adapter = TypeAdapter(Scenario)
+
+
+def load_scenario(source: str | Path | Mapping[str, Any] | Scenario) -> Scenario:
+    """Load and validate a scenario from a file path (YAML/TOML/JSON) or a mapping.
+
+    Raises :class:`ScenarioError` naming every bad field path.
+    """
+    if isinstance(source, Scenario):
+        return source
+    label = None
+    if isinstance(source, str | Path):
+        path = Path(source)
+        label = str(path)
+        if not path.is_file():
+            raise ScenarioError(f"no such file: {path}")
+        try:
+            data = _read(path)
+        except UnicodeDecodeError:
+            raise ScenarioError("the file is not UTF-8 text", source=label) from None
+    else:
+        data = source
+    if not isinstance(data, Mapping):
+        raise ScenarioError(f"expected a mapping of sections at the top level, got "
+                            f"{type(data).__name__}", source=label)
+    bad_keys = [k for k in data if not isinstance(k, str)]
+    if bad_keys:
+        raise ScenarioError([(str(k), "section names must be strings") for k in bad_keys],
+                            source=label)
+    try:
+        return _adapter.validate_python(dict(data))
+    except ValidationError as exc:
+        raise ScenarioError(format_validation_error(exc), source=label) from None
+    except RecursionError:
+        raise ScenarioError("the scenario is nested too deeply", source=label) from None

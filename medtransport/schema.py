@@ -1,0 +1,57 @@
+"""JSON Schemas generated from the pydantic models: one for scenarios, one per registered
+model's parameters. ``medtransport schema --write`` regenerates ``schemas/``; a test fails
+when the files there are out of date."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from medtransport.results import write_atomically
+
+SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
+def scenario_schema() -> dict[str, Any]:
+    from medtransport.scenario import Scenario
+
+    schema = Scenario.model_json_schema(mode="validation")
+    schema["$schema"] = SCHEMA_DIALECT
+    schema["title"] = "medtransport scenario"
+    return schema
+
+
+def model_schema(model_id: str) -> dict[str, Any]:
+    from medtransport.plugins import get_registry
+
+    cls = get_registry().model_class(model_id)
+    schema = cls.Params.model_json_schema(mode="validation")
+    schema["$schema"] = SCHEMA_DIALECT
+    schema["title"] = f"parameters of {model_id}"
+    schema["description"] = cls.description
+    return schema
+
+
+def render(schema: dict[str, Any]) -> str:
+    return json.dumps(schema, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+
+
+def expected_files() -> dict[str, str]:
+    """File name → content of every schema file that should be in ``schemas/``."""
+    from medtransport.plugins import get_registry
+
+    files = {"scenario.schema.json": render(scenario_schema())}
+    for model_id in sorted(get_registry().models):
+        files[f"{model_id}.params.schema.json"] = render(model_schema(model_id))
+    return files
+
+
+def write_schemas(directory: Path) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in expected_files().items():
+        with write_atomically(directory / name, ".json.tmp") as tmp:
+            tmp.write_text(text, encoding="utf-8")
+        written.append(directory / name)
+    return written
