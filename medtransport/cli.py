@@ -116,16 +116,17 @@ def _progress_bar(label: str) -> tuple[Callable[[float], None], Callable[[], Non
 
 
 def _audit_table(report: Any, title: str) -> Any:
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left")
+    table = Table(title=escape(title), title_justify="left")
     for col in ("audit", "stage", "measured", "tolerance", "units", "verdict", "detail"):
         table.add_column(col, overflow="fold")
     for r in report.results:
         verdict = "[green]pass[/green]" if r.passed else "[bold red]FAIL[/bold red]"
         detail = r.detail + (f" (at {r.where})" if r.where and not r.passed else "")
-        table.add_row(r.name, r.stage, f"{r.measured:.3g}", f"{r.tolerance:.3g}", r.units,
-                      verdict, detail)
+        table.add_row(escape(r.name), r.stage, f"{r.measured:.3g}", f"{r.tolerance:.3g}",
+                      escape(r.units), verdict, escape(detail))
     return table
 
 

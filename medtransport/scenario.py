@@ -370,6 +370,11 @@ def load_scenario(source: str | Path | Mapping[str, Any] | Scenario) -> Scenario
             data = _read(path)
         except UnicodeDecodeError:
             raise ScenarioError("the file is not UTF-8 text", source=label) from None
+        except RecursionError:  # the YAML/JSON/TOML parsers recurse per nesting level
+            raise ScenarioError("the scenario is nested too deeply", source=label) from None
+        except OSError as exc:
+            raise ScenarioError(f"cannot read the file: {exc.strerror or exc}",
+                                source=label) from None
     else:
         data = source
     if not isinstance(data, Mapping):

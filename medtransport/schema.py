@@ -8,25 +8,43 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pint
+from pydantic.json_schema import GenerateJsonSchema
+
 from medtransport.results import write_atomically
+from medtransport.units import format_quantity
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
+class _Generator(GenerateJsonSchema):
+    """Writes quantity defaults as the strings a scenario would use (``"0 s"``)."""
+
+    def encode_default(self, dft: Any) -> Any:
+        if isinstance(dft, pint.Quantity):
+            return format_quantity(dft)
+        return super().encode_default(dft)
 
 
 def scenario_schema() -> dict[str, Any]:
     from medtransport.scenario import Scenario
 
-    schema = Scenario.model_json_schema(mode="validation")
+    schema = Scenario.model_json_schema(mode="validation", schema_generator=_Generator)
     schema["$schema"] = SCHEMA_DIALECT
     schema["title"] = "medtransport scenario"
     return schema
+
+
+def params_schema(cls: Any) -> dict[str, Any]:
+    """The JSON Schema of a model class's ``Params``."""
+    return cls.Params.model_json_schema(mode="validation", schema_generator=_Generator)
 
 
 def model_schema(model_id: str) -> dict[str, Any]:
     from medtransport.plugins import get_registry
 
     cls = get_registry().model_class(model_id)
-    schema = cls.Params.model_json_schema(mode="validation")
+    schema = params_schema(cls)
     schema["$schema"] = SCHEMA_DIALECT
     schema["title"] = f"parameters of {model_id}"
     schema["description"] = cls.description

@@ -107,7 +107,9 @@ def check_contract(cls: Any) -> None:
 
 
 def check_params_schema(cls: Any) -> None:
-    schema = cls.Params.model_json_schema()
+    from medtransport.schema import params_schema
+
+    schema = params_schema(cls)
     assert schema.get("type") == "object" and schema.get("properties"), \
         f"{cls.id}: the parameter schema has no properties"
 

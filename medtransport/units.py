@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import re
+import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -72,7 +73,7 @@ def parse_quantity(value: Any, *, field: str = "") -> pint.Quantity:
     if isinstance(value, bool):
         raise UnitError(f"{where}expected a quantity with units, got the boolean {value!r}")
     if isinstance(value, int | float | np.integer | np.floating):
-        return Q_(float(value), "dimensionless")
+        return Q_(_as_float(value, where), "dimensionless")
     if isinstance(value, Mapping):
         keys = set(value)
         if not {"magnitude", "units"} <= keys or keys - {"magnitude", "units"}:
@@ -80,8 +81,8 @@ def parse_quantity(value: Any, *, field: str = "") -> pint.Quantity:
                             f"'units', got keys {sorted(map(str, keys))}")
         magnitude = value["magnitude"]
         if isinstance(magnitude, bool) or not isinstance(magnitude, int | float):
-            raise UnitError(f"{where}expected a number for 'magnitude', got {magnitude!r}")
-        return Q_(float(magnitude), _parse_units(value["units"], where))
+            raise UnitError(f"{where}expected a number for 'magnitude', got {_short(magnitude)}")
+        return Q_(_as_float(magnitude, where), _parse_units(value["units"], where))
     if isinstance(value, str):
         match = _NUMBER.match(value)
         if not match:
@@ -90,12 +91,29 @@ def parse_quantity(value: Any, *, field: str = "") -> pint.Quantity:
         magnitude, unit_text = match.groups()
         return Q_(float(magnitude), _parse_units(unit_text or "dimensionless", where))
     raise UnitError(f"{where}expected a quantity such as '5 mg/L', got {type(value).__name__} "
-                    f"{value!r}")
+                    f"{_short(value)}")
+
+
+_REPR = reprlib.Repr()  # keyword arguments only from Python 3.12
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 3, 80, 80
+
+
+def _short(value: Any) -> str:
+    """``repr`` cut to a readable length (a scenario value may be huge or deeply nested)."""
+    return _REPR.repr(value)
+
+
+def _as_float(number: Any, where: str) -> float:
+    try:
+        return float(number)
+    except OverflowError:  # an int beyond float range (YAML reads 1000…0 as an int)
+        raise UnitError(f"{where}expected a number within ±1.8e308, got an integer too "
+                        "large for a float") from None
 
 
 def _parse_units(text: Any, where: str) -> pint.Unit:
     if not isinstance(text, str):
-        raise UnitError(f"{where}expected a unit string, got {text!r}")
+        raise UnitError(f"{where}expected a unit string, got {_short(text)}")
     try:
         return ureg.parse_units(text.strip() or "dimensionless")
     except (pint.UndefinedUnitError, pint.DefinitionSyntaxError, ValueError, AttributeError,

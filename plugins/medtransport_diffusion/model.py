@@ -221,7 +221,7 @@ class FickDiffusion(Model):
         return sol.times, sol.states, self._ledger(n, outflow, sink, source)
 
     def _walkers(self, progress: Progress | None) -> tuple[Any, Any, Ledger, dict[str, Any]]:
-        from medtransport.numerics import random_walk as rw
+        from medtransport_diffusion import walkers as rw
 
         if self.params.decay_rate.magnitude > 0 or self.params.source is not None:
             raise ScenarioError([("solver.method", f"{self.method} supports pure diffusion; "
@@ -231,7 +231,7 @@ class FickDiffusion(Model):
         walkers = int(opts.get("walkers", 100_000))
         if not 1 <= walkers <= 50_000_000:
             raise ScenarioError([("solver.walkers", f"expected 1 to 5e7 walkers, got {walkers}")])
-        return rw.simulate_fick_walkers(self, walkers, progress)
+        return rw.simulate(self, walkers, progress)
 
     def _check_series(self, grid: Grid, bcs: dict[str, BoundaryCondition]) -> None:
         ok_shape = (grid.geometry == "sphere" and grid.lower[0] == 0.0) or \
@@ -253,14 +253,14 @@ class FickDiffusion(Model):
             raise ScenarioError(problems)
 
     def _series_truncation(self) -> Any:
-        from medtransport.numerics import series
+        from medtransport_diffusion import series_solution
 
-        return series.fick_truncation(self)
+        return series_solution.truncation(self)
 
     def _series(self) -> tuple[Any, Any, Ledger]:
-        from medtransport.numerics import series
+        from medtransport_diffusion import series_solution
 
-        return series.simulate_fick_series(self)
+        return series_solution.simulate(self)
 
     @classmethod
     def example_scenarios(cls) -> list[dict[str, Any]]:
@@ -276,10 +276,14 @@ class FickDiffusion(Model):
             "seed": 7,
         }
         out = []
-        for method in ("crank_nicolson", "backward_euler", "ftcs"):
+        for method in ("crank_nicolson", "backward_euler"):
             out.append({**base, "name": f"slab, {method}", "solver": {"method": method}})
-        out.append({**base, "name": "slab, lattice walk", "boundaries": {"x+": {"kind":
-                    "absorbing"}}, "solver": {"method": "lattice_walk", "walkers": 2000}})
+        out.append({**base, "name": "slab, ftcs sub-stepped",
+                    "solver": {"method": "ftcs", "allow_substeps": True}})
+        out.append({**base, "name": "slab, lattice walk",
+                    "boundaries": {"x+": {"kind": "absorbing"}},
+                    "time": {"stop": "60 s", "step": "0.25 s", "output_every": "10 s"},
+                    "solver": {"method": "lattice_walk", "walkers": 2000}})
         out.append({**base, "name": "sphere, brownian walkers",
                     "domain": {"shape": "sphere", "radius": "0.5 mm", "cells": [20]},
                     "parameters": {"diffusivity": "1e-9 m^2/s",
