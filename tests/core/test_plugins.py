@@ -117,9 +117,9 @@ def test_a_model_class_that_breaks_the_contract_names_the_plugin() -> None:
     reg = get_registry()
     with pytest.raises(PluginError, match=r"plugin bad 2.0: cannot import model bad.missing"):
         reg.model_class("bad.missing")
-    with pytest.raises(PluginError, match="not a subclass of medtransport.Model"):
+    with pytest.raises(PluginError, match=r"not a subclass of medtransport.Model"):
         reg.model_class("bad.notamodel")
-    with pytest.raises(PluginError, match="no model 'bad.nothing'"):
+    with pytest.raises(PluginError, match=r"no model 'bad.nothing'"):
         reg.model_class("bad.nothing")
 
 

@@ -40,7 +40,7 @@ def test_the_same_scenario_loads_from_yaml_toml_and_json(tmp_path: Path) -> None
 def test_yaml_loader_is_safe(tmp_path: Path) -> None:
     p = tmp_path / "evil.yaml"
     p.write_text("name: !!python/object/apply:os.system ['echo pwned']\n")
-    with pytest.raises(ScenarioError, match="malformed YAML"):
+    with pytest.raises(ScenarioError, match=r"malformed YAML"):
         load_scenario(p)
 
 
@@ -57,7 +57,7 @@ def test_time_grid_ends_exactly_at_stop() -> None:
     sc = load_scenario({**SLAB, "time": {"stop": "10 s", "step": "3 s"}})
     t = sc.time.output_times()
     assert t[0] == 0 and t[-1] == pytest.approx(10.0) and sc.time.dt <= 3.0
-    with pytest.raises(ScenarioError, match="whole multiple"):
+    with pytest.raises(ScenarioError, match=r"whole multiple"):
         load_scenario({**SLAB, "time": {"stop": "10 s", "step": "2 s", "output_every": "3 s"}})
 
 
@@ -67,7 +67,7 @@ def test_repeated_events_expand() -> None:
     ev = sc.events[0]
     assert list(ev.times()) == [0.0, 43200.0, 86400.0]
     assert ev.get("amount").m_as("mg") == 1000.0
-    with pytest.raises(ScenarioError, match="events.0"):
+    with pytest.raises(ScenarioError, match=r"events.0"):
         load_scenario({**SLAB, "events": [{"type": "bolus", "count": 3}]})
 
 
@@ -95,5 +95,5 @@ def test_patient_derived_quantities() -> None:
     q = p.model_copy(update={"serum_creatinine": Patient(
         weight="1 kg", serum_creatinine="79.58 umol/L").serum_creatinine})
     assert q.creatinine_clearance.m_as("mL/min") == pytest.approx(102.6, rel=1e-3)
-    with pytest.raises(ScenarioError, match="patient.height"):
+    with pytest.raises(ScenarioError, match=r"patient.height"):
         _ = Patient(weight="70 kg").body_surface_area
