@@ -48,16 +48,19 @@ def audit_mass_balance(ctx: AuditContext) -> list[AuditResult]:
         se = ctx.trajectory.standard_errors.get(sp.name)
         allowed = tol + (ctx.tolerance.n_sigma * np.asarray(se, dtype=float) if se is not None
                          else 0.0)
-        excess = np.abs(res) - allowed
         bad = ~np.isfinite(res)
+        with np.errstate(invalid="ignore"):
+            excess = np.abs(res) - allowed
         i = int(np.argmax(np.where(bad, np.inf, excess)))
         worst = float(np.max(np.abs(res))) if not bad.any() else float("nan")
         passed = bool(not bad.any() and np.all(excess <= 0))
         detail = (f"max |stored − (initial + inflow + source − outflow − sink)| over "
                   f"{len(res)} times; scale {scale:.6g} {units}")
-        if not passed:
+        if not passed and not bad.any():
             detail += (f"; worst at t = {ctx.times[i]:.6g} s: stored {ctx.stored[sp.name][i]:.9g},"
                        f" ledger expects {ctx.stored[sp.name][i] - res[i]:.9g}")
+        if bad.any():
+            detail += f"; non-finite residual first at t = {ctx.times[np.argmax(bad)]:.6g} s"
         out.append(AuditResult(name, passed, worst, float(np.max(allowed)), units, detail,
                                {"time_s": float(ctx.times[i])} if not passed else {}))
     return out
