@@ -27,7 +27,7 @@ each face lets through — so the ledger's outflow is a per-face sum the auditor
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated, Literal
 
 import pint
@@ -132,6 +132,8 @@ class BoundaryCondition:
     flux: float = 0.0
     coefficient: float = 0.0
     clearance: float = 0.0
+    field_units: str = ""
+    flux_units: str = ""
 
     @property
     def lets_through(self) -> bool:
@@ -155,13 +157,18 @@ class BoundaryCondition:
         raise ValueError(f"{self.kind} has no finite-volume face flux")
 
     def describe(self) -> str:
+        u, f = self.field_units, self.flux_units
+        h = f"({f})/({u})" if u and f else ""
+        h = f"{ureg.parse_units(h):~P}" if h else ""
         return {
             "no_flux": "no flux (reflecting)",
-            "dirichlet": f"held at {self.value:g}",
+            "dirichlet": f"held at {self.value:g} {u}",
             "absorbing": "absorbing (held at 0)",
-            "neumann": f"given inward flux {self.flux:g}",
-            "robin": f"convective, coefficient {self.coefficient:g}, ambient {self.value:g}",
-            "permeable": f"permeable, permeability {self.coefficient:g}, outside {self.value:g}",
+            "neumann": f"given inward flux {self.flux:g} {f}",
+            "robin": f"convective, transfer coefficient {self.coefficient:g} {h}, ambient "
+                     f"{self.value:g} {u}",
+            "permeable": f"permeable, permeability {self.coefficient:g} {h}, outside "
+                         f"{self.value:g} {u}",
             "periodic": "periodic",
             "clearance": f"clearance {self.clearance:g} L/h",
         }[self.kind]
@@ -238,6 +245,8 @@ def resolve_boundaries(specs: dict[str, BoundarySpec], faces: tuple[str, ...], *
                                        "negative"))
         except ScenarioError as exc:
             problems.extend(exc.problems)
+    out = {face: replace(bc, field_units=field_units, flux_units=flux_units)
+           for face, bc in out.items()}
     # A periodic face needs a periodic partner.
     for face, bc in out.items():
         if bc.kind == "periodic":

@@ -35,17 +35,20 @@ def explain(model: Model) -> Any:
                   "stored = initial + inflow + source − outflow − sink, for "
                   + ", ".join(s.name for s in model.conserved)
                   + f"; checked at every output time to rtol {tol.rtol:g}, atol {tol.atol:g}"
-                  + (f", {tol.n_sigma:g} standard errors" if "stochastic" in model.tags else ""))
+                  + (f", {tol.n_sigma:g} standard errors" if model.stochastic else ""))
     initial = []
+    units = model.ledger_units()
     for s in model.conserved:
         q = declared[s.name]
-        initial.append(f"{s.name}: {format_quantity(q)}")
+        line = f"{s.name}: {q:~P}"
+        if s.name in units:
+            line += f" (= {q.to(units[s.name]):~P} in the ledger)"
+        initial.append(line)
     table.add_row("how much it starts with", "\n".join(initial))
     margins = model.stability()
-    if margins:
-        table.add_row("stability margins", "\n".join(
-            f"{m.name}: {m.detail} — {'ok' if m.passed else 'UNSTABLE: ' + m.fix}"
-            for m in margins))
+    table.add_row("stability margins", "\n".join(
+        f"{m.name}: {m.detail} — {'ok' if m.passed else 'UNSTABLE: ' + m.fix}"
+        for m in margins) or "none declared (the solver is unconditionally stable)")
     truncs = model.truncations()
     if truncs:
         table.add_row("series truncation", "\n".join(

@@ -99,6 +99,8 @@ class Model:
     tags: ClassVar[frozenset[str]] = frozenset()
     #: Solver methods and their default audit tolerances; the first is the default method.
     methods: ClassVar[dict[str, Tolerance]] = {"default": Tolerance()}
+    #: The methods that draw random numbers (their output depends on the scenario's seed).
+    stochastic_methods: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, scenario: Scenario, params: Params):
         self.scenario = scenario
@@ -129,6 +131,15 @@ class Model:
     def initial_amounts(self) -> dict[str, pint.Quantity]:
         """The amount of each species present at the start, as declared by the scenario."""
         raise NotImplementedError
+
+    @property
+    def stochastic(self) -> bool:
+        return self.method in self.stochastic_methods
+
+    def ledger_units(self) -> dict[str, str]:
+        """The unit each species' ledger is kept in, when known before the run (for
+        ``explain``); empty if only the trajectory knows."""
+        return {}
 
     def routes(self) -> dict[str, list[str]]:
         """Per species, the ways it may leave or be removed (faces that let flux through,

@@ -161,7 +161,8 @@ def check_same_seed_same_output(cls: Any) -> None:
         for k in a:
             assert np.array_equal(a[k], b[k], equal_nan=True), \
                 f"{scenario['name']}: {k} differs between two runs with the same seed"
-        if "stochastic" in cls.tags and "walkers" in str(scenario.get("solver", {})):
+        method = (scenario.get("solver") or {}).get("method")
+        if method in cls.stochastic_methods:
             other = dict(scenario, seed=int(scenario["seed"]) + 1)
             c = _numbers(_run(other))
             assert any(not np.array_equal(a[k], c[k]) for k in a), \

@@ -78,6 +78,7 @@ class FickDiffusion(Model):
         "brownian": Tolerance(rtol=1e-12),
         "series": Tolerance(rtol=1e-8),
     }
+    stochastic_methods = frozenset(WALKER_METHODS)
     params: FickParams
 
     # -- the five answers ------------------------------------------------------------------
@@ -118,6 +119,9 @@ class FickDiffusion(Model):
         if self.method == "series":
             self._check_series(grid, bcs)
         return bcs
+
+    def ledger_units(self) -> dict[str, str]:
+        return {"solute": self.amount_units}
 
     def initial_amounts(self) -> dict[str, pint.Quantity]:
         return {"solute": self.params.initial.amount}
