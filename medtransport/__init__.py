@@ -35,6 +35,7 @@ __all__ = [
     "__version__",
     "load_scenario",
     "models",
+    "ureg",
     "read_netcdf",
     "run",
     "write_netcdf",
@@ -42,15 +43,16 @@ __all__ = [
 
 if TYPE_CHECKING:
     from medtransport.results import read_netcdf, write_netcdf
-    from medtransport.run import run
+    from medtransport.runner import run
     from medtransport.scenario import load_scenario
 
 _LAZY = {
     "load_scenario": "medtransport.scenario",
-    "run": "medtransport.run",
+    "run": "medtransport.runner",
     "read_netcdf": "medtransport.results",
     "write_netcdf": "medtransport.results",
     "Model": "medtransport.model",
+    "run_scenario": "medtransport.runner",
     "ureg": "medtransport.units",
 }
 

@@ -131,7 +131,7 @@ def _audit_table(report: Any, title: str) -> Any:
 
 
 def _run(scenario: str, label: str) -> tuple[Any, Any]:
-    from medtransport.run import prepare, run
+    from medtransport.runner import prepare, run
 
     model = prepare(scenario)
     update, close = _progress_bar(label)
@@ -244,6 +244,6 @@ def schema_cmd(model: str | None, write: bool, directory: str) -> None:
 def explain_cmd(scenario: str) -> None:
     """The five answers for SCENARIO, its ledger terms and stability margins (no run)."""
     from medtransport.explain import explain
-    from medtransport.run import prepare
+    from medtransport.runner import prepare
 
     _console().print(explain(prepare(scenario)))

@@ -77,7 +77,7 @@ def _examples(cls: Any) -> list[dict[str, Any]]:
 
 
 def _run(scenario: dict[str, Any], cls: Any | None = None) -> Any:
-    from medtransport.run import run
+    from medtransport.runner import run
     from medtransport.scenario import load_scenario
 
     sc = load_scenario(scenario)

@@ -16,7 +16,7 @@ from medtransport.audit import AuditResult
 from medtransport.errors import AuditFailure, ModelError, PluginError
 from medtransport.hookspecs import ModelSpec, hookimpl
 from medtransport.plugins import get_registry, register_plugin, reset_registry
-from medtransport.run import run
+from medtransport.runner import run
 
 SLAB = {
     "name": "slab",
@@ -160,7 +160,7 @@ def test_plugins_cannot_remove_core_audits() -> None:
         return [all_good]
 
     register_plugin(_plugin("lenient", medtransport_audits=medtransport_audits), "lenient")
-    from medtransport.run import prepare
+    from medtransport.runner import prepare
 
     model = prepare(SLAB)
     original = model.simulate
@@ -189,7 +189,7 @@ def test_an_exception_in_a_hook_names_the_plugin() -> None:
 
 def test_an_exception_in_simulate_names_model_and_plugin(monkeypatch: pytest.MonkeyPatch
                                                          ) -> None:
-    from medtransport.run import prepare
+    from medtransport.runner import prepare
 
     model = prepare(SLAB)
     monkeypatch.setattr(model, "simulate", lambda progress=None: 1 / 0)

@@ -72,7 +72,7 @@ def test_repeated_events_expand() -> None:
 
 
 def test_audit_section_may_only_tighten() -> None:
-    from medtransport.run import prepare
+    from medtransport.runner import prepare
 
     model = prepare({**SLAB, "audit": {"rtol": 1e-12}})
     assert model.tolerance.rtol == 1e-12

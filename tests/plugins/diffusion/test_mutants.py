@@ -16,7 +16,7 @@ from medtransport.boundary import BoundaryCondition
 from medtransport.errors import AuditFailure
 from medtransport.numerics import series
 from medtransport.numerics.finite_volume import UnstableStepError
-from medtransport.run import run
+from medtransport.runner import run
 from medtransport.scenario import load_scenario
 from medtransport_diffusion.model import FickDiffusion
 

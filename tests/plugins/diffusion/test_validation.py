@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from medtransport.run import run
+from medtransport.runner import run
 
 D = 1e-9  # m²/s
 
