@@ -35,9 +35,9 @@ __all__ = [
     "__version__",
     "load_scenario",
     "models",
-    "ureg",
     "read_netcdf",
     "run",
+    "ureg",
     "write_netcdf",
 ]
 
@@ -52,7 +52,6 @@ _LAZY = {
     "read_netcdf": "medtransport.results",
     "write_netcdf": "medtransport.results",
     "Model": "medtransport.model",
-    "run_scenario": "medtransport.runner",
     "ureg": "medtransport.units",
 }
 

@@ -26,7 +26,7 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import pint
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from medtransport.errors import ScenarioError
 from medtransport.units import Q_, Qty, ureg
@@ -271,6 +271,18 @@ class Particles(Domain):
 Length = Qty("m", gt=0)
 
 
+def _not_bool(value: Any) -> Any:
+    # pydantic's lax mode reads `true` as 1; a boolean is never a count.
+    if isinstance(value, bool):
+        raise ValueError(f"expected a whole number, got the boolean {value}")
+    return value
+
+
+#: Metadata for whole-number fields (cells, seeds, repeat counts) that refuses booleans; put it
+#: after the ``Field`` constraints, or the JSON Schema loses ``minimum``/``maximum``.
+NotBool = BeforeValidator(_not_bool)
+
+
 class DomainSpec(BaseModel):
     """The ``domain`` section of a scenario.
 
@@ -286,8 +298,8 @@ class DomainSpec(BaseModel):
     origin: list[Qty("m")] | None = None
     radius: Length | None = None
     inner_radius: Qty("m", ge=0) | None = None
-    cells: Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1, max_length=3)] | None \
-        = None
+    cells: Annotated[list[Annotated[int, Field(ge=1), NotBool]], Field(min_length=1,
+                                                                       max_length=3)] | None = None
     compartments: list[str] | None = None
     volumes: list[Qty("L", gt=0)] | None = None
 

@@ -41,7 +41,7 @@ from pydantic import (
 )
 
 from medtransport.boundary import BoundarySpec
-from medtransport.domain import DomainSpec
+from medtransport.domain import DomainSpec, NotBool
 from medtransport.errors import ScenarioError
 from medtransport.units import Q_, Qty, format_quantity, parse_quantity
 
@@ -211,14 +211,16 @@ class Event(BaseModel):
     type: str = Field(min_length=1)
     at: Qty("s", ge=0) = Q_(0.0, "s")
     every: Qty("s", gt=0) | None = None
-    count: Annotated[int, Field(ge=1, le=1_000_000)] = 1
+    count: Annotated[int, Field(ge=1, le=1_000_000), NotBool] = 1
 
     @model_validator(mode="after")
     def _repeat(self) -> Event:
         if self.count > 1 and self.every is None:
             raise ValueError("'count' > 1 needs 'every'")
         for key, value in (self.model_extra or {}).items():
-            if isinstance(value, str) and value[:1] in "+-.0123456789":
+            # Anything that starts like a number, "nan" and "inf" included.
+            if isinstance(value, str) and (value[:1] in "+-.0123456789"
+                                           or value[:3].lower() in ("nan", "inf")):
                 try:
                     q = parse_quantity(value, field=key)
                 except Exception:
@@ -283,7 +285,7 @@ class Scenario(_Section):
     solver: SolverSpec = Field(default_factory=SolverSpec)
     time: TimeGrid
     audit: AuditSpec = Field(default_factory=AuditSpec)
-    seed: Annotated[int, Field(ge=0, lt=2**63)] | None = None
+    seed: Annotated[int, Field(ge=0, lt=2**63), NotBool] | None = None
     output: OutputSpec = Field(default_factory=OutputSpec)
 
     def to_json(self) -> str:
@@ -299,16 +301,42 @@ class Scenario(_Section):
 
 # --------------------------------------------------------------------------- loading
 
-def format_validation_error(exc: ValidationError, prefix: str = "") -> list[tuple[str, str]]:
-    """``(field_path, message)`` pairs from a pydantic error, paths dotted like the file."""
+_KINDS = {"no_flux", "dirichlet", "absorbing", "neumann", "robin", "permeable", "periodic",
+          "clearance"}
+
+
+def _is_tag(p: Any) -> bool:
+    """Whether a pydantic location item is one of its own tags, not a field the user wrote:
+    union members (``function-plain[…]``, ``list[…]``), ``[key]``, discriminator values."""
+    return isinstance(p, str) and ("[" in p or p.startswith("function-") or p in _KINDS)
+
+
+def _user_path(loc: tuple[Any, ...], data: Any) -> list[str]:
+    """The items of ``loc`` the user wrote: a key or index found in ``data`` is always kept
+    (a face may be called ``robin``); anything else is kept unless it is a pydantic tag."""
+    out, node = [], data
+    for p in loc:
+        if isinstance(node, Mapping) and p in node:
+            out.append(str(p))
+            node = node[p]
+        elif isinstance(node, list) and isinstance(p, int) and 0 <= p < len(node):
+            out.append(str(p))
+            node = node[p]
+        elif not _is_tag(p):
+            out.append(str(p))
+            node = None
+    return out
+
+
+def format_validation_error(exc: ValidationError, prefix: str = "", *,
+                            data: Any = None) -> list[tuple[str, str]]:
+    """``(field_path, message)`` pairs from a pydantic error, paths dotted like the file.
+
+    Give the validated ``data`` so that keys the user wrote are told apart from pydantic's
+    tags even when they look alike."""
     problems = []
     for err in exc.errors():
-        loc = [str(p) for p in err["loc"]
-               if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))]
-        # Discriminated unions add the tag to the path; it is not a field the user wrote.
-        kinds = {"no_flux", "dirichlet", "absorbing", "neumann", "robin", "permeable",
-                 "periodic", "clearance"}
-        loc = [p for p in loc if p not in kinds]
+        loc = _user_path(tuple(err["loc"]), data)
         path = ".".join(([prefix] if prefix else []) + loc)
         msg = err["msg"]
         if msg.startswith("Value error, "):
@@ -384,9 +412,10 @@ def load_scenario(source: str | Path | Mapping[str, Any] | Scenario) -> Scenario
     if bad_keys:
         raise ScenarioError([(str(k), "section names must be strings") for k in bad_keys],
                             source=label)
+    data = dict(data)
     try:
-        return _adapter.validate_python(dict(data))
+        return _adapter.validate_python(data)
     except ValidationError as exc:
-        raise ScenarioError(format_validation_error(exc), source=label) from None
+        raise ScenarioError(format_validation_error(exc, data=data), source=label) from None
     except RecursionError:
         raise ScenarioError("the scenario is nested too deeply", source=label) from None

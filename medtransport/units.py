@@ -46,7 +46,9 @@ __all__ = [
     "ureg",
 ]
 
-ureg = pint.UnitRegistry(autoconvert_offset_to_baseunit=False, cache_folder=None)
+# force_ndarray_like: pint-xarray needs it to quantify datasets with this registry.
+ureg = pint.UnitRegistry(autoconvert_offset_to_baseunit=False, force_ndarray_like=True,
+                         cache_folder=None)
 # Units the medical literature uses that pint does not define by default.
 ureg.define("hounsfield_unit = [] = HU")
 ureg.define("cells = [] = cell")
@@ -148,8 +150,10 @@ def to_canonical(value: Any, units: tuple[str, ...] | str, *, field: str = "") -
             except pint.OffsetUnitCalculusError as exc:  # pragma: no cover - defensive
                 raise UnitError(f"{field}: {exc}") from None
     expected = " or ".join(f"{dimension_of(u)} (e.g. {u})" for u in units)
+    # Echo a string as the user wrote it ('5 mL', not pint's '5 ml').
+    shown = _short(value.strip()) if isinstance(value, str) else repr(format_quantity(q))
     got = "a bare number" if q.dimensionless and not isinstance(value, pint.Quantity | str) \
-        else f"{format_quantity(q)!r} of dimension {q.dimensionality}"
+        else f"{shown} of dimension {q.dimensionality}"
     where = f"{field}: " if field else ""
     raise UnitError(f"{where}expected {expected}, got {got}")
 
