@@ -142,11 +142,12 @@ class PluginRegistry:
                     raise PluginError(f"{attr} is not marked with @hookimpl")
                 raise PluginError(f"unknown hook {attr!r} (known: {', '.join(sorted(spec_names))})")
             self.manager.check_pending()
-            from medtransport.units import ureg
-
             found: list[ModelSpec] = []
             for impl in self.manager.hook.medtransport_define_units.get_hookimpls():
                 if impl.plugin is plugin:
+                    # Only now: building the unit registry is the slowest part of start-up.
+                    from medtransport.units import ureg
+
                     impl.function(registry=ureg)
             for impl in self.manager.hook.medtransport_models.get_hookimpls():
                 if impl.plugin is plugin:

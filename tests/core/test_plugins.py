@@ -217,7 +217,7 @@ def test_medtransport_models_is_fast_to_import() -> None:
 
     code = ("import sys, medtransport; medtransport.models(); "
             "print(any(m.startswith(('scipy.sparse', 'numba', 'xarray', 'matplotlib', "
-            "'medtransport_diffusion.model')) "
+            "'medtransport_diffusion.model', 'medtransport.units')) "
             "for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
