@@ -13,6 +13,7 @@ without a traceback unless ``--debug`` is given.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -130,16 +131,40 @@ def _audit_table(report: Any, title: str) -> Any:
     return table
 
 
-def _run(scenario: str, label: str) -> tuple[Any, Any]:
+def _run(scenario: Any, label: str) -> tuple[Any, Any]:
+    """Run SCENARIO (a path, or a model :func:`prepare` already built) with a progress bar."""
     from medtransport.runner import prepare, run
 
-    model = prepare(scenario)
+    model = prepare(scenario) if isinstance(scenario, str) else scenario
     update, close = _progress_bar(label)
     try:
         ds = run(model, progress=update)
     finally:
         close()
     return model, ds
+
+
+def _check_target(path: str, option: str, image: bool = False) -> None:
+    """Refuse an output path that cannot be written, naming the option that gave it."""
+    target = Path(path)
+    problem = None
+    if target.is_dir():
+        problem = f"{path} is a directory, expected a file path"
+    elif not (target.parent if str(target.parent) else Path(".")).is_dir():
+        problem = f"the directory {target.parent} does not exist"
+    elif image:
+        from matplotlib.backend_bases import FigureCanvasBase
+
+        kinds = FigureCanvasBase.get_supported_filetypes()
+        kind = target.suffix.lower().lstrip(".") or "png"
+        if kind not in kinds:
+            problem = (f"cannot write a {kind!r} image; use one of "
+                       f"{', '.join(sorted(kinds))}")
+    if problem is None:
+        return
+    if option == "output.path":
+        raise ScenarioError([(option, problem)])
+    raise click.BadParameter(problem, param_hint=f"'{option}'")
 
 
 # ------------------------------------------------------------------------------ commands
@@ -154,11 +179,19 @@ def _run(scenario: str, label: str) -> tuple[Any, Any]:
 def run_cmd(scenario: str, output: str | None, plot_path: str | None, quiet: bool) -> None:
     """Run SCENARIO, audit it, print the audit table and write the result."""
     from medtransport.audit import AuditReport
-    from medtransport.results import write_netcdf
+    from medtransport.results import write_atomically, write_netcdf
+    from medtransport.runner import prepare
 
     console = _console()
+    model = prepare(scenario)
+    target = output or model.scenario.output.path
+    # Before a long run, not after it: where the results go must be writable.
+    if target:
+        _check_target(target, "-o/--output" if output else "output.path")
+    if plot_path:
+        _check_target(plot_path, "--plot", image=True)
     try:
-        model, ds = _run(scenario, "simulating")
+        model, ds = _run(model, "simulating")
     except AuditFailure as exc:
         if exc.report is not None and not quiet:
             _console(stderr=True).print(_audit_table(exc.report, "audit (FAILED)"))
@@ -167,13 +200,16 @@ def run_cmd(scenario: str, output: str | None, plot_path: str | None, quiet: boo
     if not quiet:
         console.print(_audit_table(report, f"audit of {model.scenario.name!r} ({model.id}, "
                                            f"{model.method})"))
-    target = output or model.scenario.output.path
-    if target:
-        write_netcdf(ds, target)
-    if plot_path:
-        from medtransport.plotting import save_plot
+    # Both files are written to temporary names and renamed only once both are complete, so a
+    # failing plot cannot leave a NetCDF behind (nor the reverse).
+    with contextlib.ExitStack() as files:
+        if target:
+            write_netcdf(ds, files.enter_context(write_atomically(target, ".nc.tmp")))
+        if plot_path:
+            from medtransport.plotting import save_plot
 
-        save_plot(model, ds, plot_path)
+            suffix = Path(plot_path).suffix or ".png"
+            save_plot(model, ds, str(files.enter_context(write_atomically(plot_path, suffix))))
     written = ", ".join(p for p in (target, plot_path) if p) or "nothing (no -o given)"
     console.print(f"{report.summary()}; wrote {written}")
 

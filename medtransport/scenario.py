@@ -34,9 +34,11 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     TypeAdapter,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -63,7 +65,8 @@ MAX_STEPS = 50_000_000
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # YAML's !!binary gives bytes; stored as base64 so that to_json() never fails on them.
+    model_config = ConfigDict(extra="forbid", ser_json_bytes="base64")
 
 
 class Patient(_Section):
@@ -159,8 +162,10 @@ class TimeGrid(_Section):
                              f"({format_quantity(self.start)})")
         n = span / self.step.m_as("s")
         if n > MAX_STEPS:
-            raise ValueError(f"{n:.3g} steps exceeds the limit of {MAX_STEPS}; use a larger "
-                             "'step'")
+            raise ValueError(f"'start' ({format_quantity(self.start)}) to 'stop' "
+                             f"({format_quantity(self.stop)}) in steps of 'step' "
+                             f"({format_quantity(self.step)}) is {n:.3g} steps, more than the "
+                             f"limit of {MAX_STEPS}; use a larger 'step'")
         if self.output_every is not None:
             ratio = self.output_every.m_as("s") / self.step.m_as("s")
             if abs(ratio - round(ratio)) > 1e-9 * max(1.0, ratio) or round(ratio) < 1:
@@ -206,7 +211,7 @@ class Event(BaseModel):
     the model that reads them; quantity strings are parsed into quantities here.
     """
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", ser_json_bytes="base64")
 
     type: str = Field(min_length=1)
     at: Qty("s", ge=0) = Q_(0.0, "s")
@@ -230,6 +235,14 @@ class Event(BaseModel):
                 setattr(self, key, q)
         return self
 
+    @model_serializer(mode="wrap")
+    def _quantities_as_text(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # The extra fields parsed above are pint quantities, which pydantic cannot serialize;
+        # write them back as the strings they were read from.
+        parsed = {k: format_quantity(v) for k, v in (self.model_extra or {}).items()
+                  if isinstance(v, pint.Quantity)}
+        return handler(self.model_copy(update=parsed) if parsed else self)
+
     def times(self) -> np.ndarray:
         """Occurrence times in seconds."""
         step = 0.0 if self.every is None else self.every.m_as("s")
@@ -243,7 +256,7 @@ class SolverSpec(BaseModel):
     """How to solve: ``method`` names one of the model's solvers; further keys are the
     solver's options (``walkers``, ``allow_substeps`` …), read by the model."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", ser_json_bytes="base64")
 
     method: str | None = None
     allow_substeps: bool = False

@@ -117,13 +117,17 @@ def _parse_units(text: Any, where: str) -> pint.Unit:
     if not isinstance(text, str):
         raise UnitError(f"{where}expected a unit string, got {_short(text)}")
     try:
-        return ureg.parse_units(text.strip() or "dimensionless")
+        unit = ureg.parse_units(text.strip() or "dimensionless")
     except (pint.UndefinedUnitError, pint.DefinitionSyntaxError, ValueError, AttributeError,
             TypeError, AssertionError) as exc:
         raise UnitError(f"{where}unknown or malformed unit {text!r} ({exc})") from None
     except Exception as exc:  # pint's tokenizer raises assorted errors on garbage
         raise UnitError(f"{where}unknown or malformed unit {text!r} "
                         f"({type(exc).__name__})") from None
+    # 'm**1e400' parses to m**inf, which no dimension matches and which cannot be written back.
+    if not all(math.isfinite(float(e)) for e in unit._units.values()):
+        raise UnitError(f"{where}unknown or malformed unit {text!r} (non-finite exponent)")
+    return unit
 
 
 def dimension_of(unit: str | pint.Unit | pint.Quantity) -> str:
@@ -165,7 +169,12 @@ def format_quantity(q: pint.Quantity) -> str:
         mag = mag.tolist()
     unit = format(q.units, "~C") if not q.dimensionless else ""
     unit = unit.replace("°C", "degC").replace("°F", "degF")
-    return f"{mag:.15g} {unit}".strip() if isinstance(mag, float | int) else f"{mag} {unit}".strip()
+    if isinstance(mag, float | int):
+        text = f"{mag:.15g}"
+        if float(text) != mag:  # 15 digits read well but do not always load back exactly
+            text = repr(float(mag))
+        return f"{text} {unit}".strip()
+    return f"{mag} {unit}".strip()
 
 
 @dataclass(frozen=True)
