@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import pint
 import xarray as xr
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from medtransport.boundary import BoundaryCondition
 from medtransport.domain import Domain
@@ -101,6 +101,8 @@ class Model:
     methods: ClassVar[dict[str, Tolerance]] = {"default": Tolerance()}
     #: The methods that draw random numbers (their output depends on the scenario's seed).
     stochastic_methods: ClassVar[frozenset[str]] = frozenset()
+    #: The event types (``events[].type``) the model interprets; any other is refused.
+    event_types: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, scenario: Scenario, params: Params):
         self.scenario = scenario
@@ -109,8 +111,47 @@ class Model:
         if self.method not in self.methods:
             raise ScenarioError([("solver.method", f"{self.id} offers "
                                   f"{', '.join(self.methods)}; got {self.method!r}")])
+        self.options = self._validate_options()
+        self._check_events()
         self.domain = self.build_domain()
         self.boundaries = self.build_boundaries()
+        _ = self.tolerance  # a loosened audit section is refused before anything runs
+
+    def solver_options(self) -> dict[str, Any]:
+        """The options ``solver`` may carry for :attr:`method`: name → annotated type with its
+        default, e.g. ``{"walkers": (Annotated[int, Field(ge=1)], 100_000)}``."""
+        return {}
+
+    def _validate_options(self) -> dict[str, Any]:
+        given = dict(self.scenario.solver.model_extra or {})
+        known = self.solver_options()
+        problems = [(f"solver.{k}", f"unknown option for method {self.method!r} of {self.id}"
+                     + (f"; it takes {', '.join(sorted(known))}" if known else
+                        "; it takes none"))
+                    for k in sorted(set(given) - set(known))]
+        values: dict[str, Any] = {}
+        for name, (kind, default) in known.items():
+            if name not in given:
+                values[name] = default
+                continue
+            try:
+                values[name] = TypeAdapter(kind).validate_python(given[name])
+            except ValidationError as exc:
+                problems += format_validation_error(exc, f"solver.{name}")
+        if problems:
+            raise ScenarioError(problems)
+        return values
+
+    def _check_events(self) -> None:
+        problems = []
+        for i, event in enumerate(self.scenario.events):
+            if event.type not in self.event_types:
+                takes = (f"it interprets {', '.join(sorted(self.event_types))}"
+                         if self.event_types else "it interprets no events")
+                problems.append((f"events.{i}.type", f"{self.id} does not know events of "
+                                                     f"type {event.type!r}; {takes}"))
+        if problems:
+            raise ScenarioError(problems)
 
     # -- validation --------------------------------------------------------------------------
     @classmethod
@@ -119,7 +160,8 @@ class Model:
         try:
             return cls.Params.model_validate(parameters)
         except ValidationError as exc:
-            raise ScenarioError(format_validation_error(exc, "parameters")) from None
+            raise ScenarioError(format_validation_error(exc, "parameters",
+                                                        data=parameters)) from None
 
     # -- the five answers --------------------------------------------------------------------
     def build_domain(self) -> Domain:

@@ -74,6 +74,8 @@ def save_plot(model: Model, ds: xr.Dataset, path: str) -> None:
 
     fig = Figure(figsize=(11, 4.5), layout="constrained")
     model.plot(ds, fig)
-    suffix = "." + str(path).rsplit(".", 1)[-1] if "." in str(path) else ".png"
+    from pathlib import Path
+
+    suffix = Path(path).suffix or ".png"
     with write_atomically(path, suffix) as tmp:
-        fig.savefig(tmp, dpi=110, format=suffix[1:] or "png")
+        fig.savefig(tmp, dpi=110, format=suffix[1:])

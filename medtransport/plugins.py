@@ -24,7 +24,7 @@ import pluggy
 from pydantic import BaseModel
 
 from medtransport import hookspecs
-from medtransport.errors import PluginError
+from medtransport.errors import PluginError, ScenarioError
 from medtransport.hookspecs import ModelSpec
 
 __all__ = ["BrokenPlugin", "PluginRegistry", "get_registry", "register_plugin", "reset_registry"]
@@ -100,8 +100,9 @@ class PluginRegistry:
             hint = ""
             if self.broken:
                 hint = "; broken plugins: " + ", ".join(b.name for b in self.broken)
-            raise PluginError(f"model: no model {model_id!r} is registered (known: {known}"
-                              f"{hint})") from None
+            # An unknown id is the scenario's mistake (bad input), not a plugin's.
+            raise ScenarioError([("model", f"no model {model_id!r} is registered (known: "
+                                           f"{known}{hint})")]) from None
         return entry.load()
 
     def extra_audits(self, model: Any) -> list[tuple[str, Any]]:

@@ -6,6 +6,7 @@ carrying the report and the raw dataset marked ``audit_status = "failed"``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -20,13 +21,17 @@ from medtransport.audit.normalization import audit_normalization
 from medtransport.audit.stability import audit_stability
 from medtransport.audit.truncation import audit_truncation
 from medtransport.audit.units import audit_units
-from medtransport.errors import AuditFailure, MedtransportError, ModelError
+from medtransport.errors import AuditFailure, MedtransportError, ModelError, ScenarioError
 from medtransport.model import Model
 from medtransport.plugins import get_registry
 from medtransport.results import attach_ledger, stamp
 from medtransport.scenario import Scenario, load_scenario
 
-__all__ = ["CORE_POST_AUDITS", "CORE_PRE_AUDITS", "prepare", "run"]
+__all__ = ["CORE_POST_AUDITS", "CORE_PRE_AUDITS", "MAX_STATE_BYTES", "prepare", "run"]
+
+#: The most memory the saved states of one run may take (a quarter of this machine's 24 GiB,
+#: leaving room for the copies the audits and the writer make).
+MAX_STATE_BYTES = 6 * 2**30
 
 CORE_PRE_AUDITS = (audit_stability, audit_truncation)
 CORE_POST_AUDITS = (audit_units, audit_finiteness, audit_normalization, audit_mass_balance,
@@ -41,13 +46,27 @@ def prepare(scenario: str | Path | Mapping[str, Any] | Scenario) -> Model:
     cls = registry.model_class(sc.model)
     params = cls.validate_params(sc.parameters)
     try:
-        return cls(sc, params)
+        model = cls(sc, params)
     except MedtransportError:
         raise
     except Exception as exc:
         plugin, version = registry.plugin_of(sc.model)
         raise ModelError(f"model {sc.model} (plugin {plugin} {version}) failed while being "
                          f"set up: {type(exc).__name__}: {exc}") from exc
+    _check_memory(model)
+    return model
+
+
+def _check_memory(model: Model) -> None:
+    """Refuse, before allocating, a run whose saved states alone would not fit in memory."""
+    n_out = len(model.scenario.time.output_times())
+    size = n_out * math.prod(model.domain.shape) * 8
+    if size > MAX_STATE_BYTES:
+        raise ScenarioError([("time.output_every", f"{n_out} outputs of "
+                              f"{math.prod(model.domain.shape)} values need "
+                              f"{size / 2**30:.1f} GiB; the limit is "
+                              f"{MAX_STATE_BYTES / 2**30:.0f} GiB — output less often or use "
+                              "fewer cells (domain.cells)")])
 
 
 def run(scenario: str | Path | Mapping[str, Any] | Scenario | Model, *,

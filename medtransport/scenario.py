@@ -367,12 +367,31 @@ def format_validation_error(exc: ValidationError, prefix: str = "", *,
     return problems
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (YAML would silently
+    keep the last, so a typo'd second `diffusivity:` would win unseen)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            try:
+                duplicate = key in seen
+            except TypeError:  # an unhashable key; the mapping constructor reports it
+                break
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def _read(path: Path) -> Any:
     text = path.read_text(encoding="utf-8")
     suffix = path.suffix.lower()
     try:
         if suffix in (".yaml", ".yml"):
-            return yaml.safe_load(text)
+            return yaml.load(text, Loader=_StrictLoader)
         if suffix == ".toml":
             return tomllib.loads(text)
         if suffix == ".json":

@@ -75,9 +75,13 @@ RELATED: dict[str, tuple[str, ...]] = {
 }
 
 
-def base_scenario() -> dict[str, Any]:
-    """A fresh deep copy of :data:`BASE`."""
-    return copy.deepcopy(BASE)
+def base_scenario(runnable: bool = False) -> dict[str, Any]:
+    """A fresh deep copy of :data:`BASE`; ``runnable`` drops its event, which the loader
+    checks but ``diffusion.fick`` (interpreting no events) refuses."""
+    scenario = copy.deepcopy(BASE)
+    if runnable:
+        del scenario["events"]
+    return scenario
 
 
 def dotted(path: Path) -> str:

@@ -22,15 +22,16 @@ declared ``initial.amount``.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 import pint
 import xarray as xr
+from pydantic import Field
 
 from medtransport.audit.stability import StabilityMargin
 from medtransport.boundary import BoundaryCondition, resolve_boundaries
-from medtransport.domain import Grid
+from medtransport.domain import Grid, NotBool
 from medtransport.errors import ScenarioError
 from medtransport.ledger import Ledger, Species
 from medtransport.model import Model, Params, Progress, Tolerance, Trajectory
@@ -119,6 +120,11 @@ class FickDiffusion(Model):
         if self.method == "series":
             self._check_series(grid, bcs)
         return bcs
+
+    def solver_options(self) -> dict[str, Any]:
+        if self.method in WALKER_METHODS:
+            return {"walkers": (Annotated[int, Field(ge=1, le=50_000_000), NotBool], 100_000)}
+        return {}
 
     def ledger_units(self) -> dict[str, str]:
         return {"solute": self.amount_units}
@@ -231,11 +237,7 @@ class FickDiffusion(Model):
             raise ScenarioError([("solver.method", f"{self.method} supports pure diffusion; "
                                                    "decay and sources need a finite-volume "
                                                    "method")])
-        opts = self.scenario.solver.model_extra or {}
-        walkers = int(opts.get("walkers", 100_000))
-        if not 1 <= walkers <= 50_000_000:
-            raise ScenarioError([("solver.walkers", f"expected 1 to 5e7 walkers, got {walkers}")])
-        return rw.simulate(self, walkers, progress)
+        return rw.simulate(self, self.options["walkers"], progress)
 
     def _check_series(self, grid: Grid, bcs: dict[str, BoundaryCondition]) -> None:
         ok_shape = (grid.geometry == "sphere" and grid.lower[0] == 0.0) or \

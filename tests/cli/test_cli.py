@@ -71,7 +71,7 @@ def assert_clean_failure(result: Result, *fragments: str, codes: tuple[int, ...]
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     """A directory holding a small valid scenario, ``s.yaml``, and nothing else."""
-    write_scenario(tmp_path, ss.base_scenario())
+    write_scenario(tmp_path, ss.base_scenario(runnable=True))
     return tmp_path
 
 
@@ -115,7 +115,7 @@ def test_run_quiet_prints_only_the_summary(workdir: Path) -> None:
 
 
 def test_run_writes_to_the_scenarios_output_path(workdir: Path) -> None:
-    scenario = ss.base_scenario()
+    scenario = ss.base_scenario(runnable=True)
     scenario["output"] = {"path": str(workdir / "from_scenario.nc")}
     path = write_scenario(workdir, scenario, "with_output.yaml")
     result = invoke("run", path, "-q")
@@ -149,7 +149,7 @@ def test_schema_of_an_unknown_model_names_it() -> None:
 
 
 def _ftcs(directory: Path, step: str) -> Path:
-    scenario = ss.base_scenario()
+    scenario = ss.base_scenario(runnable=True)
     scenario["solver"] = {"method": "ftcs"}
     scenario["time"] = {"stop": "20 s", "step": step}
     return write_scenario(directory, scenario, f"ftcs_{step.replace(' ', '')}.yaml")
@@ -218,7 +218,7 @@ def _bad(workdir: Path, text: str) -> Path:
 
 
 def _mutated(workdir: Path, path: str, value: Any) -> Path:
-    scenario = ss.base_scenario()
+    scenario = ss.base_scenario(runnable=True)
     ss.set_at(scenario, tuple(int(k) if k.isdigit() else k for k in path.split("/")), value)
     return write_scenario(workdir, scenario, "bad.yaml")
 

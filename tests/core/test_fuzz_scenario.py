@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 from medtransport import MedtransportError, ModelError, PluginError, ScenarioError, UnitError
 from medtransport.domain import MAX_CELLS
-from medtransport.runner import prepare, run
+from medtransport.runner import prepare
 from medtransport.scenario import MAX_STEPS, load_scenario
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -47,15 +47,21 @@ def _check(mutation: ss.Mutation) -> None:
     # What loads can be stored (results keep the scenario as JSON) and loaded again.
     load_scenario(json.loads(sc.to_json()))
     try:
-        prepare(sc)
+        prepare(_runnable(sc))
     except ModelError:  # an unexpected exception inside the model's set-up: a bug
         raise
     except (ScenarioError, UnitError, PluginError) as exc:
         assert ss.names_field(str(exc), mutation), f"{mutation!r}: {exc}"
 
 
+def _runnable(sc: Any) -> Any:
+    """The loaded scenario without its events: the event mutations test the loader, and
+    diffusion.fick refuses every event type (tested separately below)."""
+    return sc.model_copy(update={"events": []})
+
+
 def test_the_base_scenario_is_valid() -> None:
-    model = prepare(ss.base_scenario())
+    model = prepare(ss.base_scenario(runnable=True))
     assert model.grid.cells == (40,)
     assert model.scenario.time.n_steps == 20
 
@@ -130,7 +136,7 @@ def _without(path: str) -> dict[str, Any]:
 def _refusal(source: Any) -> MedtransportError:
     """The error that loading or preparing ``source`` raises (it must raise one)."""
     with pytest.raises(MedtransportError) as info:
-        prepare(load_scenario(source))
+        prepare(_runnable(load_scenario(source)))
     assert not isinstance(info.value, ModelError), info.value
     return info.value
 
@@ -353,11 +359,9 @@ def test_regression_error_names_the_field(scenario: dict[str, Any], field: str,
     _assert_names(copy.deepcopy(scenario), field, *fragments)
 
 
-def test_a_looser_audit_tolerance_is_refused_before_running() -> None:
-    # Checked when the tolerance is first needed (run, explain), not by prepare.
-    model = prepare(_broken("audit/rtol", 0.5))
+def test_a_looser_audit_tolerance_is_refused_by_prepare() -> None:
     with pytest.raises(ScenarioError, match=r"audit\.rtol: .*tighten"):
-        run(model)
+        prepare(_runnable(load_scenario(_broken("audit/rtol", 0.5))))
 
 
 def test_event_quantities_are_stored_as_text_and_load_back() -> None:
@@ -446,3 +450,34 @@ def test_regression_file_not_utf8_or_missing(tmp_path: Path) -> None:
         load_scenario(tmp_path / "missing.yaml")
     with pytest.raises(ScenarioError, match=r"no such file"):
         load_scenario(tmp_path)
+
+
+def test_a_model_refuses_events_it_does_not_interpret() -> None:
+    with pytest.raises(ScenarioError, match=r"events\.0\.type: diffusion\.fick does not know "
+                                            r"events of type 'bolus'"):
+        prepare(ss.base_scenario())
+
+
+def test_unknown_and_mistyped_solver_options_name_the_option() -> None:
+    scenario = ss.base_scenario(runnable=True)
+    scenario["solver"] = {"method": "brownian", "walker": 10}
+    with pytest.raises(ScenarioError, match=r"solver\.walker: unknown option.*takes walkers"):
+        prepare(scenario)
+    scenario["solver"] = {"method": "brownian", "walkers": "many"}
+    with pytest.raises(ScenarioError, match=r"solver\.walkers"):
+        prepare(scenario)
+
+
+def test_duplicate_yaml_keys_are_refused(tmp_path: Path) -> None:
+    text = yaml.safe_dump(ss.base_scenario(runnable=True)) + "name: again\n"
+    (tmp_path / "s.yaml").write_text(text)
+    with pytest.raises(ScenarioError, match=r"duplicate key 'name'"):
+        load_scenario(tmp_path / "s.yaml")
+
+
+def test_a_run_too_large_for_memory_is_refused_before_it_starts() -> None:
+    scenario = ss.base_scenario(runnable=True)
+    scenario["domain"] = {"shape": "box", "size": ["1 mm"], "cells": [10_000_000]}
+    scenario["time"] = {"stop": "1000 s", "step": "1 s"}
+    with pytest.raises(ScenarioError, match=r"time\.output_every: 1001 outputs"):
+        prepare(scenario)

@@ -13,7 +13,7 @@ import pytest
 import medtransport
 from medtransport import hookspecs
 from medtransport.audit import AuditResult
-from medtransport.errors import AuditFailure, ModelError, PluginError
+from medtransport.errors import AuditFailure, ModelError, PluginError, ScenarioError
 from medtransport.hookspecs import ModelSpec, hookimpl
 from medtransport.plugins import get_registry, register_plugin, reset_registry
 from medtransport.runner import run
@@ -119,7 +119,8 @@ def test_a_model_class_that_breaks_the_contract_names_the_plugin() -> None:
         reg.model_class("bad.missing")
     with pytest.raises(PluginError, match=r"not a subclass of medtransport.Model"):
         reg.model_class("bad.notamodel")
-    with pytest.raises(PluginError, match=r"no model 'bad.nothing'"):
+    # An unknown id is the scenario's mistake: bad input naming the field.
+    with pytest.raises(ScenarioError, match=r"model: no model 'bad.nothing' is registered"):
         reg.model_class("bad.nothing")
 
 
