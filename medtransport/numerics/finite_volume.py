@@ -47,11 +47,11 @@ from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.sparse.linalg import splu
 
 from medtransport.boundary import BoundaryCondition
 from medtransport.domain import Grid
 from medtransport.errors import MedtransportError
+from medtransport.numerics.linear import ImplicitSystem
 
 __all__ = [
     "DiffusionProblem",
@@ -453,7 +453,8 @@ def solve(problem: DiffusionProblem, u0: float | np.ndarray, dt: float, n_steps:
     (and the last one).
 
     ``method``: ``"crank_nicolson"`` (second order), ``"backward_euler"`` (first order, no
-    oscillations) — both factorize one sparse matrix per run — or ``"ftcs"`` (explicit; a step
+    oscillations) — both set up one solver per run (:mod:`~medtransport.numerics.linear`: a
+    single sparse LU, or preconditioned CG on large 3-D grids) — or ``"ftcs"`` (explicit; a step
     beyond the stability limit raises :class:`UnstableStepError` unless ``substeps_allowed``,
     in which case each step is split into the fewest equal stable sub-steps). ``compiled``
     chooses the compiled FTCS kernel (default: whenever the problem allows it — Cartesian grid,
@@ -522,17 +523,17 @@ def solve(problem: DiffusionProblem, u0: float | np.ndarray, dt: float, n_steps:
         assert disc is not None
         theta = 1.0 if method == "backward_euler" else 0.5
         mass = sp.diags(disc.mass)
-        lu = splu((mass - (theta * dt) * disc.a).tocsc())
-        factorizations = 1
+        system = ImplicitSystem(mass - (theta * dt) * disc.a, grid.ndim)
         explicit = (mass + ((1.0 - theta) * dt) * disc.a).tocsr()
         rhs_const = dt * disc.b
         for k in range(1, len(out_steps)):
             for _ in range(out_steps[k] - out_steps[k - 1]):
-                new = lu.solve(explicit @ u + rhs_const)
+                new = system.solve(explicit @ u + rhs_const, u)
                 # The ledger uses the state at which the scheme evaluates the rates.
                 ledger.add(disc, new if theta == 1.0 else 0.5 * (u + new), dt)
                 u = new
             done(k)
+        factorizations = system.factorizations
     return DiffusionSolution(
         times=np.asarray(out_steps, dtype=float) * dt, states=states, outflow=ledger.outflow,
         sink=ledger.sink, source=ledger.source, substeps=substeps, method=method,

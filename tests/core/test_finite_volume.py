@@ -456,14 +456,16 @@ def test_numba_is_imported_only_when_ftcs_runs() -> None:
 @pytest.mark.parametrize("method", ["backward_euler", "crank_nicolson"])
 def test_one_factorization_per_implicit_run(method: str,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import medtransport.numerics.linear as linear
+
     calls = []
-    real = fv.splu
+    real = linear.splu
 
     def counting(matrix, *args, **kwargs):
         calls.append(matrix.shape)
         return real(matrix, *args, **kwargs)
 
-    monkeypatch.setattr(fv, "splu", counting)
+    monkeypatch.setattr(linear, "splu", counting)
     grid = Grid("cartesian", (0.0, 0.0), (1.0, 1.0), (16, 16))
     problem = DiffusionProblem(grid, 1.0, {"x-": bc("x-", "absorbing")})
     sol = solve(problem, 1.0, 1e-3, 100, output_every=10, method=method)
@@ -498,3 +500,25 @@ def test_problem_validation() -> None:
     ball = Grid("sphere", (0.0,), (1.0,), (5,))
     with pytest.raises(ValueError, match="no face r-"):
         DiffusionProblem(ball, 1.0, {"r-": bc("r-", "no_flux")})
+
+
+@pytest.mark.parametrize("method", ["backward_euler", "crank_nicolson"])
+def test_large_3d_grids_use_conjugate_gradients_with_the_same_answer_and_ledger(
+        method: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above the LU limit a 3-D system goes to Jacobi-preconditioned CG; the states agree with
+    the LU solution and the ledger still closes."""
+    import medtransport.numerics.linear as linear
+
+    grid = Grid("cartesian", (0.0,) * 3, (1.0,) * 3, (20, 20, 20))
+    problem = DiffusionProblem(grid, 1.0, {"x-": bc("x-", "absorbing"),
+                                           "z+": bc("z+", "robin", coefficient=2.0, value=0.5)},
+                               decay=0.3)
+    u0 = np.random.default_rng(4).random(grid.cells)
+    direct = solve(problem, u0, 2e-3, 20, output_every=5, method=method)
+    monkeypatch.setattr(linear, "LU_LIMIT_3D", 1000)
+    iterative = solve(problem, u0, 2e-3, 20, output_every=5, method=method)
+    assert direct.factorizations == 1 and iterative.factorizations == 0
+    np.testing.assert_allclose(iterative.states, direct.states, rtol=0, atol=1e-11)
+    stored = iterative.stored(grid)
+    expected = stored[0] + iterative.source - iterative.sink - sum(iterative.outflow.values())
+    np.testing.assert_allclose(stored, expected, rtol=1e-11)
