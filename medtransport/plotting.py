@@ -38,10 +38,13 @@ def default_plot(model: Model, ds: xr.Dataset, figure: Any) -> None:
     last = density.isel(time=-1)
     if last.ndim == 1:
         dim = last.dims[0]
+        x = ds[dim].values
+        length_unit, length_scale = _length_axis(x) if ds[dim].attrs.get("units") == "m" \
+            else (ds[dim].attrs.get("units", ""), 1.0)
         for i in np.unique(np.linspace(0, ds.sizes["time"] - 1, 5).astype(int)):
-            ax2.plot(ds[dim].values, density.isel(time=i).values,
+            ax2.plot(x / length_scale, density.isel(time=i).values,
                      label=f"t = {ds['time'].values[i] / scale:.3g} {time_unit}")
-        ax2.set_xlabel(_label(ds[dim]))
+        ax2.set_xlabel(f"{ds[dim].attrs.get('long_name', dim)} [{length_unit}]")
         ax2.legend(fontsize="small")
     elif last.ndim == 2:
         im = ax2.pcolormesh(last[last.dims[1]].values, last[last.dims[0]].values, last.values)
@@ -61,6 +64,14 @@ def _time_axis(t: np.ndarray) -> tuple[str, float]:
         if span >= 3 * scale:
             return unit, scale
     return "s", 1.0
+
+
+def _length_axis(x: np.ndarray) -> tuple[str, float]:
+    span = float(np.max(np.abs(x))) if len(x) else 0.0
+    for unit, scale in (("µm", 1e-6), ("mm", 1e-3), ("cm", 1e-2)):
+        if span < 300 * scale:
+            return unit, scale
+    return "m", 1.0
 
 
 def save_plot(model: Model, ds: xr.Dataset, path: str) -> None:
