@@ -514,6 +514,7 @@ def test_large_3d_grids_use_conjugate_gradients_with_the_same_answer_and_ledger(
                                            "z+": bc("z+", "robin", coefficient=2.0, value=0.5)},
                                decay=0.3)
     u0 = np.random.default_rng(4).random(grid.cells)
+    monkeypatch.setattr(linear, "LU_LIMIT_3D", 10**9)
     direct = solve(problem, u0, 2e-3, 20, output_every=5, method=method)
     monkeypatch.setattr(linear, "LU_LIMIT_3D", 1000)
     iterative = solve(problem, u0, 2e-3, 20, output_every=5, method=method)
