@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
@@ -93,25 +92,43 @@ def main(debug: bool) -> None:
 # ------------------------------------------------------------------------------ helpers
 
 def _progress_bar(label: str) -> tuple[Callable[[float], None], Callable[[], None]]:
-    """A progress callback that shows a bar only once a run has taken ~2 s."""
-    start = time.monotonic()
-    state: dict[str, Any] = {}
+    """A progress callback, and a bar on stderr that appears once a run has taken 2 s (a timer
+    starts it, so solvers that report progress rarely still show that they are working)."""
+    import threading
 
-    def update(fraction: float) -> None:
-        if "bar" not in state:
-            if time.monotonic() - start < 2.0 or not sys.stderr.isatty():
+    state: dict[str, Any] = {"fraction": 0.0}
+    lock = threading.Lock()
+
+    def show() -> None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        with lock:
+            if state.get("closed"):
                 return
-            from rich.progress import Progress
-
-            bar = Progress(transient=True, console=_console(stderr=True))
+            bar = Progress(TextColumn("{task.description}"), BarColumn(),
+                           TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(),
+                           transient=True, console=_console(stderr=True))
             bar.start()
             state["bar"] = bar
-            state["task"] = bar.add_task(label, total=1.0)
-        state["bar"].update(state["task"], completed=min(max(fraction, 0.0), 1.0))
+            state["task"] = bar.add_task(label, total=1.0, completed=state["fraction"])
+
+    timer = threading.Timer(2.0, show)
+    timer.daemon = True
+    if sys.stderr.isatty():
+        timer.start()
+
+    def update(fraction: float) -> None:
+        with lock:
+            state["fraction"] = min(max(fraction, 0.0), 1.0)
+            if "bar" in state:
+                state["bar"].update(state["task"], completed=state["fraction"])
 
     def close() -> None:
-        if "bar" in state:
-            state["bar"].stop()
+        timer.cancel()
+        with lock:
+            state["closed"] = True
+            if "bar" in state:
+                state["bar"].stop()
 
     return update, close
 
