@@ -14,6 +14,7 @@ A model can add audits (:meth:`Model.audits`); it cannot remove the core's.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -112,6 +113,11 @@ class Model:
             raise ScenarioError([("solver.method", f"{self.id} offers "
                                   f"{', '.join(self.methods)}; got {self.method!r}")])
         self.options = self._validate_options()
+        # A stochastic run without a seed gets a fresh one, recorded with the result, so that
+        # every result can be reproduced.
+        self.seed: int | None = scenario.seed
+        if self.seed is None and self.stochastic:
+            self.seed = secrets.randbits(63)
         self._check_events()
         self.domain = self.build_domain()
         self.boundaries = self.build_boundaries()

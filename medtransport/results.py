@@ -10,7 +10,9 @@ parseable) and ``long_name`` attributes, with the conservation ledger alongside 
 
 Attributes: ``model_id``, ``model_version``, ``plugin``, ``plugin_version``,
 ``medtransport_version``, ``scenario`` (JSON), ``audit_report`` (JSON), ``audit_status``
-(``passed`` or ``failed``), ``seed``, ``created``.
+(``passed`` or ``failed``), ``seed`` (the one used: a stochastic run without one in its
+scenario draws a fresh seed and records it here; −1 for deterministic runs without one),
+``created``.
 
 Files are written to a temporary name beside the target and renamed into place, so a crash
 leaves the old file or none, never half of one.
@@ -86,7 +88,7 @@ def stamp(ds: xr.Dataset, model: Model, report: AuditReport, plugin: tuple[str, 
         "scenario": model.scenario.to_json(),
         "audit_report": report.to_json(),
         "audit_status": "passed" if report.passed else "failed",
-        "seed": -1 if model.scenario.seed is None else int(model.scenario.seed),
+        "seed": -1 if model.seed is None else int(model.seed),
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "Conventions": "CF-1.10 (units are pint-parseable)",
     })

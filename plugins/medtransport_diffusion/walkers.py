@@ -80,7 +80,8 @@ def simulate(model: FickDiffusion, walkers: int,
              progress: Progress | None) -> tuple[np.ndarray, np.ndarray, Ledger, dict[str, Any]]:
     grid = model.grid
     tg = model.scenario.time
-    seed = 0 if model.scenario.seed is None else int(model.scenario.seed)
+    assert model.seed is not None  # stochastic methods always get one
+    seed = model.seed
     diffusivity = float(model.params.diffusivity.m_as("m^2/s"))
     amount = float(model.params.initial.amount.m_as(model.amount_units))
     per_walker = amount / walkers

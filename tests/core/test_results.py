@@ -110,3 +110,14 @@ def test_an_audit_failure_carries_the_report_and_the_raw_data_marked_failed() ->
     assert not AuditReport.from_json(exc.dataset.attrs["audit_report"]).passed
     failure = exc.report.failures[0]
     assert failure.name == "mass_balance[solute]" and "time_s" in failure.where
+
+
+def test_a_stochastic_run_without_a_seed_records_the_one_it_drew() -> None:
+    scenario = {**SLAB, "solver": {"method": "brownian", "walkers": 500}}
+    del scenario["seed"]
+    first = mt.run(scenario)
+    seed = first.attrs["seed"]
+    assert seed >= 0
+    again = mt.run({**scenario, "seed": seed})
+    np.testing.assert_array_equal(again["concentration"].values, first["concentration"].values)
+    assert mt.run(scenario).attrs["seed"] != seed
