@@ -1,0 +1,574 @@
+"""Linear mammillary compartment models of drug pharmacokinetics (REFERENCES §1).
+
+States are amounts (the ledger's unit, mg or mmol), time in hours. With the micro-constants
+k10 = CL/V1, k1j = Qj/V1, kj1 = Qj/Vj and the absorption rate ka::
+
+    dA_depot/dt = −ka·A_depot
+    dA_1/dt     =  ka·A_depot − (k10 + Σ_j k1j)·A_1 + Σ_j kj1·A_j + R_inf(t)
+    dA_j/dt     =  k1j·A_1 − kj1·A_j                                  (j = peripheral 1, 2)
+    dA_elim/dt  =  k10·A_1
+    A_unabs     ← A_unabs + (1 − F)·D   at each oral dose (after its lag)
+
+Boluses add D to the central compartment, oral doses F·D to the gut depot. The explicit
+``eliminated`` and ``unabsorbed`` sink states make the rate matrix's columns sum to zero, so
+Σ compartments + eliminated + unabsorbed equals the dose given (Gibaldi & Perrier,
+*Pharmacokinetics*, 2nd ed., ch. 1–3). The system is solved exactly by the augmented matrix
+exponential (:mod:`medtransport.numerics.compartments`, Van Loan 1978); a one-compartment oral
+dose reproduces Bateman's C = F·D·ka/(V(ka − k))·(e^{−kt} − e^{−ka·t}).
+
+Optional saturable elimination from the central compartment (``michaelis_menten``)::
+
+    dA_1/dt −= Vmax·C_1/(Km + C_1),   dA_elim/dt += Vmax·C_1/(Km + C_1),   C_1 = A_1/V1
+
+makes the system nonlinear; it is then solved with ``scipy.integrate.solve_ivp`` (Radau,
+rtol 1e-10, analytic Jacobian), restarted at every dose and infusion switch so that doses are
+exact (solver method ``ode``, chosen automatically). Runge–Kutta methods preserve linear
+invariants, so the books still close to round-off. For a bolus with Michaelis–Menten elimination
+alone the concentration has the closed form C(t) = Km·W((C0/Km)·exp((C0 − Vmax·t/V)/Km)) with
+Lambert's W (Schnell & Mendoza 1997, J Theor Biol 187:207; Beal 1982, J Pharmacokinet
+Biopharm 10:109).
+
+The five answers: it counts the drug (``amount``, per compartment); in the depot, central and
+peripheral compartments; it leaves by elimination clearance (``eliminated``) and, for oral
+doses, by the unabsorbed fraction 1 − F (``unabsorbed``); it is conserved up to those; it starts
+with the doses given at t0 (bolus D, oral F·D; the state at t0 is recorded just after them) plus
+the body content at steady state for ``steady_state`` regimens — what was given before t0 is not
+in the books, so the SS content is declared as the initial amount.
+
+Not implemented: steady state with saturable elimination; population variability (batched
+patients: the numerics accept stacked rate matrices, the model does not use them yet).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar
+
+import numpy as np
+import pint
+import xarray as xr
+from pydantic import BaseModel, ConfigDict, Field
+
+from medtransport.errors import ScenarioError
+from medtransport.ledger import Ledger, Species
+from medtransport.model import Model, Params, Progress, Tolerance, Trajectory
+from medtransport.numerics.compartments import Addition, Input, amounts, steady_state_start
+from medtransport.units import Q_, Qty
+from medtransport_pk import __version__
+from medtransport_pk.covariates import (
+    Allometric,
+    RenalFunction,
+    clearance_factor,
+    inter_clearance_factor,
+    volume_factor,
+)
+from medtransport_pk.events import Regimen, amount_unit, read_regimens
+
+__all__ = ["OneCompartment", "PKModel", "ThreeCompartment", "TwoCompartment"]
+
+
+class MichaelisMenten(BaseModel):
+    """Saturable elimination from the central compartment, Vmax·C/(Km + C)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    vmax: Qty("mg/h", "mmol/h", gt=0)
+    km: Qty("mg/L", "mmol/L", gt=0)
+
+
+class OneCompartmentParams(Params):
+    """Parameters of ``pk.one_compartment`` (clearances and volumes)."""
+
+    # 0 is allowed for drugs eliminated only by a saturable route (michaelis_menten).
+    clearance: Qty("L/h", ge=0)
+    central_volume: Qty("L", gt=0)
+    absorption_rate: Qty("1/h", gt=0) | None = None
+    lag_time: Qty("h", ge=0) = Q_(0.0, "h")
+    bioavailability: Annotated[float, Field(ge=0, le=1)] = 1.0
+    molar_mass: Qty("g/mol", gt=0) | None = None
+    allometric: Allometric | None = None
+    renal_function: RenalFunction | None = None
+    michaelis_menten: MichaelisMenten | None = None
+
+
+class TwoCompartmentParams(OneCompartmentParams):
+    """Parameters of ``pk.two_compartment``."""
+
+    intercompartmental_clearance: Qty("L/h", gt=0)
+    peripheral_volume: Qty("L", gt=0)
+
+
+class ThreeCompartmentParams(TwoCompartmentParams):
+    """Parameters of ``pk.three_compartment``."""
+
+    intercompartmental_clearance_2: Qty("L/h", gt=0)
+    peripheral_volume_2: Qty("L", gt=0)
+
+
+_PERIPHERAL = ("peripheral", "peripheral_2")
+_INTER = (("intercompartmental_clearance", "peripheral_volume"),
+          ("intercompartmental_clearance_2", "peripheral_volume_2"))
+
+
+class PKModel(Model):
+    """Mammillary model with ``n_peripheral`` peripheral compartments."""
+
+    n_peripheral: ClassVar[int] = 0
+    version = __version__
+    conserved = (Species("drug", "amount", "amount of drug",
+                         "the drug in the gut depot and the body compartments"),)
+    tags = frozenset({"compartments", "deterministic"})
+    # Both solvers keep linear invariants (total drug) to round-off: Runge–Kutta and linear
+    # multistep methods preserve them exactly, so the ode books are held as tight.
+    methods: ClassVar[dict[str, Tolerance]] = {"exact": Tolerance(rtol=1e-9),
+                                               "ode": Tolerance(rtol=1e-9)}
+    event_types = frozenset({"bolus", "infusion", "oral"})
+    params: OneCompartmentParams
+
+    # -- the five answers ------------------------------------------------------------------
+    def build_domain(self) -> Any:
+        from medtransport.domain import Compartments
+
+        sc = self.scenario
+        problems = []
+        if sc.domain is not None:
+            problems.append(("domain", f"{self.id} builds its own compartments; remove the "
+                                       "domain section"))
+        if sc.boundaries:
+            problems.append(("boundaries", f"{self.id} has no boundaries; elimination is "
+                                           "parameters.clearance"))
+        if problems:
+            raise ScenarioError(problems)
+        self.unit = amount_unit(sc)
+        self.regimens = read_regimens(sc, self.unit, self.params.molar_mass)
+        self.has_oral = any(r.route == "oral" for r in self.regimens)
+        if self.has_oral and self.params.absorption_rate is None:
+            i = next(r.index for r in self.regimens if r.route == "oral")
+            raise ScenarioError([("parameters.absorption_rate",
+                                  f"required for the oral dose at events.{i}")])
+        self._kinetics()  # covariate errors surface before the run
+        if self.params.michaelis_menten is not None:
+            if sc.solver.method == "exact":
+                raise ScenarioError([("parameters.michaelis_menten",
+                                      "saturable elimination is nonlinear: it needs solver "
+                                      "method 'ode' (the default when it is given)")])
+            self.method = "ode"
+            self._michaelis_menten()  # unit errors surface before the run
+            for r in self.regimens:
+                if r.steady_state:
+                    raise ScenarioError([(f"events.{r.index}.steady_state",
+                                          "steady state is not supported with "
+                                          "michaelis_menten elimination")])
+        body = (["depot"] if self.has_oral else []) + ["central"] + \
+            list(_PERIPHERAL[:self.n_peripheral])
+        self.body = tuple(body)
+        return Compartments(names=self.body)
+
+    @property
+    def tissues(self) -> tuple[str, ...]:
+        """The compartments with a volume (those given a concentration)."""
+        return tuple(n for n in self.body if n != "depot")
+
+    @property
+    def states(self) -> tuple[str, ...]:
+        return (*self.body, "eliminated", "unabsorbed")
+
+    def ledger_units(self) -> dict[str, str]:
+        return {"drug": self.unit}
+
+    def routes(self) -> dict[str, list[str]]:
+        out = [f"elimination from central at CL = {self._kinetics()['clearance']:.6g} L/h"]
+        mm = self.params.michaelis_menten
+        if mm is not None:
+            out.append(f"saturable elimination from central, Vmax {mm.vmax:~P}, Km {mm.km:~P}")
+        if self.has_oral:
+            out.append(f"unabsorbed fraction 1 − F = {1 - self._f():.6g} of oral doses")
+        return {"drug": out}
+
+    def _f(self) -> float:
+        return float(self.params.bioavailability)
+
+    def _lag(self) -> float:
+        return float(self.params.lag_time.m_as("h"))
+
+    def _kinetics(self) -> dict[str, float]:
+        """Clearances (L/h) and volumes (L) after the covariate models."""
+        p = self.params
+        patient = self.scenario.patient
+        fv = volume_factor(p.allometric, patient)
+        fq = inter_clearance_factor(p.allometric, patient)
+        out = {"clearance": float(p.clearance.m_as("L/h"))
+               * clearance_factor(p.allometric, p.renal_function, patient),
+               "central_volume": float(p.central_volume.m_as("L")) * fv}
+        for q_name, v_name in _INTER[:self.n_peripheral]:
+            out[q_name] = float(getattr(p, q_name).m_as("L/h")) * fq
+            out[v_name] = float(getattr(p, v_name).m_as("L")) * fv
+        return out
+
+    def volumes(self) -> np.ndarray:
+        """Volumes (L) of :attr:`tissues`."""
+        k = self._kinetics()
+        return np.array([k["central_volume"]]
+                        + [k[v] for _, v in _INTER[:self.n_peripheral]])
+
+    def rate_matrix(self) -> np.ndarray:
+        """K (1/h) over :attr:`states`; its columns sum to zero."""
+        k = self._kinetics()
+        idx = {name: i for i, name in enumerate(self.states)}
+        kmat = np.zeros((len(self.states), len(self.states)))
+        c = idx["central"]
+
+        def flow(src: int, dst: int, rate: float) -> None:
+            kmat[src, src] -= rate
+            kmat[dst, src] += rate
+
+        if self.has_oral:
+            assert self.params.absorption_rate is not None
+            flow(idx["depot"], c, float(self.params.absorption_rate.m_as("1/h")))
+        v1 = k["central_volume"]
+        flow(c, idx["eliminated"], k["clearance"] / v1)
+        for j, (q_name, v_name) in enumerate(_INTER[:self.n_peripheral]):
+            p = idx[_PERIPHERAL[j]]
+            flow(c, p, k[q_name] / v1)
+            flow(p, c, k[q_name] / k[v_name])
+        return kmat
+
+    def _michaelis_menten(self) -> tuple[float, float] | None:
+        """(Vmax in amount/h, Km in amount/L) in the ledger's unit, or None."""
+        mm = self.params.michaelis_menten
+        if mm is None:
+            return None
+        try:
+            return (float(mm.vmax.m_as(f"{self.unit}/h")), float(mm.km.m_as(f"{self.unit}/L")))
+        except pint.DimensionalityError:
+            raise ScenarioError([("parameters.michaelis_menten", f"vmax and km must be in "
+                                  f"{self.unit} (per h, per L) like the doses")]) from None
+
+    def _ode(self, times_h: np.ndarray) -> np.ndarray:
+        """Amounts at ``times_h`` by ``solve_ivp`` (Radau), restarted at every addition and
+        input switch so that doses are exact."""
+        from scipy.integrate import solve_ivp
+
+        kmat = self.rate_matrix()
+        adds, ins, start = self._schedule()
+        mm = self._michaelis_menten()
+        c, elim = self.states.index("central"), self.states.index("eliminated")
+        v1 = self._kinetics()["central_volume"]
+        scale = max([float(np.abs(a.amount).sum()) for a in adds]
+                    + [float(np.abs(i.rate).sum()) * (i.stop - i.start) for i in ins]
+                    + [float(start.sum()), 1e-300])
+
+        def rhs(_t: float, y: np.ndarray, rate: np.ndarray) -> np.ndarray:
+            dy = kmat @ y + rate
+            if mm is not None:
+                conc = max(y[c], 0.0) / v1
+                # what leaves central by the saturable route is booked as eliminated
+                flux = mm[0] * conc / (mm[1] + conc)
+                dy[c] -= flux
+                dy[elim] += flux
+            return dy
+
+        def jac(_t: float, y: np.ndarray, rate: np.ndarray) -> np.ndarray:
+            jm = kmat.copy()
+            if mm is not None:
+                conc = max(y[c], 0.0) / v1
+                d = mm[0] * mm[1] / (v1 * (mm[1] + conc) ** 2)
+                jm[c, c] -= d
+                jm[elim, c] += d
+            return jm
+
+        points = set(times_h.tolist())
+        t_end = float(times_h[-1])
+        points.update(a.time for a in adds if a.time <= t_end)
+        for i in ins:
+            points.update(x for x in (i.start, i.stop) if x <= t_end)
+        breaks = sorted(points)
+        out = np.empty((times_h.size, len(self.states)))
+        y = start.copy()
+        j = 0
+        for k, b in enumerate(breaks):
+            for a in adds:
+                if a.time == b:
+                    y = y + a.amount
+            while j < times_h.size and times_h[j] == b:
+                out[j] = y
+                j += 1
+            if k + 1 == len(breaks):
+                break
+            nxt = breaks[k + 1]
+            rate = sum((i.rate for i in ins if i.start <= b and nxt <= i.stop),
+                       np.zeros(len(self.states)))
+            sol = solve_ivp(rhs, (b, nxt), y, method="Radau", rtol=1e-10,
+                            atol=1e-14 * scale, jac=jac, args=(rate,))
+            if not sol.success:
+                raise RuntimeError(f"solve_ivp failed on [{b:g} h, {nxt:g} h]: {sol.message}")
+            y = sol.y[:, -1]
+        return out
+
+    # -- dosing ----------------------------------------------------------------------------
+    def _dose_parts(self, r: Regimen) -> list[tuple[float, np.ndarray]]:
+        """Instantaneous additions of one dose of ``r``: (offset from the dose time, vector)."""
+        n = len(self.states)
+        idx = {name: i for i, name in enumerate(self.states)}
+        v = np.zeros(n)
+        if r.route == "bolus":
+            v[idx["central"]] = r.amount
+            return [(0.0, v)]
+        if r.route == "oral":
+            f = self._f()
+            v[idx["depot"]] = f * r.amount
+            v[idx["unabsorbed"]] = (1.0 - f) * r.amount
+            return [(self._lag(), v)]
+        return []
+
+    def _infusion_rate(self, r: Regimen) -> np.ndarray:
+        v = np.zeros(len(self.states))
+        v[self.states.index("central")] = r.amount / r.duration
+        return v
+
+    def _schedule(self) -> tuple[list[Addition], list[Input], np.ndarray]:
+        """What the solver is given: additions, inputs (h) and the state before t0's doses."""
+        t_end = float(self.scenario.time.stop.m_as("h"))
+        adds: list[Addition] = []
+        ins: list[Input] = []
+        for r in self.regimens:
+            for t in r.times():
+                for offset, v in self._dose_parts(r):
+                    if t + offset <= t_end:
+                        adds.append(Addition(t + offset, v))
+                if r.route == "infusion" and t <= t_end:
+                    ins.append(Input(t, t + r.duration, self._infusion_rate(r)))
+        return adds, ins, self._steady_state()
+
+    def _steady_state(self) -> np.ndarray:
+        """The body's pre-dose content at steady state, summed over SS regimens (linear)."""
+        kmat = self.rate_matrix()
+        total = np.zeros(len(self.states))
+        body = list(range(len(self.body)))
+        for r in self.regimens:
+            if not r.steady_state:
+                continue
+            assert r.every is not None
+            parts = self._dose_parts(r)
+            if any(off >= r.every for off, _ in parts):
+                # Doses given before t0 would then still arrive after it, outside the schedule.
+                raise ScenarioError([(f"events.{r.index}.steady_state",
+                                      "steady state needs parameters.lag_time shorter than "
+                                      "the dosing interval")])
+            inputs = [Input(0.0, r.duration, self._infusion_rate(r))] \
+                if r.route == "infusion" else []
+            try:
+                total += steady_state_start(kmat, r.every, body, additions=parts, inputs=inputs)
+            except ValueError as exc:
+                raise ScenarioError([(f"events.{r.index}.steady_state", str(exc))]) from None
+        return total
+
+    def _given(self, times_h: np.ndarray) -> dict[str, np.ndarray]:
+        """Cumulative dose given by route at ``times_h``, from the event table alone."""
+        out = {route: np.zeros(times_h.size) for route in
+               sorted({r.route for r in self.regimens})}
+        for r in self.regimens:
+            for t in r.times():
+                if r.route == "infusion":
+                    out["infusion"] += r.amount / r.duration * np.clip(times_h - t, 0.0,
+                                                                       r.duration)
+                else:
+                    when = t + (self._lag() if r.route == "oral" else 0.0)
+                    out[r.route] += np.where(times_h >= when, r.amount, 0.0)
+        return out
+
+    def _given_at_start(self) -> dict[str, float]:
+        """The part of the doses at t0 that is in the body at t0 (declared, not inflow)."""
+        t0 = float(self.scenario.time.start.m_as("h"))
+        out = {"bolus": 0.0, "oral": 0.0}
+        for r in self.regimens:
+            if r.route == "bolus" and r.at == t0:
+                out["bolus"] += r.amount
+            elif r.route == "oral" and r.at + self._lag() == t0:
+                out["oral"] += self._f() * r.amount
+        return out
+
+    def initial_amounts(self) -> dict[str, pint.Quantity]:
+        ss = float(self._steady_state()[:len(self.body)].sum())
+        return {"drug": Q_(ss + sum(self._given_at_start().values()), self.unit)}
+
+    # -- the run ---------------------------------------------------------------------------
+    def simulate(self, progress: Progress | None = None) -> Trajectory:
+        times_s = self.scenario.time.output_times()
+        times_h = times_s / 3600.0
+        if self.method == "ode":
+            amt = self._ode(times_h)
+        else:
+            adds, ins, start = self._schedule()
+            amt = amounts(self.rate_matrix(), times_h, initial=start, additions=adds,
+                          inputs=ins)
+        nb = len(self.body)
+        unit = self.unit
+        tissue_idx = [self.body.index(n) for n in self.tissues]
+        vols = self.volumes()
+        ds = xr.Dataset(
+            {
+                "amount": (("time", "compartment"), amt[:, :nb],
+                           {"units": unit, "long_name": "amount of drug"}),
+                "concentration": (("time", "tissue"), amt[:, tissue_idx] / vols,
+                                  {"units": f"{unit}/L", "long_name": "drug concentration"}),
+                "eliminated": ("time", amt[:, nb],
+                               {"units": unit, "long_name": "cumulative drug eliminated"}),
+                "unabsorbed": ("time", amt[:, nb + 1],
+                               {"units": unit,
+                                "long_name": "cumulative oral dose not absorbed (1 − F)"}),
+            },
+            coords={
+                "time": ("time", times_s, {"units": "s", "long_name": "time"}),
+                **self.domain.coords(),
+                "tissue": ("tissue", np.asarray(self.tissues), {"long_name": "compartment "
+                                                                             "with a volume"}),
+                "tissue_volume": ("tissue", vols, {"units": "L",
+                                                   "long_name": "compartment volume"}),
+            },
+        )
+        # Label coordinates get the dimensionless unit "1": the CLI's contract is that every
+        # variable and coordinate carries a parseable unit.
+        for label in ("compartment", "tissue"):
+            ds[label].attrs["units"] = "1"
+        given = self._given(times_h)
+        at_start = self._given_at_start()
+        inflow = {route: values - at_start.get(route, 0.0) for route, values in given.items()}
+        outflow = {"eliminated": amt[:, nb]}
+        if self.has_oral:
+            outflow["unabsorbed"] = amt[:, nb + 1]
+        ledger = Ledger.of("drug", unit, times_s.size, inflow=inflow or None, outflow=outflow)
+        if progress is not None:
+            progress(1.0)
+        return Trajectory(ds, {"drug": ledger}, notes={"kinetics": self._kinetics()})
+
+    # -- presentation ----------------------------------------------------------------------
+    def plot(self, dataset: xr.Dataset, figure: Any) -> None:
+        """Concentration–time curves (left) and the drug account (right)."""
+        ax1, ax2 = figure.subplots(1, 2)
+        t = dataset["time"].values / 3600.0
+        conc = dataset["concentration"]
+        for name in conc["tissue"].values:
+            ax1.plot(t, conc.sel(tissue=name).values, label=str(name))
+        ax1.set_xlabel("time [h]")
+        ax1.set_ylabel(f"concentration [{conc.attrs['units']}]")
+        ax1.set_title("concentration–time")
+        ax1.legend(fontsize="small")
+        unit = dataset["amount"].attrs["units"]
+        ax2.plot(t, dataset["amount"].sum("compartment").values, label="in the body")
+        if "drug_expected" in dataset:
+            ax2.plot(t, dataset["drug_expected"].values, "--", label="ledger: in the body")
+        if "drug_inflow" in dataset:
+            start = float(dataset["drug_expected"].values[0]) if "drug_expected" in dataset \
+                else 0.0
+            ax2.plot(t, start + dataset["drug_inflow"].values, label="given (from t0)")
+        ax2.plot(t, dataset["eliminated"].values, label="eliminated")
+        if float(dataset["unabsorbed"].max()) > 0:
+            ax2.plot(t, dataset["unabsorbed"].values, label="unabsorbed")
+        ax2.set_xlabel("time [h]")
+        ax2.set_ylabel(f"amount of drug [{unit}]")
+        ax2.set_title("drug account")
+        ax2.legend(fontsize="small")
+        figure.suptitle(self.scenario.name)
+
+    # -- conformance -----------------------------------------------------------------------
+    @classmethod
+    def _base_parameters(cls) -> dict[str, Any]:
+        p: dict[str, Any] = {"clearance": "4.6 L/h", "central_volume": "30 L"}
+        if cls.n_peripheral >= 1:
+            p.update(intercompartmental_clearance="6.9 L/h", peripheral_volume="40 L")
+        if cls.n_peripheral >= 2:
+            p.update(intercompartmental_clearance_2="1.2 L/h", peripheral_volume_2="80 L")
+        return p
+
+    @classmethod
+    def example_scenarios(cls) -> list[dict[str, Any]]:
+        base = cls._base_parameters()
+        day = {"stop": "24 h", "step": "30 min"}
+        return [
+            {"name": "oral every 12 h", "model": cls.id,
+             "parameters": {**base, "absorption_rate": "1.5 1/h", "bioavailability": 0.9},
+             "events": [{"type": "oral", "amount": "320 mg", "every": "12 h", "count": 2}],
+             "time": day},
+            {"name": "infusion q12h with additional doses, weight-scaled", "model": cls.id,
+             "patient": {"weight": "80 kg", "age": "45 year", "sex": "male",
+                         "serum_creatinine": "0.9 mg/dL"},
+             "parameters": {**base, "allometric": {}, "renal_function": {"fraction": 0.8}},
+             "events": [{"type": "infusion", "amount": "1 g", "duration": "1 h",
+                         "every": "12 h", "count": 3}],
+             "time": {"stop": "36 h", "step": "15 min"}},
+            {"name": "two boluses", "model": cls.id, "parameters": base,
+             "events": [{"type": "bolus", "amount": "100 mg"},
+                        {"type": "bolus", "amount": "50 mg", "at": "6.2 h"}],
+             "time": day},
+            {"name": "oral at steady state with lag", "model": cls.id,
+             "parameters": {**base, "absorption_rate": "1.2 1/h", "bioavailability": 0.8,
+                            "lag_time": "0.5 h"},
+             "events": [{"type": "oral", "amount": "200 mg", "every": "12 h", "count": 2,
+                         "steady_state": True}],
+             "time": day},
+            {"name": "saturable elimination (Michaelis–Menten), oral and infusion",
+             "model": cls.id,
+             "parameters": {**base, "clearance": "0.5 L/h", "absorption_rate": "1 1/h",
+                            "michaelis_menten": {"vmax": "20 mg/h", "km": "4 mg/L"}},
+             "events": [{"type": "oral", "amount": "300 mg", "every": "12 h", "count": 2},
+                        {"type": "infusion", "amount": "100 mg", "duration": "2 h",
+                         "at": "5 h"}],
+             "time": day},
+        ]
+
+    @classmethod
+    def invalid_parameters(cls) -> list[tuple[dict[str, Any], str]]:
+        base = cls._base_parameters()
+        cases: list[tuple[dict[str, Any], str]] = [
+            ({**base, "clearance": "5 mL"}, "clearance"),
+            ({**base, "central_volume": "-3 L"}, "central_volume"),
+            ({k: v for k, v in base.items() if k != "central_volume"}, "central_volume"),
+            ({**base, "bioavailability": 1.5}, "bioavailability"),
+            ({**base, "absorption_rate": "2 h"}, "absorption_rate"),
+            ({**base, "vmax": "10 mg/h"}, "vmax"),  # belongs in michaelis_menten
+            ({**base, "michaelis_menten": {"vmax": "10 L", "km": "4 mg/L"}},
+             "michaelis_menten"),
+        ]
+        if cls.n_peripheral >= 1:
+            cases.append(({k: v for k, v in base.items() if k != "peripheral_volume"},
+                          "peripheral_volume"))
+        return cases
+
+
+class OneCompartment(PKModel):
+    id = "pk.one_compartment"
+    title = "One-compartment pharmacokinetics"
+    description = ("A drug in one well-mixed central compartment with first-order elimination "
+                   "(clearance CL, volume V), dosed by IV bolus, zero-order infusion or oral "
+                   "first-order absorption (ka, lag, F), with NONMEM-style repeats and steady "
+                   "state; solved exactly by the matrix exponential "
+                   "(or by an ODE solver with optional "
+                   "Michaelis–Menten elimination).")
+    Params = OneCompartmentParams
+    n_peripheral = 0
+
+
+class TwoCompartment(PKModel):
+    id = "pk.two_compartment"
+    title = "Two-compartment pharmacokinetics"
+    description = ("A drug in a central and a peripheral compartment (CL, V1, Q, V2) with "
+                   "elimination from the central one, dosed by IV bolus, zero-order infusion or "
+                   "oral first-order absorption (ka, lag, F), with NONMEM-style repeats and "
+                   "steady state; solved exactly by the matrix exponential "
+                   "(or by an ODE solver with optional "
+                   "Michaelis–Menten elimination).")
+    Params = TwoCompartmentParams
+    n_peripheral = 1
+
+
+class ThreeCompartment(PKModel):
+    id = "pk.three_compartment"
+    title = "Three-compartment pharmacokinetics"
+    description = ("A drug in a central and two peripheral compartments (CL, V1, Q, V2, Q3, "
+                   "V3) with elimination from the central one, dosed by IV bolus, zero-order "
+                   "infusion or oral first-order absorption (ka, lag, F), with NONMEM-style "
+                   "repeats and steady state; solved exactly by the matrix exponential "
+                   "(or by an ODE solver with optional "
+                   "Michaelis–Menten elimination).")
+    Params = ThreeCompartmentParams
+    n_peripheral = 2
