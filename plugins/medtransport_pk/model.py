@@ -62,6 +62,7 @@ from medtransport_pk.covariates import (
     volume_factor,
 )
 from medtransport_pk.events import Regimen, amount_unit, read_regimens
+from medtransport_pk.nca import nca
 
 __all__ = ["OneCompartment", "PKModel", "ThreeCompartment", "TwoCompartment"]
 
@@ -437,9 +438,36 @@ class PKModel(Model):
         if self.has_oral:
             outflow["unabsorbed"] = amt[:, nb + 1]
         ledger = Ledger.of("drug", unit, times_s.size, inflow=inflow or None, outflow=outflow)
+        self._attach_nca(ds)
         if progress is not None:
             progress(1.0)
         return Trajectory(ds, {"drug": ledger}, notes={"kinetics": self._kinetics()})
+
+    def _attach_nca(self, ds: xr.Dataset) -> None:
+        """NCA of the central concentration over the whole run, as 0-d variables with units.
+
+        The route decides the AUC start and the λz window (extravascular if any dose is oral,
+        else infusion if any is infused); with a single dose CL and V_z follow from it."""
+        routes = {r.route for r in self.regimens}
+        route = "extravascular" if "oral" in routes else \
+            "infusion" if "infusion" in routes else "iv_bolus"
+        single = len(self.regimens) == 1 and self.regimens[0].count == 1 and \
+            not self.regimens[0].steady_state
+        conc = ds["concentration"].sel(tissue="central")
+        t = ds["time"].values - ds["time"].values[0]
+        dose = Q_(self.regimens[0].amount, self.unit) if single else None
+        try:
+            result = nca(Q_(t / 3600.0, "h"), Q_(conc.values, conc.attrs["units"]), dose=dose,
+                         route=route)  # type: ignore[arg-type]
+        except ValueError:
+            return  # e.g. no positive concentration: nothing to report
+        for name, value, units in result.to_table():
+            if name in ("lambda_z_points", "lambda_z_adjusted_r2"):
+                units = "dimensionless"
+            ds[f"nca_{name}"] = ((), value, {"units": units or "dimensionless",
+                                             "long_name": f"NCA {name.replace('_', ' ')} of "
+                                                          "the central concentration"})
+        ds.attrs["nca_route"] = route
 
     # -- presentation ----------------------------------------------------------------------
     def plot(self, dataset: xr.Dataset, figure: Any) -> None:
@@ -452,7 +480,16 @@ class PKModel(Model):
         ax1.set_xlabel("time [h]")
         ax1.set_ylabel(f"concentration [{conc.attrs['units']}]")
         ax1.set_title("concentration–time")
-        ax1.legend(fontsize="small")
+        ax1.legend(fontsize="small", loc="upper left")
+        rows = [(label, dataset[f"nca_{key}"]) for key, label in (
+            ("cmax", "Cmax"), ("tmax", "Tmax"), ("auc_last", "AUClast"),
+            ("auc_inf", "AUCinf"), ("half_life", "t½"), ("clearance", "CL"))
+            if f"nca_{key}" in dataset]
+        if rows:
+            text = "\n".join(f"{label} {float(v):.4g} {v.attrs['units']}" for label, v in rows)
+            ax1.text(0.98, 0.02, "NCA (central)\n" + text, transform=ax1.transAxes,
+                     ha="right", va="bottom", fontsize="small", family="monospace",
+                     bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.8})
         unit = dataset["amount"].attrs["units"]
         ax2.plot(t, dataset["amount"].sum("compartment").values, label="in the body")
         if "drug_expected" in dataset:
