@@ -39,19 +39,25 @@ class Species:
 
 
 def _as_terms(value: np.ndarray | dict[str, np.ndarray] | None, n: int) -> dict[str, np.ndarray]:
+    """Routes as float arrays over time, (T,) or (T, P) for a batch of patients."""
     if value is None:
         return {}
-    if isinstance(value, dict):
-        return {str(k): np.asarray(v, dtype=float).reshape(-1) for k, v in value.items()}
-    return {"total": np.asarray(value, dtype=float).reshape(-1)}
+    if not isinstance(value, dict):
+        value = {"total": value}
+    out = {}
+    for k, v in value.items():
+        a = np.asarray(v, dtype=float)
+        out[str(k)] = a.reshape(-1) if a.ndim <= 1 or a.shape[1:] == (1,) else a
+    return out
 
 
 @dataclass
 class Ledger:
     """Cumulative flows a model claims for one species, in ``units`` (an amount unit).
 
-    Each term is an array over the output times, or a mapping route → array (``outflow`` by
-    boundary face, ``sink`` by process), so an auditor can see where things went.
+    Each term is an array over the output times — (T,), or (T, P) for a batch of P patients —
+    or a mapping route → array (``outflow`` by boundary face, ``sink`` by process), so an
+    auditor can see where things went.
     """
 
     species: str
@@ -71,16 +77,21 @@ class Ledger:
                    _as_terms(sink, n_times), _as_terms(source, n_times))
 
     def total(self, term: str, n_times: int) -> np.ndarray:
-        """The sum over routes of one term (zeros when the model claims none)."""
+        """The sum over routes of one term (zeros when the model claims none): shape (T,), or
+        (T, P) when any route is given per patient."""
         routes = getattr(self, term)
-        out = np.zeros(n_times)
+        out: np.ndarray = np.zeros((n_times, 1))
         for name, values in routes.items():
-            if values.shape != (n_times,):
+            if values.ndim not in (1, 2) or values.shape[0] != n_times:
                 raise ValueError(f"ledger {self.species}.{term}.{name} has shape {values.shape}, "
-                                 f"expected ({n_times},) — one value per output time")
-            out = out + values
-        return out
+                                 f"expected ({n_times},) or ({n_times}, patients) — one value "
+                                 "per output time")
+            out = out + values.reshape(n_times, -1)
+        return out[:, 0] if out.shape[1] == 1 else out
 
-    def expected_stored(self, initial: float, n_times: int) -> np.ndarray:
-        return (initial + self.total("inflow", n_times) + self.total("source", n_times)
-                - self.total("outflow", n_times) - self.total("sink", n_times))
+    def expected_stored(self, initial: float | np.ndarray, n_times: int) -> np.ndarray:
+        """initial + inflow + source − outflow − sink: (T,) or (T, P)."""
+        terms = [self.total(t, n_times).reshape(n_times, -1)
+                 for t in ("inflow", "source", "outflow", "sink")]
+        out = np.reshape(initial, (1, -1)) + terms[0] + terms[1] - terms[2] - terms[3]
+        return out[:, 0] if out.shape[1] == 1 else out

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import numpy as np
 import pint
 import xarray as xr
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
@@ -27,6 +28,7 @@ from medtransport.boundary import BoundaryCondition
 from medtransport.domain import Domain
 from medtransport.errors import ScenarioError
 from medtransport.ledger import Ledger, Species
+from medtransport.population import sample_etas
 from medtransport.scenario import Scenario, format_validation_error
 
 if TYPE_CHECKING:
@@ -104,6 +106,10 @@ class Model:
     stochastic_methods: ClassVar[frozenset[str]] = frozenset()
     #: The event types (``events[].type``) the model interprets; any other is refused.
     event_types: ClassVar[frozenset[str]] = frozenset()
+    #: Parameters that may vary between virtual patients (``population.variability``); a
+    #: model that declares none runs one patient at a time. A batched model reads
+    #: :attr:`etas` and returns states and ledger terms with a ``patient`` dimension.
+    population_parameters: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, scenario: Scenario, params: Params):
         self.scenario = scenario
@@ -118,6 +124,7 @@ class Model:
         self.seed: int | None = scenario.seed
         if self.seed is None and self.stochastic:
             self.seed = secrets.randbits(63)
+        self.etas = self._sample_population()
         self._check_events()
         self.domain = self.build_domain()
         self.boundaries = self.build_boundaries()
@@ -182,7 +189,29 @@ class Model:
 
     @property
     def stochastic(self) -> bool:
-        return self.method in self.stochastic_methods
+        return self.method in self.stochastic_methods or self.scenario.population is not None
+
+    @property
+    def n_patients(self) -> int | None:
+        """The number of virtual patients, or None for a single-patient run."""
+        pop = self.scenario.population
+        return None if pop is None else pop.size
+
+    def _sample_population(self) -> dict[str, np.ndarray] | None:
+        pop = self.scenario.population
+        if pop is None:
+            return None
+        if not self.population_parameters:
+            raise ScenarioError([("population", f"{self.id} runs one patient at a time; it "
+                                                "has no population parameters")])
+        problems = [(f"population.variability.{name}", f"{self.id} lets "
+                     f"{', '.join(sorted(self.population_parameters))} vary between patients")
+                    for name in sorted(set(pop.variability) - self.population_parameters)]
+        if problems:
+            raise ScenarioError(problems)
+        assert self.seed is not None
+        names = sorted(pop.variability)
+        return sample_etas(self.seed, names, [pop.variability[n] for n in names], 0, pop.size)
 
     def ledger_units(self) -> dict[str, str]:
         """The unit each species' ledger is kept in, when known before the run (for

@@ -56,19 +56,23 @@ def attach_ledger(ds: xr.Dataset, model: Model, ctx: AuditContext) -> xr.Dataset
             continue
         ledger = ctx.trajectory.ledgers[sp.name]
         unit = ledger.units
-        expected = ledger.expected_stored(ctx.initial[sp.name], n)
         stored = ctx.stored[sp.name]
-        ds[f"{sp.name}_stored"] = ("time", stored, {
+        expected = ledger.expected_stored(ctx.initial[sp.name], n)
+        dims: tuple[str, ...] = ("time",) if stored.ndim == 1 else ("time", "patient")
+        expected = expected.reshape(stored.shape) if expected.size == stored.size else \
+            np.broadcast_to(expected.reshape(n, -1), stored.shape)
+        ds[f"{sp.name}_stored"] = (dims, stored, {
             "units": unit, "long_name": f"stored {sp.dimension} (recomputed from the states)"})
-        ds[f"{sp.name}_expected"] = ("time", expected, {
+        ds[f"{sp.name}_expected"] = (dims, expected, {
             "units": unit, "long_name": f"{sp.dimension} the ledger accounts for "
                                         "(initial + inflow + source − outflow − sink)"})
-        ds[f"{sp.name}_residual"] = ("time", stored - expected, {
+        ds[f"{sp.name}_residual"] = (dims, stored - expected, {
             "units": unit, "long_name": f"ledger residual of {sp.dimension}"})
         for term in LEDGER_TERMS:
             routes = getattr(ledger, term)
             if routes:
-                ds[f"{sp.name}_{term}"] = ("time", ledger.total(term, n), {
+                total = ledger.total(term, n)
+                ds[f"{sp.name}_{term}"] = (dims[:total.ndim], total, {
                     "units": unit, "long_name": f"cumulative {term} of {sp.dimension}",
                     "routes": ", ".join(routes)})
     return ds

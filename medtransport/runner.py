@@ -60,7 +60,7 @@ def prepare(scenario: str | Path | Mapping[str, Any] | Scenario) -> Model:
 
 def _check_memory(model: Model) -> None:
     """Refuse, before allocating, a run whose saved states alone would not fit in memory."""
-    n_out = len(model.scenario.time.output_times())
+    n_out = len(model.scenario.time.output_times()) * (model.n_patients or 1)
     size = n_out * math.prod(model.domain.shape) * 8
     if size > MAX_STATE_BYTES:
         raise ScenarioError([("time.output_every", f"{n_out} outputs of "

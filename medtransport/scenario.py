@@ -45,6 +45,7 @@ from pydantic import (
 from medtransport.boundary import BoundarySpec
 from medtransport.domain import DomainSpec, NotBool
 from medtransport.errors import ScenarioError
+from medtransport.population import PopulationSpec
 from medtransport.units import Q_, Qty, format_quantity, parse_quantity
 
 __all__ = [
@@ -300,6 +301,7 @@ class Scenario(_Section):
     audit: AuditSpec = Field(default_factory=AuditSpec)
     seed: Annotated[int, Field(ge=0, lt=2**63), NotBool] | None = None
     output: OutputSpec = Field(default_factory=OutputSpec)
+    population: PopulationSpec | None = None
 
     def to_json(self) -> str:
         """The scenario as JSON, quantities as strings that load back to the same values."""

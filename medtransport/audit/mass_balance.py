@@ -14,13 +14,18 @@ from medtransport.audit.report import AuditContext, AuditResult
 
 
 def residual(ctx: AuditContext, species: str) -> tuple[np.ndarray, float]:
-    """The residual over time and the ledger's scale, for one species."""
+    """The residual over time — (T,), or (T, P) for a batch of patients — and the ledger's
+    scale, for one species."""
     assert ctx.trajectory is not None and ctx.times is not None
     n = len(ctx.times)
     ledger = ctx.trajectory.ledgers[species]
     stored = ctx.stored[species]
     expected = ledger.expected_stored(ctx.initial[species], n)
-    terms = [np.abs(stored), np.abs(expected), np.array([abs(ctx.initial[species])])]
+    if expected.ndim > stored.ndim:
+        raise ValueError(f"the ledger of {species} is kept per patient but the states are not")
+    if stored.ndim == 2:
+        expected = expected.reshape(n, -1)
+    terms = [np.abs(stored), np.abs(expected), np.abs(np.ravel(ctx.initial[species]))]
     for term in ("inflow", "outflow", "sink", "source"):
         for values in getattr(ledger, term).values():
             terms.append(np.abs(values))
@@ -46,21 +51,37 @@ def audit_mass_balance(ctx: AuditContext) -> list[AuditResult]:
             continue
         tol = ctx.tolerance.atol + ctx.tolerance.rtol * scale
         se = ctx.trajectory.standard_errors.get(sp.name)
-        allowed = tol + (ctx.tolerance.n_sigma * np.asarray(se, dtype=float) if se is not None
-                         else 0.0)
+        allowed = np.broadcast_to(
+            tol if se is None else tol + ctx.tolerance.n_sigma * np.reshape(
+                np.asarray(se, dtype=float), (len(ctx.times), -1) if res.ndim == 2 else (-1,)),
+            res.shape)
         bad = ~np.isfinite(res)
         with np.errstate(invalid="ignore"):
             excess = np.abs(res) - allowed
-        i = int(np.argmax(np.where(bad, np.inf, excess)))
+        flat = int(np.argmax(np.where(bad, np.inf, excess)))
+        where_index = np.unravel_index(flat, res.shape)
+        i = int(where_index[0])
         worst = float(np.max(np.abs(res))) if not bad.any() else float("nan")
         passed = bool(not bad.any() and np.all(excess <= 0))
+        batch = f" and {res.shape[1]} patients" if res.ndim == 2 else ""
         detail = (f"max |stored − (initial + inflow + source − outflow − sink)| over "
-                  f"{len(res)} times; scale {scale:.6g} {units}")
+                  f"{len(res)} times{batch}; scale {scale:.6g} {units}")
+        where: dict[str, object] = {}
+        if not passed:
+            where = {"time_s": float(ctx.times[i])}
+            if res.ndim == 2:
+                where["patient"] = int(where_index[1])
         if not passed and not bad.any():
-            detail += (f"; worst at t = {ctx.times[i]:.6g} s: stored {ctx.stored[sp.name][i]:.9g},"
-                       f" ledger expects {ctx.stored[sp.name][i] - res[i]:.9g}")
+            stored = float(ctx.stored[sp.name][where_index])
+            detail += (f"; worst at t = {ctx.times[i]:.6g} s{_patient(where)}: stored "
+                       f"{stored:.9g}, ledger expects {stored - float(res[where_index]):.9g}")
         if bad.any():
-            detail += f"; non-finite residual first at t = {ctx.times[np.argmax(bad)]:.6g} s"
+            first = np.unravel_index(int(np.argmax(bad)), res.shape)
+            detail += f"; non-finite residual first at t = {ctx.times[first[0]]:.6g} s"
         out.append(AuditResult(name, passed, worst, float(np.max(allowed)), units, detail,
-                               {"time_s": float(ctx.times[i])} if not passed else {}))
+                               where))
     return out
+
+
+def _patient(where: dict[str, object]) -> str:
+    return f", patient {where['patient']}" if "patient" in where else ""

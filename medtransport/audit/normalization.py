@@ -9,6 +9,8 @@ output time, by the framework's quadrature.
 
 from __future__ import annotations
 
+import numpy as np
+
 from medtransport.audit.report import AuditContext, AuditResult
 
 
@@ -22,16 +24,24 @@ def audit_normalization(ctx: AuditContext) -> list[AuditResult]:
             continue
         assert ctx.trajectory is not None
         units = ctx.trajectory.ledgers[sp.name].units
-        declared = ctx.initial[sp.name]
-        represented = float(ctx.stored[sp.name][0])
-        diff = abs(represented - declared)
+        declared = np.asarray(ctx.initial[sp.name], dtype=float)
+        represented = np.asarray(ctx.stored[sp.name][0], dtype=float)
+        with np.errstate(invalid="ignore"):
+            diff = np.abs(represented - declared)
+            tol = ctx.tolerance.atol + ctx.tolerance.rtol * np.maximum(np.abs(declared),
+                                                                       np.abs(represented))
         se = ctx.trajectory.standard_errors.get(sp.name)
-        tol = ctx.tolerance.atol + ctx.tolerance.rtol * max(abs(declared), abs(represented))
         if se is not None:
-            tol += ctx.tolerance.n_sigma * float(se[0])
-        passed = diff <= tol  # NaN compares False
-        detail = f"declared {declared:.9g} {units}, represented at t0 {represented:.9g} {units}"
-        if not passed and declared != 0 and represented != 0:
-            detail += f" (ratio {represented / declared:.6g}: a unit conversion slip?)"
-        out.append(AuditResult(name, bool(passed), diff, tol, units, detail))
+            tol = tol + ctx.tolerance.n_sigma * np.asarray(se, dtype=float)[0]
+        ok = diff <= tol  # NaN compares False
+        passed = bool(np.all(ok))
+        j = int(np.argmin(ok)) if diff.ndim and not passed else 0
+        d = float(np.ravel(declared)[j if declared.ndim else 0])
+        r = float(np.ravel(represented)[j if represented.ndim else 0])
+        who = f" (patient {j})" if represented.ndim and not passed else ""
+        detail = f"declared {d:.9g} {units}, represented at t0 {r:.9g} {units}{who}"
+        if not passed and d != 0 and r != 0:
+            detail += f" (ratio {r / d:.6g}: a unit conversion slip?)"
+        worst = float(np.max(diff)) if np.all(np.isfinite(diff)) else float("nan")
+        out.append(AuditResult(name, passed, worst, float(np.max(tol)), units, detail))
     return out

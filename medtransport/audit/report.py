@@ -89,8 +89,9 @@ class AuditContext:
     """What audits read: the model (its declarations), its trajectory, and amounts the
     framework computed itself.
 
-    ``stored[species]`` is Σ w·u recomputed from the states, in the ledger's unit;
-    ``initial[species]`` the declared initial amount in that unit; ``times`` in seconds.
+    ``stored[species]`` is Σ w·u recomputed from the states, in the ledger's unit — (T,), or
+    (T, P) for a batch of patients; ``initial[species]`` the declared initial amount in that
+    unit (a float, or one per patient); ``times`` in seconds.
     """
 
     model: Model
@@ -98,7 +99,7 @@ class AuditContext:
     trajectory: Trajectory | None = None
     times: np.ndarray | None = None
     stored: dict[str, np.ndarray] = field(default_factory=dict)
-    initial: dict[str, float] = field(default_factory=dict)
+    initial: dict[str, Any] = field(default_factory=dict)
     unit_problems: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -121,7 +122,9 @@ class AuditContext:
                 continue
             try:
                 density = states[species.variable]
-                dims = ("time", *model.domain.dims)
+                # Dimensions beyond time and the domain's (a batch of patients) are kept.
+                batch = [d for d in density.dims if d != "time" and d not in model.domain.dims]
+                dims = ("time", *batch, *model.domain.dims)
                 values = density.transpose(*dims).values
                 units = ureg.parse_units(density.attrs["units"])
                 if species.capacity is not None:
@@ -130,7 +133,8 @@ class AuditContext:
                     units = units * ureg.parse_units(cap.attrs["units"])
                 stored = model.domain.integrate(values, units)
                 ctx.stored[species.name] = np.asarray(stored.m_as(ledger.units), dtype=float)
-                ctx.initial[species.name] = float(declared[species.name].m_as(ledger.units))
+                initial = np.asarray(declared[species.name].m_as(ledger.units), dtype=float)
+                ctx.initial[species.name] = float(initial) if initial.ndim == 0 else initial
             except Exception as exc:  # a unit mismatch is a failed audit, not a crash
                 ctx.unit_problems[species.name] = f"{type(exc).__name__}: {exc}"
         return ctx

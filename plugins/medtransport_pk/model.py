@@ -123,6 +123,8 @@ class PKModel(Model):
     methods: ClassVar[dict[str, Tolerance]] = {"exact": Tolerance(rtol=1e-9),
                                                "ode": Tolerance(rtol=1e-9)}
     event_types = frozenset({"bolus", "infusion", "oral"})
+    population_parameters = frozenset({"clearance", "central_volume", "absorption_rate",
+                                       *(n for pair in _INTER for n in pair)})
     params: OneCompartmentParams
 
     # -- the five answers ------------------------------------------------------------------
@@ -146,6 +148,18 @@ class PKModel(Model):
             i = next(r.index for r in self.regimens if r.route == "oral")
             raise ScenarioError([("parameters.absorption_rate",
                                   f"required for the oral dose at events.{i}")])
+        pop = sc.population
+        if pop is not None:
+            allowed = {"clearance", "central_volume", "absorption_rate",
+                       *(n for pair in _INTER[:self.n_peripheral] for n in pair)}
+            problems += [(f"population.variability.{name}", f"{self.id} has no parameter "
+                                                            f"{name!r}")
+                         for name in sorted(set(pop.variability) - allowed)]
+            if self.params.michaelis_menten is not None:
+                problems.append(("population", "populations run on the exact (linear) solver; "
+                                               "michaelis_menten elimination is not batched"))
+            if problems:
+                raise ScenarioError(problems)
         self._kinetics()  # covariate errors surface before the run
         if self.params.michaelis_menten is not None:
             if sc.solver.method == "exact":
@@ -191,8 +205,20 @@ class PKModel(Model):
     def _lag(self) -> float:
         return float(self.params.lag_time.m_as("h"))
 
-    def _kinetics(self) -> dict[str, float]:
-        """Clearances (L/h) and volumes (L) after the covariate models."""
+    def _eta_factor(self, name: str) -> Any:
+        """exp(η) of each virtual patient for ``name`` (1.0 without variability)."""
+        if self.etas is None or name not in self.etas:
+            return 1.0
+        return np.exp(self.etas[name])
+
+    def _ka(self) -> Any:
+        assert self.params.absorption_rate is not None
+        return float(self.params.absorption_rate.m_as("1/h")) * self._eta_factor(
+            "absorption_rate")
+
+    def _kinetics(self) -> dict[str, Any]:
+        """Clearances (L/h) and volumes (L) after the covariate models and, for a population,
+        each patient's log-normal variability (arrays over patients)."""
         p = self.params
         patient = self.scenario.patient
         fv = volume_factor(p.allometric, patient)
@@ -203,28 +229,31 @@ class PKModel(Model):
         for q_name, v_name in _INTER[:self.n_peripheral]:
             out[q_name] = float(getattr(p, q_name).m_as("L/h")) * fq
             out[v_name] = float(getattr(p, v_name).m_as("L")) * fv
-        return out
+        return {name: value * self._eta_factor(name) for name, value in out.items()}
 
     def volumes(self) -> np.ndarray:
-        """Volumes (L) of :attr:`tissues`."""
+        """Volumes (L) of :attr:`tissues`: (n,), or (P, n) for a population."""
         k = self._kinetics()
-        return np.array([k["central_volume"]]
-                        + [k[v] for _, v in _INTER[:self.n_peripheral]])
+        shape = () if self.n_patients is None else (self.n_patients,)
+        return np.stack([np.broadcast_to(value, shape) for value in (
+            k["central_volume"], *(k[v] for _, v in _INTER[:self.n_peripheral]))], axis=-1)
 
     def rate_matrix(self) -> np.ndarray:
-        """K (1/h) over :attr:`states`; its columns sum to zero."""
+        """K (1/h) over :attr:`states`, (n, n) or (P, n, n) for a population; its columns
+        sum to zero."""
         k = self._kinetics()
         idx = {name: i for i, name in enumerate(self.states)}
-        kmat = np.zeros((len(self.states), len(self.states)))
+        n = len(self.states)
+        kmat = np.zeros(n * n) if self.n_patients is None else np.zeros((self.n_patients, n * n))
+        kmat = kmat.reshape((*kmat.shape[:-1], n, n))
         c = idx["central"]
 
-        def flow(src: int, dst: int, rate: float) -> None:
-            kmat[src, src] -= rate
-            kmat[dst, src] += rate
+        def flow(src: int, dst: int, rate: Any) -> None:
+            kmat[..., src, src] -= rate
+            kmat[..., dst, src] += rate
 
         if self.has_oral:
-            assert self.params.absorption_rate is not None
-            flow(idx["depot"], c, float(self.params.absorption_rate.m_as("1/h")))
+            flow(idx["depot"], c, self._ka())
         v1 = k["central_volume"]
         flow(c, idx["eliminated"], k["clearance"] / v1)
         for j, (q_name, v_name) in enumerate(_INTER[:self.n_peripheral]):
@@ -343,7 +372,7 @@ class PKModel(Model):
     def _steady_state(self) -> np.ndarray:
         """The body's pre-dose content at steady state, summed over SS regimens (linear)."""
         kmat = self.rate_matrix()
-        total = np.zeros(len(self.states))
+        total: np.ndarray = np.zeros(len(self.states))
         body = list(range(len(self.body)))
         for r in self.regimens:
             if not r.steady_state:
@@ -389,7 +418,7 @@ class PKModel(Model):
         return out
 
     def initial_amounts(self) -> dict[str, pint.Quantity]:
-        ss = float(self._steady_state()[:len(self.body)].sum())
+        ss = self._steady_state()[..., :len(self.body)].sum(axis=-1)
         return {"drug": Q_(ss + sum(self._given_at_start().values()), self.unit)}
 
     # -- the run ---------------------------------------------------------------------------
@@ -402,31 +431,47 @@ class PKModel(Model):
             adds, ins, start = self._schedule()
             amt = amounts(self.rate_matrix(), times_h, initial=start, additions=adds,
                           inputs=ins)
+            if amt.ndim == 3:  # (P, T, n) → time first, as every result is laid out
+                amt = amt.transpose(1, 0, 2)
         nb = len(self.body)
         unit = self.unit
         tissue_idx = [self.body.index(n) for n in self.tissues]
         vols = self.volumes()
+        batch: tuple[str, ...] = () if self.n_patients is None else ("patient",)
+        coords: dict[str, Any] = {
+            "time": ("time", times_s, {"units": "s", "long_name": "time"}),
+            **self.domain.coords(),
+            "tissue": ("tissue", np.asarray(self.tissues), {"long_name": "compartment "
+                                                                         "with a volume"}),
+            "tissue_volume": ((*batch, "tissue"), vols, {"units": "L",
+                                                         "long_name": "compartment volume"}),
+        }
+        if self.n_patients is not None:
+            coords["patient"] = ("patient", np.arange(self.n_patients),
+                                 {"units": "1", "long_name": "virtual patient"})
         ds = xr.Dataset(
             {
-                "amount": (("time", "compartment"), amt[:, :nb],
+                "amount": (("time", *batch, "compartment"), amt[..., :nb],
                            {"units": unit, "long_name": "amount of drug"}),
-                "concentration": (("time", "tissue"), amt[:, tissue_idx] / vols,
+                "concentration": (("time", *batch, "tissue"), amt[..., tissue_idx] / vols,
                                   {"units": f"{unit}/L", "long_name": "drug concentration"}),
-                "eliminated": ("time", amt[:, nb],
+                "eliminated": (("time", *batch), amt[..., nb],
                                {"units": unit, "long_name": "cumulative drug eliminated"}),
-                "unabsorbed": ("time", amt[:, nb + 1],
+                "unabsorbed": (("time", *batch), amt[..., nb + 1],
                                {"units": unit,
                                 "long_name": "cumulative oral dose not absorbed (1 − F)"}),
             },
-            coords={
-                "time": ("time", times_s, {"units": "s", "long_name": "time"}),
-                **self.domain.coords(),
-                "tissue": ("tissue", np.asarray(self.tissues), {"long_name": "compartment "
-                                                                             "with a volume"}),
-                "tissue_volume": ("tissue", vols, {"units": "L",
-                                                   "long_name": "compartment volume"}),
-            },
+            coords=coords,
         )
+        if self.n_patients is not None:
+            for name, value in self._kinetics().items():
+                ds[name] = ("patient", np.broadcast_to(value, (self.n_patients,)),
+                            {"units": "L" if "volume" in name else "L/h",
+                             "long_name": f"{name.replace('_', ' ')} of each patient"})
+            if self.has_oral:
+                ds["absorption_rate"] = ("patient", np.broadcast_to(
+                    self._ka(), (self.n_patients,)), {"units": "1/h", "long_name":
+                                                      "absorption rate of each patient"})
         # Label coordinates get the dimensionless unit "1": the CLI's contract is that every
         # variable and coordinate carries a parseable unit.
         for label in ("compartment", "tissue"):
@@ -434,11 +479,12 @@ class PKModel(Model):
         given = self._given(times_h)
         at_start = self._given_at_start()
         inflow = {route: values - at_start.get(route, 0.0) for route, values in given.items()}
-        outflow = {"eliminated": amt[:, nb]}
+        outflow = {"eliminated": amt[..., nb]}
         if self.has_oral:
-            outflow["unabsorbed"] = amt[:, nb + 1]
+            outflow["unabsorbed"] = amt[..., nb + 1]
         ledger = Ledger.of("drug", unit, times_s.size, inflow=inflow or None, outflow=outflow)
-        self._attach_nca(ds)
+        if self.n_patients is None:
+            self._attach_nca(ds)
         if progress is not None:
             progress(1.0)
         return Trajectory(ds, {"drug": ledger}, notes={"kinetics": self._kinetics()})
@@ -471,7 +517,12 @@ class PKModel(Model):
 
     # -- presentation ----------------------------------------------------------------------
     def plot(self, dataset: xr.Dataset, figure: Any) -> None:
-        """Concentration–time curves (left) and the drug account (right)."""
+        """Concentration–time curves (left) and the drug account (right); for a population,
+        the median and the 5–95 % and 25–75 % bands of the central concentration and the
+        account summed over the patients."""
+        if "patient" in dataset.dims:
+            self._plot_population(dataset, figure)
+            return
         ax1, ax2 = figure.subplots(1, 2)
         t = dataset["time"].values / 3600.0
         conc = dataset["concentration"]
@@ -504,6 +555,32 @@ class PKModel(Model):
         ax2.set_xlabel("time [h]")
         ax2.set_ylabel(f"amount of drug [{unit}]")
         ax2.set_title("drug account")
+        ax2.legend(fontsize="small")
+        figure.suptitle(self.scenario.name)
+
+    def _plot_population(self, dataset: xr.Dataset, figure: Any) -> None:
+        ax1, ax2 = figure.subplots(1, 2)
+        t = dataset["time"].values / 3600.0
+        conc = dataset["concentration"].sel(tissue="central").transpose("time", "patient")
+        q = np.percentile(conc.values, [5, 25, 50, 75, 95], axis=1)
+        ax1.fill_between(t, q[0], q[4], alpha=0.25, label="5–95 %")
+        ax1.fill_between(t, q[1], q[3], alpha=0.4, label="25–75 %")
+        ax1.plot(t, q[2], label="median")
+        ax1.set_xlabel("time [h]")
+        ax1.set_ylabel(f"central concentration [{conc.attrs['units']}]")
+        ax1.set_title(f"{dataset.sizes['patient']} virtual patients")
+        ax1.legend(fontsize="small")
+        unit = dataset["amount"].attrs["units"]
+        ax2.plot(t, dataset["amount"].sum(("compartment", "patient")).values,
+                 label="in the bodies")
+        ax2.plot(t, dataset["eliminated"].sum("patient").values, label="eliminated")
+        if "drug_residual" in dataset:
+            worst = float(np.abs(dataset["drug_residual"]).max())
+            ax2.set_title(f"drug account, all patients (max |residual| {worst:.2g} {unit})")
+        else:
+            ax2.set_title("drug account, all patients")
+        ax2.set_xlabel("time [h]")
+        ax2.set_ylabel(f"amount of drug [{unit}]")
         ax2.legend(fontsize="small")
         figure.suptitle(self.scenario.name)
 
