@@ -35,8 +35,12 @@ with the doses given at t0 (bolus D, oral F·D; the state at t0 is recorded just
 the body content at steady state for ``steady_state`` regimens — what was given before t0 is not
 in the books, so the SS content is declared as the initial amount.
 
-Not implemented: steady state with saturable elimination; population variability (batched
-patients: the numerics accept stacked rate matrices, the model does not use them yet).
+A ``population`` section (core: :mod:`medtransport.population`) gives each virtual patient
+θ_i = θ·exp(η_i) on clearances, volumes and ka; all patients are solved at once with stacked
+rate matrices, and every result gains a ``patient`` dimension (with each patient's parameters).
+
+Not implemented: steady state with saturable elimination; populations with saturable
+elimination; covariate distributions across a population (the scenario's one patient is used).
 """
 
 from __future__ import annotations
