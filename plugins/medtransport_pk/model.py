@@ -50,13 +50,13 @@ from typing import Annotated, Any, ClassVar
 import numpy as np
 import pint
 import xarray as xr
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from medtransport.errors import ScenarioError
+from medtransport.errors import ScenarioError, UnitError
 from medtransport.ledger import Ledger, Species
 from medtransport.model import Model, Params, Progress, Tolerance, Trajectory
 from medtransport.numerics.compartments import Addition, Input, amounts, steady_state_start
-from medtransport.units import Q_, Qty
+from medtransport.units import Q_, Qty, to_canonical
 from medtransport_pk import __version__
 from medtransport_pk.covariates import (
     Allometric,
@@ -80,8 +80,20 @@ class MichaelisMenten(BaseModel):
     km: Qty("mg/L", "mmol/L", gt=0)
 
 
+# Micro-constant → (clearance-form parameter, how it follows from the micro-constants and V1).
+_MICRO = {
+    "k10": ("clearance", None),
+    "k12": ("intercompartmental_clearance", "k21"),
+    "k13": ("intercompartmental_clearance_2", "k31"),
+}
+_PERIPHERAL_VOLUME = {"intercompartmental_clearance": "peripheral_volume",
+                      "intercompartmental_clearance_2": "peripheral_volume_2"}
+
+
 class OneCompartmentParams(Params):
-    """Parameters of ``pk.one_compartment`` (clearances and volumes)."""
+    """Parameters of ``pk.one_compartment``: clearances and volumes, or micro-constants with
+    the central volume (k10 = CL/V1, k12 = Q/V1, k21 = Q/V2, k13 = Q3/V1, k31 = Q3/V3;
+    Gibaldi & Perrier ch. 2)."""
 
     # 0 is allowed for drugs eliminated only by a saturable route (michaelis_menten).
     clearance: Qty("L/h", ge=0)
@@ -93,6 +105,44 @@ class OneCompartmentParams(Params):
     allometric: Allometric | None = None
     renal_function: RenalFunction | None = None
     michaelis_menten: MichaelisMenten | None = None
+    k10: Qty("1/h", ge=0) | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_micro_constants(cls, data: Any) -> Any:
+        """Micro-constants become the clearance form before validation (both are kept, so a
+        result states what was given)."""
+        if not isinstance(data, dict):
+            return data
+        for micro, (_, back) in _MICRO.items():
+            if back is not None and back in data and micro not in data:
+                raise ValueError(f"{back} needs {micro}")
+        if not any(k in data for k in _MICRO):
+            return data
+        data = dict(data)
+        if "central_volume" not in data:
+            return data  # the missing central_volume is reported by its field
+        try:
+            v1 = to_canonical(data["central_volume"], "L", field="central_volume")
+            for micro, (target, back) in _MICRO.items():
+                if micro not in data:
+                    continue
+                if target not in cls.model_fields:
+                    continue  # an unknown field, reported as such
+                if target in data:
+                    raise ValueError(f"give {target} or {micro}, not both")
+                rate = to_canonical(data[micro], "1/h", field=micro)
+                data[target] = rate * v1
+                if back is not None:
+                    if back not in data:
+                        raise ValueError(f"{micro} needs {back}")
+                    rate_back = to_canonical(data[back], "1/h", field=back)
+                    if rate_back.magnitude <= 0:
+                        raise ValueError(f"{back} must be > 0")
+                    data[_PERIPHERAL_VOLUME[target]] = rate * v1 / rate_back
+        except UnitError as exc:
+            raise ValueError(str(exc)) from None
+        return data
 
 
 class TwoCompartmentParams(OneCompartmentParams):
@@ -100,6 +150,8 @@ class TwoCompartmentParams(OneCompartmentParams):
 
     intercompartmental_clearance: Qty("L/h", gt=0)
     peripheral_volume: Qty("L", gt=0)
+    k12: Qty("1/h", gt=0) | None = None
+    k21: Qty("1/h", gt=0) | None = None
 
 
 class ThreeCompartmentParams(TwoCompartmentParams):
@@ -107,6 +159,8 @@ class ThreeCompartmentParams(TwoCompartmentParams):
 
     intercompartmental_clearance_2: Qty("L/h", gt=0)
     peripheral_volume_2: Qty("L", gt=0)
+    k13: Qty("1/h", gt=0) | None = None
+    k31: Qty("1/h", gt=0) | None = None
 
 
 _PERIPHERAL = ("peripheral", "peripheral_2")
@@ -511,7 +565,13 @@ class PKModel(Model):
                          route=route)  # type: ignore[arg-type]
         except ValueError:
             return  # e.g. no positive concentration: nothing to report
-        for name, value, units in result.to_table():
+        rows = result.to_table()
+        # The linear-trapezoid AUC too: regulators and older protocols ask for it.
+        linear = nca(Q_(t / 3600.0, "h"), Q_(conc.values, conc.attrs["units"]), route=route,
+                     auc_method="linear")  # type: ignore[arg-type]
+        rows.append(("auc_last_linear", float(linear.auc_last.magnitude),
+                     f"{linear.auc_last.units:~C}"))
+        for name, value, units in rows:
             if name in ("lambda_z_points", "lambda_z_adjusted_r2"):
                 units = "dimensionless"
             ds[f"nca_{name}"] = ((), value, {"units": units or "dimensionless",

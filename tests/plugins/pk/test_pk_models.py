@@ -366,3 +366,30 @@ def test_a_saturable_route_missing_from_the_books_is_caught() -> None:
     sc = scenario("pk.one_compartment", p, [{"type": "bolus", "amount": "900 mg"}])
     assert run(build(OneCompartment, sc)).attrs["audit_status"] == "passed"
     assert "mass_balance[drug]" in failed_audits(SaturableLeak, sc)
+
+
+def test_micro_constants_give_the_same_model_as_clearances_and_volumes() -> None:
+    """k10 = CL/V1, k12 = Q/V1, k21 = Q/V2 (Gibaldi & Perrier ch. 2): the same 2-compartment
+    model written both ways gives the same concentrations to 1e-13."""
+    import medtransport as mt
+
+    cl, v1, q, v2 = 4.6, 30.0, 6.9, 40.0
+    common = {"name": "micro", "model": "pk.two_compartment",
+              "events": [{"type": "bolus", "amount": "500 mg"}],
+              "time": {"stop": "24 h", "step": "30 min"}}
+    by_clearance = mt.run({**common, "parameters": {
+        "clearance": f"{cl} L/h", "central_volume": f"{v1} L",
+        "intercompartmental_clearance": f"{q} L/h", "peripheral_volume": f"{v2} L"}})
+    by_micro = mt.run({**common, "parameters": {
+        "central_volume": f"{v1} L", "k10": f"{cl / v1!r} 1/h", "k12": f"{q / v1!r} 1/h",
+        "k21": f"{q / v2!r} 1/h"}})
+    np.testing.assert_allclose(by_micro["concentration"].values,
+                               by_clearance["concentration"].values, rtol=1e-13, atol=1e-15)
+    from medtransport.runner import prepare
+
+    with pytest.raises(mt.ScenarioError, match=r"give clearance or k10, not both"):
+        prepare({**common, "parameters": {"clearance": "1 L/h", "k10": "1 1/h",
+                                          "central_volume": "1 L"}})
+    with pytest.raises(mt.ScenarioError, match=r"k12 needs k21"):
+        prepare({**common, "parameters": {"k10": "1 1/h", "k12": "1 1/h",
+                                          "central_volume": "1 L"}})
