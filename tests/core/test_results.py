@@ -121,3 +121,15 @@ def test_a_stochastic_run_without_a_seed_records_the_one_it_drew() -> None:
     again = mt.run({**scenario, "seed": seed})
     np.testing.assert_array_equal(again["concentration"].values, first["concentration"].values)
     assert mt.run(scenario).attrs["seed"] != seed
+
+
+def test_written_files_get_the_usual_permissions(result: xr.Dataset, tmp_path: Path) -> None:
+    import os
+    import stat
+
+    mask = os.umask(0o022)
+    try:
+        path = write_netcdf(result, tmp_path / "r.nc")
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
