@@ -24,7 +24,10 @@ def explain(model: Model) -> Any:
     counted = "; ".join(f"{s.dimension} ({s.name}), state variable '{s.variable}'"
                         for s in model.conserved)
     table.add_row("what is counted", counted)
-    table.add_row("where", model.domain.describe())
+    where = model.domain.describe()
+    if model.n_patients is not None:
+        where += f", in each of {model.n_patients} virtual patients"
+    table.add_row("where", where)
     leaving = []
     for s in model.conserved:
         ways = routes.get(s.name) or ["nothing: the domain is closed"]
@@ -35,14 +38,20 @@ def explain(model: Model) -> Any:
                   "stored = initial + inflow + source − outflow − sink, for "
                   + ", ".join(s.name for s in model.conserved)
                   + f"; checked at every output time to rtol {tol.rtol:g}, atol {tol.atol:g}"
-                  + (f", {tol.n_sigma:g} standard errors" if model.stochastic else ""))
+                  + (f", {tol.n_sigma:g} standard errors"
+                     if model.method in model.stochastic_methods else ""))
     initial = []
     units = model.ledger_units()
     for s in model.conserved:
         q = declared[s.name]
-        line = f"{s.name}: {q:~P}"
-        if s.name in units:
-            line += f" (= {q.to(units[s.name]):~P} in the ledger)"
+        if q.magnitude is not None and getattr(q.magnitude, "ndim", 0) > 0:
+            # one amount per virtual patient
+            lo, hi = q.min(), q.max()
+            line = f"{s.name}: {lo:~P} to {hi:~P} across {q.magnitude.size} patients"
+        else:
+            line = f"{s.name}: {q:~P}"
+            if s.name in units:
+                line += f" (= {q.to(units[s.name]):~P} in the ledger)"
         initial.append(line)
     table.add_row("how much it starts with", "\n".join(initial))
     margins = model.stability()

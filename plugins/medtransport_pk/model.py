@@ -249,7 +249,10 @@ class PKModel(Model):
         return {"drug": self.unit}
 
     def routes(self) -> dict[str, list[str]]:
-        out = [f"elimination from central at CL = {self._kinetics()['clearance']:.6g} L/h"]
+        cl = np.asarray(self._kinetics()["clearance"])
+        shown = f"{float(cl):.6g} L/h" if cl.ndim == 0 else \
+            f"{np.min(cl):.6g}–{np.max(cl):.6g} L/h across {cl.size} patients"
+        out = [f"elimination from central at CL = {shown}"]
         mm = self.params.michaelis_menten
         if mm is not None:
             out.append(f"saturable elimination from central, Vmax {mm.vmax:~P}, Km {mm.km:~P}")

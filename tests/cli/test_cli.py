@@ -449,3 +449,12 @@ def test_a_crash_while_plotting_writes_neither_file(workdir: Path,
     assert "Traceback" not in result.output + result.stderr
     assert (workdir / "out.nc").read_bytes() == b"the previous result"
     assert files_in(workdir) == {"s.yaml", "out.nc"}
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
+def test_explain_answers_the_five_questions_for_every_example(example: Path) -> None:
+    result = invoke("explain", example)
+    assert result.exit_code == 0, result.output + result.stderr
+    for question in ("what is counted", "where", "what may leave", "what is conserved",
+                     "how much it starts with"):
+        assert question in result.stdout
