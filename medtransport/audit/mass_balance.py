@@ -37,10 +37,9 @@ def audit_mass_balance(ctx: AuditContext) -> list[AuditResult]:
     out = []
     for sp in ctx.model.conserved:
         name = f"mass_balance[{sp.name}]"
-        if sp.name in ctx.unit_problems:
-            out.append(AuditResult(name, False, float("nan"), 0.0,
-                                   detail=f"cannot recompute the stored amount: "
-                                          f"{ctx.unit_problems[sp.name]}"))
+        failed = ctx.unrecomputable(name, sp.name)
+        if failed is not None:
+            out.append(failed)
             continue
         assert ctx.trajectory is not None and ctx.times is not None
         units = ctx.trajectory.ledgers[sp.name].units

@@ -18,9 +18,9 @@ def audit_normalization(ctx: AuditContext) -> list[AuditResult]:
     out = []
     for sp in ctx.model.conserved:
         name = f"normalization[{sp.name}]"
-        if sp.name in ctx.unit_problems:
-            out.append(AuditResult(name, False, float("nan"), 0.0,
-                                   detail=ctx.unit_problems[sp.name]))
+        failed = ctx.unrecomputable(name, sp.name)
+        if failed is not None:
+            out.append(failed)
             continue
         assert ctx.trajectory is not None
         units = ctx.trajectory.ledgers[sp.name].units

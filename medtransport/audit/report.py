@@ -102,6 +102,15 @@ class AuditContext:
     initial: dict[str, Any] = field(default_factory=dict)
     unit_problems: dict[str, str] = field(default_factory=dict)
 
+    def unrecomputable(self, name: str, species: str) -> AuditResult | None:
+        """A failed result for an audit of ``species`` whose stored amount the framework could
+        not recompute (a unit mismatch, a missing ledger), or None."""
+        problem = self.unit_problems.get(species)
+        if problem is None:
+            return None
+        return AuditResult(name, False, float("nan"), 0.0,
+                           detail=f"cannot recompute the stored amount: {problem}")
+
     @property
     def states(self) -> xr.Dataset:
         assert self.trajectory is not None

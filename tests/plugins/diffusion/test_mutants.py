@@ -248,3 +248,21 @@ def test_silently_lost_walkers_are_caught_by_mass_balance() -> None:
                 "time": {"stop": "60 s", "step": "0.1 s", "output_every": "10 s"}, "seed": 3}
     assert run(build(FickDiffusion, scenario)).attrs["audit_status"] == "passed"
     assert failed_audits(CountingWalkerLoss, scenario) == ["mass_balance[solute]"]
+
+
+class WrongLedgerUnit(FickDiffusion):
+    """Keeps its books in mol while a 1-D slab's states integrate to mol/m² — a dimension
+    slip the framework must refuse rather than convert."""
+
+    def _finite_volume(self, progress: Any) -> Any:
+        times, states, ledger = super()._finite_volume(progress)
+        ledger.units = "mol"
+        return times, states, ledger
+
+
+def test_books_in_the_wrong_dimension_are_refused() -> None:
+    with pytest.raises(AuditFailure) as info:
+        run(build(WrongLedgerUnit, SLAB))
+    failed = {r.name: r.detail for r in info.value.report.failures}
+    assert set(failed) == {"normalization[solute]", "mass_balance[solute]"}
+    assert "cannot recompute the stored amount" in failed["mass_balance[solute]"]

@@ -8,34 +8,16 @@ quadrature for AUC = F·D/CL.
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import math
-import sys
 from decimal import Decimal, localcontext
-from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
 from scipy.integrate import quad, solve_ivp
 from scipy.special import wrightomega
 
-
-def _load_closed_forms() -> ModuleType:
-    try:
-        from medtransport_pk import closed_forms
-    except ImportError:  # plugin package not installed yet: load the module from its file
-        path = Path(__file__).parents[3] / "plugins" / "medtransport_pk" / "closed_forms.py"
-        spec = importlib.util.spec_from_file_location("_pk_closed_forms", path)
-        assert spec is not None and spec.loader is not None
-        closed_forms = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = closed_forms  # dataclasses look their module up there
-        spec.loader.exec_module(closed_forms)
-    return closed_forms
-
-
-cf = _load_closed_forms()
+from medtransport_pk import closed_forms as cf
 
 ODE_RTOL = 1e-13
 TOL = 1e-9  # required agreement with the ODE reference (achieved: ≤ ~1e-12)

@@ -4,34 +4,18 @@ profiles where the terminal slope cannot be estimated."""
 from __future__ import annotations
 
 import csv
-import importlib.util
 import math
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
 
 from medtransport.units import Q_
+from medtransport_pk.nca import nca
 
 DATA = Path(__file__).parents[2] / "data" / "theoph.csv"
 
 
-def _load_nca() -> ModuleType:
-    try:
-        from medtransport_pk import nca
-    except ImportError:  # plugin package not installed yet: load the module from its file
-        path = Path(__file__).parents[3] / "plugins" / "medtransport_pk" / "nca.py"
-        spec = importlib.util.spec_from_file_location("_pk_nca", path)
-        assert spec is not None and spec.loader is not None
-        nca = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = nca  # dataclasses look their module up there
-        spec.loader.exec_module(nca)
-    return nca
-
-
-nca = _load_nca().nca
 
 
 def subject(number: int) -> tuple[np.ndarray, np.ndarray, float]:

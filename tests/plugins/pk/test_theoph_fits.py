@@ -36,34 +36,19 @@ SD (as nlsList reports it), and each subject is held to 1.5 mg/L.
 from __future__ import annotations
 
 import csv
-import importlib.util
 import math
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
 from scipy.optimize import least_squares
 
+from medtransport_pk.closed_forms import bateman
+
 DATA = Path(__file__).parents[2] / "data" / "theoph.csv"
 KE, KA, CL_PER_KG = 0.088, 1.57, 0.040  # Pinheiro & Bates, nlme Theoph population values
 
 
-def _load_closed_forms() -> ModuleType:
-    try:
-        from medtransport_pk import closed_forms
-    except ImportError:  # plugin package not installed yet: load the module from its file
-        path = Path(__file__).parents[3] / "plugins" / "medtransport_pk" / "closed_forms.py"
-        spec = importlib.util.spec_from_file_location("_pk_closed_forms", path)
-        assert spec is not None and spec.loader is not None
-        closed_forms = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = closed_forms  # dataclasses look their module up there
-        spec.loader.exec_module(closed_forms)
-    return closed_forms
-
-
-bateman = _load_closed_forms().bateman
 
 
 def fit_subject(t: np.ndarray, c: np.ndarray, dose: float, weight: float):
