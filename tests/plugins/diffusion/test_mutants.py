@@ -17,7 +17,7 @@ from medtransport.errors import AuditFailure
 from medtransport.numerics import series
 from medtransport.numerics.finite_volume import UnstableStepError
 from medtransport.runner import run
-from medtransport.scenario import load_scenario
+from medtransport.testing import build_model, failed_audits
 from medtransport_diffusion.model import FickDiffusion
 
 SLAB: dict[str, Any] = {
@@ -44,15 +44,7 @@ SPHERE_SERIES: dict[str, Any] = {
 }
 
 
-def build(cls: type[FickDiffusion], scenario: dict[str, Any]) -> FickDiffusion:
-    sc = load_scenario(scenario)
-    return cls(sc, cls.validate_params(sc.parameters))
-
-
-def failed_audits(cls: type[FickDiffusion], scenario: dict[str, Any]) -> list[str]:
-    with pytest.raises(AuditFailure) as info:
-        run(build(cls, scenario))
-    return [r.name for r in info.value.report.failures]
+build = build_model
 
 
 @pytest.mark.parametrize("scenario", [SLAB, SPHERE_SERIES], ids=["slab", "sphere"])

@@ -8,9 +8,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from medtransport.errors import AuditFailure, ScenarioError
+from medtransport.errors import ScenarioError
 from medtransport.runner import prepare, run
-from medtransport.scenario import load_scenario
+from medtransport.testing import build_model as build
+from medtransport.testing import failed_audits
 from medtransport_pk.model import OneCompartment, PKModel, TwoCompartment
 
 ONE = {"clearance": "2.8 L/h", "central_volume": "32 L"}
@@ -213,17 +214,6 @@ def test_bad_input_names_the_field(parameters: dict[str, Any], events: list[dict
 
 
 # ----------------------------------------------------------------------------- mutants
-
-def build(cls: type[PKModel], sc: dict[str, Any]) -> PKModel:
-    loaded = load_scenario(sc)
-    return cls(loaded, cls.validate_params(loaded.parameters))
-
-
-def failed_audits(cls: type[PKModel], sc: dict[str, Any]) -> list[str]:
-    with pytest.raises(AuditFailure) as info:
-        run(build(cls, sc))
-    return [r.name for r in info.value.report.failures]
-
 
 class LeakyRateMatrix(TwoCompartment):
     """Elimination leaves the central compartment but never reaches ``eliminated``."""

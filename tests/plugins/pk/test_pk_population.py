@@ -10,6 +10,7 @@ import pytest
 
 import medtransport as mt
 from medtransport.runner import prepare, run
+from medtransport.testing import build_model
 from medtransport_pk.model import TwoCompartment
 
 BASE: dict[str, Any] = {
@@ -75,9 +76,7 @@ class LeakyForOnePatient(TwoCompartment):
 
 
 def test_a_leak_in_one_patient_is_caught_and_the_patient_named() -> None:
-    sc = mt.load_scenario(population(40, clearance=0.3))
-    model = LeakyForOnePatient(sc, LeakyForOnePatient.validate_params(sc.parameters))
     with pytest.raises(mt.AuditFailure) as info:
-        run(model)
+        run(build_model(LeakyForOnePatient, population(40, clearance=0.3)))
     failure = info.value.report.failures[0]
     assert failure.name == "mass_balance[drug]" and failure.where["patient"] == 13
