@@ -1,0 +1,14 @@
+"""Entry point of the generative noise (DDPM forward process and analytic reverse) plugin: registers its models with medtransport.
+
+Registered through the ``medtransport`` entry-point group in pyproject.toml, exactly as a
+third party's plugin would be; model classes are imported only when a scenario uses them.
+"""
+
+from __future__ import annotations
+
+from medtransport.hookspecs import ModelSpec, hookimpl
+
+
+@hookimpl
+def medtransport_models() -> list[ModelSpec]:
+    return []
