@@ -43,14 +43,14 @@ Example (one compartment, bolus D into volume V, elimination k; states central, 
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import scipy.linalg
+
+from medtransport.numerics.propagate import kernel as propagation_kernel
 
 __all__ = ["Addition", "Input", "amounts", "steady_state_start"]
 
@@ -197,32 +197,6 @@ def _plan(breaks: np.ndarray, t: np.ndarray, adds: list[Addition], ins: list[Inp
     return _Plan(deltas, groups, run_end, ins, actives, rate_keys, batch, n)
 
 
-@functools.cache
-def _propagate_kernel() -> Any:
-    """x ← Φ·x + c for ``m`` steps, each state stored: a compiled loop (numba, imported on
-    first use), patients innermost so that every step's stored states are one contiguous
-    block."""
-    import numba
-
-    @numba.njit(cache=True, fastmath=False)
-    def propagate(phi: np.ndarray, c: np.ndarray, state: np.ndarray, out: np.ndarray,
-                  j0: int, m: int) -> None:
-        n_patients, n = state.shape
-        tmp = np.empty(n)
-        for k in range(m):
-            for p in range(n_patients):
-                for i in range(n):
-                    acc = 0.0
-                    for col in range(n):
-                        acc += phi[p, i, col] * state[p, col]
-                    tmp[i] = acc + c[p, i]
-                for i in range(n):
-                    state[p, i] = tmp[i]
-                    out[j0 + k, p, i] = tmp[i]
-
-    return propagate
-
-
 def amounts(kmat: np.ndarray, times: Sequence[float] | np.ndarray, *,
             initial: np.ndarray | None = None,
             additions: Sequence[Addition | tuple[float, np.ndarray]] = (),
@@ -287,7 +261,7 @@ def amounts(kmat: np.ndarray, times: Sequence[float] | np.ndarray, *,
         # no dose in between: propagate them in one compiled pass.
         r = int(plan.run_end[k]) - k
         if r > _COMPILED_RUN:
-            _propagate_kernel()(phi, c, flat_state, flat_out, j, r - 1)
+            propagation_kernel(n)(phi, c, flat_state, flat_out, j, r - 1)
             j += r - 1
         else:
             r = 1
