@@ -39,8 +39,11 @@ A ``population`` section (core: :mod:`medtransport.population`) gives each virtu
 θ_i = θ·exp(η_i) on clearances, volumes and ka; all patients are solved at once with stacked
 rate matrices, and every result gains a ``patient`` dimension (with each patient's parameters).
 
-Not implemented: steady state with saturable elimination; populations with saturable
-elimination; covariate distributions across a population (the scenario's one patient is used).
+Populations with saturable elimination (variability also on ``vmax`` and ``km``) are solved as
+one stacked ODE system with a block-diagonal sparse Jacobian.
+
+Not implemented: steady state with saturable elimination; covariate distributions across a
+population (the scenario's one patient is used).
 """
 
 from __future__ import annotations
@@ -182,7 +185,7 @@ class PKModel(Model):
                                                "ode": Tolerance(rtol=1e-9)}
     event_types = frozenset({"bolus", "infusion", "oral"})
     population_parameters = frozenset({"clearance", "central_volume", "absorption_rate",
-                                       *(n for pair in _INTER for n in pair)})
+                                       "vmax", "km", *(n for pair in _INTER for n in pair)})
     params: OneCompartmentParams
 
     # -- the five answers ------------------------------------------------------------------
@@ -208,14 +211,15 @@ class PKModel(Model):
                                   f"required for the oral dose at events.{i}")])
         pop = sc.population
         if pop is not None:
-            allowed = {"clearance", "central_volume", "absorption_rate",
+            allowed = {"clearance", "central_volume", "absorption_rate", "vmax", "km",
                        *(n for pair in _INTER[:self.n_peripheral] for n in pair)}
             problems += [(f"population.variability.{name}", f"{self.id} has no parameter "
                                                             f"{name!r}")
-                         for name in sorted(set(pop.variability) - allowed)]
-            if self.params.michaelis_menten is not None:
-                problems.append(("population", "populations run on the exact (linear) solver; "
-                                               "michaelis_menten elimination is not batched"))
+                         for name in sorted(set(pop.eta_names()) - allowed)]
+            if self.params.michaelis_menten is None:
+                problems += [(f"population.variability.{name}", "varies a michaelis_menten "
+                              "parameter, but michaelis_menten is not given")
+                             for name in sorted({"vmax", "km"} & set(pop.variability))]
             if problems:
                 raise ScenarioError(problems)
         self._kinetics()  # covariate errors surface before the run
@@ -281,7 +285,8 @@ class PKModel(Model):
         """Clearances (L/h) and volumes (L) after the covariate models and, for a population,
         each patient's log-normal variability (arrays over patients)."""
         p = self.params
-        patient = self.scenario.patient
+        # a population's sampled covariates (arrays over patients), else the one patient
+        patient = self.covariates if self.covariates is not None else self.scenario.patient
         fv = volume_factor(p.allometric, patient)
         fq = inter_clearance_factor(p.allometric, patient)
         out = {"clearance": float(p.clearance.m_as("L/h"))
@@ -336,36 +341,58 @@ class PKModel(Model):
 
     def _ode(self, times_h: np.ndarray) -> np.ndarray:
         """Amounts at ``times_h`` by ``solve_ivp`` (Radau), restarted at every addition and
-        input switch so that doses are exact."""
+        input switch so that doses are exact. A population is one stacked system of P × n
+        states (every patient shares the dosing times) with a block-diagonal sparse Jacobian,
+        so Radau's Newton iterations factor P small blocks, not a dense (P·n)² matrix; the
+        tolerances are per state, so each patient keeps its own accuracy."""
+        import scipy.sparse
         from scipy.integrate import solve_ivp
 
         kmat = self.rate_matrix()
+        batch = kmat.shape[:-2]
+        n_pat = 1 if not batch else batch[0]
+        n = len(self.states)
+        kmat = np.broadcast_to(kmat, (n_pat, n, n))
         adds, ins, start = self._schedule()
         mm = self._michaelis_menten()
         c, elim = self.states.index("central"), self.states.index("eliminated")
-        v1 = self._kinetics()["central_volume"]
-        scale = max([float(np.abs(a.amount).sum()) for a in adds]
-                    + [float(np.abs(i.rate).sum()) * (i.stop - i.start) for i in ins]
-                    + [float(start.sum()), 1e-300])
+        v1 = np.broadcast_to(self._kinetics()["central_volume"], (n_pat,))
+        vmax, km = (np.zeros(n_pat), np.ones(n_pat)) if mm is None else (
+            np.broadcast_to(mm[0] * self._eta_factor("vmax"), (n_pat,)),
+            np.broadcast_to(mm[1] * self._eta_factor("km"), (n_pat,)))
+
+        def per_patient(x: np.ndarray) -> np.ndarray:
+            return np.broadcast_to(np.asarray(x, float), (n_pat, n))
+
+        # absolute tolerance per patient from the drug that patient is given
+        scale = (sum(np.abs(per_patient(a.amount)).sum(axis=1) for a in adds)
+                 + sum(np.abs(per_patient(i.rate)).sum(axis=1) * (i.stop - i.start)
+                       for i in ins) + per_patient(start).sum(axis=1) + 1e-300)
+        atol = np.repeat(1e-14 * np.broadcast_to(scale, (n_pat,)), n)
+        rows = np.repeat(np.arange(n_pat * n), n)
+        cols = (np.arange(n_pat)[:, None, None] * n + np.arange(n)[None, None, :]
+                + np.zeros((1, n, 1), dtype=int)).reshape(-1)
 
         def rhs(_t: float, y: np.ndarray, rate: np.ndarray) -> np.ndarray:
-            dy = kmat @ y + rate
+            a = y.reshape(n_pat, n)
+            dy = np.einsum("pij,pj->pi", kmat, a) + rate
             if mm is not None:
-                conc = max(y[c], 0.0) / v1
+                conc = np.maximum(a[:, c], 0.0) / v1
                 # what leaves central by the saturable route is booked as eliminated
-                flux = mm[0] * conc / (mm[1] + conc)
-                dy[c] -= flux
-                dy[elim] += flux
-            return dy
+                flux = vmax * conc / (km + conc)
+                dy[:, c] -= flux
+                dy[:, elim] += flux
+            return dy.reshape(-1)
 
-        def jac(_t: float, y: np.ndarray, rate: np.ndarray) -> np.ndarray:
-            jm = kmat.copy()
+        def jac(_t: float, y: np.ndarray, rate: np.ndarray) -> scipy.sparse.csc_matrix:
+            jm = np.array(kmat)
             if mm is not None:
-                conc = max(y[c], 0.0) / v1
-                d = mm[0] * mm[1] / (v1 * (mm[1] + conc) ** 2)
-                jm[c, c] -= d
-                jm[elim, c] += d
-            return jm
+                conc = np.maximum(y.reshape(n_pat, n)[:, c], 0.0) / v1
+                d = vmax * km / (v1 * (km + conc) ** 2)
+                jm[:, c, c] -= d
+                jm[:, elim, c] += d
+            return scipy.sparse.csc_matrix((jm.reshape(-1), (rows, cols)),
+                                           shape=(n_pat * n, n_pat * n))
 
         points = set(times_h.tolist())
         t_end = float(times_h[-1])
@@ -373,27 +400,27 @@ class PKModel(Model):
         for i in ins:
             points.update(x for x in (i.start, i.stop) if x <= t_end)
         breaks = sorted(points)
-        out = np.empty((times_h.size, len(self.states)))
-        y = start.copy()
+        out = np.empty((times_h.size, n_pat, n))
+        y = per_patient(start).copy()
         j = 0
         for k, b in enumerate(breaks):
             for a in adds:
                 if a.time == b:
-                    y = y + a.amount
+                    y = y + per_patient(a.amount)
             while j < times_h.size and times_h[j] == b:
                 out[j] = y
                 j += 1
             if k + 1 == len(breaks):
                 break
             nxt = breaks[k + 1]
-            rate = sum((i.rate for i in ins if i.start <= b and nxt <= i.stop),
-                       np.zeros(len(self.states)))
-            sol = solve_ivp(rhs, (b, nxt), y, method="Radau", rtol=1e-10,
-                            atol=1e-14 * scale, jac=jac, args=(rate,))
+            rate = sum((per_patient(i.rate) for i in ins if i.start <= b and nxt <= i.stop),
+                       np.zeros((n_pat, n)))
+            sol = solve_ivp(rhs, (b, nxt), y.reshape(-1), method="Radau", rtol=1e-10,
+                            atol=atol, jac=jac, args=(rate,))
             if not sol.success:
                 raise RuntimeError(f"solve_ivp failed on [{b:g} h, {nxt:g} h]: {sol.message}")
-            y = sol.y[:, -1]
-        return out
+            y = sol.y[:, -1].reshape(n_pat, n)
+        return out if batch else out[:, 0, :]
 
     # -- dosing ----------------------------------------------------------------------------
     def _dose_parts(self, r: Regimen) -> list[tuple[float, np.ndarray]]:
@@ -508,7 +535,7 @@ class PKModel(Model):
                                                          "long_name": "compartment volume"}),
         }
         if self.n_patients is not None:
-            coords["patient"] = ("patient", np.arange(self.n_patients),
+            coords["patient"] = ("patient", self.patient_ids,
                                  {"units": "1", "long_name": "virtual patient"})
         ds = xr.Dataset(
             {

@@ -80,3 +80,38 @@ def test_a_leak_in_one_patient_is_caught_and_the_patient_named() -> None:
         run(build_model(LeakyForOnePatient, population(40, clearance=0.3)))
     failure = info.value.report.failures[0]
     assert failure.name == "mass_balance[drug]" and failure.where["patient"] == 13
+
+
+MM_BOLUS: dict[str, Any] = {
+    "name": "saturable population",
+    "model": "pk.one_compartment",
+    "parameters": {"clearance": "0 L/h", "central_volume": "40 L",
+                   "michaelis_menten": {"vmax": "30 mg/h", "km": "5 mg/L"}},
+    "events": [{"type": "bolus", "amount": "800 mg"}],
+    "time": {"stop": "24 h", "step": "1 h"},
+    "population": {"size": 12, "variability": {"vmax": 0.3, "km": 0.2, "central_volume": 0.2}},
+    "seed": 11,
+}
+
+
+def test_a_saturable_population_matches_lambert_w_patient_by_patient() -> None:
+    from scipy.special import lambertw
+
+    ds = run(MM_BOLUS)
+    t = ds["time"].values / 3600.0
+    vol = ds["central_volume"].values
+    model = prepare(MM_BOLUS)
+    vmax = 30.0 * model._eta_factor("vmax")
+    km = 5.0 * model._eta_factor("km")
+    assert np.ptp(vmax) > 0 and np.ptp(km) > 0 and np.ptp(vol) > 0
+    for i in range(12):
+        c0 = 800.0 / vol[i]
+        expected = km[i] * lambertw(c0 / km[i] * np.exp((c0 - vmax[i] * t / vol[i])
+                                                         / km[i])).real
+        got = ds["concentration"].isel(patient=i).sel(tissue="central").values
+        np.testing.assert_allclose(got, expected, rtol=1e-7)
+
+
+def test_variability_on_michaelis_menten_without_it_is_named() -> None:
+    with pytest.raises(mt.ScenarioError, match=r"population\.variability\.vmax: .*not given"):
+        prepare(population(5, vmax=0.2))
