@@ -150,7 +150,6 @@ class _Plan:
     """Which propagator each interval uses, and how far a run of identical steps reaches."""
 
     deltas: np.ndarray
-    groups: np.ndarray
     run_end: np.ndarray
     inputs: list[Input]
     actives: list[np.ndarray]
@@ -167,10 +166,9 @@ class _Plan:
 
 def _plan(breaks: np.ndarray, t: np.ndarray, adds: list[Addition], ins: list[Input],
           batch: tuple[int, ...], n: int) -> _Plan:
-    """Classify the intervals between breakpoints, vectorised: intervals of the same nominal
-    length (36 mantissa bits, ~1e-11 relative) under the same inputs form one group; a run
-    continues while the group stays the same, no dose falls on the breakpoint and exactly one
-    output does."""
+    """Classify the intervals between breakpoints, vectorised: a run of intervals continues
+    while the nominal length (36 mantissa bits, ~1e-11 relative) and the inputs stay the same,
+    no dose falls on the breakpoint and exactly one output does."""
     deltas = np.diff(breaks)
     lo, hi = breaks[:-1], breaks[1:]
     rate_keys = [np.ascontiguousarray(i.rate, dtype=float).tobytes() for i in ins]
@@ -182,19 +180,20 @@ def _plan(breaks: np.ndarray, t: np.ndarray, adds: list[Addition], ins: list[Inp
     for key, mask in zip(rate_keys, actives, strict=True):
         counts[:, distinct[key]] += mask
     table = np.column_stack([*columns, counts]) if deltas.size else np.zeros((0, 2))
-    groups = np.unique(table, axis=0, return_inverse=True)[1].reshape(-1) if deltas.size \
-        else np.zeros(0, dtype=int)
+    # interval k has the same propagator as interval k−1 (only neighbours matter for runs;
+    # the propagator cache finds equal intervals anywhere)
+    same = np.all(table[1:] == table[:-1], axis=1)
     dosed = np.isin(breaks, [a.time for a in adds])
     outputs_at = np.searchsorted(t, breaks, side="right") - np.searchsorted(t, breaks,
                                                                            side="left")
     # interval k continues the run of interval k−1
     cont = np.zeros(deltas.size, dtype=bool)
-    cont[1:] = (groups[1:] == groups[:-1]) & ~dosed[1:-1] & (outputs_at[1:-1] == 1)
+    cont[1:] = same & ~dosed[1:-1] & (outputs_at[1:-1] == 1)
     starts = np.flatnonzero(~cont)
     # run_end[k]: the first interval after k that starts a new run (or the number of intervals)
     nxt = np.searchsorted(starts, np.arange(deltas.size), side="right")
     run_end = np.append(starts, deltas.size)[nxt]
-    return _Plan(deltas, groups, run_end, ins, actives, rate_keys, batch, n)
+    return _Plan(deltas, run_end, ins, actives, rate_keys, batch, n)
 
 
 def amounts(kmat: np.ndarray, times: Sequence[float] | np.ndarray, *,
