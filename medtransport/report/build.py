@@ -1,0 +1,150 @@
+"""Render the audit report: one self-contained HTML file from a Jinja2 template.
+
+Styles are inline and images are base64 data URIs, so the page needs no network and no other
+file; it has no scripts. The template escapes every value (autoescape).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import xarray as xr
+
+from medtransport.report.content import ReportContent, format_number, format_seconds, gather
+from medtransport.report.figures import Plot, family_plot, ledger_plot, population_bands
+
+if TYPE_CHECKING:
+    from medtransport.audit.report import AuditReport
+    from medtransport.errors import AuditFailure
+    from medtransport.model import Model
+
+__all__ = ["population_report", "render_report", "report_from_failure", "report_from_file",
+           "scenario_source", "write_report"]
+
+
+def _environment() -> Any:
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.PackageLoader("medtransport.report", "templates"),
+                             autoescape=jinja2.select_autoescape(["html", "j2"],
+                                                                 default_for_string=True),
+                             undefined=jinja2.StrictUndefined, trim_blocks=True,
+                             lstrip_blocks=True)
+    env.filters["num"] = format_number
+    env.filters["seconds"] = format_seconds
+    env.filters["exact"] = repr
+    return env
+
+
+def _plots(content: ReportContent, ds: xr.Dataset | None,
+           report: AuditReport) -> tuple[list[Plot], list[Plot], Plot | None]:
+    if ds is None:
+        return [], [], None
+    # Figures are drawn on matplotlib.figure.Figure, never through pyplot: no backend is
+    # switched, nothing is shown, and the caller's own figures are left alone.
+    ledgers = [ledger_plot(ds, sp, report) for sp in content.species]
+    family = [family_plot(content.model, ds)]
+    bands = population_bands(ds, content.species) if content.n_patients else None
+    return ledgers, family, bands
+
+
+def render_report(ds: xr.Dataset | None, *, report: AuditReport | None = None,
+                  model: Model | None = None, scenario_text: str | None = None,
+                  failure_message: str = "",
+                  chunk_records: dict[int, dict[str, Any]] | None = None) -> str:
+    """The report's HTML for a result (or the raw dataset of a failed run; or, for a run
+    refused before it started, only ``report`` and ``model``; or a chunked population's
+    dataset with its ``chunk_records``)."""
+    from medtransport.audit.report import AuditReport as _Report
+
+    content = gather(ds, report=report, model=model, scenario_text=scenario_text,
+                     failure_message=failure_message, chunk_records=chunk_records)
+    if report is None:
+        if ds is not None and "audit_report" in ds.attrs:
+            report = _Report.from_json(ds.attrs["audit_report"])
+        else:
+            from medtransport.report.store_report import aggregate_report
+
+            report = aggregate_report(chunk_records or {})
+    ledgers, family, bands = _plots(content, ds, report)
+    template = _environment().get_template("report.html.j2")
+    return template.render(c=content, ledgers=ledgers, family=family, bands=bands)
+
+
+def write_report(path: str | os.PathLike[str], ds: xr.Dataset | None, **kwargs: Any) -> Path:
+    """Render and write the report atomically (see :func:`render_report` for ``kwargs``)."""
+    from medtransport.results import write_atomically
+
+    html = render_report(ds, **kwargs)
+    with write_atomically(path, ".html.tmp") as tmp:
+        Path(tmp).write_text(html, encoding="utf-8")
+    return Path(path)
+
+
+def report_from_file(result: str | os.PathLike[str], path: str | os.PathLike[str]) -> Path:
+    """``medtransport report RESULT -o report.html``: RESULT is a NetCDF file from
+    ``medtransport run``, or the Zarr store of a chunked population run."""
+    from medtransport.report.store_report import is_population_store, load_store
+    from medtransport.results import read_netcdf
+
+    if is_population_store(result):
+        ds, records = load_store(result)
+        return write_report(path, ds, chunk_records=records)
+    return write_report(path, read_netcdf(result))
+
+
+def report_from_failure(exc: AuditFailure, path: str | os.PathLike[str], *,
+                        model: Model | None = None, scenario_text: str | None = None) -> Path:
+    """The report of a run the audits refused: the raw dataset the failure carries (if the
+    run got that far), its audit report, marked failed."""
+    return write_report(path, exc.dataset, report=exc.report, model=model,
+                        scenario_text=scenario_text, failure_message=str(exc))
+
+
+def scenario_source(path: str | os.PathLike[str], model: Model | None) -> str | None:
+    """The scenario file's text as the user wrote it — or None when the run's scenario is not
+    that file's (command-line options changed it), so the page shows the recorded one."""
+    from medtransport.scenario import load_scenario
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        if model is not None and load_scenario(path).to_json() != model.scenario.to_json():
+            return None
+    except Exception:
+        return None
+    return text
+
+
+@contextlib.contextmanager
+def population_report(store: str | None, path: str | None,
+                      echo: Callable[[str], None]) -> Iterator[None]:
+    """Around a chunked population run (``medtransport run --population N --store S
+    --report R``): write the report of the store S afterwards — also when chunks failed
+    their audits, since the store then keeps the passed chunks and the failed ones' records."""
+    from medtransport.errors import AuditFailure, MedtransportError
+
+    if path is None:
+        yield
+        return
+    if store is None:
+        raise MedtransportError("--report: a population run is reported from its store; "
+                                "give --store OUT.zarr")
+    target = Path(path)
+    if target.is_dir() or not (target.parent if str(target.parent) else Path(".")).is_dir():
+        raise MedtransportError(f"--report: cannot write {path} (a directory, or its "
+                                "directory does not exist)")
+    try:
+        yield
+    except AuditFailure:
+        from medtransport.report.store_report import is_population_store
+
+        if is_population_store(store):
+            report_from_file(store, path)
+            echo(f"wrote the failed run's report to {path}")
+        raise
+    report_from_file(store, path)
+    echo(f"wrote the report to {path}")

@@ -1,0 +1,75 @@
+"""The report of a chunked population run, read from its store: percentile bands and one
+audit summary per chunk, with a chunk that failed marked as such and its patient named."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from medtransport.audit import AuditReport
+from medtransport.report import report_from_file
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report_helpers import POPULATION, parse
+
+batch = pytest.importorskip("medtransport.batch",
+                            reason="chunked population runs (medtransport.batch) need zarr")
+pytest.importorskip("zarr", reason="chunked population runs need zarr")
+
+
+def _leaky_for_patient_13() -> Any:
+    from medtransport.plugins import get_registry
+
+    base = get_registry().model_class("pk.two_compartment")
+
+    def simulate(self: Any, progress: Any = None) -> Any:
+        traj = base.simulate(self, progress)
+        ids = list(range(*self.patients)) if getattr(self, "patients", None) else []
+        if 13 in ids:  # global patient 13 leaks: its elimination is not booked in full
+            traj.ledgers["drug"].outflow["eliminated"][:, ids.index(13)] *= 0.99
+        return traj
+
+    return type("LeakyFor13", (base,), {"simulate": simulate})
+
+
+def test_a_store_report_has_one_audit_summary_per_chunk(tmp_path: Path) -> None:
+    store = tmp_path / "pop.zarr"
+    result = batch.run_population(POPULATION, n=90, chunk_size=30, store=store)
+    ds = result.dataset
+    conc = np.asarray(ds["concentration"].sel(tissue="central").transpose("time", "patient"))
+    html = tmp_path / "pop.html"
+    report_from_file(store, html)
+    page = parse(html.read_text(encoding="utf-8"))
+    assert page.by_id("status").attrs["data-status"] == "passed"
+    rows = page.by_id("chunks").find_all("tbody")[0].find_all("tr")
+    assert [r.attrs["data-chunk"] for r in rows] == ["chunk 0", "chunk 1", "chunk 2"]
+    for row, record in zip(rows, (result.records[i] for i in range(3)), strict=True):
+        report = AuditReport.from_json(record["audit"])
+        (mb,) = [r for r in report.results if r.name == "mass_balance[drug]"]
+        assert float(row.find_all("td")[2].attrs["data-value"]) == mb.measured
+    last = page.by_id("percentiles").find_all("tbody")[0].find_all("tr")[1]
+    shown = [float(td.text) for td in last.find_all("td")[1:]]
+    assert shown == pytest.approx(np.percentile(conc[-1], [5, 50, 95]), rel=1e-5)
+    result.close()
+
+
+def test_a_failed_chunk_is_reported_with_its_patient(tmp_path: Path) -> None:
+    store = tmp_path / "leak.zarr"
+    result = batch.run_population(POPULATION, n=60, chunk_size=20, store=store,
+                                  model_class=_leaky_for_patient_13(), strict=False)
+    failed = [r for r in result.records.values() if r["status"] != "passed"]
+    if not failed:
+        pytest.skip("this population runner does not expose global patient ids to a model")
+    html = tmp_path / "leak.html"
+    report_from_file(store, html)
+    page = parse(html.read_text(encoding="utf-8"))
+    assert page.by_id("status").attrs["data-status"] == "failed"
+    row = page.by_id("audits").find_all("tr", **{"data-audit": "chunk[0]"})[0]
+    assert row.attrs["data-passed"] == "false" and "13" in row.all_text
+    (chunk0,) = [r for r in page.by_id("chunks").find_all("tr", class_="fail")]
+    assert chunk0.attrs["data-chunk"] == "chunk 0"
+    result.close()
