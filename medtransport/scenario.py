@@ -303,6 +303,16 @@ class Scenario(_Section):
     output: OutputSpec = Field(default_factory=OutputSpec)
     population: PopulationSpec | None = None
 
+    @property
+    def source_dir(self) -> Path:
+        """The directory of the scenario file (a model resolves relative paths inside the
+        scenario, such as an input file, against it), or the working directory for a
+        scenario given as a mapping."""
+        # Kept outside the fields (and pydantic's private attributes), so that it takes no part
+        # in equality, serialization or the schema.
+        source = self.__dict__.get("_source_path")
+        return source.parent if source is not None else Path.cwd()
+
     def to_json(self) -> str:
         """The scenario as JSON, quantities as strings that load back to the same values."""
         return self.model_dump_json(exclude_none=True, round_trip=True)
@@ -337,6 +347,8 @@ def _user_path(loc: tuple[Any, ...], data: Any) -> list[str]:
         elif isinstance(node, list) and isinstance(p, int) and 0 <= p < len(node):
             out.append(str(p))
             node = node[p]
+        elif isinstance(node, Mapping) and node.get("kind") == p:
+            continue  # the tag of a union discriminated by the mapping's own 'kind'
         elif not _is_tag(p):
             out.append(str(p))
             node = None
@@ -448,8 +460,11 @@ def load_scenario(source: str | Path | Mapping[str, Any] | Scenario) -> Scenario
                             source=label)
     data = dict(data)
     try:
-        return _adapter.validate_python(data)
+        scenario = _adapter.validate_python(data)
     except ValidationError as exc:
         raise ScenarioError(format_validation_error(exc, data=data), source=label) from None
     except RecursionError:
         raise ScenarioError("the scenario is nested too deeply", source=label) from None
+    if label is not None:
+        object.__setattr__(scenario, "_source_path", Path(label).resolve())
+    return scenario
