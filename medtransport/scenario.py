@@ -347,8 +347,6 @@ def _user_path(loc: tuple[Any, ...], data: Any) -> list[str]:
         elif isinstance(node, list) and isinstance(p, int) and 0 <= p < len(node):
             out.append(str(p))
             node = node[p]
-        elif isinstance(node, Mapping) and node.get("kind") == p:
-            continue  # the tag of a union discriminated by the mapping's own 'kind'
         elif not _is_tag(p):
             out.append(str(p))
             node = None
