@@ -35,20 +35,26 @@ __all__ = [
     "__version__",
     "load_scenario",
     "models",
+    "open_population",
     "read_netcdf",
     "run",
+    "run_population",
     "ureg",
     "write_netcdf",
 ]
 
 if TYPE_CHECKING:
+    from medtransport.batch import run_population
     from medtransport.results import read_netcdf, write_netcdf
     from medtransport.runner import run
     from medtransport.scenario import load_scenario
+    from medtransport.store import open_population
 
 _LAZY = {
     "load_scenario": "medtransport.scenario",
     "run": "medtransport.runner",
+    "run_population": "medtransport.batch",
+    "open_population": "medtransport.store",
     "read_netcdf": "medtransport.results",
     "write_netcdf": "medtransport.results",
     "Model": "medtransport.model",

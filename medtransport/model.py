@@ -28,7 +28,7 @@ from medtransport.boundary import BoundaryCondition
 from medtransport.domain import Domain
 from medtransport.errors import ScenarioError
 from medtransport.ledger import Ledger, Species
-from medtransport.population import sample_etas
+from medtransport.population import PatientBatch, sample_population
 from medtransport.scenario import Scenario, format_validation_error
 
 if TYPE_CHECKING:
@@ -111,8 +111,12 @@ class Model:
     #: :attr:`etas` and returns states and ledger terms with a ``patient`` dimension.
     population_parameters: ClassVar[frozenset[str]] = frozenset()
 
-    def __init__(self, scenario: Scenario, params: Params):
+    def __init__(self, scenario: Scenario, params: Params, *,
+                 patients: tuple[int, int] | None = None):
         self.scenario = scenario
+        #: For a population: the block of patients [start, stop) this instance runs (a chunk
+        #: of :func:`medtransport.batch.run_population`); None means all of them.
+        self.patients = patients
         self.params = params
         self.method = scenario.solver.method or next(iter(self.methods))
         if self.method not in self.methods:
@@ -124,6 +128,8 @@ class Model:
         self.seed: int | None = scenario.seed
         if self.seed is None and self.stochastic:
             self.seed = secrets.randbits(63)
+        #: Covariates of each virtual patient, when the population draws them.
+        self.covariates: PatientBatch | None = None
         self.etas = self._sample_population()
         self._check_events()
         self.domain = self.build_domain()
@@ -195,7 +201,24 @@ class Model:
     def n_patients(self) -> int | None:
         """The number of virtual patients, or None for a single-patient run."""
         pop = self.scenario.population
-        return None if pop is None else pop.size
+        if pop is None:
+            return None
+        start, stop = self.patient_range
+        return stop - start
+
+    @property
+    def patient_range(self) -> tuple[int, int]:
+        """[start, stop) of the patients this instance runs (the whole population unless it
+        runs a chunk)."""
+        pop = self.scenario.population
+        if self.patients is not None:
+            return self.patients
+        return (0, 0 if pop is None else pop.size)
+
+    @property
+    def patient_ids(self) -> np.ndarray:
+        """The population-wide index of each patient of this instance."""
+        return np.arange(*self.patient_range)
 
     def _sample_population(self) -> dict[str, np.ndarray] | None:
         pop = self.scenario.population
@@ -204,14 +227,22 @@ class Model:
         if not self.population_parameters:
             raise ScenarioError([("population", f"{self.id} runs one patient at a time; it "
                                                 "has no population parameters")])
-        problems = [(f"population.variability.{name}", f"{self.id} lets "
+        where = {n: "variability" for n in pop.variability}
+        if pop.covariance is not None:
+            where.update({n: "covariance.parameters" for n in pop.covariance.parameters})
+        problems = [(f"population.{where[name]}.{name}", f"{self.id} lets "
                      f"{', '.join(sorted(self.population_parameters))} vary between patients")
-                    for name in sorted(set(pop.variability) - self.population_parameters)]
+                    for name in sorted(set(pop.eta_names()) - self.population_parameters)]
+        start, stop = self.patient_range
+        if not 0 <= start <= stop <= pop.size:
+            problems.append(("population.size", f"patients [{start}, {stop}) are not among the "
+                                                f"{pop.size} of the population"))
         if problems:
             raise ScenarioError(problems)
         assert self.seed is not None
-        names = sorted(pop.variability)
-        return sample_etas(self.seed, names, [pop.variability[n] for n in names], 0, pop.size)
+        sample = sample_population(pop, self.seed, start, stop, self.scenario.patient)
+        self.covariates = sample.covariates
+        return sample.etas
 
     def ledger_units(self) -> dict[str, str]:
         """The unit each species' ledger is kept in, when known before the run (for

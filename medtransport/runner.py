@@ -39,15 +39,18 @@ CORE_POST_AUDITS = (audit_units, audit_finiteness, audit_normalization, audit_ma
                     audit_nonnegativity)
 
 
-def prepare(scenario: str | Path | Mapping[str, Any] | Scenario) -> Model:
+def prepare(scenario: str | Path | Mapping[str, Any] | Scenario, *,
+            patients: tuple[int, int] | None = None,
+            model_class: type[Model] | None = None) -> Model:
     """Load the scenario, find its model, validate the parameters and build the model (its
-    domain and boundaries) without running it."""
+    domain and boundaries) without running it. ``patients`` = [start, stop) builds one chunk
+    of a population; ``model_class`` replaces the registered class (tests of broken models)."""
     sc = load_scenario(scenario)
     registry = get_registry()
-    cls = registry.model_class(sc.model)
+    cls = model_class or registry.model_class(sc.model)
     params = cls.validate_params(sc.parameters)
     try:
-        model = cls(sc, params)
+        model = cls(sc, params) if patients is None else cls(sc, params, patients=patients)
     except MedtransportError:
         raise
     except Exception as exc:
@@ -56,6 +59,15 @@ def prepare(scenario: str | Path | Mapping[str, Any] | Scenario) -> Model:
                          f"set up: {type(exc).__name__}: {exc}") from exc
     _check_memory(model)
     return model
+
+
+def attach_covariates(ds: xr.Dataset, covariates: Any) -> None:
+    """A population's sampled covariates, one value per patient, as data variables."""
+    for name, (values, unit) in covariates.variables().items():
+        if name not in ds:
+            label = name.replace("_", " ")
+            ds[name] = ("patient", values, {"units": unit, "long_name": f"{label} of each "
+                                                                        "patient (sampled)"})
 
 
 def _check_memory(model: Model) -> None:
@@ -115,6 +127,8 @@ def run(scenario: str | Path | Mapping[str, Any] | Scenario | Model, *,
     audited = time.perf_counter()
     ds = trajectory.states.copy()
     attach_ledger(ds, model, ctx)
+    if model.covariates is not None and "patient" in ds.dims:
+        attach_covariates(ds, model.covariates)
     stamp(ds, model, report, plugin)
     # What the audits cost, next to what the simulation cost (the promise is a few percent).
     ds.attrs["simulate_seconds"] = simulated - started

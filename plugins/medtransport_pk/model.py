@@ -42,8 +42,10 @@ rate matrices, and every result gains a ``patient`` dimension (with each patient
 Populations with saturable elimination (variability also on ``vmax`` and ``km``) are solved as
 one stacked ODE system with a block-diagonal sparse Jacobian.
 
-Not implemented: steady state with saturable elimination; covariate distributions across a
-population (the scenario's one patient is used).
+A population's sampled covariates (``population.covariates``: weight, age, sex, serum
+creatinine) reach the covariate models patient by patient (:mod:`medtransport_pk.covariates`).
+
+Not implemented: steady state with saturable elimination.
 """
 
 from __future__ import annotations

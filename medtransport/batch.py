@@ -1,0 +1,573 @@
+"""Population runs at scale: chunks of patients, each solved batched in numpy and audited,
+streamed to a Zarr store; on one machine, or on a ``dask.distributed`` cluster.
+
+    run_population(scenario, n=100_000)                       # chunks, one after another
+    run_population(scenario, n=1_000_000, client="local")     # a 2-worker LocalCluster
+    run_population(scenario, n=…, client="tcp://host:8786")   # any scheduler
+
+Every chunk is a complete :func:`medtransport.runner.run` of its block of patients — the same
+pre- and post-run audits as a single run — and its per-patient curve metrics
+(:func:`medtransport.summaries.curve_metrics`) are computed while it is in memory. A chunk
+that fails its audits (or raises) is recorded with the ids of the patients that failed and is
+not written; the other chunks go on. The run then raises :class:`PopulationAuditFailure`
+naming them, and the store keeps every passed chunk, so a resumed run only repeats the rest.
+
+Chunks never share a Zarr chunk, so workers write their own results straight to the store
+(a path every worker can reach); the client only receives each chunk's small record. At
+most two chunks per worker are in flight, so memory stays bounded whatever N.
+
+Reproducibility: each patient's parameters and covariates are drawn from its own positions of
+one random stream (:mod:`medtransport.population`), so they are identical whatever the
+chunking. A run without a seed gets one, recorded in the store, so that resuming continues
+the same population.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import secrets
+import shutil
+import tempfile
+import time
+import weakref
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from medtransport.errors import AuditFailure, MedtransportError, ScenarioError
+from medtransport.model import Model
+from medtransport.population import chunk_bounds
+from medtransport.scenario import Scenario, load_scenario
+from medtransport.store import PopulationStore, open_population
+
+__all__ = ["ChunkFailure", "PopulationAuditFailure", "PopulationResult", "run_population"]
+
+#: Memory the saved states of one chunk may take (bytes): what sets the default chunk size.
+CHUNK_STATE_BYTES = 48 * 2**20
+
+
+class PopulationAuditFailure(AuditFailure):
+    """Some chunks of a population failed their audits (or raised); ``failures`` lists them
+    with the ids of the failing patients. The passed chunks are in the store."""
+
+    def __init__(self, message: str, failures: list[ChunkFailure], store: Path | None):
+        super().__init__(message)
+        self.failures = failures
+        self.store = store
+
+
+@dataclass
+class ChunkFailure:
+    """A chunk that did not pass: its patients, the failing ones, and why."""
+
+    index: int
+    start: int
+    stop: int
+    patients: list[int]
+    reason: str
+
+    def describe(self) -> str:
+        shown = _id_list(self.patients)
+        return (f"chunk {self.index} (patients {self.start}–{self.stop - 1}): patient"
+                f"{'s' if len(self.patients) != 1 else ''} {shown}: {self.reason}")
+
+
+@dataclass
+class PopulationResult:
+    """A finished population run: its store, the chunk records, and lazy summaries."""
+
+    path: Path
+    size: int
+    chunk_size: int
+    records: dict[int, dict[str, Any]]
+    seconds: float
+    resumed_chunks: int = 0
+    _dataset: xr.Dataset | None = field(default=None, repr=False)
+
+    @property
+    def dataset(self) -> xr.Dataset:
+        """The whole population as a lazy Dataset (dask arrays when dask is installed)."""
+        if self._dataset is None:
+            # with strict=False a run may have failed chunks: their patients are masked
+            self._dataset = open_population(self.path, allow_incomplete=bool(self.failures))
+        return self._dataset
+
+    @property
+    def failures(self) -> list[ChunkFailure]:
+        return _failures(self.records)
+
+    def curve(self, variable: str | None = None,
+              select: dict[str, Any] | None = None) -> xr.DataArray:
+        from medtransport.summaries import summary_curve
+
+        return summary_curve(self.dataset, variable, select)
+
+    def bands(self, percentiles: Any = None, **kw: Any) -> xr.DataArray:
+        """Percentile bands (lazy) of the summary curve, read block by block from the store;
+        see :func:`medtransport.summaries.store_percentile_bands`."""
+        from medtransport.summaries import DEFAULT_PERCENTILES, store_percentile_bands
+
+        return store_percentile_bands(self.path, percentiles or DEFAULT_PERCENTILES, **kw)
+
+    def nca(self, percentiles: Any = None) -> xr.Dataset:
+        from medtransport.summaries import DEFAULT_PERCENTILES, nca_distribution
+
+        return nca_distribution(self.dataset, percentiles or DEFAULT_PERCENTILES)
+
+    def pta(self, mics: Any, ratio: float = 400.0) -> xr.DataArray:
+        from medtransport.summaries import pta_auc_over_mic
+
+        return pta_auc_over_mic(self.dataset, mics, ratio=ratio)
+
+    def close(self) -> None:
+        if self._dataset is not None:
+            self._dataset.close()
+            self._dataset = None
+
+
+def _id_list(ids: list[int], limit: int = 20) -> str:
+    shown = ", ".join(str(i) for i in ids[:limit])
+    return shown + (f" … ({len(ids)} in all)" if len(ids) > limit else "")
+
+
+def _failures(records: Mapping[int, dict[str, Any]]) -> list[ChunkFailure]:
+    return [ChunkFailure(r["index"], r["start"], r["stop"], r["failed_patients"], r["reason"])
+            for _, r in sorted(records.items()) if r["status"] != "passed"]
+
+
+# ---------------------------------------------------------------------------------- a chunk
+
+@dataclass(frozen=True)
+class ChunkTask:
+    """Everything a worker needs to run, audit and store one chunk (picklable)."""
+
+    scenario: str  # JSON
+    index: int
+    start: int
+    stop: int
+    store: str
+    variables: tuple[str, ...] | None
+    model_class: type[Model] | None = None
+
+
+def run_chunk(task: ChunkTask) -> dict[str, Any]:
+    """Run, audit and store one chunk; return its record (also written to the store)."""
+    record, out = compute_chunk(task)
+    return store_chunk(task, record, out)
+
+
+def compute_chunk(task: ChunkTask) -> tuple[dict[str, Any], xr.Dataset | None]:
+    """Run and audit one chunk: its record, and what it stores (None if it failed)."""
+    from medtransport.runner import prepare, run
+
+    started, cpu = time.perf_counter(), time.thread_time()
+    ids = list(range(task.start, task.stop))
+    record: dict[str, Any] = {"index": task.index, "start": task.start, "stop": task.stop,
+                              "host": os.uname().nodename, "pid": os.getpid()}
+    out = None
+    try:
+        model = prepare(json.loads(task.scenario), patients=(task.start, task.stop),
+                        model_class=task.model_class)
+        ds = run(model)
+    except AuditFailure as exc:
+        record.update(status="failed", reason=_short(str(exc)),
+                      failed_patients=failing_patients(exc, ids))
+    except Exception as exc:  # a chunk that raises must not take the others down
+        record.update(status="failed", reason=_short(f"{type(exc).__name__}: {exc}"),
+                      failed_patients=ids)
+    else:
+        out = _stored_part(ds, task.variables)
+        record.update(status="passed", reason="", failed_patients=[],
+                      audit=ds.attrs.get("audit_report", ""),
+                      simulate_seconds=float(ds.attrs.get("simulate_seconds", 0.0)),
+                      audit_seconds=float(ds.attrs.get("audit_seconds", 0.0)))
+    record["seconds"] = time.perf_counter() - started
+    record["cpu_seconds"] = time.thread_time() - cpu
+    return record, out
+
+
+def store_chunk(task: ChunkTask, record: dict[str, Any], out: xr.Dataset | None
+                ) -> dict[str, Any]:
+    """Write a computed chunk to the store, then its record (the record last: a chunk
+    without one is written again on resume)."""
+    started, cpu = time.perf_counter(), time.thread_time()
+    store = PopulationStore(Path(task.store))
+    if out is not None:
+        store.write_chunk(task.start, task.stop, out)
+    record["write_seconds"] = time.perf_counter() - started
+    record["seconds"] += record["write_seconds"]
+    record["cpu_seconds"] += time.thread_time() - cpu
+    store.mark(record)
+    return record
+
+
+def _short(text: str, limit: int = 400) -> str:
+    return text if len(text) <= limit else text[:limit] + " …"
+
+
+def failing_patients(exc: AuditFailure, ids: list[int]) -> list[int]:
+    """The ids of the patients that make a chunk fail: those whose ledger residual exceeds
+    the failed mass balance's tolerance, whose states are not finite, or that an audit names;
+    the whole chunk when the failure cannot be pinned on patients."""
+    ds, report = exc.dataset, exc.report
+    if report is None:
+        return ids
+    bad = np.zeros(len(ids), dtype=bool)
+    pinned = True
+    for result in report.failures:
+        if ds is not None and "patient" in ds.dims and result.name.startswith("mass_balance["):
+            species = result.name[len("mass_balance["):-1]
+            res = ds.get(f"{species}_residual")
+            if res is not None and "patient" in res.dims:
+                worst = np.abs(res.values).max(axis=res.dims.index("time")) \
+                    if "time" in res.dims else np.abs(res.values)
+                bad |= ~(worst <= result.tolerance)  # NaN counts as failing
+                continue
+        if ds is not None and "patient" in ds.dims and result.name.startswith("finite"):
+            for var in ds.data_vars.values():
+                if "patient" in var.dims and var.dtype.kind == "f":
+                    other = tuple(i for i, d in enumerate(var.dims) if d != "patient")
+                    bad |= ~np.isfinite(var.values).all(axis=other)
+            continue
+        where = result.where.get("patient")
+        if where is not None and 0 <= int(where) < len(ids):
+            bad[int(where)] = True
+            continue
+        pinned = False
+    if not pinned or not bad.any():
+        return ids
+    return [ids[i] for i in np.flatnonzero(bad)]
+
+
+def _stored_part(ds: xr.Dataset, variables: tuple[str, ...] | None) -> xr.Dataset:
+    """The variables a chunk stores: the time-dependent ones asked for (default: the summary
+    curve's variable), every per-patient one, and the per-patient curve metrics."""
+    from medtransport.summaries import curve_metrics, summary_curve
+
+    out = ds.reset_coords([c for c in ds.coords if c not in ds.dims and "patient" in
+                           ds[c].dims])
+    curve = summary_curve(out)
+    for name, (values, unit, long_name) in curve_metrics(curve).items():
+        out[name] = ("patient", values, {"units": unit, "long_name": f"{long_name} of "
+                                                                     f"{curve.name}"})
+    for sp in _species(ds):
+        res = out.get(f"{sp}_residual")
+        if res is not None and "patient" in res.dims:
+            out[f"{sp}_max_abs_residual"] = np.abs(res).max("time").assign_attrs(
+                units=res.attrs.get("units", "1"),
+                long_name=f"largest |ledger residual| of {sp} over time (audited)")
+    if variables is None or "all" not in variables:
+        wanted = set(variables or (str(curve.name),))
+        keep = [n for n, v in out.data_vars.items()
+                if "patient" in v.dims and ("time" not in v.dims or n in wanted)]
+        out = out[keep]
+    return out
+
+
+def _species(ds: xr.Dataset) -> list[str]:
+    return [str(n)[:-len("_residual")] for n in ds.data_vars if str(n).endswith("_residual")]
+
+
+# ----------------------------------------------------------------------------- the whole run
+
+def _client(client: Any) -> tuple[Any, Callable[[], None]]:
+    """A dask.distributed client for ``client`` (a Client, ``"local"`` for a 2-worker
+    LocalCluster on the loopback interface, or a scheduler address), and how to close what
+    was opened here."""
+    if client is None or not isinstance(client, str):
+        return client, lambda: None
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise MedtransportError("a cluster run needs dask.distributed: pip install "
+                                "'medtransport[distributed]'") from None
+    if client == "local":
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                               host="127.0.0.1", dashboard_address=None)
+        c = Client(cluster)
+        c.wait_for_workers(2, timeout=60)
+
+        def close() -> None:
+            c.close()
+            cluster.close()
+
+        return c, close
+    try:
+        c = Client(client, timeout="20s")
+    except OSError as exc:
+        raise MedtransportError(f"--scheduler: cannot reach the scheduler at {client}: "
+                                f"{exc}") from None
+    return c, c.close
+
+
+def default_chunk_size(model: Model, size: int) -> int:
+    """Patients per chunk so that one chunk's saved states take about CHUNK_STATE_BYTES."""
+    per_patient = len(model.scenario.time.output_times()) * math.prod(model.domain.shape) * 8
+    chunk = max(1, CHUNK_STATE_BYTES // max(per_patient, 1))
+    if chunk >= 100:
+        chunk = int(chunk // 100 * 100)
+    return int(min(size, chunk))
+
+
+def run_population(scenario: str | Path | Mapping[str, Any] | Scenario, n: int | None = None,
+                   *, client: Any = None, store: str | os.PathLike[str] | None = None,
+                   chunk_size: int | None = None, variables: Any = None,
+                   dtype: str = "float64", overwrite: bool = False,
+                   model_class: type[Model] | None = None,
+                   on_chunk: Callable[[dict[str, Any]], None] | None = None,
+                   progress: Callable[[float], None] | None = None,
+                   strict: bool = True) -> PopulationResult:
+    """Run a population in chunks, audit each, stream the results to a Zarr ``store``.
+
+    ``n`` overrides ``population.size``; ``client`` is None (run here), a dask.distributed
+    ``Client``, ``"local"`` or a scheduler address; ``store`` is a directory path (default: a
+    temporary one, removed with the result object); an existing store of the same run is
+    resumed. ``variables`` are the time-dependent variables to store (default: the summary
+    curve's, e.g. ``concentration``; ``"all"`` for every one); per-patient variables are
+    always stored. ``dtype="float32"`` halves the stored states (audits run in float64
+    first). ``on_chunk`` is called with each finished chunk's record. Raises
+    :class:`PopulationAuditFailure` if any chunk failed (unless ``strict`` is False).
+    """
+    from medtransport.runner import prepare
+
+    started = time.perf_counter()
+    sc = load_scenario(scenario)
+    if n is not None:
+        if n < 1:
+            raise ScenarioError([("population.size", f"expected at least 1 patient, got {n}")])
+        pop = json_section(sc.population) if sc.population is not None else {}
+        sc = sc.with_changes(population={**pop, "size": int(n)})
+    if sc.population is None:
+        raise ScenarioError([("population", "a population run needs a population section "
+                                            "(or --population N)")])
+    size = sc.population.size
+    if isinstance(variables, str):
+        variables = (variables,)
+    variables = tuple(variables) if variables is not None else None
+    if dtype not in ("float64", "float32"):
+        raise ScenarioError([("dtype", f"expected float64 or float32, got {dtype!r}")])
+
+    path = Path(store) if store is not None else None
+    existing = PopulationStore(path) if path is not None and path.exists() else None
+    if existing is not None and existing.exists() and not overwrite:
+        manifest = existing.manifest()
+        if sc.seed is None:
+            sc = sc.with_changes(seed=int(manifest["seed"]))
+    elif sc.seed is None:
+        sc = sc.with_changes(seed=secrets.randbits(63))
+    # One patient first: the scenario is checked, and the store laid out, before any chunk.
+    probe_model = prepare(sc, patients=(0, 1), model_class=model_class)
+    if probe_model.n_patients is None:
+        raise ScenarioError([("population", f"{sc.model} runs one patient at a time")])
+    chunk = int(chunk_size or default_chunk_size(probe_model, size))
+    if chunk < 1:
+        raise ScenarioError([("chunk_size", f"expected at least 1, got {chunk}")])
+    manifest = {"scenario": sc.to_json(), "seed": int(sc.seed or 0), "model": sc.model,
+                "variables": list(variables) if variables else None}
+    expected = {**manifest, "size": size, "chunk_size": chunk, "dtype": dtype}
+
+    cleanup = None
+    if path is None:
+        path = Path(tempfile.mkdtemp(prefix="medtransport-population-")) / "population.zarr"
+        cleanup = path.parent
+    pstore = PopulationStore(path)
+    if pstore.exists() and not overwrite:
+        pstore.check(expected)
+    else:
+        from medtransport.runner import run
+
+        template = _stored_part(run(probe_model), variables)
+        pstore = PopulationStore.create(path, template, size=size, chunk_size=chunk,
+                                        manifest=manifest, dtype=dtype, overwrite=overwrite)
+    done = pstore.completed()
+    passed = {i for i, r in done.items() if r.get("status") == "passed"}
+    pstore.forget(set(done) - passed)  # failed chunks are tried again
+    records = {i: done[i] for i in passed}
+    todo = [ChunkTask(sc.to_json(), i, a, b, str(path), variables, model_class)
+            for i, a, b in chunk_bounds(size, chunk) if i not in passed]
+    n_chunks = math.ceil(size / chunk)
+
+    def finished(record: dict[str, Any]) -> None:
+        records[record["index"]] = record
+        if progress is not None:
+            progress(len(records) / n_chunks)
+        if on_chunk is not None:
+            on_chunk(record)
+
+    dask_client, close = _client(client)
+    try:
+        if dask_client is None:
+            _run_here(todo, finished)
+        else:
+            _run_on_cluster(dask_client, todo, finished, pstore)
+    finally:
+        close()
+    pstore.finish()
+    result = PopulationResult(path, size, chunk, records, time.perf_counter() - started,
+                              resumed_chunks=len(passed))
+    if cleanup is not None:
+        weakref.finalize(result, shutil.rmtree, cleanup, True)
+    failures = result.failures
+    if failures and strict:
+        lines = "; ".join(f.describe() for f in failures[:10])
+        more = f" (and {len(failures) - 10} more chunks)" if len(failures) > 10 else ""
+        kept = (f"The {n_chunks - len(failures)} passed chunks are in {path}; a rerun "
+                "repeats only the failed ones") if cleanup is None else \
+            "Give store= to keep the passed chunks and rerun only the failed ones"
+        raise PopulationAuditFailure(f"{len(failures)} of {n_chunks} chunks failed — {lines}"
+                                     f"{more}. {kept}", failures, None if cleanup else path)
+    return result
+
+
+def _run_here(tasks: list[ChunkTask], finished: Callable[[dict[str, Any]], None]) -> None:
+    """One chunk computes while the one before it is written by a second thread (Blosc
+    compression and file writes release the GIL): at most two chunks in memory."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="zarr-writer") as writer:
+        pending: Future[dict[str, Any]] | None = None
+        for task in tasks:
+            record, out = compute_chunk(task)
+            if pending is not None:
+                finished(pending.result())
+            pending = writer.submit(store_chunk, task, record, out)
+        if pending is not None:
+            finished(pending.result())
+
+
+def _run_on_cluster(client: Any, tasks: list[ChunkTask],
+                    finished: Callable[[dict[str, Any]], None], store: PopulationStore) -> None:
+    """Submit the chunks with at most two per worker in flight (memory stays bounded), and
+    hand each record to ``finished`` as it arrives. A chunk whose worker died (out of
+    memory, a lost node) is recorded as failed with all its patients; the others go on."""
+    from distributed import as_completed
+
+    workers = max(1, len(client.scheduler_info().get("workers", {})))
+    limit = 2 * workers
+    pending = iter(tasks)
+    of: dict[str, ChunkTask] = {}
+
+    def submit(task: ChunkTask) -> Any:
+        future = client.submit(run_chunk, task, pure=False)
+        of[future.key] = task
+        return future
+
+    stream = as_completed([submit(t) for t in _take(pending, limit)])
+    try:
+        for future in stream:
+            task = of.pop(future.key)
+            try:
+                record = future.result()
+            except Exception as exc:  # the worker, not the chunk, failed
+                record = {"index": task.index, "start": task.start, "stop": task.stop,
+                          "status": "failed", "seconds": 0.0,
+                          "reason": _short(f"the worker running it was lost: "
+                                           f"{type(exc).__name__}: {exc}"),
+                          "failed_patients": list(range(task.start, task.stop))}
+                store.mark(record)
+            finished(record)
+            future.release()
+            for t in _take(pending, 1):
+                stream.add(submit(t))
+    except BaseException:
+        with contextlib.suppress(Exception):
+            client.cancel(list(stream.futures))
+        raise
+
+
+def _take(iterator: Any, k: int) -> list[Any]:
+    out = []
+    for _ in range(k):
+        try:
+            out.append(next(iterator))
+        except StopIteration:
+            break
+    return out
+
+
+def json_section(section: Any) -> dict[str, Any]:
+    return json.loads(section.model_dump_json(exclude_none=True, round_trip=True))
+
+
+def population_command(scenario: str, *, n: int | None, scheduler: str | None,
+                       chunk_size: int | None, store: str | None, overwrite: bool,
+                       output: str | None, plot_path: str | None,
+                       echo: Callable[[str], None]) -> None:
+    """``medtransport run SCENARIO --population N …``: run, then print and write the
+    summaries (``-o``: a NetCDF of percentile bands, NCA distributions and PTA; ``--plot``:
+    the percentile bands)."""
+    from medtransport.results import write_netcdf
+
+    if store is None:
+        raise MedtransportError("--store: a population run streams its results to a Zarr "
+                                "directory; give --store OUT.zarr")
+    for target, option in ((output, "-o/--output"), (plot_path, "--plot")):
+        if target and not (Path(target).parent if str(Path(target).parent) else
+                           Path(".")).is_dir():
+            raise MedtransportError(f"{option}: the directory {Path(target).parent} does not "
+                                    "exist")
+
+    shown = [0]
+
+    def progress(fraction: float) -> None:
+        step = int(fraction * 20)  # every 5 %
+        if step > shown[0]:
+            shown[0] = step
+            echo(f"  {fraction:6.1%} of the chunks done")
+
+    result = run_population(scenario, n, client=scheduler, store=store,
+                            chunk_size=chunk_size, overwrite=overwrite,
+                            progress=progress if n and n >= 100_000 else None)
+    summary = summarize(result)
+    nca = summary["nca"]
+    echo(f"{result.size} patients in {math.ceil(result.size / result.chunk_size)} chunks of "
+         f"{result.chunk_size} ({result.resumed_chunks} resumed), every chunk audited and "
+         f"passed; {result.seconds:.1f} s; store {result.path}")
+    for name in ("nca_cmax", "nca_auc_24h", "nca_cmin"):
+        if name in nca:
+            q = nca[name].values
+            echo(f"  {name[4:]:9s} median {q[len(q) // 2]:.4g} "
+                 f"(5–95 %: {q[0]:.4g}–{q[-1]:.4g}) {nca[name].attrs.get('units', '')}")
+    if output:
+        write_netcdf(summary["dataset"], output)
+        echo(f"wrote the summaries to {output}")
+    if plot_path:
+        from medtransport.summaries import plot_bands
+
+        plot_bands(summary["bands"], plot_path, title=str(
+            result.dataset.attrs.get("title", "")), pta=summary.get("pta"))
+        echo(f"wrote the percentile bands to {plot_path}")
+
+
+def summarize(result: PopulationResult, mics: Any = (0.25, 0.5, 1.0, 2.0, 4.0)
+              ) -> dict[str, Any]:
+    """Percentile bands, NCA distributions and (when a 24-h AUC is stored) PTA of
+    AUC24/MIC ≥ 400,
+    computed; also gathered in one Dataset for NetCDF."""
+    bands = result.bands()
+    nca = result.nca()
+    parts: dict[str, Any] = {"bands": bands, "nca": nca}
+    if "nca_auc_24h" in result.dataset:
+        parts["pta"] = result.pta(list(mics))
+    try:
+        import dask
+
+        computed = dask.compute(*parts.values())
+    except ImportError:
+        computed = tuple(parts.values())
+    parts = dict(zip(parts, computed, strict=True))
+    ds = parts["nca"].copy()
+    ds["concentration_percentiles"] = parts["bands"].rename(percentile="band_percentile")
+    if "pta" in parts:
+        ds["pta_auc_over_mic"] = parts["pta"]
+    ds.attrs = {k: v for k, v in result.dataset.attrs.items() if isinstance(v, str | int)}
+    ds.attrs["summary_of"] = str(result.path)
+    parts["dataset"] = ds
+    return parts
