@@ -1,10 +1,12 @@
 """The ``medtransport`` command.
 
-    medtransport run SCENARIO [-o OUT.nc] [--plot OUT.png]
+    medtransport run SCENARIO [-o OUT.nc] [--plot OUT.png] [--report REPORT.html]
+    medtransport report RESULT.nc -o REPORT.html
     medtransport models
     medtransport schema [MODEL] [--write [--dir schemas]]
     medtransport explain SCENARIO
     medtransport audit SCENARIO
+    medtransport new-plugin NAME [--directory DIR]
 
 Exit codes: 0 success; 1 an audit failed (no result written); 2 bad input (scenario, options,
 units); 3 a plugin or model failed; 70 an internal error. Errors are one paragraph on stderr,
@@ -192,9 +194,34 @@ def _check_target(path: str, option: str, image: bool = False) -> None:
               help="NetCDF file to write (default: the scenario's output.path, if any).")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False),
               help="Image file for the model's plot (PNG, SVG, PDF).")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False),
+              help="Self-contained HTML audit report to write (also when an audit fails).")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the summary line.")
-def run_cmd(scenario: str, output: str | None, plot_path: str | None, quiet: bool) -> None:
+@click.option("--population", "population", type=click.IntRange(min=1), metavar="N",
+              help="Run N virtual patients in audited chunks streamed to --store (Zarr); -o "
+                   "then writes the summaries, --plot the percentile bands.")
+@click.option("--scheduler", metavar="ADDRESS",
+              help="Run the population's chunks on a dask.distributed scheduler at ADDRESS, "
+                   "or 'local' for a 2-worker LocalCluster.")
+@click.option("--chunk-size", "chunk_size", type=click.IntRange(min=1),
+              help="Patients per chunk (default: from the output grid's size).")
+@click.option("--store", type=click.Path(file_okay=False),
+              help="Zarr directory of a population run; an existing one is resumed.")
+@click.option("--overwrite", is_flag=True, help="Start the population store afresh.")
+def run_cmd(scenario: str, output: str | None, plot_path: str | None, quiet: bool,
+            report_path: str | None = None, population: int | None = None,
+            scheduler: str | None = None, chunk_size: int | None = None,
+            store: str | None = None, overwrite: bool = False) -> None:
     """Run SCENARIO, audit it, print the audit table and write the result."""
+    if population or scheduler or chunk_size or store:
+        from medtransport.batch import population_command
+        from medtransport.report import population_report
+
+        with population_report(store, report_path, click.echo):
+            population_command(scenario, n=population, scheduler=scheduler,
+                               chunk_size=chunk_size, store=store, overwrite=overwrite,
+                               output=output, plot_path=plot_path, echo=click.echo)
+        return
     from medtransport.audit import AuditReport
     from medtransport.results import write_atomically, write_netcdf
     from medtransport.runner import prepare
@@ -207,11 +234,19 @@ def run_cmd(scenario: str, output: str | None, plot_path: str | None, quiet: boo
         _check_target(target, "-o/--output" if output else "output.path")
     if plot_path:
         _check_target(plot_path, "--plot", image=True)
+    if report_path:
+        _check_target(report_path, "--report")
     try:
         model, ds = _run(model, "simulating")
     except AuditFailure as exc:
         if exc.report is not None and not quiet:
             _console(stderr=True).print(_audit_table(exc.report, "audit (FAILED)"))
+        if report_path and exc.report is not None:
+            from medtransport.report import report_from_failure, scenario_source
+
+            report_from_failure(exc, report_path, model=model,
+                                scenario_text=scenario_source(scenario, model))
+            click.echo(f"wrote the failed run's report to {report_path}", err=True)
         raise
     report = AuditReport.from_json(ds.attrs["audit_report"])
     if not quiet:
@@ -221,13 +256,26 @@ def run_cmd(scenario: str, output: str | None, plot_path: str | None, quiet: boo
     # failing plot cannot leave a NetCDF behind (nor the reverse).
     with contextlib.ExitStack() as files:
         if target:
+            from medtransport.report import scenario_source
+
+            # the scenario file as written, comments too, for `medtransport report`
+            source = scenario_source(scenario, model)
+            if source is not None:
+                ds.attrs["scenario_source"] = source
             write_netcdf(ds, files.enter_context(write_atomically(target, ".nc.tmp")))
         if plot_path:
             from medtransport.plotting import save_plot
 
             suffix = Path(plot_path).suffix or ".png"
             save_plot(model, ds, str(files.enter_context(write_atomically(plot_path, suffix))))
-    written = ", ".join(p for p in (target, plot_path) if p) or "nothing (no -o given)"
+        if report_path:
+            from medtransport.report import render_report, scenario_source
+
+            html = render_report(ds, model=model, scenario_text=scenario_source(scenario, model))
+            files.enter_context(write_atomically(report_path, ".html.tmp")).write_text(
+                html, encoding="utf-8")
+    written = ", ".join(p for p in (target, plot_path, report_path) if p) or \
+        "nothing (no -o given)"
     console.print(f"{report.summary()}; wrote {written}")
 
 
@@ -254,6 +302,19 @@ def audit_cmd(scenario: str, as_json: bool) -> None:
     else:
         _console().print(_audit_table(report, "audit report"))
         _console().print(report.summary())
+
+
+@main.command("report")
+@click.argument("result", type=click.Path())
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="HTML file to write (self-contained: styles and images embedded).")
+def report_cmd(result: str, output: str) -> None:
+    """Write the audit report of RESULT (a NetCDF file from `medtransport run`, or a chunked
+    population's store) as one self-contained HTML page."""
+    from medtransport.report import report_from_file
+
+    _check_target(output, "-o/--output")
+    click.echo(f"wrote {report_from_file(result, output)}")
 
 
 @main.command("models")
@@ -300,3 +361,19 @@ def explain_cmd(scenario: str) -> None:
     from medtransport.runner import prepare
 
     _console().print(explain(prepare(scenario)))
+
+
+@main.command("new-plugin")
+@click.argument("name")
+@click.option("-d", "--directory", type=click.Path(file_okay=False),
+              help="Where to write the package (default: ./medtransport-NAME).")
+def new_plugin_cmd(name: str, directory: str | None) -> None:
+    """Scaffold a plugin package NAME (a model, tests, a scenario) that passes the suite."""
+    from medtransport.scaffold import scaffold
+
+    done = scaffold(name, directory)
+    click.echo(f"created {done.directory}/ — plugin {done.name!r}, model {done.model_id}")
+    for path in done.files:
+        click.echo(f"  {path.relative_to(done.directory)}")
+    click.echo(f"next:\n  cd {done.directory}\n  pip install -e .\n  medtransport models\n"
+               "  pytest")

@@ -43,5 +43,13 @@ def audit_normalization(ctx: AuditContext) -> list[AuditResult]:
         if not passed and d != 0 and r != 0:
             detail += f" (ratio {r / d:.6g}: a unit conversion slip?)"
         worst = float(np.max(diff)) if np.all(np.isfinite(diff)) else float("nan")
-        out.append(AuditResult(name, passed, worst, float(np.max(tol)), units, detail))
+        # Where it failed, for reports: the first output time (and the first failing patient;
+        # not "patient", which names the one patient to blame).
+        where: dict[str, object] = {}
+        if not passed and ctx.times is not None and len(ctx.times):
+            where["time_s"] = float(ctx.times[0])
+            if represented.ndim:
+                where["first_patient"] = j
+        out.append(AuditResult(name, passed, worst, float(np.max(tol)), units, detail,
+                               where))
     return out
