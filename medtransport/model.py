@@ -110,6 +110,9 @@ class Model:
     #: model that declares none runs one patient at a time. A batched model reads
     #: :attr:`etas` and returns states and ledger terms with a ``patient`` dimension.
     population_parameters: ClassVar[frozenset[str]] = frozenset()
+    #: Conformance checks the model cannot pass yet, each with the reason (check → reason);
+    #: the suite runs them as strict expected failures (:mod:`medtransport.testing`).
+    known_failures: ClassVar[dict[str, str]] = {}
 
     def __init__(self, scenario: Scenario, params: Params, *,
                  patients: tuple[int, int] | None = None):
