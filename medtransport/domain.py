@@ -67,8 +67,17 @@ class Domain:
         if values.shape[values.ndim - nd:] != self.shape:
             raise ValueError(f"state of shape {values.shape} does not end in the domain's "
                              f"shape {self.shape}")
-        # one contraction, no (…, domain) temporary: this runs over every state of every run
-        total = np.tensordot(values, np.broadcast_to(self.weights, self.shape), axes=nd)
+        weights = np.broadcast_to(self.weights, self.shape).reshape(-1)
+        if weights.size <= 8:
+            # a few compartments, often a strided slice of the states: a sum of slices reads
+            # them in place, where a contraction would first copy them
+            flat = values.reshape(*values.shape[:values.ndim - nd], -1)
+            total = flat[..., 0] * weights[0]
+            for i in range(1, weights.size):
+                total = total + flat[..., i] * weights[i]
+        else:
+            # one contraction, no (…, domain) temporary: this runs over every state of a grid
+            total = np.tensordot(values, np.broadcast_to(self.weights, self.shape), axes=nd)
         return Q_(total, ureg.parse_units(str(units)) * ureg.parse_units(self.weights_units))
 
     def describe(self) -> str:
