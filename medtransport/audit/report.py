@@ -139,7 +139,9 @@ class AuditContext:
                 if species.capacity is not None:
                     cap = states[species.capacity]
                     values = values * cap.transpose(*model.domain.dims).values
-                    units = units * ureg.parse_units(cap.attrs["units"])
+                    # As quantities, so that an offset unit (degC × J/(m³·K)) is refused.
+                    units = (ureg.Quantity(1.0, units)
+                             * ureg.Quantity(1.0, cap.attrs["units"])).units
                 stored = model.domain.integrate(values, units)
                 ctx.stored[species.name] = np.asarray(stored.m_as(ledger.units), dtype=float)
                 initial = np.asarray(declared[species.name].m_as(ledger.units), dtype=float)

@@ -3,9 +3,12 @@
 The equation, generic so that mass (``D`` a diffusivity, ``capacity`` 1) and heat (``D`` a
 thermal conductivity, ``capacity`` ρc) share it:
 
-    capacity · ∂u/∂t = ∇·(D ∇u) − decay · u + source
+    capacity · ∂u/∂t = ∇·(D ∇u) − decay · u + source + exchange · (u_ref − u)
 
-Each of ``D``, ``capacity``, ``decay`` and ``source`` is a scalar or one value per cell.
+Each of ``D``, ``capacity``, ``decay``, ``source``, ``exchange`` and ``exchange_reference`` is a
+scalar or one value per cell. The exchange term is a linear transfer with a reservoir held at
+``u_ref`` (Pennes perfusion: ``exchange = ω_b ρ_b c_b``, ``u_ref = T_a``); its net amount is
+kept as one ledger term (gained when positive), separately from ``decay`` and ``source``.
 
 Discretisation (cell-centred, conservative by construction). With cell measures ``w_i``
 (:attr:`Grid.weights`) the amount in cell ``i`` is ``m_i = w_i·capacity_i·u_i`` and
@@ -21,7 +24,8 @@ where ``A`` and ``b`` (:func:`assemble`) collect
 - periodic faces: the same coupling between the first and last cell of the axis;
 - boundary faces: the outward flux ``area·(α·u_b − β)`` with ``(α, β)`` from
   :meth:`BoundaryCondition.flux_coefficients` for the half cell's conductance ``D_b/(h/2)``;
-- decay: ``−w_i·decay_i·u_i``; source: ``+w_i·source_i``.
+- decay: ``−w_i·decay_i·u_i``; source: ``+w_i·source_i``;
+  exchange: ``w_i·exchange_i·(u_ref,i − u_i)``.
 
 Because the interior fluxes cancel in pairs, ``Σ(A·u + b) = Σ w·source − Σ w·decay·u −
 Σ_faces F_f(u)`` with ``F_f`` the outward flux through face ``f`` (:func:`face_flux_operators`).
@@ -29,7 +33,11 @@ Because the interior fluxes cancel in pairs, ``Σ(A·u + b) = Σ w·source − �
 (forward Euler at ``uⁿ``, backward Euler at ``uⁿ⁺¹``, Crank–Nicolson at their mean), so its
 ledger closes to round-off:
 
-    Σ m(t) − Σ m(0) = source(t) − sink(t) − Σ_f outflow_f(t).
+    Σ m(t) − Σ m(0) = source(t) + exchange(t) − sink(t) − Σ_f outflow_f(t).
+
+:class:`ThetaStepper` takes the same steps one at a time, for callers that change a source
+between steps (power schedules) or update the exchange coefficient (perfusion shut-down), and
+reports each step's ledger terms.
 
 Stability of the explicit step (REFERENCES §0): ``mⁿ⁺¹ = mⁿ + Δt·(A·uⁿ + b)`` keeps every
 coefficient of ``uⁿ`` non-negative iff ``Δt·(−A_ii)/(w_i·capacity_i) ≤ 1`` for every cell; on a
@@ -51,13 +59,15 @@ import scipy.sparse as sp
 from medtransport.boundary import BoundaryCondition
 from medtransport.domain import Grid
 from medtransport.errors import MedtransportError
-from medtransport.numerics.linear import ImplicitSystem
+from medtransport.numerics.linear import LU_LIMIT_3D, ImplicitSystem, SpectralSystem
 
 __all__ = [
     "DiffusionProblem",
     "DiffusionSolution",
     "FaceFlux",
     "StabilityInfo",
+    "StepFlows",
+    "ThetaStepper",
     "UnstableStepError",
     "assemble",
     "face_flux_operators",
@@ -102,6 +112,8 @@ class DiffusionProblem:
     decay: float | np.ndarray = 0.0
     source: float | np.ndarray = 0.0
     capacity: float | np.ndarray = 1.0
+    exchange: float | np.ndarray = 0.0
+    exchange_reference: float | np.ndarray = 0.0
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.boundaries) - set(self.grid.faces))
@@ -121,9 +133,12 @@ class DiffusionProblem:
         c = self.coefficient("capacity")
         if not np.all(np.isfinite(c)) or np.any(c <= 0):
             raise ValueError("the capacity must be finite and positive")
-        for name in ("decay", "source"):
+        for name in ("decay", "source", "exchange_reference"):
             if not np.all(np.isfinite(self.coefficient(name))):
                 raise ValueError(f"{name} must be finite")
+        e = self.coefficient("exchange")
+        if not np.all(np.isfinite(e)) or np.any(e < 0):
+            raise ValueError("the exchange coefficient must be finite and non-negative")
 
     def boundary(self, face: str) -> BoundaryCondition:
         return self.boundaries.get(face, BoundaryCondition(face, "no_flux"))
@@ -154,7 +169,7 @@ class FaceFlux:
     constant: float
 
     def __call__(self, u: np.ndarray) -> float:
-        return float(self.weights @ np.ravel(u)[self.cells]) - self.constant
+        return _dot(self.weights, np.ravel(u)[self.cells]) - self.constant
 
 
 @dataclass(frozen=True)
@@ -187,7 +202,8 @@ class DiffusionSolution:
     """States at the output times and the ledger, cumulative from ``t = 0``.
 
     ``outflow[face]`` is the amount that left through ``face`` (negative: entered), ``sink``
-    the amount removed by decay, ``source`` the amount created; amounts are ``Σ w·capacity·u``.
+    the amount removed by decay, ``source`` the amount created, ``exchange`` the net amount
+    gained by exchange (``None`` when the problem has none); amounts are ``Σ w·capacity·u``.
     """
 
     times: np.ndarray
@@ -200,6 +216,7 @@ class DiffusionSolution:
     stability: StabilityInfo
     factorizations: int = 0
     compiled: bool = False
+    exchange: np.ndarray | None = None
 
     def stored(self, grid: Grid, capacity: float | np.ndarray = 1.0) -> np.ndarray:
         """``Σ w·capacity·u`` at every output time (recomputed from the states)."""
@@ -218,6 +235,20 @@ class _Discretisation:
     faces: dict[str, FaceFlux]
     sink_weights: np.ndarray  # w·decay, flat
     source_rate: float        # Σ w·source
+    exchange_weights: np.ndarray | None = None  # w·exchange, flat (None: no exchange)
+    exchange_rate: float = 0.0                   # Σ w·exchange·u_ref
+
+    def exchange_gain(self, u: np.ndarray) -> float:
+        """Net amount per time gained by exchange at state ``u``."""
+        if self.exchange_weights is None:
+            return 0.0
+        return self.exchange_rate - _dot(self.exchange_weights, u)
+
+
+def _dot(a: np.ndarray, b: np.ndarray) -> float:
+    """Σ a·b without BLAS: a threaded BLAS on a busy machine makes one dot product of a large
+    grid 10–100× slower (see :mod:`~medtransport.numerics.linear`)."""
+    return float(np.einsum("i,i->", a, b))
 
 
 def _harmonic(d_lo: np.ndarray, d_hi: np.ndarray, h: float) -> np.ndarray:
@@ -255,8 +286,9 @@ def _discretise(problem: DiffusionProblem) -> _Discretisation:
         rows.extend((lo, hi))
         cols.extend((hi, lo))
         vals.extend((g, g))
-        np.add.at(diag, lo, -g)
-        np.add.at(diag, hi, -g)
+        # bincount: the same sums as np.add.at, an order of magnitude faster on large grids
+        diag[:] -= np.bincount(lo, weights=np.broadcast_to(g, lo.shape), minlength=n)
+        diag[:] -= np.bincount(hi, weights=np.broadcast_to(g, hi.shape), minlength=n)
 
     faces: dict[str, FaceFlux] = {}
     for axis in range(grid.ndim):
@@ -291,6 +323,14 @@ def _discretise(problem: DiffusionProblem) -> _Discretisation:
     diag -= sink_weights
     source_density = w * problem.cellwise("source").ravel()
     b += source_density
+    exchange_weights = None
+    exchange_rate = 0.0
+    if np.any(problem.coefficient("exchange")):
+        exchange_weights = w * problem.cellwise("exchange").ravel()
+        held = exchange_weights * problem.cellwise("exchange_reference").ravel()
+        diag -= exchange_weights
+        b += held
+        exchange_rate = float(np.sum(held))
     off = sp.coo_matrix((np.concatenate(vals) if vals else np.zeros(0),
                          (np.concatenate(rows) if rows else np.zeros(0, int),
                           np.concatenate(cols) if cols else np.zeros(0, int))),
@@ -298,7 +338,8 @@ def _discretise(problem: DiffusionProblem) -> _Discretisation:
     a = (off + sp.diags(diag)).tocsr()
     a.sum_duplicates()
     mass = w * problem.cellwise("capacity").ravel()
-    return _Discretisation(a, b, mass, faces, sink_weights, float(np.sum(source_density)))
+    return _Discretisation(a, b, mass, faces, sink_weights, float(np.sum(source_density)),
+                           exchange_weights, exchange_rate)
 
 
 def assemble(problem: DiffusionProblem) -> tuple[sp.csr_matrix, np.ndarray]:
@@ -342,7 +383,8 @@ def _uniform_coefficients(problem: DiffusionProblem) -> tuple[float, float] | No
 def _compiled_applies(problem: DiffusionProblem) -> bool:
     return (_uniform_coefficients(problem) is not None
             and not np.any(problem.coefficient("decay"))
-            and not np.any(problem.coefficient("source")))
+            and not np.any(problem.coefficient("source"))
+            and not np.any(problem.coefficient("exchange")))
 
 
 @dataclass(frozen=True)
@@ -392,7 +434,8 @@ def _stability(problem: DiffusionProblem, max_rate: float, dt: float) -> Stabili
     uniform = _uniform_coefficients(problem)
     spacing = problem.grid.spacing
     if (uniform is not None and uniform[0] > 0 and len(set(spacing)) == 1
-            and not np.any(problem.coefficient("decay"))):
+            and not np.any(problem.coefficient("decay"))
+            and not np.any(problem.coefficient("exchange"))):
         unit = uniform[0] / (uniform[1] * spacing[0] ** 2)
         limit = unit / max_rate if max_rate > 0 else math.inf
         return StabilityInfo(unit * dt, limit, max_dt, "textbook")
@@ -422,16 +465,19 @@ class _Ledger:
         self.outflow = {f: np.zeros(n_out) for f in faces}
         self.sink = np.zeros(n_out)
         self.source = np.zeros(n_out)
+        self.exchange = np.zeros(n_out)
         self._flow = dict.fromkeys(faces, 0.0)
         self._sink = 0.0
         self._source = 0.0
+        self._exchange = 0.0
 
     def add(self, disc: _Discretisation, u: np.ndarray, dt: float) -> None:
         """Integrate the rates at state ``u`` over a step ``dt``."""
         for face, op in disc.faces.items():
             self._flow[face] += dt * op(u)
-        self._sink += dt * float(disc.sink_weights @ u)
+        self._sink += dt * _dot(disc.sink_weights, u)
         self._source += dt * disc.source_rate
+        self._exchange += dt * disc.exchange_gain(u)
 
     def add_flows(self, flows: dict[str, float]) -> None:
         for face, amount in flows.items():
@@ -442,6 +488,7 @@ class _Ledger:
             self.outflow[face][k] = value
         self.sink[k] = self._sink
         self.source[k] = self._source
+        self.exchange[k] = self._exchange
 
 
 def solve(problem: DiffusionProblem, u0: float | np.ndarray, dt: float, n_steps: int,
@@ -458,8 +505,8 @@ def solve(problem: DiffusionProblem, u0: float | np.ndarray, dt: float, n_steps:
     beyond the stability limit raises :class:`UnstableStepError` unless ``substeps_allowed``,
     in which case each step is split into the fewest equal stable sub-steps). ``compiled``
     chooses the compiled FTCS kernel (default: whenever the problem allows it — Cartesian grid,
-    constant ``D`` and capacity, no decay or source). ``progress`` is called with the fraction
-    done after every output.
+    constant ``D`` and capacity, no decay, source or exchange). ``progress`` is called with the
+    fraction done after every output.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
@@ -471,7 +518,7 @@ def solve(problem: DiffusionProblem, u0: float | np.ndarray, dt: float, n_steps:
                                          else compiled)
     if use_compiled and not _compiled_applies(problem):
         raise ValueError("the compiled FTCS kernel needs a Cartesian grid with constant "
-                         "coefficients and no decay or source")
+                         "coefficients and no decay, source or exchange")
     grid = problem.grid
     u = np.array(np.broadcast_to(np.asarray(u0, dtype=float), grid.cells)).ravel()
     # The compiled path never needs the full matrix; every other path is built on it.
@@ -537,7 +584,8 @@ def solve(problem: DiffusionProblem, u0: float | np.ndarray, dt: float, n_steps:
     return DiffusionSolution(
         times=np.asarray(out_steps, dtype=float) * dt, states=states, outflow=ledger.outflow,
         sink=ledger.sink, source=ledger.source, substeps=substeps, method=method,
-        stability=stability, factorizations=factorizations, compiled=use_compiled)
+        stability=stability, factorizations=factorizations, compiled=use_compiled,
+        exchange=(ledger.exchange if np.any(problem.coefficient("exchange")) else None))
 
 
 class _CompiledFTCS:
@@ -601,3 +649,182 @@ class _CompiledFTCS:
         flows = {face: self.h * (weight * face_sum[k] - n * constant)
                  for face, (k, weight, constant) in self.faces.items()}
         return result.ravel(), flows
+
+
+# ----------------------------------------------------------------------------- step by step
+
+
+@dataclass(frozen=True)
+class StepFlows:
+    """Amounts over one step, integrated at the state the scheme evaluates its rates at:
+    ``outflow`` per boundary face (negative: entered), ``sink`` removed by decay, ``source``
+    created by the constant source, ``exchange`` net gained by exchange, ``extra`` added by
+    the per-step source passed to :meth:`ThetaStepper.step`."""
+
+    outflow: dict[str, float]
+    sink: float
+    source: float
+    exchange: float
+    extra: float
+
+
+class ThetaStepper:
+    """Steps of ``problem`` one at a time, with the same schemes and ledger as :func:`solve`.
+
+    ``method``: ``"crank_nicolson"`` (θ = ½), ``"backward_euler"`` (θ = 1) or ``"ftcs"``
+    (θ = 0; an unstable step raises :class:`UnstableStepError` with the largest stable step).
+    The implicit system ``(M − θΔt·A)`` is set up once and again only when :meth:`update`
+    changes a coefficient; :attr:`factorizations` counts the LU factorizations. On large 3-D
+    grids with constant coefficients and every face held at a value or closed (a given flux
+    included), it is solved directly by fast sine/cosine transforms
+    (:class:`~medtransport.numerics.linear.SpectralSystem`, checked against the assembled
+    matrix before use); otherwise by :class:`ImplicitSystem` (one LU, or preconditioned CG on
+    large 3-D grids). ``linear_solver`` forces ``"spectral"`` or ``"standard"``
+    (:class:`ImplicitSystem`); ``"auto"`` chooses as above.
+
+    :meth:`step` takes an optional per-cell source ``extra`` given as the amount per unit cell
+    measure added *during* the step (``∫ q dt`` over it): a source that does not depend on the
+    state enters the θ-scheme only through its integral, so a schedule switched on or off
+    inside a step is integrated exactly and the ledger stays closed to round-off.
+    """
+
+    def __init__(self, problem: DiffusionProblem, dt: float,
+                 method: Method = "crank_nicolson", cg_rtol: float | None = None,
+                 linear_solver: Literal["auto", "spectral", "standard"] = "auto"):
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+        if not (math.isfinite(dt) and dt > 0):
+            raise ValueError(f"the time step must be positive and finite, got {dt}")
+        self.dt = dt
+        self.method = method
+        self.theta = {"crank_nicolson": 0.5, "backward_euler": 1.0, "ftcs": 0.0}[method]
+        self.cg_rtol = cg_rtol
+        self.linear_solver = linear_solver
+        self.factorizations = 0
+        self.problem = problem
+        self._build()
+
+    def _build(self) -> None:
+        problem = self.problem
+        disc = _discretise(problem)
+        self._disc = disc
+        self.stability = _stability(problem, _max_rate(problem, disc), self.dt)
+        self._weights = np.broadcast_to(problem.grid.weights, problem.grid.cells).ravel()
+        self._system: ImplicitSystem | SpectralSystem | None = None
+        if self.theta == 0.0:
+            if not self.stability.stable:
+                raise UnstableStepError(
+                    f"the explicit (FTCS) step dt = {self.dt:.6g} s is unstable: "
+                    f"{self.stability.describe()}; take a smaller step or choose "
+                    "crank_nicolson", self.stability)
+            self._step_matrix = (sp.diags(self.dt / disc.mass) @ disc.a).tocsr()
+            return
+        theta_dt = self.theta * self.dt
+        spectral = None
+        if self.linear_solver != "standard":
+            spectral = _spectral_system(
+                problem, lambda x: disc.mass * x - theta_dt * (disc.a @ x), theta_dt,
+                forced=self.linear_solver == "spectral")
+        if spectral is not None:
+            self._system = spectral
+        else:
+            kwargs = {} if self.cg_rtol is None else {"rtol": self.cg_rtol}
+            self._system = ImplicitSystem(sp.diags(disc.mass) - theta_dt * disc.a,
+                                          problem.grid.ndim, **kwargs)
+            self.factorizations += self._system.factorizations
+
+    @property
+    def iterations(self) -> int:
+        """Conjugate-gradient iterations so far (0 with LU or the spectral solver)."""
+        return 0 if self._system is None else self._system.iterations
+
+    @property
+    def solver_name(self) -> str:
+        """Which linear solver the steps use."""
+        if self._system is None:
+            return "explicit"
+        if isinstance(self._system, SpectralSystem):
+            return "fast sine/cosine transforms (direct)"
+        if self._system.iterative:
+            return f"conjugate gradients, Jacobi-preconditioned, rtol {self._system.rtol:g}"
+        return "sparse LU, factorized once"
+
+    def update(self, **coefficients: float | np.ndarray) -> None:
+        """Replace coefficients of the problem (e.g. ``exchange=…``) and set the solver up
+        again."""
+        self.problem = replace(self.problem, **coefficients)
+        iterations = self.iterations
+        self._build()
+        if self._system is not None:
+            self._system.iterations = iterations
+
+    def step(self, u: np.ndarray, extra: np.ndarray | None = None,
+             guess: np.ndarray | None = None) -> tuple[np.ndarray, StepFlows]:
+        """One step from the flat state ``u``; returns the new flat state and the step's
+        ledger terms. ``guess`` is a starting point for an iterative solve."""
+        disc, dt = self._disc, self.dt
+        added = None if extra is None else self._weights * np.ravel(extra)
+        if self._system is None:
+            rates_at = u
+            new = u + (self._step_matrix @ u + dt * disc.b / disc.mass)
+            if added is not None:
+                new += added / disc.mass
+        else:
+            # (M + (1 − θ)Δt·A)·u without forming that matrix
+            rhs = disc.mass * u + dt * disc.b
+            if self.theta < 1.0:
+                rhs += ((1.0 - self.theta) * dt) * (disc.a @ u)
+            if added is not None:
+                rhs += added
+            new = self._system.solve(rhs, u if guess is None else guess)
+            rates_at = new if self.theta == 1.0 else 0.5 * (u + new)
+        flows = StepFlows(
+            outflow={face: dt * op(rates_at) for face, op in disc.faces.items()},
+            sink=dt * _dot(disc.sink_weights, rates_at),
+            source=dt * disc.source_rate,
+            exchange=dt * disc.exchange_gain(rates_at),
+            extra=0.0 if added is None else float(np.sum(added)))
+        return new, flows
+
+
+def _spectral_system(problem: DiffusionProblem, matrix: Callable[[np.ndarray], np.ndarray],
+                     theta_dt: float, forced: bool = False) -> SpectralSystem | None:
+    """A :class:`SpectralSystem` equal to ``matrix`` (x ↦ (M − θΔt·A)·x), or ``None`` when the
+    problem does not allow one (or, unless ``forced``, when the grid is small enough for the
+    usual solvers). ``forced`` turns a refusal into a ``ValueError`` saying why."""
+    grid = problem.grid
+
+    def refuse(why: str) -> None:
+        if forced:
+            raise ValueError(f"the spectral solver needs {why}")
+
+    if not forced and (grid.ndim < 3 or math.prod(grid.cells) <= LU_LIMIT_3D):
+        return None
+    if grid.radial:
+        return refuse("a Cartesian grid")
+    names = ("diffusivity", "capacity", "decay", "exchange")
+    if any(np.ptp(problem.coefficient(n)) != 0.0 for n in names):
+        return refuse("constant coefficients")
+    ends = []
+    for name in grid.dims:
+        pair = []
+        for side in "-+":
+            kind = problem.boundary(f"{name}{side}").kind
+            if kind in ("dirichlet", "absorbing"):
+                pair.append("dirichlet")
+            elif kind in ("no_flux", "neumann"):
+                pair.append("neumann")
+            else:
+                return refuse(f"faces held at a value or closed, not {kind}")
+        ends.append((pair[0], pair[1]))
+    d, cap, decay, exchange = (float(problem.coefficient(n).flat[0]) for n in names)
+    w = float(np.broadcast_to(grid.weights, grid.cells).flat[0])
+    coupling = [theta_dt * d * w / h ** 2 for h in grid.spacing]
+    system = SpectralSystem(grid.cells, ends, w * (cap + theta_dt * (decay + exchange)),
+                            coupling)
+    # The derivation above must reproduce the assembled matrix: check it on a random vector.
+    x = np.random.default_rng(0).random(math.prod(grid.cells))
+    rhs = matrix(x)
+    if np.max(np.abs(system.solve(rhs) - x)) > 1e-9:
+        return refuse("a matrix it reproduces (check failed)")
+    return system

@@ -7,8 +7,17 @@ third party's plugin would be; model classes are imported only when a scenario u
 from __future__ import annotations
 
 from medtransport.hookspecs import ModelSpec, hookimpl
+from medtransport_bioheat import __version__
 
 
 @hookimpl
 def medtransport_models() -> list[ModelSpec]:
-    return []
+    return [
+        ModelSpec(
+            id="bioheat.pennes",
+            target="medtransport_bioheat.model:PennesBioheat",
+            title="Pennes bioheat with thermal dose",
+            version=__version__,
+            tags=frozenset({"grid", "deterministic"}),
+        )
+    ]
