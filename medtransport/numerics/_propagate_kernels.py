@@ -480,3 +480,479 @@ def propagate_8(phi, c, state, out, j0, m):
         state[p, 5] = x5
         state[p, 6] = x6
         state[p, 7] = x7
+
+
+@numba.njit(parallel=True, cache=True, fastmath=False)
+def propagate_parallel_1(phi, c, state, out, j0, m):
+    """x ← Φ·x + c for m steps, n = 1, each state stored at out[j0 + k]."""
+    for p in numba.prange(state.shape[0]):
+        x0 = state[p, 0]
+        c0 = c[p, 0]
+        f00 = phi[p, 0, 0]
+        for k in range(m):
+            y0 = c0 + f00 * x0
+            x0 = y0
+            out[j0 + k, p, 0] = x0
+        state[p, 0] = x0
+
+
+@numba.njit(parallel=True, cache=True, fastmath=False)
+def propagate_parallel_2(phi, c, state, out, j0, m):
+    """x ← Φ·x + c for m steps, n = 2, each state stored at out[j0 + k]."""
+    for p in numba.prange(state.shape[0]):
+        x0 = state[p, 0]
+        x1 = state[p, 1]
+        c0 = c[p, 0]
+        c1 = c[p, 1]
+        f00 = phi[p, 0, 0]
+        f01 = phi[p, 0, 1]
+        f10 = phi[p, 1, 0]
+        f11 = phi[p, 1, 1]
+        for k in range(m):
+            y0 = c0 + f00 * x0 + f01 * x1
+            y1 = c1 + f10 * x0 + f11 * x1
+            x0 = y0
+            x1 = y1
+            out[j0 + k, p, 0] = x0
+            out[j0 + k, p, 1] = x1
+        state[p, 0] = x0
+        state[p, 1] = x1
+
+
+@numba.njit(parallel=True, cache=True, fastmath=False)
+def propagate_parallel_3(phi, c, state, out, j0, m):
+    """x ← Φ·x + c for m steps, n = 3, each state stored at out[j0 + k]."""
+    for p in numba.prange(state.shape[0]):
+        x0 = state[p, 0]
+        x1 = state[p, 1]
+        x2 = state[p, 2]
+        c0 = c[p, 0]
+        c1 = c[p, 1]
+        c2 = c[p, 2]
+        f00 = phi[p, 0, 0]
+        f01 = phi[p, 0, 1]
+        f02 = phi[p, 0, 2]
+        f10 = phi[p, 1, 0]
+        f11 = phi[p, 1, 1]
+        f12 = phi[p, 1, 2]
+        f20 = phi[p, 2, 0]
+        f21 = phi[p, 2, 1]
+        f22 = phi[p, 2, 2]
+        for k in range(m):
+            y0 = c0 + f00 * x0 + f01 * x1 + f02 * x2
+            y1 = c1 + f10 * x0 + f11 * x1 + f12 * x2
+            y2 = c2 + f20 * x0 + f21 * x1 + f22 * x2
+            x0 = y0
+            x1 = y1
+            x2 = y2
+            out[j0 + k, p, 0] = x0
+            out[j0 + k, p, 1] = x1
+            out[j0 + k, p, 2] = x2
+        state[p, 0] = x0
+        state[p, 1] = x1
+        state[p, 2] = x2
+
+
+@numba.njit(parallel=True, cache=True, fastmath=False)
+def propagate_parallel_4(phi, c, state, out, j0, m):
+    """x ← Φ·x + c for m steps, n = 4, each state stored at out[j0 + k]."""
+    for p in numba.prange(state.shape[0]):
+        x0 = state[p, 0]
+        x1 = state[p, 1]
+        x2 = state[p, 2]
+        x3 = state[p, 3]
+        c0 = c[p, 0]
+        c1 = c[p, 1]
+        c2 = c[p, 2]
+        c3 = c[p, 3]
+        f00 = phi[p, 0, 0]
+        f01 = phi[p, 0, 1]
+        f02 = phi[p, 0, 2]
+        f03 = phi[p, 0, 3]
+        f10 = phi[p, 1, 0]
+        f11 = phi[p, 1, 1]
+        f12 = phi[p, 1, 2]
+        f13 = phi[p, 1, 3]
+        f20 = phi[p, 2, 0]
+        f21 = phi[p, 2, 1]
+        f22 = phi[p, 2, 2]
+        f23 = phi[p, 2, 3]
+        f30 = phi[p, 3, 0]
+        f31 = phi[p, 3, 1]
+        f32 = phi[p, 3, 2]
+        f33 = phi[p, 3, 3]
+        for k in range(m):
+            y0 = c0 + f00 * x0 + f01 * x1 + f02 * x2 + f03 * x3
+            y1 = c1 + f10 * x0 + f11 * x1 + f12 * x2 + f13 * x3
+            y2 = c2 + f20 * x0 + f21 * x1 + f22 * x2 + f23 * x3
+            y3 = c3 + f30 * x0 + f31 * x1 + f32 * x2 + f33 * x3
+            x0 = y0
+            x1 = y1
+            x2 = y2
+            x3 = y3
+            out[j0 + k, p, 0] = x0
+            out[j0 + k, p, 1] = x1
+            out[j0 + k, p, 2] = x2
+            out[j0 + k, p, 3] = x3
+        state[p, 0] = x0
+        state[p, 1] = x1
+        state[p, 2] = x2
+        state[p, 3] = x3
+
+
+@numba.njit(parallel=True, cache=True, fastmath=False)
+def propagate_parallel_5(phi, c, state, out, j0, m):
+    """x ← Φ·x + c for m steps, n = 5, each state stored at out[j0 + k]."""
+    for p in numba.prange(state.shape[0]):
+        x0 = state[p, 0]
+        x1 = state[p, 1]
+        x2 = state[p, 2]
+        x3 = state[p, 3]
+        x4 = state[p, 4]
+        c0 = c[p, 0]
+        c1 = c[p, 1]
+        c2 = c[p, 2]
+        c3 = c[p, 3]
+        c4 = c[p, 4]
+        f00 = phi[p, 0, 0]
+        f01 = phi[p, 0, 1]
+        f02 = phi[p, 0, 2]
+        f03 = phi[p, 0, 3]
+        f04 = phi[p, 0, 4]
+        f10 = phi[p, 1, 0]
+        f11 = phi[p, 1, 1]
+        f12 = phi[p, 1, 2]
+        f13 = phi[p, 1, 3]
+        f14 = phi[p, 1, 4]
+        f20 = phi[p, 2, 0]
+        f21 = phi[p, 2, 1]
+        f22 = phi[p, 2, 2]
+        f23 = phi[p, 2, 3]
+        f24 = phi[p, 2, 4]
+        f30 = phi[p, 3, 0]
+        f31 = phi[p, 3, 1]
+        f32 = phi[p, 3, 2]
+        f33 = phi[p, 3, 3]
+        f34 = phi[p, 3, 4]
+        f40 = phi[p, 4, 0]
+        f41 = phi[p, 4, 1]
+        f42 = phi[p, 4, 2]
+        f43 = phi[p, 4, 3]
+        f44 = phi[p, 4, 4]
+        for k in range(m):
+            y0 = c0 + f00 * x0 + f01 * x1 + f02 * x2 + f03 * x3 + f04 * x4
+            y1 = c1 + f10 * x0 + f11 * x1 + f12 * x2 + f13 * x3 + f14 * x4
+            y2 = c2 + f20 * x0 + f21 * x1 + f22 * x2 + f23 * x3 + f24 * x4
+            y3 = c3 + f30 * x0 + f31 * x1 + f32 * x2 + f33 * x3 + f34 * x4
+            y4 = c4 + f40 * x0 + f41 * x1 + f42 * x2 + f43 * x3 + f44 * x4
+            x0 = y0
+            x1 = y1
+            x2 = y2
+            x3 = y3
+            x4 = y4
+            out[j0 + k, p, 0] = x0
+            out[j0 + k, p, 1] = x1
+            out[j0 + k, p, 2] = x2
+            out[j0 + k, p, 3] = x3
+            out[j0 + k, p, 4] = x4
+        state[p, 0] = x0
+        state[p, 1] = x1
+        state[p, 2] = x2
+        state[p, 3] = x3
+        state[p, 4] = x4
+
+
+@numba.njit(parallel=True, cache=True, fastmath=False)
+def propagate_parallel_6(phi, c, state, out, j0, m):
+    """x ← Φ·x + c for m steps, n = 6, each state stored at out[j0 + k]."""
+    for p in numba.prange(state.shape[0]):
+        x0 = state[p, 0]
+        x1 = state[p, 1]
+        x2 = state[p, 2]
+        x3 = state[p, 3]
+        x4 = state[p, 4]
+        x5 = state[p, 5]
+        c0 = c[p, 0]
+        c1 = c[p, 1]
+        c2 = c[p, 2]
+        c3 = c[p, 3]
+        c4 = c[p, 4]
+        c5 = c[p, 5]
+        f00 = phi[p, 0, 0]
+        f01 = phi[p, 0, 1]
+        f02 = phi[p, 0, 2]
+        f03 = phi[p, 0, 3]
+        f04 = phi[p, 0, 4]
+        f05 = phi[p, 0, 5]
+        f10 = phi[p, 1, 0]
+        f11 = phi[p, 1, 1]
+        f12 = phi[p, 1, 2]
+        f13 = phi[p, 1, 3]
+        f14 = phi[p, 1, 4]
+        f15 = phi[p, 1, 5]
+        f20 = phi[p, 2, 0]
+        f21 = phi[p, 2, 1]
+        f22 = phi[p, 2, 2]
+        f23 = phi[p, 2, 3]
+        f24 = phi[p, 2, 4]
+        f25 = phi[p, 2, 5]
+        f30 = phi[p, 3, 0]
+        f31 = phi[p, 3, 1]
+        f32 = phi[p, 3, 2]
+        f33 = phi[p, 3, 3]
+        f34 = phi[p, 3, 4]
+        f35 = phi[p, 3, 5]
+        f40 = phi[p, 4, 0]
+        f41 = phi[p, 4, 1]
+        f42 = phi[p, 4, 2]
+        f43 = phi[p, 4, 3]
+        f44 = phi[p, 4, 4]
+        f45 = phi[p, 4, 5]
+        f50 = phi[p, 5, 0]
+        f51 = phi[p, 5, 1]
+        f52 = phi[p, 5, 2]
+        f53 = phi[p, 5, 3]
+        f54 = phi[p, 5, 4]
+        f55 = phi[p, 5, 5]
+        for k in range(m):
+            y0 = c0 + f00 * x0 + f01 * x1 + f02 * x2 + f03 * x3 + f04 * x4 + f05 * x5
+            y1 = c1 + f10 * x0 + f11 * x1 + f12 * x2 + f13 * x3 + f14 * x4 + f15 * x5
+            y2 = c2 + f20 * x0 + f21 * x1 + f22 * x2 + f23 * x3 + f24 * x4 + f25 * x5
+            y3 = c3 + f30 * x0 + f31 * x1 + f32 * x2 + f33 * x3 + f34 * x4 + f35 * x5
+            y4 = c4 + f40 * x0 + f41 * x1 + f42 * x2 + f43 * x3 + f44 * x4 + f45 * x5
+            y5 = c5 + f50 * x0 + f51 * x1 + f52 * x2 + f53 * x3 + f54 * x4 + f55 * x5
+            x0 = y0
+            x1 = y1
+            x2 = y2
+            x3 = y3
+            x4 = y4
+            x5 = y5
+            out[j0 + k, p, 0] = x0
+            out[j0 + k, p, 1] = x1
+            out[j0 + k, p, 2] = x2
+            out[j0 + k, p, 3] = x3
+            out[j0 + k, p, 4] = x4
+            out[j0 + k, p, 5] = x5
+        state[p, 0] = x0
+        state[p, 1] = x1
+        state[p, 2] = x2
+        state[p, 3] = x3
+        state[p, 4] = x4
+        state[p, 5] = x5
+
+
+@numba.njit(parallel=True, cache=True, fastmath=False)
+def propagate_parallel_7(phi, c, state, out, j0, m):
+    """x ← Φ·x + c for m steps, n = 7, each state stored at out[j0 + k]."""
+    for p in numba.prange(state.shape[0]):
+        x0 = state[p, 0]
+        x1 = state[p, 1]
+        x2 = state[p, 2]
+        x3 = state[p, 3]
+        x4 = state[p, 4]
+        x5 = state[p, 5]
+        x6 = state[p, 6]
+        c0 = c[p, 0]
+        c1 = c[p, 1]
+        c2 = c[p, 2]
+        c3 = c[p, 3]
+        c4 = c[p, 4]
+        c5 = c[p, 5]
+        c6 = c[p, 6]
+        f00 = phi[p, 0, 0]
+        f01 = phi[p, 0, 1]
+        f02 = phi[p, 0, 2]
+        f03 = phi[p, 0, 3]
+        f04 = phi[p, 0, 4]
+        f05 = phi[p, 0, 5]
+        f06 = phi[p, 0, 6]
+        f10 = phi[p, 1, 0]
+        f11 = phi[p, 1, 1]
+        f12 = phi[p, 1, 2]
+        f13 = phi[p, 1, 3]
+        f14 = phi[p, 1, 4]
+        f15 = phi[p, 1, 5]
+        f16 = phi[p, 1, 6]
+        f20 = phi[p, 2, 0]
+        f21 = phi[p, 2, 1]
+        f22 = phi[p, 2, 2]
+        f23 = phi[p, 2, 3]
+        f24 = phi[p, 2, 4]
+        f25 = phi[p, 2, 5]
+        f26 = phi[p, 2, 6]
+        f30 = phi[p, 3, 0]
+        f31 = phi[p, 3, 1]
+        f32 = phi[p, 3, 2]
+        f33 = phi[p, 3, 3]
+        f34 = phi[p, 3, 4]
+        f35 = phi[p, 3, 5]
+        f36 = phi[p, 3, 6]
+        f40 = phi[p, 4, 0]
+        f41 = phi[p, 4, 1]
+        f42 = phi[p, 4, 2]
+        f43 = phi[p, 4, 3]
+        f44 = phi[p, 4, 4]
+        f45 = phi[p, 4, 5]
+        f46 = phi[p, 4, 6]
+        f50 = phi[p, 5, 0]
+        f51 = phi[p, 5, 1]
+        f52 = phi[p, 5, 2]
+        f53 = phi[p, 5, 3]
+        f54 = phi[p, 5, 4]
+        f55 = phi[p, 5, 5]
+        f56 = phi[p, 5, 6]
+        f60 = phi[p, 6, 0]
+        f61 = phi[p, 6, 1]
+        f62 = phi[p, 6, 2]
+        f63 = phi[p, 6, 3]
+        f64 = phi[p, 6, 4]
+        f65 = phi[p, 6, 5]
+        f66 = phi[p, 6, 6]
+        for k in range(m):
+            y0 = c0 + f00 * x0 + f01 * x1 + f02 * x2 + f03 * x3 + f04 * x4 + f05 * x5 + f06 * x6
+            y1 = c1 + f10 * x0 + f11 * x1 + f12 * x2 + f13 * x3 + f14 * x4 + f15 * x5 + f16 * x6
+            y2 = c2 + f20 * x0 + f21 * x1 + f22 * x2 + f23 * x3 + f24 * x4 + f25 * x5 + f26 * x6
+            y3 = c3 + f30 * x0 + f31 * x1 + f32 * x2 + f33 * x3 + f34 * x4 + f35 * x5 + f36 * x6
+            y4 = c4 + f40 * x0 + f41 * x1 + f42 * x2 + f43 * x3 + f44 * x4 + f45 * x5 + f46 * x6
+            y5 = c5 + f50 * x0 + f51 * x1 + f52 * x2 + f53 * x3 + f54 * x4 + f55 * x5 + f56 * x6
+            y6 = c6 + f60 * x0 + f61 * x1 + f62 * x2 + f63 * x3 + f64 * x4 + f65 * x5 + f66 * x6
+            x0 = y0
+            x1 = y1
+            x2 = y2
+            x3 = y3
+            x4 = y4
+            x5 = y5
+            x6 = y6
+            out[j0 + k, p, 0] = x0
+            out[j0 + k, p, 1] = x1
+            out[j0 + k, p, 2] = x2
+            out[j0 + k, p, 3] = x3
+            out[j0 + k, p, 4] = x4
+            out[j0 + k, p, 5] = x5
+            out[j0 + k, p, 6] = x6
+        state[p, 0] = x0
+        state[p, 1] = x1
+        state[p, 2] = x2
+        state[p, 3] = x3
+        state[p, 4] = x4
+        state[p, 5] = x5
+        state[p, 6] = x6
+
+
+@numba.njit(parallel=True, cache=True, fastmath=False)
+def propagate_parallel_8(phi, c, state, out, j0, m):
+    """x ← Φ·x + c for m steps, n = 8, each state stored at out[j0 + k]."""
+    for p in numba.prange(state.shape[0]):
+        x0 = state[p, 0]
+        x1 = state[p, 1]
+        x2 = state[p, 2]
+        x3 = state[p, 3]
+        x4 = state[p, 4]
+        x5 = state[p, 5]
+        x6 = state[p, 6]
+        x7 = state[p, 7]
+        c0 = c[p, 0]
+        c1 = c[p, 1]
+        c2 = c[p, 2]
+        c3 = c[p, 3]
+        c4 = c[p, 4]
+        c5 = c[p, 5]
+        c6 = c[p, 6]
+        c7 = c[p, 7]
+        f00 = phi[p, 0, 0]
+        f01 = phi[p, 0, 1]
+        f02 = phi[p, 0, 2]
+        f03 = phi[p, 0, 3]
+        f04 = phi[p, 0, 4]
+        f05 = phi[p, 0, 5]
+        f06 = phi[p, 0, 6]
+        f07 = phi[p, 0, 7]
+        f10 = phi[p, 1, 0]
+        f11 = phi[p, 1, 1]
+        f12 = phi[p, 1, 2]
+        f13 = phi[p, 1, 3]
+        f14 = phi[p, 1, 4]
+        f15 = phi[p, 1, 5]
+        f16 = phi[p, 1, 6]
+        f17 = phi[p, 1, 7]
+        f20 = phi[p, 2, 0]
+        f21 = phi[p, 2, 1]
+        f22 = phi[p, 2, 2]
+        f23 = phi[p, 2, 3]
+        f24 = phi[p, 2, 4]
+        f25 = phi[p, 2, 5]
+        f26 = phi[p, 2, 6]
+        f27 = phi[p, 2, 7]
+        f30 = phi[p, 3, 0]
+        f31 = phi[p, 3, 1]
+        f32 = phi[p, 3, 2]
+        f33 = phi[p, 3, 3]
+        f34 = phi[p, 3, 4]
+        f35 = phi[p, 3, 5]
+        f36 = phi[p, 3, 6]
+        f37 = phi[p, 3, 7]
+        f40 = phi[p, 4, 0]
+        f41 = phi[p, 4, 1]
+        f42 = phi[p, 4, 2]
+        f43 = phi[p, 4, 3]
+        f44 = phi[p, 4, 4]
+        f45 = phi[p, 4, 5]
+        f46 = phi[p, 4, 6]
+        f47 = phi[p, 4, 7]
+        f50 = phi[p, 5, 0]
+        f51 = phi[p, 5, 1]
+        f52 = phi[p, 5, 2]
+        f53 = phi[p, 5, 3]
+        f54 = phi[p, 5, 4]
+        f55 = phi[p, 5, 5]
+        f56 = phi[p, 5, 6]
+        f57 = phi[p, 5, 7]
+        f60 = phi[p, 6, 0]
+        f61 = phi[p, 6, 1]
+        f62 = phi[p, 6, 2]
+        f63 = phi[p, 6, 3]
+        f64 = phi[p, 6, 4]
+        f65 = phi[p, 6, 5]
+        f66 = phi[p, 6, 6]
+        f67 = phi[p, 6, 7]
+        f70 = phi[p, 7, 0]
+        f71 = phi[p, 7, 1]
+        f72 = phi[p, 7, 2]
+        f73 = phi[p, 7, 3]
+        f74 = phi[p, 7, 4]
+        f75 = phi[p, 7, 5]
+        f76 = phi[p, 7, 6]
+        f77 = phi[p, 7, 7]
+        for k in range(m):
+            y0 = c0 + f00 * x0 + f01 * x1 + f02 * x2 + f03 * x3 + f04 * x4 + f05 * x5 + f06 * x6 + f07 * x7
+            y1 = c1 + f10 * x0 + f11 * x1 + f12 * x2 + f13 * x3 + f14 * x4 + f15 * x5 + f16 * x6 + f17 * x7
+            y2 = c2 + f20 * x0 + f21 * x1 + f22 * x2 + f23 * x3 + f24 * x4 + f25 * x5 + f26 * x6 + f27 * x7
+            y3 = c3 + f30 * x0 + f31 * x1 + f32 * x2 + f33 * x3 + f34 * x4 + f35 * x5 + f36 * x6 + f37 * x7
+            y4 = c4 + f40 * x0 + f41 * x1 + f42 * x2 + f43 * x3 + f44 * x4 + f45 * x5 + f46 * x6 + f47 * x7
+            y5 = c5 + f50 * x0 + f51 * x1 + f52 * x2 + f53 * x3 + f54 * x4 + f55 * x5 + f56 * x6 + f57 * x7
+            y6 = c6 + f60 * x0 + f61 * x1 + f62 * x2 + f63 * x3 + f64 * x4 + f65 * x5 + f66 * x6 + f67 * x7
+            y7 = c7 + f70 * x0 + f71 * x1 + f72 * x2 + f73 * x3 + f74 * x4 + f75 * x5 + f76 * x6 + f77 * x7
+            x0 = y0
+            x1 = y1
+            x2 = y2
+            x3 = y3
+            x4 = y4
+            x5 = y5
+            x6 = y6
+            x7 = y7
+            out[j0 + k, p, 0] = x0
+            out[j0 + k, p, 1] = x1
+            out[j0 + k, p, 2] = x2
+            out[j0 + k, p, 3] = x3
+            out[j0 + k, p, 4] = x4
+            out[j0 + k, p, 5] = x5
+            out[j0 + k, p, 6] = x6
+            out[j0 + k, p, 7] = x7
+        state[p, 0] = x0
+        state[p, 1] = x1
+        state[p, 2] = x2
+        state[p, 3] = x3
+        state[p, 4] = x4
+        state[p, 5] = x5
+        state[p, 6] = x6
+        state[p, 7] = x7

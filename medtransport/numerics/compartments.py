@@ -51,6 +51,7 @@ import numpy as np
 import scipy.linalg
 
 from medtransport.numerics.propagate import kernel as propagation_kernel
+from medtransport.numerics.propagate import use_threads
 
 __all__ = ["Addition", "Input", "amounts", "steady_state_start"]
 
@@ -199,13 +200,18 @@ def _plan(breaks: np.ndarray, t: np.ndarray, adds: list[Addition], ins: list[Inp
 def amounts(kmat: np.ndarray, times: Sequence[float] | np.ndarray, *,
             initial: np.ndarray | None = None,
             additions: Sequence[Addition | tuple[float, np.ndarray]] = (),
-            inputs: Sequence[Input | tuple[float, float, np.ndarray]] = ()) -> np.ndarray:
+            inputs: Sequence[Input | tuple[float, float, np.ndarray]] = (),
+            out: np.ndarray | None = None) -> np.ndarray:
     """Amounts at the output ``times`` (sorted, in the time unit of ``kmat``).
 
     ``initial`` is the state at ``times[0]`` before any addition at that time (zeros if
     omitted). An addition at an output time is included in that output (states are
     right-continuous). Additions or inputs after the last output time are ignored; before the
     first one they are an error. Returns (T, n) for a single ``kmat``, (P, T, n) for a stack.
+
+    ``out``, a C-contiguous float64 array of shape (T, n) or (T, P, n) — time first — is
+    written and returned as the (…, T, n) view; a caller running patients in chunks reuses one
+    such buffer instead of paying for fresh pages each chunk.
     """
     kmat = np.asarray(kmat, dtype=float)
     if kmat.ndim not in (2, 3) or kmat.shape[-1] != kmat.shape[-2]:
@@ -235,7 +241,12 @@ def amounts(kmat: np.ndarray, times: Sequence[float] | np.ndarray, *,
     breaks = np.array(sorted(points))
 
     # Time-major storage: each output is one contiguous block; returned as a (…, T, n) view.
-    out = np.empty((t.size, *batch, n))
+    if out is None:
+        out = np.empty((t.size, *batch, n))
+    elif (out.shape != (t.size, *batch, n) or out.dtype != np.float64
+          or not out.flags.c_contiguous):
+        raise ValueError(f"out must be a C-contiguous float64 array of shape "
+                         f"{(t.size, *batch, n)}, got {out.dtype} {out.shape}")
     plan = _plan(breaks, t, adds, ins, batch, n)
     props = _Propagators(kmat)
     add_at: dict[float, list[np.ndarray]] = {}
@@ -260,7 +271,8 @@ def amounts(kmat: np.ndarray, times: Sequence[float] | np.ndarray, *,
         # no dose in between: propagate them in one compiled pass.
         r = int(plan.run_end[k]) - k
         if r > _COMPILED_RUN:
-            propagation_kernel(n)(phi, c, flat_state, flat_out, j, r - 1)
+            threads = use_threads(flat_state.shape[0] * (r - 1) * n)
+            propagation_kernel(n, threads)(phi, c, flat_state, flat_out, j, r - 1)
             j += r - 1
         else:
             r = 1

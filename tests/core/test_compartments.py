@@ -140,3 +140,19 @@ def test_batched_exponential_matches_scipy(scale: float) -> None:
     for a, b in zip(mine, stack, strict=True):
         ref = scipy.linalg.expm(b)
         np.testing.assert_allclose(a, ref, rtol=1e-11, atol=1e-13 * max(1.0, np.abs(ref).max()))
+
+
+def test_a_reused_output_buffer_gives_the_same_amounts() -> None:
+    from medtransport.numerics.compartments import Addition, amounts
+
+    k = np.array([[[-0.3, 0.1, 0.0], [0.2, -0.1, 0.0], [0.1, 0.0, 0.0]]] * 4)
+    k[1:, 0, 0] -= 0.05
+    k[1:, 2, 0] += 0.05
+    t = np.linspace(0.0, 24.0, 97)
+    fresh = amounts(k, t, additions=[Addition(0.0, np.array([100.0, 0.0, 0.0]))])
+    buffer = np.full((t.size, 4, 3), np.nan)
+    reused = amounts(k, t, additions=[Addition(0.0, np.array([100.0, 0.0, 0.0]))], out=buffer)
+    np.testing.assert_array_equal(reused, fresh)
+    assert np.shares_memory(reused, buffer)
+    with pytest.raises(ValueError, match="out must be"):
+        amounts(k, t, out=np.empty((t.size, 3, 3)))

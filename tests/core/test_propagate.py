@@ -32,6 +32,34 @@ def test_kernel_matches_repeated_matrix_products(n: int) -> None:
     assert np.isnan(out[:2]).all() and np.isnan(out[2 + steps:]).all()
 
 
+@pytest.mark.parametrize("n", [2, 4])
+def test_threaded_kernel_gives_the_same_bits(n: int) -> None:
+    rng = np.random.default_rng(10 + n)
+    patients, steps = 37, 25
+    phi = rng.uniform(0.0, 1.0 / n, (patients, n, n))
+    c = rng.normal(size=(patients, n))
+    x0 = rng.normal(size=(patients, n))
+    serial, threaded = np.zeros((steps, patients, n)), np.zeros((steps, patients, n))
+    propagate.kernel(n)(phi, c, x0.copy(), serial, 0, steps)
+    propagate.kernel(n, True)(phi, c, x0.copy(), threaded, 0, steps)
+    np.testing.assert_array_equal(serial, threaded)
+
+
+def test_threads_only_for_enough_work_and_from_the_main_thread() -> None:
+    import threading
+
+    import numba
+
+    big = propagate.PARALLEL_WORK
+    assert not propagate.use_threads(big - 1)
+    assert propagate.use_threads(big) == (numba.get_num_threads() > 1)
+    seen: list[bool] = []
+    worker = threading.Thread(target=lambda: seen.append(propagate.use_threads(10 * big)))
+    worker.start()
+    worker.join()
+    assert seen == [False]
+
+
 def test_a_stale_kernel_file_is_detected(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     stale = tmp_path / "_propagate_kernels.py"
     stale.write_text(propagate.kernel_source().replace("c0 + f00", "f00"))
