@@ -31,7 +31,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 from medtransport.errors import ScenarioError
 from medtransport.units import Q_, Qty, ureg
 
-__all__ = ["MAX_CELLS", "Compartments", "Domain", "DomainSpec", "Grid", "Particles"]
+__all__ = ["MAX_CELLS", "Compartments", "Domain", "DomainSpec", "Grid", "Particles",
+           "grid_of"]
 
 #: The largest grid the framework will allocate (about 1.6 GB per float64 state).
 MAX_CELLS = 200_000_000
@@ -360,3 +361,16 @@ class DomainSpec(BaseModel):
             return Compartments(tuple(self.compartments), vols)
         except ValueError as exc:
             raise ScenarioError([("domain", str(exc))]) from None
+
+
+def grid_of(spec: DomainSpec | None, model_id: str) -> Grid:
+    """The grid of a scenario's ``domain`` section for a model that needs a box, cylinder or
+    sphere; a missing section or compartments are refused naming the field."""
+    if spec is None:
+        raise ScenarioError([("domain", f"{model_id} needs a domain (a box, cylinder or "
+                                        "sphere)")])
+    grid = spec.build()
+    if not isinstance(grid, Grid):
+        raise ScenarioError([("domain.shape", f"{model_id} needs a box, cylinder or sphere, "
+                                              "not compartments")])
+    return grid

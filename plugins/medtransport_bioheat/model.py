@@ -39,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from medtransport.audit.stability import StabilityMargin
 from medtransport.boundary import BoundaryCondition, resolve_boundaries
-from medtransport.domain import Grid
+from medtransport.domain import Grid, grid_of
 from medtransport.errors import ScenarioError
 from medtransport.ledger import Ledger, Species
 from medtransport.model import Model, Params, Progress, Tolerance, Trajectory
@@ -136,14 +136,7 @@ class PennesBioheat(Model):
 
     # -- the five answers ------------------------------------------------------------------
     def build_domain(self) -> Grid:
-        spec = self.scenario.domain
-        if spec is None:
-            raise ScenarioError([("domain", "bioheat.pennes needs a domain (a box, cylinder or "
-                                            "sphere)")])
-        grid = spec.build()
-        if not isinstance(grid, Grid):
-            raise ScenarioError([("domain.shape", "bioheat.pennes needs a box, cylinder or "
-                                                  "sphere, not compartments")])
+        grid = grid_of(self.scenario.domain, self.id)
         self._setup(grid)
         return grid
 

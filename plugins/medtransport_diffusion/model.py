@@ -31,7 +31,7 @@ from pydantic import Field
 
 from medtransport.audit.stability import StabilityMargin
 from medtransport.boundary import BoundaryCondition, resolve_boundaries
-from medtransport.domain import Grid, NotBool
+from medtransport.domain import Grid, NotBool, grid_of
 from medtransport.errors import ScenarioError
 from medtransport.ledger import Ledger, Species
 from medtransport.model import Model, Params, Progress, Tolerance, Trajectory
@@ -84,14 +84,7 @@ class FickDiffusion(Model):
 
     # -- the five answers ------------------------------------------------------------------
     def build_domain(self) -> Grid:
-        spec = self.scenario.domain
-        if spec is None:
-            raise ScenarioError([("domain", "diffusion.fick needs a domain (a box, cylinder or "
-                                            "sphere)")])
-        grid = spec.build()
-        if not isinstance(grid, Grid):
-            raise ScenarioError([("domain.shape", "diffusion.fick needs a box, cylinder or "
-                                                  "sphere, not compartments")])
+        grid = grid_of(self.scenario.domain, self.id)
         self.base = amount_base(self.params.initial.amount, grid, "parameters.initial.amount")
         self.field_units = f"{self.base}/m**3"
         return grid
