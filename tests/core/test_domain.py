@@ -79,3 +79,22 @@ def test_compartments_cannot_host_a_grid_model() -> None:
                  "parameters": {"diffusivity": "1e-9 m^2/s",
                                 "initial": {"kind": "uniform", "amount": "1 mol"}},
                  "time": {"stop": "1 s", "step": "1 s"}})
+
+
+def test_compartment_integral_of_a_batch_matches_the_weighted_sum_and_keeps_layout() -> None:
+    """Σ V·c over compartments for (patient, time, compartment) states, also when the states
+    are a strided slice of a time-major array: the same numbers as the explicit weighted sum,
+    laid out like the states, with NaN propagated."""
+    comp = Compartments(names=("central", "peripheral", "depot"), volumes=(30.0, 40.0, 2.0))
+    rng = np.random.default_rng(3)
+    time_major = rng.uniform(0.0, 5.0, (11, 7, 4))  # (time, patient, state + a sink)
+    states = np.moveaxis(time_major, 0, 1)[..., :3]  # (patient, time, compartment) view
+    total = comp.integrate(states, "mg/L").to("mg").magnitude
+    expected = 30.0 * states[..., 0] + 40.0 * states[..., 1] + 2.0 * states[..., 2]
+    np.testing.assert_allclose(total, expected, rtol=1e-15)
+    assert total.shape == (7, 11)
+    assert abs(total.strides[0]) < abs(total.strides[1])  # time-major like the states
+    states = states.copy()
+    states[2, 5, 1] = np.nan
+    total = comp.integrate(states, "mg/L").magnitude
+    assert np.isnan(total[2, 5]) and np.isfinite(np.delete(total.ravel(), 2 * 11 + 5)).all()
