@@ -8,7 +8,7 @@ import numba
 
 @numba.njit(cache=True, fastmath=False)
 def propagate_1(phi, c, state, out, j0, m):
-    """x ← Φ·x + c for m steps, n = 1, each state stored at out[j0 + k]."""
+    """x ← Φ·x + c for m steps, n = 1, each state stored at out[p, j0 + k]."""
     for p in range(state.shape[0]):
         x0 = state[p, 0]
         c0 = c[p, 0]
@@ -16,13 +16,13 @@ def propagate_1(phi, c, state, out, j0, m):
         for k in range(m):
             y0 = c0 + f00 * x0
             x0 = y0
-            out[j0 + k, p, 0] = x0
+            out[p, j0 + k, 0] = x0
         state[p, 0] = x0
 
 
 @numba.njit(cache=True, fastmath=False)
 def propagate_2(phi, c, state, out, j0, m):
-    """x ← Φ·x + c for m steps, n = 2, each state stored at out[j0 + k]."""
+    """x ← Φ·x + c for m steps, n = 2, each state stored at out[p, j0 + k]."""
     for p in range(state.shape[0]):
         x0 = state[p, 0]
         x1 = state[p, 1]
@@ -37,15 +37,15 @@ def propagate_2(phi, c, state, out, j0, m):
             y1 = c1 + f10 * x0 + f11 * x1
             x0 = y0
             x1 = y1
-            out[j0 + k, p, 0] = x0
-            out[j0 + k, p, 1] = x1
+            out[p, j0 + k, 0] = x0
+            out[p, j0 + k, 1] = x1
         state[p, 0] = x0
         state[p, 1] = x1
 
 
 @numba.njit(cache=True, fastmath=False)
 def propagate_3(phi, c, state, out, j0, m):
-    """x ← Φ·x + c for m steps, n = 3, each state stored at out[j0 + k]."""
+    """x ← Φ·x + c for m steps, n = 3, each state stored at out[p, j0 + k]."""
     for p in range(state.shape[0]):
         x0 = state[p, 0]
         x1 = state[p, 1]
@@ -69,9 +69,9 @@ def propagate_3(phi, c, state, out, j0, m):
             x0 = y0
             x1 = y1
             x2 = y2
-            out[j0 + k, p, 0] = x0
-            out[j0 + k, p, 1] = x1
-            out[j0 + k, p, 2] = x2
+            out[p, j0 + k, 0] = x0
+            out[p, j0 + k, 1] = x1
+            out[p, j0 + k, 2] = x2
         state[p, 0] = x0
         state[p, 1] = x1
         state[p, 2] = x2
@@ -79,7 +79,7 @@ def propagate_3(phi, c, state, out, j0, m):
 
 @numba.njit(cache=True, fastmath=False)
 def propagate_4(phi, c, state, out, j0, m):
-    """x ← Φ·x + c for m steps, n = 4, each state stored at out[j0 + k]."""
+    """x ← Φ·x + c for m steps, n = 4, each state stored at out[p, j0 + k]."""
     for p in range(state.shape[0]):
         x0 = state[p, 0]
         x1 = state[p, 1]
@@ -114,10 +114,10 @@ def propagate_4(phi, c, state, out, j0, m):
             x1 = y1
             x2 = y2
             x3 = y3
-            out[j0 + k, p, 0] = x0
-            out[j0 + k, p, 1] = x1
-            out[j0 + k, p, 2] = x2
-            out[j0 + k, p, 3] = x3
+            out[p, j0 + k, 0] = x0
+            out[p, j0 + k, 1] = x1
+            out[p, j0 + k, 2] = x2
+            out[p, j0 + k, 3] = x3
         state[p, 0] = x0
         state[p, 1] = x1
         state[p, 2] = x2
@@ -126,7 +126,7 @@ def propagate_4(phi, c, state, out, j0, m):
 
 @numba.njit(cache=True, fastmath=False)
 def propagate_5(phi, c, state, out, j0, m):
-    """x ← Φ·x + c for m steps, n = 5, each state stored at out[j0 + k]."""
+    """x ← Φ·x + c for m steps, n = 5, each state stored at out[p, j0 + k]."""
     for p in range(state.shape[0]):
         x0 = state[p, 0]
         x1 = state[p, 1]
@@ -174,11 +174,11 @@ def propagate_5(phi, c, state, out, j0, m):
             x2 = y2
             x3 = y3
             x4 = y4
-            out[j0 + k, p, 0] = x0
-            out[j0 + k, p, 1] = x1
-            out[j0 + k, p, 2] = x2
-            out[j0 + k, p, 3] = x3
-            out[j0 + k, p, 4] = x4
+            out[p, j0 + k, 0] = x0
+            out[p, j0 + k, 1] = x1
+            out[p, j0 + k, 2] = x2
+            out[p, j0 + k, 3] = x3
+            out[p, j0 + k, 4] = x4
         state[p, 0] = x0
         state[p, 1] = x1
         state[p, 2] = x2
@@ -188,7 +188,7 @@ def propagate_5(phi, c, state, out, j0, m):
 
 @numba.njit(cache=True, fastmath=False)
 def propagate_6(phi, c, state, out, j0, m):
-    """x ← Φ·x + c for m steps, n = 6, each state stored at out[j0 + k]."""
+    """x ← Φ·x + c for m steps, n = 6, each state stored at out[p, j0 + k]."""
     for p in range(state.shape[0]):
         x0 = state[p, 0]
         x1 = state[p, 1]
@@ -251,12 +251,12 @@ def propagate_6(phi, c, state, out, j0, m):
             x3 = y3
             x4 = y4
             x5 = y5
-            out[j0 + k, p, 0] = x0
-            out[j0 + k, p, 1] = x1
-            out[j0 + k, p, 2] = x2
-            out[j0 + k, p, 3] = x3
-            out[j0 + k, p, 4] = x4
-            out[j0 + k, p, 5] = x5
+            out[p, j0 + k, 0] = x0
+            out[p, j0 + k, 1] = x1
+            out[p, j0 + k, 2] = x2
+            out[p, j0 + k, 3] = x3
+            out[p, j0 + k, 4] = x4
+            out[p, j0 + k, 5] = x5
         state[p, 0] = x0
         state[p, 1] = x1
         state[p, 2] = x2
@@ -267,7 +267,7 @@ def propagate_6(phi, c, state, out, j0, m):
 
 @numba.njit(cache=True, fastmath=False)
 def propagate_7(phi, c, state, out, j0, m):
-    """x ← Φ·x + c for m steps, n = 7, each state stored at out[j0 + k]."""
+    """x ← Φ·x + c for m steps, n = 7, each state stored at out[p, j0 + k]."""
     for p in range(state.shape[0]):
         x0 = state[p, 0]
         x1 = state[p, 1]
@@ -347,13 +347,13 @@ def propagate_7(phi, c, state, out, j0, m):
             x4 = y4
             x5 = y5
             x6 = y6
-            out[j0 + k, p, 0] = x0
-            out[j0 + k, p, 1] = x1
-            out[j0 + k, p, 2] = x2
-            out[j0 + k, p, 3] = x3
-            out[j0 + k, p, 4] = x4
-            out[j0 + k, p, 5] = x5
-            out[j0 + k, p, 6] = x6
+            out[p, j0 + k, 0] = x0
+            out[p, j0 + k, 1] = x1
+            out[p, j0 + k, 2] = x2
+            out[p, j0 + k, 3] = x3
+            out[p, j0 + k, 4] = x4
+            out[p, j0 + k, 5] = x5
+            out[p, j0 + k, 6] = x6
         state[p, 0] = x0
         state[p, 1] = x1
         state[p, 2] = x2
@@ -365,7 +365,7 @@ def propagate_7(phi, c, state, out, j0, m):
 
 @numba.njit(cache=True, fastmath=False)
 def propagate_8(phi, c, state, out, j0, m):
-    """x ← Φ·x + c for m steps, n = 8, each state stored at out[j0 + k]."""
+    """x ← Φ·x + c for m steps, n = 8, each state stored at out[p, j0 + k]."""
     for p in range(state.shape[0]):
         x0 = state[p, 0]
         x1 = state[p, 1]
@@ -464,14 +464,14 @@ def propagate_8(phi, c, state, out, j0, m):
             x5 = y5
             x6 = y6
             x7 = y7
-            out[j0 + k, p, 0] = x0
-            out[j0 + k, p, 1] = x1
-            out[j0 + k, p, 2] = x2
-            out[j0 + k, p, 3] = x3
-            out[j0 + k, p, 4] = x4
-            out[j0 + k, p, 5] = x5
-            out[j0 + k, p, 6] = x6
-            out[j0 + k, p, 7] = x7
+            out[p, j0 + k, 0] = x0
+            out[p, j0 + k, 1] = x1
+            out[p, j0 + k, 2] = x2
+            out[p, j0 + k, 3] = x3
+            out[p, j0 + k, 4] = x4
+            out[p, j0 + k, 5] = x5
+            out[p, j0 + k, 6] = x6
+            out[p, j0 + k, 7] = x7
         state[p, 0] = x0
         state[p, 1] = x1
         state[p, 2] = x2
@@ -484,7 +484,7 @@ def propagate_8(phi, c, state, out, j0, m):
 
 @numba.njit(parallel=True, cache=True, fastmath=False)
 def propagate_parallel_1(phi, c, state, out, j0, m):
-    """x ← Φ·x + c for m steps, n = 1, each state stored at out[j0 + k]."""
+    """x ← Φ·x + c for m steps, n = 1, each state stored at out[p, j0 + k]."""
     for p in numba.prange(state.shape[0]):
         x0 = state[p, 0]
         c0 = c[p, 0]
@@ -492,13 +492,13 @@ def propagate_parallel_1(phi, c, state, out, j0, m):
         for k in range(m):
             y0 = c0 + f00 * x0
             x0 = y0
-            out[j0 + k, p, 0] = x0
+            out[p, j0 + k, 0] = x0
         state[p, 0] = x0
 
 
 @numba.njit(parallel=True, cache=True, fastmath=False)
 def propagate_parallel_2(phi, c, state, out, j0, m):
-    """x ← Φ·x + c for m steps, n = 2, each state stored at out[j0 + k]."""
+    """x ← Φ·x + c for m steps, n = 2, each state stored at out[p, j0 + k]."""
     for p in numba.prange(state.shape[0]):
         x0 = state[p, 0]
         x1 = state[p, 1]
@@ -513,15 +513,15 @@ def propagate_parallel_2(phi, c, state, out, j0, m):
             y1 = c1 + f10 * x0 + f11 * x1
             x0 = y0
             x1 = y1
-            out[j0 + k, p, 0] = x0
-            out[j0 + k, p, 1] = x1
+            out[p, j0 + k, 0] = x0
+            out[p, j0 + k, 1] = x1
         state[p, 0] = x0
         state[p, 1] = x1
 
 
 @numba.njit(parallel=True, cache=True, fastmath=False)
 def propagate_parallel_3(phi, c, state, out, j0, m):
-    """x ← Φ·x + c for m steps, n = 3, each state stored at out[j0 + k]."""
+    """x ← Φ·x + c for m steps, n = 3, each state stored at out[p, j0 + k]."""
     for p in numba.prange(state.shape[0]):
         x0 = state[p, 0]
         x1 = state[p, 1]
@@ -545,9 +545,9 @@ def propagate_parallel_3(phi, c, state, out, j0, m):
             x0 = y0
             x1 = y1
             x2 = y2
-            out[j0 + k, p, 0] = x0
-            out[j0 + k, p, 1] = x1
-            out[j0 + k, p, 2] = x2
+            out[p, j0 + k, 0] = x0
+            out[p, j0 + k, 1] = x1
+            out[p, j0 + k, 2] = x2
         state[p, 0] = x0
         state[p, 1] = x1
         state[p, 2] = x2
@@ -555,7 +555,7 @@ def propagate_parallel_3(phi, c, state, out, j0, m):
 
 @numba.njit(parallel=True, cache=True, fastmath=False)
 def propagate_parallel_4(phi, c, state, out, j0, m):
-    """x ← Φ·x + c for m steps, n = 4, each state stored at out[j0 + k]."""
+    """x ← Φ·x + c for m steps, n = 4, each state stored at out[p, j0 + k]."""
     for p in numba.prange(state.shape[0]):
         x0 = state[p, 0]
         x1 = state[p, 1]
@@ -590,10 +590,10 @@ def propagate_parallel_4(phi, c, state, out, j0, m):
             x1 = y1
             x2 = y2
             x3 = y3
-            out[j0 + k, p, 0] = x0
-            out[j0 + k, p, 1] = x1
-            out[j0 + k, p, 2] = x2
-            out[j0 + k, p, 3] = x3
+            out[p, j0 + k, 0] = x0
+            out[p, j0 + k, 1] = x1
+            out[p, j0 + k, 2] = x2
+            out[p, j0 + k, 3] = x3
         state[p, 0] = x0
         state[p, 1] = x1
         state[p, 2] = x2
@@ -602,7 +602,7 @@ def propagate_parallel_4(phi, c, state, out, j0, m):
 
 @numba.njit(parallel=True, cache=True, fastmath=False)
 def propagate_parallel_5(phi, c, state, out, j0, m):
-    """x ← Φ·x + c for m steps, n = 5, each state stored at out[j0 + k]."""
+    """x ← Φ·x + c for m steps, n = 5, each state stored at out[p, j0 + k]."""
     for p in numba.prange(state.shape[0]):
         x0 = state[p, 0]
         x1 = state[p, 1]
@@ -650,11 +650,11 @@ def propagate_parallel_5(phi, c, state, out, j0, m):
             x2 = y2
             x3 = y3
             x4 = y4
-            out[j0 + k, p, 0] = x0
-            out[j0 + k, p, 1] = x1
-            out[j0 + k, p, 2] = x2
-            out[j0 + k, p, 3] = x3
-            out[j0 + k, p, 4] = x4
+            out[p, j0 + k, 0] = x0
+            out[p, j0 + k, 1] = x1
+            out[p, j0 + k, 2] = x2
+            out[p, j0 + k, 3] = x3
+            out[p, j0 + k, 4] = x4
         state[p, 0] = x0
         state[p, 1] = x1
         state[p, 2] = x2
@@ -664,7 +664,7 @@ def propagate_parallel_5(phi, c, state, out, j0, m):
 
 @numba.njit(parallel=True, cache=True, fastmath=False)
 def propagate_parallel_6(phi, c, state, out, j0, m):
-    """x ← Φ·x + c for m steps, n = 6, each state stored at out[j0 + k]."""
+    """x ← Φ·x + c for m steps, n = 6, each state stored at out[p, j0 + k]."""
     for p in numba.prange(state.shape[0]):
         x0 = state[p, 0]
         x1 = state[p, 1]
@@ -727,12 +727,12 @@ def propagate_parallel_6(phi, c, state, out, j0, m):
             x3 = y3
             x4 = y4
             x5 = y5
-            out[j0 + k, p, 0] = x0
-            out[j0 + k, p, 1] = x1
-            out[j0 + k, p, 2] = x2
-            out[j0 + k, p, 3] = x3
-            out[j0 + k, p, 4] = x4
-            out[j0 + k, p, 5] = x5
+            out[p, j0 + k, 0] = x0
+            out[p, j0 + k, 1] = x1
+            out[p, j0 + k, 2] = x2
+            out[p, j0 + k, 3] = x3
+            out[p, j0 + k, 4] = x4
+            out[p, j0 + k, 5] = x5
         state[p, 0] = x0
         state[p, 1] = x1
         state[p, 2] = x2
@@ -743,7 +743,7 @@ def propagate_parallel_6(phi, c, state, out, j0, m):
 
 @numba.njit(parallel=True, cache=True, fastmath=False)
 def propagate_parallel_7(phi, c, state, out, j0, m):
-    """x ← Φ·x + c for m steps, n = 7, each state stored at out[j0 + k]."""
+    """x ← Φ·x + c for m steps, n = 7, each state stored at out[p, j0 + k]."""
     for p in numba.prange(state.shape[0]):
         x0 = state[p, 0]
         x1 = state[p, 1]
@@ -823,13 +823,13 @@ def propagate_parallel_7(phi, c, state, out, j0, m):
             x4 = y4
             x5 = y5
             x6 = y6
-            out[j0 + k, p, 0] = x0
-            out[j0 + k, p, 1] = x1
-            out[j0 + k, p, 2] = x2
-            out[j0 + k, p, 3] = x3
-            out[j0 + k, p, 4] = x4
-            out[j0 + k, p, 5] = x5
-            out[j0 + k, p, 6] = x6
+            out[p, j0 + k, 0] = x0
+            out[p, j0 + k, 1] = x1
+            out[p, j0 + k, 2] = x2
+            out[p, j0 + k, 3] = x3
+            out[p, j0 + k, 4] = x4
+            out[p, j0 + k, 5] = x5
+            out[p, j0 + k, 6] = x6
         state[p, 0] = x0
         state[p, 1] = x1
         state[p, 2] = x2
@@ -841,7 +841,7 @@ def propagate_parallel_7(phi, c, state, out, j0, m):
 
 @numba.njit(parallel=True, cache=True, fastmath=False)
 def propagate_parallel_8(phi, c, state, out, j0, m):
-    """x ← Φ·x + c for m steps, n = 8, each state stored at out[j0 + k]."""
+    """x ← Φ·x + c for m steps, n = 8, each state stored at out[p, j0 + k]."""
     for p in numba.prange(state.shape[0]):
         x0 = state[p, 0]
         x1 = state[p, 1]
@@ -940,14 +940,14 @@ def propagate_parallel_8(phi, c, state, out, j0, m):
             x5 = y5
             x6 = y6
             x7 = y7
-            out[j0 + k, p, 0] = x0
-            out[j0 + k, p, 1] = x1
-            out[j0 + k, p, 2] = x2
-            out[j0 + k, p, 3] = x3
-            out[j0 + k, p, 4] = x4
-            out[j0 + k, p, 5] = x5
-            out[j0 + k, p, 6] = x6
-            out[j0 + k, p, 7] = x7
+            out[p, j0 + k, 0] = x0
+            out[p, j0 + k, 1] = x1
+            out[p, j0 + k, 2] = x2
+            out[p, j0 + k, 3] = x3
+            out[p, j0 + k, 4] = x4
+            out[p, j0 + k, 5] = x5
+            out[p, j0 + k, 6] = x6
+            out[p, j0 + k, 7] = x7
         state[p, 0] = x0
         state[p, 1] = x1
         state[p, 2] = x2

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -125,10 +127,10 @@ def test_a_regular_grid_with_a_periodic_regimen_costs_few_exponentials(
     assert 1 <= calls[0] <= 6  # one per (interval length, input) pair, not one per step
 
 
-@pytest.mark.parametrize("scale", [1e-3, 1.0, 50.0, 3e3])
+@pytest.mark.parametrize("scale", [1e-9, 1e-5, 1e-3, 2e-3, 1e-2, 1.0, 50.0, 3e3])
 def test_batched_exponential_matches_scipy(scale: float) -> None:
     """Scaling-and-squaring Taylor on a stack equals scipy's Padé expm per matrix, from small
-    to stiff norms (ka = 3000/h over an hour)."""
+    norms (where the Taylor degree drops to 2–10) to stiff ones (ka = 3000/h over an hour)."""
     import scipy.linalg
 
     from medtransport.numerics.compartments import expm_batched
@@ -140,6 +142,24 @@ def test_batched_exponential_matches_scipy(scale: float) -> None:
     for a, b in zip(mine, stack, strict=True):
         ref = scipy.linalg.expm(b)
         np.testing.assert_allclose(a, ref, rtol=1e-11, atol=1e-13 * max(1.0, np.abs(ref).max()))
+    if scale <= 1e-2:  # no squaring: the truncated series alone, to round-off
+        np.testing.assert_allclose(mine, [scipy.linalg.expm(b) for b in stack], rtol=1e-14,
+                                   atol=1e-15)
+
+
+def test_taylor_degree_bounds_the_remainder() -> None:
+    """The degree chosen for θ meets θ^(q+1)/(q+1)!·e^(2θ) ≤ 1e-18 and one degree less does
+    not, over the whole range of scaled norms."""
+    from medtransport.numerics.compartments import _taylor_degree
+
+    for theta in np.geomspace(1e-12, 0.5, 60):
+        q = _taylor_degree(float(theta))
+
+        def bound(d: int, th: float = float(theta)) -> float:
+            return th ** (d + 1) / math.factorial(d + 1) * math.exp(2 * th)
+
+        assert bound(q) <= 1e-18
+        assert q == 1 or bound(q - 1) > 1e-18
 
 
 def test_a_reused_output_buffer_gives_the_same_amounts() -> None:
@@ -150,7 +170,7 @@ def test_a_reused_output_buffer_gives_the_same_amounts() -> None:
     k[1:, 2, 0] += 0.05
     t = np.linspace(0.0, 24.0, 97)
     fresh = amounts(k, t, additions=[Addition(0.0, np.array([100.0, 0.0, 0.0]))])
-    buffer = np.full((t.size, 4, 3), np.nan)
+    buffer = np.full((4, t.size, 3), np.nan)
     reused = amounts(k, t, additions=[Addition(0.0, np.array([100.0, 0.0, 0.0]))], out=buffer)
     np.testing.assert_array_equal(reused, fresh)
     assert np.shares_memory(reused, buffer)

@@ -20,16 +20,16 @@ def test_kernel_matches_repeated_matrix_products(n: int) -> None:
     phi = rng.uniform(-0.4, 0.4, (patients, n, n)) / n + 0.5 * np.eye(n)
     c = rng.normal(size=(patients, n))
     x0 = rng.normal(size=(patients, n))
-    out = np.full((steps + 3, patients, n), np.nan)
+    out = np.full((patients, steps + 3, n), np.nan)
     state = x0.copy()
     propagate.kernel(n)(phi, c, state, out, 2, steps)
     expected = x0.copy()
     for k in range(steps):
         expected = np.einsum("pij,pj->pi", phi, expected) + c
-        np.testing.assert_allclose(out[2 + k], expected, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(out[:, 2 + k], expected, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(state, expected, rtol=1e-12, atol=1e-12)
-    # rows outside the run are not touched
-    assert np.isnan(out[:2]).all() and np.isnan(out[2 + steps:]).all()
+    # times outside the run are not touched
+    assert np.isnan(out[:, :2]).all() and np.isnan(out[:, 2 + steps:]).all()
 
 
 @pytest.mark.parametrize("n", [2, 4])
@@ -39,7 +39,7 @@ def test_threaded_kernel_gives_the_same_bits(n: int) -> None:
     phi = rng.uniform(0.0, 1.0 / n, (patients, n, n))
     c = rng.normal(size=(patients, n))
     x0 = rng.normal(size=(patients, n))
-    serial, threaded = np.zeros((steps, patients, n)), np.zeros((steps, patients, n))
+    serial, threaded = np.zeros((patients, steps, n)), np.zeros((patients, steps, n))
     propagate.kernel(n)(phi, c, x0.copy(), serial, 0, steps)
     propagate.kernel(n, True)(phi, c, x0.copy(), threaded, 0, steps)
     np.testing.assert_array_equal(serial, threaded)
