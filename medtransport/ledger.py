@@ -79,19 +79,44 @@ class Ledger:
     def total(self, term: str, n_times: int) -> np.ndarray:
         """The sum over routes of one term (zeros when the model claims none): shape (T,), or
         (T, P) when any route is given per patient."""
-        routes = getattr(self, term)
-        out: np.ndarray = np.zeros((n_times, 1))
-        for name, values in routes.items():
+        out = self._sum(term, n_times)
+        if out is None:
+            return np.zeros(n_times)
+        return out[:, 0] if out.shape[1] == 1 else out
+
+    def _sum(self, term: str, n_times: int) -> np.ndarray | None:
+        """Σ routes of ``term`` as a new (T, 1) or (T, P) array, or None without routes."""
+        out: np.ndarray | None = None
+        for name, values in getattr(self, term).items():
             if values.ndim not in (1, 2) or values.shape[0] != n_times:
                 raise ValueError(f"ledger {self.species}.{term}.{name} has shape {values.shape}, "
                                  f"expected ({n_times},) or ({n_times}, patients) — one value "
                                  "per output time")
-            out = out + values.reshape(n_times, -1)
-        return out[:, 0] if out.shape[1] == 1 else out
+            route = values.reshape(n_times, -1)
+            # the first route copied in its own memory order, the others added into it
+            out = route.copy(order="K") if out is None else _accumulate(out, route, 1.0)
+        return out
 
     def expected_stored(self, initial: float | np.ndarray, n_times: int) -> np.ndarray:
         """initial + inflow + source − outflow − sink: (T,) or (T, P)."""
-        terms = [self.total(t, n_times).reshape(n_times, -1)
-                 for t in ("inflow", "source", "outflow", "sink")]
-        out = np.reshape(initial, (1, -1)) + terms[0] + terms[1] - terms[2] - terms[3]
+        init = np.reshape(np.asarray(initial, dtype=float), (1, -1))
+        signed = [(total, sign) for term, sign in (("inflow", 1.0), ("source", 1.0),
+                                                   ("outflow", -1.0), ("sink", -1.0))
+                  if (total := self._sum(term, n_times)) is not None]
+        shape = np.broadcast_shapes((n_times, 1), init.shape, *(t.shape for t, _ in signed))
+        # laid out like a per-patient term when there is one (a solver's patient-major output)
+        like = next((t for t, _ in signed if t.shape == shape), None)
+        out = np.empty(shape) if like is None else np.empty_like(like)
+        out[...] = init
+        for total, sign in signed:
+            out = _accumulate(out, total, sign)
         return out[:, 0] if out.shape[1] == 1 else out
+
+
+def _accumulate(acc: np.ndarray, term: np.ndarray, sign: float) -> np.ndarray:
+    """acc ± term: into ``acc`` (a new array the caller owns) when the shapes allow, else a new
+    array. In place, a batch's books cost one pass per route instead of a fresh array each."""
+    if np.broadcast_shapes(acc.shape, term.shape) != acc.shape:
+        return acc + term if sign > 0 else acc - term
+    (np.add if sign > 0 else np.subtract)(acc, term, out=acc)
+    return acc

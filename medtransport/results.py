@@ -57,7 +57,11 @@ def attach_ledger(ds: xr.Dataset, model: Model, ctx: AuditContext) -> xr.Dataset
         ledger = ctx.trajectory.ledgers[sp.name]
         unit = ledger.units
         stored = ctx.stored[sp.name]
-        expected = ledger.expected_stored(ctx.initial[sp.name], n)
+        try:
+            residual = ctx.residual(sp.name)
+        except ValueError:
+            continue  # a per-patient ledger for states that are not: mass balance says so
+        expected = ctx.expected(sp.name)
         dims: tuple[str, ...] = ("time",) if stored.ndim == 1 else ("time", "patient")
         expected = expected.reshape(stored.shape) if expected.size == stored.size else \
             np.broadcast_to(expected.reshape(n, -1), stored.shape)
@@ -66,7 +70,7 @@ def attach_ledger(ds: xr.Dataset, model: Model, ctx: AuditContext) -> xr.Dataset
         ds[f"{sp.name}_expected"] = (dims, expected, {
             "units": unit, "long_name": f"{sp.dimension} the ledger accounts for "
                                         "(initial + inflow + source − outflow − sink)"})
-        ds[f"{sp.name}_residual"] = (dims, stored - expected, {
+        ds[f"{sp.name}_residual"] = (dims, residual, {
             "units": unit, "long_name": f"ledger residual of {sp.dimension}"})
         for term in LEDGER_TERMS:
             routes = getattr(ledger, term)

@@ -22,17 +22,17 @@ def audit_nonnegativity(ctx: AuditContext) -> list[AuditResult]:
         if var_name not in states:
             continue
         var = states[var_name]
-        values = np.asarray(var.values, dtype=float)
-        if values.size == 0:
+        if var.size == 0:
             continue
-        # min and max propagate NaN, so two passes also tell whether every value is finite
-        lowest, highest = float(values.min()), float(values.max())
+        # min and max propagate NaN, so they also tell whether every value is finite
+        lowest, highest = ctx.extremes(var_name)
         if not (np.isfinite(lowest) and np.isfinite(highest)):
             continue  # finiteness reports it
         allowance = ctx.tolerance.rtol * max(abs(lowest), abs(highest))
         passed = lowest >= -allowance
         where: dict[str, object] = {}
         if not passed:
+            values = np.asarray(var.values, dtype=float)
             idx = np.unravel_index(int(values.argmin()), values.shape)
             for dim, i in zip(var.dims, idx, strict=True):
                 coord = states[dim].values[i] if dim in states.coords else i

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import xarray as xr
 
+from medtransport.audit.extremes import extremes
 from medtransport.units import ureg
 
 if TYPE_CHECKING:
@@ -101,6 +102,44 @@ class AuditContext:
     stored: dict[str, np.ndarray] = field(default_factory=dict)
     initial: dict[str, Any] = field(default_factory=dict)
     unit_problems: dict[str, str] = field(default_factory=dict)
+    _extremes: dict[str, tuple[float, float]] = field(default_factory=dict, repr=False)
+    _expected: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    _residual: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def expected(self, species: str) -> np.ndarray:
+        """What the ledger accounts for, initial + inflow + source − outflow − sink: (T,), or
+        (T, P) when the ledger is kept per patient; computed once per run."""
+        hit = self._expected.get(species)
+        if hit is None:
+            assert self.trajectory is not None and self.times is not None
+            ledger = self.trajectory.ledgers[species]
+            hit = self._expected[species] = ledger.expected_stored(self.initial[species],
+                                                                   len(self.times))
+        return hit
+
+    def residual(self, species: str) -> np.ndarray:
+        """stored − expected, shaped like the stored amount; computed once per run. Raises
+        ValueError when the ledger is kept per patient but the states are not."""
+        hit = self._residual.get(species)
+        if hit is None:
+            stored = self.stored[species]
+            expected = self.expected(species)
+            if expected.ndim > stored.ndim:
+                raise ValueError(f"the ledger of {species} is kept per patient but the states "
+                                 "are not")
+            if stored.ndim == 2:
+                expected = expected.reshape(len(stored), -1)
+            hit = self._residual[species] = stored - expected
+        return hit
+
+    def extremes(self, name: str) -> tuple[float, float]:
+        """(min, max) of a numeric state variable or coordinate, (nan, nan) if any value is
+        NaN; computed once per run and shared by the audits that ask (finiteness,
+        non-negativity)."""
+        hit = self._extremes.get(name)
+        if hit is None:
+            hit = self._extremes[name] = extremes(self.states[name].values)
+        return hit
 
     def unrecomputable(self, name: str, species: str) -> AuditResult | None:
         """A failed result for an audit of ``species`` whose stored amount the framework could

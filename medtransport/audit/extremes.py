@@ -1,0 +1,88 @@
+"""The smallest and largest value of an array in one pass, NaN if any value is NaN.
+
+    extremes(u) = (min u, max u),   or (NaN, NaN) when some u is NaN
+
+Several audits ask only for these two numbers (finiteness: both finite?; non-negativity:
+min u ≥ −rtol·max|u|). numpy's ``min()`` of a strided slice — the body states of a solver's
+array that also holds sink states — runs its inner loop over the few compartments of one
+time and patient, a few values per call: 4.5 ms per pass over 1,000 patients × 1,441 times ×
+2 compartments, against 0.5 ms when the same values are contiguous. Here the array is first
+viewed in memory order (outermost stride first, negative strides flipped), adjacent axes that
+are contiguous with each other are merged, and what remains non-contiguous goes through one
+compiled loop that reads the values in that order and keeps both extremes.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+
+__all__ = ["extremes"]
+
+#: Below this many values numpy's own passes are cheap enough (and need no compiler).
+COMPILED_SIZE = 1 << 20
+
+
+def memory_order(values: np.ndarray) -> np.ndarray:
+    """A view of ``values`` with its axes in memory order, the smallest stride last, every
+    stride non-negative, and adjacent axes merged where the memory allows it."""
+    a = values
+    for axis, stride in enumerate(a.strides):
+        if stride < 0:
+            a = np.flip(a, axis)
+    a = a.transpose(sorted(range(a.ndim), key=lambda ax: -a.strides[ax]))
+    shape, strides = [], []
+    for n, s in zip(a.shape, a.strides, strict=True):
+        if n == 1:
+            continue
+        if shape and strides[-1] == n * s:  # the previous axis steps over this one exactly
+            shape[-1] *= n
+            strides[-1] = s
+        else:
+            shape.append(n)
+            strides.append(s)
+    return np.lib.stride_tricks.as_strided(a, tuple(shape) or (1,), tuple(strides) or (8,),
+                                           writeable=False)
+
+
+@functools.cache
+def _kernel() -> Any:
+    import numba
+
+    @numba.njit(cache=True)
+    def extremes_3d(a: np.ndarray) -> tuple[float, float]:
+        lo = np.inf
+        hi = -np.inf
+        for i in range(a.shape[0]):
+            for j in range(a.shape[1]):
+                for k in range(a.shape[2]):
+                    v = a[i, j, k]
+                    if v < lo:
+                        lo = v
+                    if v > hi:
+                        hi = v
+                    if v != v:  # NaN
+                        return np.nan, np.nan
+        return lo, hi
+
+    return extremes_3d
+
+
+def extremes(values: np.ndarray) -> tuple[Any, Any]:
+    """(min, max) of a non-empty numeric array; (nan, nan) if any value is NaN. Floats for a
+    real array; numpy's own scalars otherwise (complex values compare lexicographically)."""
+    a = np.asarray(values)
+    if a.size == 0:
+        raise ValueError("extremes of an empty array")
+    if a.dtype != np.float64 or a.size < COMPILED_SIZE:
+        lo, hi = a.min(), a.max()
+        return (lo, hi) if np.iscomplexobj(a) else (float(lo), float(hi))
+    m = memory_order(a)
+    if (m.ndim == 1 and m.strides[0] == m.itemsize) or m.ndim > 3:
+        return float(m.min()), float(m.max())
+    while m.ndim < 3:
+        m = m[np.newaxis]
+    lo, hi = _kernel()(m)
+    return float(lo), float(hi)
