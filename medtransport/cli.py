@@ -308,13 +308,16 @@ def audit_cmd(scenario: str, as_json: bool) -> None:
 @click.argument("result", type=click.Path())
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="HTML file to write (self-contained: styles and images embedded).")
-def report_cmd(result: str, output: str) -> None:
+@click.option("--scenario-dir", type=click.Path(file_okay=False, exists=True), default=None,
+              help="Directory the recorded scenario's relative paths resolve against "
+                   "(default: the one the run recorded, when it exists here).")
+def report_cmd(result: str, output: str, scenario_dir: str | None) -> None:
     """Write the audit report of RESULT (a NetCDF file from `medtransport run`, or a chunked
     population's store) as one self-contained HTML page."""
     from medtransport.report import report_from_file
 
     _check_target(output, "-o/--output")
-    click.echo(f"wrote {report_from_file(result, output)}")
+    click.echo(f"wrote {report_from_file(result, output, scenario_dir=scenario_dir)}")
 
 
 @main.command("models")

@@ -94,6 +94,8 @@ def stamp(ds: xr.Dataset, model: Model, report: AuditReport, plugin: tuple[str, 
         "medtransport_version": package_version(),
         "solver_method": model.method,
         "scenario": model.scenario.to_json(),
+        # where its relative paths resolve, so that a report can rebuild the model elsewhere
+        "scenario_dir": str(model.scenario.source_dir),
         "audit_report": report.to_json(),
         "audit_status": "passed" if report.passed else "failed",
         "seed": -1 if model.seed is None else int(model.seed),

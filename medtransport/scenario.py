@@ -310,8 +310,8 @@ class Scenario(_Section):
         scenario given as a mapping."""
         # Kept outside the fields (and pydantic's private attributes), so that it takes no part
         # in equality, serialization or the schema.
-        source = self.__dict__.get("_source_path")
-        return source.parent if source is not None else Path.cwd()
+        source = self.__dict__.get("_source_dir")
+        return source if source is not None else Path.cwd()
 
     def to_json(self) -> str:
         """The scenario as JSON, quantities as strings that load back to the same values."""
@@ -321,7 +321,7 @@ class Scenario(_Section):
         """A validated copy with some top-level sections replaced."""
         data = json.loads(self.to_json())
         data.update(changes)
-        return load_scenario(data)
+        return load_scenario(data, base_dir=self.__dict__.get("_source_dir"))
 
 
 # --------------------------------------------------------------------------- loading
@@ -425,9 +425,12 @@ def _read(path: Path) -> Any:
 _adapter = TypeAdapter(Scenario)
 
 
-def load_scenario(source: str | Path | Mapping[str, Any] | Scenario) -> Scenario:
+def load_scenario(source: str | Path | Mapping[str, Any] | Scenario, *,
+                  base_dir: str | Path | None = None) -> Scenario:
     """Load and validate a scenario from a file path (YAML/TOML/JSON) or a mapping.
 
+    Relative paths inside it (an input file, another scenario) resolve against the file's
+    directory, or against ``base_dir`` for a mapping (default: the working directory).
     Raises :class:`ScenarioError` naming every bad field path.
     """
     if isinstance(source, Scenario):
@@ -464,5 +467,7 @@ def load_scenario(source: str | Path | Mapping[str, Any] | Scenario) -> Scenario
     except RecursionError:
         raise ScenarioError("the scenario is nested too deeply", source=label) from None
     if label is not None:
-        object.__setattr__(scenario, "_source_path", Path(label).resolve())
+        object.__setattr__(scenario, "_source_dir", Path(label).resolve().parent)
+    elif base_dir is not None:
+        object.__setattr__(scenario, "_source_dir", Path(base_dir).resolve())
     return scenario

@@ -55,14 +55,16 @@ def _plots(content: ReportContent, ds: xr.Dataset | None,
 def render_report(ds: xr.Dataset | None, *, report: AuditReport | None = None,
                   model: Model | None = None, scenario_text: str | None = None,
                   failure_message: str = "",
-                  chunk_records: dict[int, dict[str, Any]] | None = None) -> str:
+                  chunk_records: dict[int, dict[str, Any]] | None = None,
+                  scenario_dir: str | None = None) -> str:
     """The report's HTML for a result (or the raw dataset of a failed run; or, for a run
     refused before it started, only ``report`` and ``model``; or a chunked population's
-    dataset with its ``chunk_records``)."""
+    dataset with its ``chunk_records``). ``scenario_dir``: see :func:`report_from_file`."""
     from medtransport.audit.report import AuditReport as _Report
 
     content = gather(ds, report=report, model=model, scenario_text=scenario_text,
-                     failure_message=failure_message, chunk_records=chunk_records)
+                     failure_message=failure_message, chunk_records=chunk_records,
+                     scenario_dir=scenario_dir)
     if report is None:
         if ds is not None and "audit_report" in ds.attrs:
             report = _Report.from_json(ds.attrs["audit_report"])
@@ -85,16 +87,20 @@ def write_report(path: str | os.PathLike[str], ds: xr.Dataset | None, **kwargs: 
     return Path(path)
 
 
-def report_from_file(result: str | os.PathLike[str], path: str | os.PathLike[str]) -> Path:
+def report_from_file(result: str | os.PathLike[str], path: str | os.PathLike[str], *,
+                     scenario_dir: str | os.PathLike[str] | None = None) -> Path:
     """``medtransport report RESULT -o report.html``: RESULT is a NetCDF file from
-    ``medtransport run``, or the Zarr store of a chunked population run."""
+    ``medtransport run``, or the Zarr store of a chunked population run. ``scenario_dir``:
+    where the recorded scenario's relative paths resolve, when the directory the run recorded
+    is not there (another machine, a moved project)."""
     from medtransport.report.store_report import is_population_store, load_store
     from medtransport.results import read_netcdf
 
+    where = None if scenario_dir is None else str(scenario_dir)
     if is_population_store(result):
         ds, records = load_store(result)
-        return write_report(path, ds, chunk_records=records)
-    return write_report(path, read_netcdf(result))
+        return write_report(path, ds, chunk_records=records, scenario_dir=where)
+    return write_report(path, read_netcdf(result), scenario_dir=where)
 
 
 def report_from_failure(exc: AuditFailure, path: str | os.PathLike[str], *,

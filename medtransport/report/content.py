@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -169,15 +170,17 @@ def _scenario_yaml(scenario: dict[str, Any]) -> str:
     return yaml.safe_dump(scenario, sort_keys=False, allow_unicode=True, width=96)
 
 
-def _answers(model: Model | None, scenario: dict[str, Any]) -> tuple[list[tuple[str, str]],
-                                                                     str, Model | None]:
-    """The rows of ``medtransport explain`` for the recorded scenario."""
+def _answers(model: Model | None, scenario: dict[str, Any], base_dir: str | None = None
+             ) -> tuple[list[tuple[str, str]], str, Model | None]:
+    """The rows of ``medtransport explain`` for the recorded scenario; its relative paths
+    resolve against ``base_dir``."""
     note = ""
     if model is None:
         try:
             from medtransport.runner import prepare
+            from medtransport.scenario import load_scenario
 
-            model = prepare(scenario)
+            model = prepare(load_scenario(scenario, base_dir=base_dir))
         except Exception as exc:  # the plugin may be missing where the report is made
             note = (f"the five answers could not be recomputed here: the model "
                     f"{scenario.get('model')!r} could not be built ({type(exc).__name__}: "
@@ -293,10 +296,13 @@ def _chunks(ds: xr.Dataset, species: list[str], report: AuditReport) -> tuple[li
 def gather(ds: xr.Dataset | None, *, report: AuditReport | None = None,
            model: Model | None = None, scenario_text: str | None = None,
            failure_message: str = "",
-           chunk_records: dict[int, dict[str, Any]] | None = None) -> ReportContent:
+           chunk_records: dict[int, dict[str, Any]] | None = None,
+           scenario_dir: str | None = None) -> ReportContent:
     """Collect the page's content from a result (or the raw dataset of a failed run, or only
     the report and model of a run refused before it started). ``chunk_records`` are the
-    per-chunk records of a chunked population run (see :mod:`.store_report`)."""
+    per-chunk records of a chunked population run (see :mod:`.store_report`);
+    ``scenario_dir`` is where the recorded scenario's relative paths resolve (default: the
+    directory the run recorded, if it exists here)."""
     attrs: dict[str, Any] = dict(ds.attrs) if ds is not None else {}
     if report is None and chunk_records is not None and "audit_report" not in attrs:
         from medtransport.report.store_report import aggregate_report
@@ -315,7 +321,10 @@ def gather(ds: xr.Dataset | None, *, report: AuditReport | None = None,
         scenario = json.loads(model.scenario.to_json())
     else:
         scenario = {}
-    answers, note, model = _answers(model, scenario) if scenario else \
+    recorded = attrs.get("scenario_dir")
+    if scenario_dir is None and recorded and Path(str(recorded)).is_dir():
+        scenario_dir = str(recorded)
+    answers, note, model = _answers(model, scenario, scenario_dir) if scenario else \
         ([], "no scenario recorded", model)
     species = ledger_species(ds)
     ledger_units = {sp: str(ds[f"{sp}_stored"].attrs.get("units", "")) for sp in species} \

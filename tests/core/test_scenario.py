@@ -97,3 +97,22 @@ def test_patient_derived_quantities() -> None:
     assert q.creatinine_clearance.m_as("mL/min") == pytest.approx(102.6, rel=1e-3)
     with pytest.raises(ScenarioError, match=r"patient.height"):
         _ = Patient(weight="70 kg").body_surface_area
+
+
+def test_relative_paths_resolve_against_the_file_and_survive_changes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A scenario read from a file resolves its relative paths against the file's directory,
+    also after ``with_changes`` (a population run sets its size and seed that way); a mapping
+    resolves against ``base_dir`` if given, else the working directory."""
+    project = tmp_path / "project"
+    project.mkdir()
+    data = {"name": "s", "model": "diffusion.fick", "time": {"stop": "1 s", "step": "1 s"}}
+    (project / "s.yaml").write_text(json.dumps(data))
+    monkeypatch.chdir(tmp_path)
+    sc = load_scenario(project / "s.yaml")
+    assert sc.source_dir == project.resolve()
+    assert sc.with_changes(seed=4).source_dir == project.resolve()
+    assert load_scenario(data).source_dir == tmp_path.resolve()
+    assert load_scenario(data, base_dir=project).source_dir == project.resolve()
+    assert load_scenario(data, base_dir=project).with_changes(seed=1).source_dir == \
+        project.resolve()

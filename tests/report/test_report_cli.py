@@ -92,3 +92,47 @@ def test_a_population_run_reports_from_its_store(tmp_path: Path) -> None:
     # without a store there is nothing to report from: refused before running
     result = invoke("run", POPULATION, "--population", "40", "--report", html)
     assert result.exit_code == 2 and "--store" in result.output
+
+
+def test_a_scenario_with_a_relative_input_is_rebuilt_from_anywhere(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run records where the scenario's relative paths resolve, so `report` rebuilds the
+    model (its five answers) from another directory; when that directory is gone (another
+    machine), the page says so, and --scenario-dir points to the inputs."""
+    import numpy as np
+    import xarray as xr
+
+    from medtransport.results import write_netcdf
+
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    project.mkdir()
+    elsewhere.mkdir()
+    field = np.linspace(300.0, 320.0, 48).reshape(6, 8)
+    write_netcdf(xr.Dataset({"temperature": (("y", "x"), field, {"units": "K",
+                                                               "long_name": "temperature"})}),
+                 project / "map.nc")
+    scenario = {"name": "noising a map read from a file beside the scenario",
+                "model": "noise.forward",
+                "parameters": {"input": {"kind": "netcdf", "path": "map.nc",
+                                         "variable": "temperature"},
+                               "output_steps": [1, 500]},
+                "time": {"stop": "1 s", "step": "1 ms"}, "seed": 3}
+    (project / "noise.yaml").write_text(yaml.safe_dump(scenario))
+    monkeypatch.chdir(elsewhere)
+    assert invoke("run", project / "noise.yaml", "-o", "noised.nc", "-q").exit_code == 0
+    result = invoke("report", "noised.nc", "-o", "page.html")
+    assert result.exit_code == 0, result.output
+    answers = parse((elsewhere / "page.html").read_text(encoding="utf-8")).by_id("answers")
+    assert "could not be built" not in answers.all_text
+
+    moved = tmp_path / "moved"
+    project.rename(moved)  # the recorded directory is gone, as on another machine
+    assert invoke("report", "noised.nc", "-o", "gone.html").exit_code == 0
+    gone = parse((elsewhere / "gone.html").read_text(encoding="utf-8")).by_id("answers")
+    assert "could not be built" in gone.all_text and "parameters.input" in gone.all_text
+    result = invoke("report", "noised.nc", "-o", "found.html", "--scenario-dir", moved)
+    assert result.exit_code == 0, result.output
+    found = parse((elsewhere / "found.html").read_text(encoding="utf-8")).by_id("answers")
+    assert "could not be built" not in found.all_text
+    result = invoke("report", "noised.nc", "-o", "x.html", "--scenario-dir", tmp_path / "nope")
+    assert result.exit_code != 0 and "--scenario-dir" in result.output
