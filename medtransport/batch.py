@@ -263,11 +263,41 @@ def _stored_part(ds: xr.Dataset, variables: tuple[str, ...] | None) -> xr.Datase
             out[f"{sp}_max_abs_residual"] = np.abs(res).max("time").assign_attrs(
                 units=res.attrs.get("units", "1"),
                 long_name=f"largest |ledger residual| of {sp} over time (audited)")
+        out.update(chunk_ledger(ds, sp))
     if variables is None or "all" not in variables:
         wanted = set(variables or (str(curve.name),))
         keep = [n for n, v in out.data_vars.items()
-                if "patient" in v.dims and ("time" not in v.dims or n in wanted)]
+                if "chunk" in v.dims
+                or ("patient" in v.dims and ("time" not in v.dims or n in wanted))]
         out = out[keep]
+    return out
+
+
+def chunk_ledger(ds: xr.Dataset, species: str) -> dict[str, xr.DataArray]:
+    """The chunk's books over time, (chunk = 1, time): each ledger part summed over the
+    chunk's patients (``<species>_<part>_chunk_total``; a part kept once for all patients
+    counts once per patient) and the largest |residual| over them
+    (``<species>_residual_chunk_max``). The store keeps one row per chunk, so the report of a
+    population of any size draws the whole population's drug account from a few numbers per
+    chunk."""
+    from medtransport.results import LEDGER_TERMS
+
+    n = ds.sizes.get("patient", 1)
+    out = {}
+    for part in ("stored", "expected", *LEDGER_TERMS):
+        var = ds.get(f"{species}_{part}")
+        if var is None or "time" not in var.dims:
+            continue
+        total = var.sum("patient") if "patient" in var.dims else var * n
+        out[f"{species}_{part}_chunk_total"] = total.expand_dims(chunk=1).assign_attrs(
+            units=var.attrs.get("units", "1"),
+            long_name=f"{var.attrs.get('long_name', part)}, summed over the chunk's patients")
+    res = ds.get(f"{species}_residual")
+    if res is not None and "time" in res.dims:
+        worst = np.abs(res).max("patient") if "patient" in res.dims else np.abs(res)
+        out[f"{species}_residual_chunk_max"] = worst.expand_dims(chunk=1).assign_attrs(
+            units=res.attrs.get("units", "1"),
+            long_name=f"largest |ledger residual| of {species} over the chunk's patients")
     return out
 
 

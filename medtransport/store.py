@@ -6,6 +6,8 @@ Layout of ``OUT.zarr`` (a Zarr v3 group that xarray opens as a Dataset)::
     <variable>  (time, patient, …)        one Zarr chunk per run chunk along ``patient`` (and
                                           blocks of ``time``), NaN until its chunk is written
     <variable>  (patient)                 per-patient values: parameters, covariates, metrics
+    <variable>  (chunk, time)             per-chunk values (the chunk's ledger totals), one
+                                          row per run chunk, NaN until it is written
     .medtransport/manifest.json           what the store holds (scenario, size, chunk size,
                                           variables); fixed when the store is created
     .medtransport/chunks/<index>.json     the record of a finished chunk: patients, audit
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -108,6 +111,8 @@ class PopulationStore:
                                      template[c].dims])
         coords: dict[str, Any] = {}
         for dim in tpl.dims:
+            if dim == "chunk":
+                continue  # a row per run chunk: no coordinate
             if dim == "patient":
                 coords["patient"] = ("patient", np.arange(size, dtype=np.int64),
                                      dict(tpl["patient"].attrs))
@@ -121,13 +126,26 @@ class PopulationStore:
         attrs.update(audit_status="incomplete", population_size=size,
                      population_chunk_size=chunk_size)
         base = xr.Dataset(coords=coords, attrs=attrs)
-        # variables without a patient dimension are the same for every chunk
+        # variables without a patient (or chunk) dimension are the same for every chunk
         for name, var in tpl.data_vars.items():
-            if "patient" not in var.dims:
+            if "patient" not in var.dims and "chunk" not in var.dims:
                 base[name] = var.variable
         base.to_zarr(target, mode="w-", zarr_format=3, consolidated=False)
         group = _group(target, "a")
+        n_chunks = math.ceil(size / chunk_size)
         for name, var in tpl.data_vars.items():
+            if "chunk" in var.dims and var.dtype.kind == "f":
+                shape = tuple(n_chunks if d == "chunk" else tpl.sizes[d] for d in var.dims)
+                group.create_array(
+                    str(name), shape=shape, chunks=tuple(1 if d == "chunk" else n
+                                                         for d, n in zip(var.dims, shape,
+                                                                         strict=True)),
+                    dtype=np.float64, fill_value=np.nan,
+                    dimension_names=[str(d) for d in var.dims],
+                    attributes={k: v for k, v in var.attrs.items()
+                                if isinstance(v, str | int | float)},
+                    compressors=_compressor())
+                continue
             if "patient" not in var.dims:
                 continue
             shape = tuple(size if d == "patient" else tpl.sizes[d] for d in var.dims)
@@ -184,13 +202,17 @@ class PopulationStore:
         group = _group(self.path, "r+")
         with _quiet():
             names = set(group.array_keys())
+        index = start // int(self.manifest()["chunk_size"])
         for name in names:
-            if name not in ds or "patient" not in ds[name].dims or name == "patient":
+            if name not in ds or name == "patient" or not {"patient", "chunk"} & set(
+                    ds[name].dims):
                 continue
             arr = group[name]
             dims = tuple(arr.metadata.dimension_names or ())
             values = ds[name].transpose(*dims).values
-            region = tuple(slice(start, stop) if d == "patient" else slice(None) for d in dims)
+            region = tuple(slice(start, stop) if d == "patient" else
+                           slice(index, index + 1) if d == "chunk" else slice(None)
+                           for d in dims)
             arr[region] = values.astype(arr.dtype, copy=False)
 
     def mark(self, record: dict[str, Any]) -> None:

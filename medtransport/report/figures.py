@@ -68,7 +68,10 @@ def time_axis(t: np.ndarray) -> tuple[str, float]:
 
 def _over_patients(var: xr.DataArray, how: str, n_patients: int | None = None) -> np.ndarray:
     """Sum (or max |·|) over patients; a term kept once for all patients (a shared dosing
-    schedule) counts once per patient in the sum."""
+    schedule) counts once per patient in the sum; a population store's totals
+    (``summed_patients``) are already taken over the patients."""
+    if "summed_patients" in var.attrs:
+        return np.asarray(var.values, dtype=float)
     if "patient" not in var.dims:
         values = np.asarray(var.values, dtype=float)
         return values * n_patients if how == "sum" and n_patients else values
@@ -84,14 +87,15 @@ def ledger_plot(ds: xr.Dataset, species: str, report: AuditReport) -> Plot:
     unit_t, scale = time_axis(t)
     stored = ds[f"{species}_stored"]
     unit = str(stored.attrs.get("units", ""))
-    population = "patient" in stored.dims
+    population = "patient" in stored.dims or "summed_patients" in stored.attrs
     mb = next((r for r in report.results if r.name == f"mass_balance[{species}]"), None)
     fig = _figure(10.0, 6.0)
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(3, 2))
     lines = {"stored (recomputed from the states)": _over_patients(stored, "sum"),
              "ledger: initial + inflow + source − outflow − sink":
                  _over_patients(ds[f"{species}_expected"], "sum")}
-    n_patients = int(ds.sizes["patient"]) if population else None
+    n_patients = int(stored.attrs.get("summed_patients", ds.sizes.get("patient", 0))) \
+        if population else None
     for term in LEDGER_TERMS:
         name = f"{species}_{term}"
         if name in ds:
@@ -99,7 +103,7 @@ def ledger_plot(ds: xr.Dataset, species: str, report: AuditReport) -> Plot:
     for i, (label, values) in enumerate(lines.items()):
         top.plot(t / scale, values, "--" if i == 1 else "-", label=label,
                  linewidth=2.2 if i == 0 else 1.4)
-    who = f", summed over {ds.sizes['patient']} patients" if population else ""
+    who = f", summed over {n_patients} patients" if population else ""
     top.set_ylabel(f"{species} [{unit}]")
     top.set_title(f"conservation ledger of {species}{who}")
     top.legend(fontsize="small")

@@ -1,12 +1,15 @@
 """The report of a chunked population run (a Zarr population store, :mod:`medtransport.batch`).
 
-Such a store keeps the audited chunks' states and one record per chunk — its patients, its
-verdict, the ids of failing patients, and (for a passed chunk) its full audit report — but no
-ledger variables. The report therefore shows:
+Such a store keeps the audited chunks' states, one record per chunk — its patients, its
+verdict, the ids of failing patients, and (for a passed chunk) its full audit report — and
+each chunk's books over time (its ledger parts summed over its patients, and its largest
+|residual|; :func:`medtransport.batch.chunk_ledger`). The report therefore shows:
 
 - per audit, the worst chunk: the largest measured value over the chunks, with that chunk's
   tolerance; a chunk that failed (not written) as a failed row naming its patients;
-- per chunk, its patients, verdict, failing patients and mass-balance figures.
+- per chunk, its patients, verdict, failing patients and mass-balance figures;
+- the drug account of every passed patient: the chunks' totals summed, the largest |residual|
+  over them (stores written before the chunk totals existed have no such plot).
 """
 
 from __future__ import annotations
@@ -15,12 +18,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import xarray as xr
 
 from medtransport.audit.report import AuditReport, AuditResult
 from medtransport.report.content import ChunkRow
 
-__all__ = ["aggregate_report", "chunk_rows", "is_population_store", "load_store"]
+__all__ = ["aggregate_report", "chunk_rows", "is_population_store", "load_store",
+           "with_population_ledger"]
 
 
 def is_population_store(path: str | os.PathLike[str]) -> bool:
@@ -36,7 +41,32 @@ def load_store(path: str | os.PathLike[str]) -> tuple[xr.Dataset, dict[int, dict
     from medtransport.store import PopulationStore, open_population
 
     records = PopulationStore.open(path).completed()
-    return open_population(path, allow_incomplete=True), records
+    ds = open_population(path, allow_incomplete=True)
+    return with_population_ledger(ds, records), records
+
+
+def with_population_ledger(ds: xr.Dataset, records: dict[int, dict[str, Any]]) -> xr.Dataset:
+    """Add the ledger of the passed patients, (time,), from the chunks' totals:
+    ``<species>_<part>`` = Σ over passed chunks of ``<species>_<part>_chunk_total``, and
+    ``<species>_residual`` = the largest ``<species>_residual_chunk_max``. Each carries
+    ``summed_patients``: how many patients it covers (a reader must not sum it again)."""
+    passed = sorted(i for i, r in records.items() if r.get("status") == "passed")
+    patients = sum(int(records[i]["stop"]) - int(records[i]["start"]) for i in passed)
+    suffixes = {"_chunk_total": "sum", "_chunk_max": "max"}
+    for name in list(ds.data_vars):
+        var = ds[name]
+        suffix = next((s for s in suffixes if str(name).endswith(s)), None)
+        if suffix is None or var.dims != ("chunk", "time") or not passed:
+            continue
+        rows = var.isel(chunk=[i for i in passed if i < var.sizes["chunk"]]).values
+        if not np.isfinite(rows).all():
+            continue  # a passed chunk without its totals (a store of an older version)
+        values = rows.sum(axis=0) if suffixes[suffix] == "sum" else rows.max(axis=0)
+        what = "summed over" if suffixes[suffix] == "sum" else "largest |residual| over"
+        ds[str(name)[: -len(suffix)]] = ("time", values, {
+            "units": var.attrs.get("units", "1"), "summed_patients": patients,
+            "long_name": f"{what} the {patients} patients of the passed chunks"})
+    return ds
 
 
 def _reports(records: dict[int, dict[str, Any]]) -> list[tuple[int, AuditReport]]:

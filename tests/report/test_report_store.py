@@ -73,3 +73,66 @@ def test_a_failed_chunk_is_reported_with_its_patient(tmp_path: Path) -> None:
     (chunk0,) = [r for r in page.by_id("chunks").find_all("tr", class_="fail")]
     assert chunk0.attrs["data-chunk"] == "chunk 0"
     result.close()
+
+
+def test_the_store_keeps_each_chunks_books_and_the_report_draws_the_whole_account(
+        tmp_path: Path) -> None:
+    """The population store keeps, per chunk, its ledger summed over its patients and its
+    largest |residual|: together they equal the books of the same population run in memory,
+    and the store's report draws them."""
+    import medtransport as mt
+    from medtransport.report.store_report import load_store
+
+    store = tmp_path / "pop.zarr"
+    batch.run_population(POPULATION, n=90, chunk_size=25, store=store).close()
+    sc = mt.load_scenario(POPULATION)
+    whole = mt.run(sc.with_changes(population={**batch.json_section(sc.population),
+                                                "size": 90}))
+    assert whole.sizes["patient"] == 90
+    ds, _ = load_store(store)
+    for part in ("stored", "expected", "inflow", "outflow"):
+        mine = whole[f"drug_{part}"]
+        expected = mine.sum("patient") if "patient" in mine.dims else mine * 90
+        assert ds[f"drug_{part}"].attrs["summed_patients"] == 90
+        np.testing.assert_allclose(ds[f"drug_{part}"].values, expected.values, rtol=1e-12,
+                                   atol=1e-9)
+    np.testing.assert_allclose(ds["drug_residual"].values,
+                               np.abs(whole["drug_residual"]).max("patient").values,
+                               rtol=1e-12, atol=1e-15)
+    html = tmp_path / "pop.html"
+    report_from_file(store, html)
+    (ledger,) = parse(html.read_text(encoding="utf-8")).find_all("img", class_="ledger")
+    assert "summed over 90 patients" in ledger.attrs["alt"]
+    ds.close()
+
+
+def test_a_failed_chunk_stays_out_of_the_population_account(tmp_path: Path) -> None:
+    from medtransport.report.store_report import load_store
+
+    store = tmp_path / "leak.zarr"
+    result = batch.run_population(POPULATION, n=60, chunk_size=20, store=store,
+                                  model_class=_leaky_for_patient_13(), strict=False)
+    passed = [r for r in result.records.values() if r["status"] == "passed"]
+    assert len(passed) == 2  # chunk 0 (patients 0–19) holds the leaky patient 13
+    ds, _ = load_store(store)
+    assert ds["drug_stored"].attrs["summed_patients"] == 40
+    # the account of the passed patients balances: their residual is round-off
+    assert float(ds["drug_residual"].max()) < 1e-6
+    result.close()
+    ds.close()
+
+
+def test_a_store_without_chunk_books_is_reported_without_a_ledger_plot(tmp_path: Path) -> None:
+    """Stores written before the chunks kept their books still get their report."""
+    import shutil
+
+    store = tmp_path / "old.zarr"
+    batch.run_population(POPULATION, n=40, chunk_size=20, store=store).close()
+    for item in store.iterdir():
+        if item.name.endswith(("_chunk_total", "_chunk_max")):
+            shutil.rmtree(item)
+    html = tmp_path / "old.html"
+    report_from_file(store, html)
+    page = parse(html.read_text(encoding="utf-8"))
+    assert page.by_id("status").attrs["data-status"] == "passed"
+    assert not page.find_all("img", class_="ledger") and page.find_all("img", class_="bands")
