@@ -14,8 +14,14 @@ statement that probabilities cannot exceed 1. The expected occupancy ū_i then o
     ū_i ← ū_i + Σ_k r_k (ū_{i+e_k} − 2ū_i + ū_{i−e_k})      (the explicit scheme, Crank §8.2),
 
 with mirrored ghost cells (ū_ghost = ū_edge) at a reflecting face — a jump into that wall leaves
-the walker where it is — and ū_ghost = 0 at an absorbing face, where the walker leaves and is
-counted as absorbed at that face.
+the walker where it is. An absorbing face holds the density at zero *on the face*, half a cell
+from the edge cell's centre, as the finite-volume Dirichlet face does (outward flux
+D·ū_edge/(Δx/2)): a walker in an edge cell leaves through that face with probability 2·r_k per
+step — its jump toward the face (r_k), or a second r_k taken from its chance to stay — and is
+counted as absorbed there. That is the antisymmetric ghost ū_ghost = −ū_edge; a zero ghost
+(leaving with r_k only) would put the wall half a cell further out, an O(Δx) error. The stay
+probability must cover it: 2·Σ_k r_k + Σ r_k over the absorbing faces a cell can touch ≤ 1
+(:func:`largest_lattice_step`).
 
 **Off-lattice walk**: Gaussian steps ΔX ~ N(0, 2D·Δt) per axis, so Var(x_t) = 2Dt (the
 instantaneous plane source exp(−x²/4Dt)/√(4πDt), Crank §2.2); stable for any Δt. Domains: free
@@ -209,9 +215,18 @@ def concentration(counts: np.ndarray, grid: Grid, amount_per_walker: float) -> n
 
 # --------------------------------------------------------------------------- lattice walk
 
-def largest_lattice_step(grid: Grid, diffusivity: float) -> float:
-    """The largest Δt with 2·Σ_k D·Δt/Δx_k² ≤ 1 (jump probabilities summing to at most 1)."""
-    return 1.0 / (2.0 * diffusivity * sum(1.0 / h ** 2 for h in grid.spacing))
+def largest_lattice_step(grid: Grid, diffusivity: float,
+                         boundaries: Boundaries = "reflecting") -> float:
+    """The largest Δt at which every cell's move probabilities sum to at most 1:
+    2·Σ_k r_k plus, for a cell by absorbing faces, r_k per such face (r_k = D·Δt/Δx_k²)."""
+    kinds = _wall_kinds(grid, boundaries)
+    weight = 0.0
+    for axis, h in enumerate(grid.spacing):
+        lo, hi = grid.faces[2 * axis: 2 * axis + 2]
+        n_abs = (kinds[lo] == "absorbing") + (kinds[hi] == "absorbing")
+        touching = n_abs if grid.cells[axis] == 1 else min(1, n_abs)  # one cell: both faces
+        weight += (2.0 + touching) / h ** 2
+    return 1.0 / (diffusivity * weight)
 
 
 @dataclass(frozen=True)
@@ -237,8 +252,10 @@ def _lattice_steps(idx: np.ndarray, n_alive: int, u: np.ndarray, cum: np.ndarray
                    absorbing: np.ndarray, absorbed: np.ndarray) -> int:
     """Advance walkers ``idx[:n_alive]`` (multi-indices) one step per row of ``u``; compiled by
     numba. One uniform per walker and step picks the move k = #{cum_j ≤ u}: k < 2d is a jump by
-    ``step_of[k]`` along ``axis_of[k]`` (face k), k = 2d a stay (step 0). Absorbed walkers are
-    compacted out in order, so the numpy engine reproduces every step."""
+    ``step_of[k]`` along ``axis_of[k]`` (face k), k = 2d a stay (step 0) — unless the walker
+    sits by absorbing faces, whose second chances (widths r_k, faces in order) take the start
+    of the stay interval. Absorbed walkers are compacted out in order, so the numpy engine
+    reproduces every step."""
     n_dir = cum.shape[0]
     for s in range(u.shape[0]):
         w = 0
@@ -247,6 +264,22 @@ def _lattice_steps(idx: np.ndarray, n_alive: int, u: np.ndarray, cum: np.ndarray
             k = 0
             for m in range(n_dir):  # branch-free count: cum is sorted
                 k += x >= cum[m]
+            if k == n_dir:
+                extra = x - cum[n_dir - 1]
+                gone = -1
+                for f in range(n_dir):
+                    if absorbing[f]:
+                        a = axis_of[f]
+                        edge = 0 if step_of[f] < 0 else cells[a] - 1
+                        if idx[j, a] == edge:
+                            width = cum[f] - cum[f - 1] if f > 0 else cum[0]
+                            if extra < width:
+                                gone = f
+                                break
+                            extra -= width
+                if gone >= 0:
+                    absorbed[gone] += 1
+                    continue
             axis = axis_of[k]
             new = idx[j, axis] + step_of[k]
             if new < 0 or new >= cells[axis]:
@@ -269,8 +302,20 @@ def _lattice_steps_numpy(idx: np.ndarray, n_alive: int, u: np.ndarray, cum: np.n
                          absorbing: np.ndarray, absorbed: np.ndarray) -> int:
     """The same moves as :func:`_lattice_steps`, vectorised over walkers (identical output)."""
     n_dir = cum.shape[0]
+    widths = np.diff(cum, prepend=0.0)
     for s in range(u.shape[0]):
         k = np.searchsorted(cum, u[s, :n_alive], side="right")
+        # stayers by an absorbing face: its second chance, faces in order, as the loop does
+        stayers = np.flatnonzero(k == n_dir)
+        extra = u[s, stayers] - cum[n_dir - 1]
+        gone = np.full(stayers.size, -1)
+        for f in np.flatnonzero(absorbing):
+            a = axis_of[f]
+            edge = 0 if step_of[f] < 0 else cells[a] - 1
+            at = (idx[stayers, a] == edge) & (gone < 0)
+            hit = at & (extra < widths[f])
+            gone[hit] = f
+            extra[at & ~hit] -= widths[f]
         movers = np.flatnonzero(k < n_dir)
         km = k[movers]
         axis = axis_of[km]
@@ -279,10 +324,12 @@ def _lattice_steps_numpy(idx: np.ndarray, n_alive: int, u: np.ndarray, cum: np.n
         inner = ~hits_wall
         idx[movers[inner], axis[inner]] = new[inner]
         leaving = hits_wall & absorbing[km]
-        if leaving.any():
+        if leaving.any() or (gone >= 0).any():
             absorbed += np.bincount(km[leaving], minlength=n_dir)
+            absorbed += np.bincount(gone[gone >= 0], minlength=n_dir)
             keep = np.ones(n_alive, dtype=bool)
             keep[movers[leaving]] = False
+            keep[stayers[gone >= 0]] = False
             survivors = idx[:n_alive][keep]
             n_alive = survivors.shape[0]
             idx[:n_alive] = survivors
@@ -322,18 +369,19 @@ def lattice_walk(grid: Grid, initial_counts: np.ndarray, diffusivity: float, dt:
     if not (0 < diffusivity < math.inf and 0 < dt < math.inf):
         raise ValueError("diffusivity and dt must be positive and finite")
     probs = tuple(diffusivity * dt / h ** 2 for h in grid.spacing)
+    kinds = _wall_kinds(grid, boundaries)
+    dt_max = largest_lattice_step(grid, diffusivity, kinds)
     # 1e-12: r at exactly the bound may round just above it.
-    if 2.0 * sum(probs) > 1.0 + 1e-12:
-        dt_max = largest_lattice_step(grid, diffusivity)
-        raise ValueError(f"dt = {dt:g} s gives jump probabilities 2·Σ D·dt/dx² = "
-                         f"{2.0 * sum(probs):.6g} > 1; the largest allowed dt is {dt_max:.6g} s "
-                         "(or use brownian_walk, stable for any dt)")
+    if dt > dt_max * (1.0 + 1e-12):
+        raise ValueError(f"dt = {dt:g} s gives move probabilities 2·Σ D·dt/dx² (+ D·dt/dx² "
+                         f"per absorbing face of a cell) = {dt / dt_max:.6g} > 1; the largest "
+                         f"allowed dt is {dt_max:.6g} s (or use brownian_walk, stable for any "
+                         "dt)")
     counts0 = np.asarray(initial_counts)
     if counts0.shape != grid.cells or not np.issubdtype(counts0.dtype, np.integer) \
             or np.any(counts0 < 0):
         raise ValueError(f"initial_counts must be non-negative integers of shape {grid.cells}")
     steps = _output_steps(output_steps)
-    kinds = _wall_kinds(grid, boundaries)
     faces = grid.faces
     step_kernel = _lattice_engine(engine)
     rng = make_rng(seed)

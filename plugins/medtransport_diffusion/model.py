@@ -168,13 +168,15 @@ class FickDiffusion(Model):
                                     "or set solver.allow_substeps: true")]
         if self.method == "lattice_walk" and not self.grid.radial:
             from medtransport.numerics.random_walk import largest_lattice_step
+            from medtransport_diffusion.walkers import walls
 
             d = float(self.params.diffusivity.m_as("m^2/s"))
-            p = 2.0 * d * dt * sum(1.0 / h ** 2 for h in self.grid.spacing)
+            dt_max = largest_lattice_step(self.grid, d, walls(self))
+            p = dt / dt_max
             return [StabilityMargin("lattice_walk", p, 1.0,
-                                    f"probability of a jump per step 2·Σ D·Δt/Δx² = {p:.6g} "
-                                    "(limit 1)", f"use a time step of at most "
-                                    f"{largest_lattice_step(self.grid, d):.6g} s")]
+                                    f"largest probability of a move per step (2·Σ D·Δt/Δx², "
+                                    f"+ D·Δt/Δx² per absorbing face of a cell) = {p:.6g} "
+                                    "(limit 1)", f"use a time step of at most {dt_max:.6g} s")]
         return []
 
     def truncations(self) -> list[Any]:
@@ -287,7 +289,7 @@ class FickDiffusion(Model):
                     "solver": {"method": "ftcs", "allow_substeps": True}})
         out.append({**base, "name": "slab, lattice walk",
                     "boundaries": {"x+": {"kind": "absorbing"}},
-                    "time": {"stop": "60 s", "step": "0.25 s", "output_every": "10 s"},
+                    "time": {"stop": "60 s", "step": "0.2 s", "output_every": "10 s"},
                     "solver": {"method": "lattice_walk", "walkers": 2000}})
         out.append({**base, "name": "sphere, brownian walkers",
                     "domain": {"shape": "sphere", "radius": "0.5 mm", "cells": [20]},

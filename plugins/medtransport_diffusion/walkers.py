@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 PLACEMENT_STREAM = 1
 
 
-def _walls(model: FickDiffusion) -> dict[str, rw.WallKind]:
+def walls(model: FickDiffusion) -> dict[str, rw.WallKind]:
     return {face: "absorbing" if bc.kind == "absorbing" else "reflecting"
             for face, bc in model.boundaries.items()}
 
@@ -94,7 +94,7 @@ def simulate(model: FickDiffusion, walkers: int,
         share = (c0 * grid.weights).ravel()
         counts0 = rw.make_rng(seed, PLACEMENT_STREAM).multinomial(walkers, share / share.sum())
         res = rw.lattice_walk(grid, counts0.reshape(grid.cells), diffusivity, tg.dt, steps,
-                              boundaries=_walls(model), seed=seed)
+                              boundaries=walls(model), seed=seed)
         counts, absorbed, times = res.counts, res.absorbed, res.times
     else:
         positions = _initial_positions(model, walkers, seed)
@@ -102,7 +102,7 @@ def simulate(model: FickDiffusion, walkers: int,
             raise ScenarioError([("domain.inner_radius", "walkers need a full sphere or "
                                                          "cylinder")])
         res_b = rw.brownian_walk(positions, diffusivity, tg.dt, steps, domain=grid,
-                                 boundaries=_walls(model), seed=seed, keep_positions=False,
+                                 boundaries=walls(model), seed=seed, keep_positions=False,
                                  bin_grid=grid)
         assert res_b.counts is not None
         counts, absorbed, times = res_b.counts, res_b.absorbed, res_b.times

@@ -24,8 +24,10 @@ Z_MAX = 5.0
 
 def ftcs_reference(u0: np.ndarray, probs: tuple[float, ...], absorbing: tuple[bool, ...],
                    outputs: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """u ← u + Σ_k r_k(u₊ − 2u + u₋) with mirrored ghosts (reflecting) or zero ghosts
-    (absorbing); also the cumulative amount lost through each face (r_k·u at that edge)."""
+    """The cell-centred finite-volume FTCS, written out here: u ← u + Σ_k r_k(u₊ − 2u + u₋)
+    with a zero flux through a reflecting face and the density held at 0 on an absorbing face
+    (half a cell from the edge cell's centre: outward flux 2·r_k·u_edge per step); also the
+    cumulative amount lost through each face."""
     u = u0.astype(float)
     lost = np.zeros(2 * u.ndim)
     us, losts = [], []
@@ -35,18 +37,23 @@ def ftcs_reference(u0: np.ndarray, probs: tuple[float, ...], absorbing: tuple[bo
             losts.append(lost.copy())
         new = u.copy()
         for k, r in enumerate(probs):
-            modes = ["edge" if not absorbing[2 * k + s] else "constant" for s in (0, 1)]
-            width = [(0, 0)] * u.ndim
-            padded = u
-            for s, mode in enumerate(modes):
-                width[k] = (1, 0) if s == 0 else (0, 1)
-                padded = np.pad(padded, width, mode=mode)
-            lo = padded.take(range(0, u.shape[k]), axis=k)
-            hi = padded.take(range(2, u.shape[k] + 2), axis=k)
-            new += r * (hi - 2.0 * u + lo)
-            for s in (0, 1):
+            n = u.shape[k]
+            inner = np.diff(u, axis=k)  # u_{i+1} − u_i across each interior face
+            flux = np.zeros(tuple(n + 1 if a == k else m for a, m in enumerate(u.shape)))
+            body = [slice(None)] * u.ndim
+            body[k] = slice(1, n)
+            flux[tuple(body)] = r * inner  # into cell i from the + side, per step
+            for s, end in ((0, 0), (1, n - 1)):
                 if absorbing[2 * k + s]:
-                    lost[2 * k + s] += r * u.take(0 if s == 0 else -1, axis=k).sum()
+                    edge = u.take(end, axis=k)
+                    face = [slice(None)] * u.ndim
+                    face[k] = 0 if s == 0 else n  # the face's index among the n + 1 faces
+                    flux[tuple(face)] = (1 if s == 0 else -1) * 2.0 * r * edge
+                    lost[2 * k + s] += 2.0 * r * edge.sum()
+            lo = [slice(None)] * u.ndim
+            hi = [slice(None)] * u.ndim
+            lo[k], hi[k] = slice(0, n), slice(1, n + 1)
+            new += flux[tuple(hi)] - flux[tuple(lo)]
         u = new
     return np.array(us), np.array(losts)
 
@@ -87,8 +94,8 @@ def test_lattice_mean_equals_ftcs_with_reflecting_walls() -> None:
 def test_lattice_mean_equals_ftcs_in_2d_with_absorbing_faces() -> None:
     # Unequal spacing: r_x = 4·r_y; x- and y+ absorb, the others reflect.
     grid = Grid("cartesian", (0.0, 0.0), (1.5e-4, 2.4e-4), (15, 12))
-    dt = 0.95 * rw.largest_lattice_step(grid, D)
     walls = {"x-": "absorbing", "x+": "reflecting", "y-": "reflecting", "y+": "absorbing"}
+    dt = 0.95 * rw.largest_lattice_step(grid, D, walls)
     n = 50_000
     start = np.zeros(grid.cells, dtype=np.int64)
     start[4, 6] = n
@@ -109,10 +116,10 @@ def test_lattice_mean_equals_ftcs_in_2d_with_absorbing_faces() -> None:
 
 def test_lattice_engines_agree_bit_for_bit_and_seeds_matter() -> None:
     grid = Grid("cartesian", (0.0, 0.0, 0.0), (1e-4, 1e-4, 1e-4), (6, 5, 4))
-    dt = rw.largest_lattice_step(grid, D)  # exactly at the bound is allowed
+    walls = dict.fromkeys(grid.faces, "reflecting") | {"z+": "absorbing", "x-": "absorbing"}
+    dt = rw.largest_lattice_step(grid, D, walls)  # exactly at the bound is allowed
     start = np.zeros(grid.cells, dtype=np.int64)
     start[2, 2, 1] = 3000
-    walls = dict.fromkeys(grid.faces, "reflecting") | {"z+": "absorbing", "x-": "absorbing"}
     runs = {eng: rw.lattice_walk(grid, start, D, dt, [0, 7, 60], boundaries=walls, seed=5,
                                  engine=eng) for eng in ("numba", "numpy")}
     again = rw.lattice_walk(grid, start, D, dt, [0, 7, 60], boundaries=walls, seed=5)
@@ -341,3 +348,28 @@ def test_bad_inputs_are_refused() -> None:
         rw.brownian_walk(np.zeros((3, 3)), D, 1.0, [3, 1], domain=ball, seed=0)
     with pytest.raises(ValueError, match="seed"):
         rw.brownian_walk(np.zeros((3, 3)), D, 1.0, [1], seed=-1)
+
+
+def test_the_step_bound_counts_the_absorbing_faces_a_cell_touches() -> None:
+    """Move probabilities of the worst cell: 2·Σ r_k, plus r_k for each absorbing face it
+    touches (one per axis, or both faces of a one-cell axis)."""
+    h = 1e-5
+    line = Grid("cartesian", (0.0,), (10 * h,), (10,))
+    assert rw.largest_lattice_step(line, D) == pytest.approx(h * h / (2 * D))
+    assert rw.largest_lattice_step(line, D, "absorbing") == pytest.approx(h * h / (3 * D))
+    assert rw.largest_lattice_step(line, D, {"x-": "absorbing", "x+": "reflecting"}) == \
+        pytest.approx(h * h / (3 * D))
+    cell = Grid("cartesian", (0.0,), (h,), (1,))
+    assert rw.largest_lattice_step(cell, D, "absorbing") == pytest.approx(h * h / (4 * D))
+    plane = Grid("cartesian", (0.0, 0.0), (10 * h, 20 * h), (10, 10))  # Δy = 2Δx
+    walls = {"x-": "absorbing", "x+": "absorbing", "y-": "reflecting", "y+": "reflecting"}
+    assert rw.largest_lattice_step(plane, D, walls) == \
+        pytest.approx(1.0 / (D * (3 / h ** 2 + 2 / (2 * h) ** 2)))
+    start = np.zeros(10, dtype=np.int64)
+    start[0] = 1000
+    dt = rw.largest_lattice_step(line, D, "absorbing")
+    with pytest.raises(ValueError, match="largest allowed dt"):
+        rw.lattice_walk(line, start, D, 1.01 * dt, [0, 5], boundaries="absorbing", seed=1)
+    res = rw.lattice_walk(line, start, D, dt, [0, 1], boundaries="absorbing", seed=1)
+    # at the bound a walker in the edge cell leaves (2r = 2/3), or jumps inward (1/3)
+    assert res.counts[1][0] == 0 and res.absorbed["x-"][1] + res.counts[1][1] == 1000
