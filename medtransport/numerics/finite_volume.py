@@ -49,9 +49,9 @@ which tightens the bound to ``1/(2d + 1)`` beside one such face).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -203,7 +203,8 @@ class DiffusionSolution:
 
     ``outflow[face]`` is the amount that left through ``face`` (negative: entered), ``sink``
     the amount removed by decay, ``source`` the amount created, ``exchange`` the net amount
-    gained by exchange (``None`` when the problem has none); amounts are ``Σ w·capacity·u``.
+    gained by exchange (``None`` when the problem has none), ``inflow`` the amount added by
+    instantaneous additions (``None`` without any); amounts are ``Σ w·capacity·u``.
     """
 
     times: np.ndarray
@@ -217,6 +218,7 @@ class DiffusionSolution:
     factorizations: int = 0
     compiled: bool = False
     exchange: np.ndarray | None = None
+    inflow: np.ndarray | None = None
 
     def stored(self, grid: Grid, capacity: float | np.ndarray = 1.0) -> np.ndarray:
         """``Σ w·capacity·u`` at every output time (recomputed from the states)."""
@@ -466,7 +468,9 @@ class _Ledger:
         self.sink = np.zeros(n_out)
         self.source = np.zeros(n_out)
         self.exchange = np.zeros(n_out)
+        self.inflow = np.zeros(n_out)
         self._flow = dict.fromkeys(faces, 0.0)
+        self._inflow = 0.0
         self._sink = 0.0
         self._source = 0.0
         self._exchange = 0.0
@@ -483,21 +487,30 @@ class _Ledger:
         for face, amount in flows.items():
             self._flow[face] += amount
 
+    def add_inflow(self, amount: float) -> None:
+        self._inflow += amount
+
     def record(self, k: int) -> None:
         for face, value in self._flow.items():
             self.outflow[face][k] = value
         self.sink[k] = self._sink
         self.source[k] = self._source
         self.exchange[k] = self._exchange
+        self.inflow[k] = self._inflow
 
 
 def solve(problem: DiffusionProblem, u0: float | np.ndarray, dt: float, n_steps: int,
           output_every: int = 1, method: Method = "crank_nicolson",
           substeps_allowed: bool = False,
           progress: Callable[[float], None] | None = None,
-          compiled: bool | None = None) -> DiffusionSolution:
+          compiled: bool | None = None,
+          additions: Mapping[int, np.ndarray] | None = None) -> DiffusionSolution:
     """Advance ``u0`` by ``n_steps`` steps of ``dt``, keeping every ``output_every``-th state
     (and the last one).
+
+    ``additions`` maps a step number s (1 … n_steps) to a field added instantaneously at the
+    end of step s, i.e. at t = s·dt (an injection; an output at that time includes it); the
+    amount each adds, Σ w·capacity·δu, is booked as ``inflow``.
 
     ``method``: ``"crank_nicolson"`` (second order), ``"backward_euler"`` (first order, no
     oscillations) — both set up one solver per run (:mod:`~medtransport.numerics.linear`: a
@@ -531,6 +544,14 @@ def solve(problem: DiffusionProblem, u0: float | np.ndarray, dt: float, n_steps:
     faces = [f for f in grid.faces if problem.boundary(f).kind != "periodic"]
     ledger = _Ledger(faces, len(out_steps))
     ledger.record(0)
+    added = _additions(problem, additions, n_steps)
+
+    def add_at(step: int) -> None:
+        nonlocal u
+        hit = added.get(step)
+        if hit is not None:
+            u = u + hit[0]
+            ledger.add_inflow(hit[1])
 
     def done(k: int) -> None:
         states[k] = u.reshape(grid.cells)
@@ -554,17 +575,22 @@ def solve(problem: DiffusionProblem, u0: float | np.ndarray, dt: float, n_steps:
         if use_compiled:
             stepper = _CompiledFTCS(problem, h)
             for k in range(1, len(out_steps)):
-                u, flows = stepper.run(u, (out_steps[k] - out_steps[k - 1]) * substeps)
-                ledger.add_flows(flows)
+                # runs of steps between additions go through the kernel in one call
+                for last, n in _runs(out_steps[k - 1], out_steps[k], added):
+                    u, flows = stepper.run(u, n * substeps)
+                    ledger.add_flows(flows)
+                    add_at(last)
                 done(k)
         else:
             assert disc is not None
             step = (sp.diags(h / disc.mass) @ disc.a).tocsr()
             shift = h * disc.b / disc.mass
             for k in range(1, len(out_steps)):
-                for _ in range((out_steps[k] - out_steps[k - 1]) * substeps):
-                    ledger.add(disc, u, h)  # forward Euler: rates at the old state
-                    u = u + (step @ u + shift)
+                for s in range(out_steps[k - 1] + 1, out_steps[k] + 1):
+                    for _ in range(substeps):
+                        ledger.add(disc, u, h)  # forward Euler: rates at the old state
+                        u = u + (step @ u + shift)
+                    add_at(s)
                 done(k)
     else:
         assert disc is not None
@@ -574,18 +600,48 @@ def solve(problem: DiffusionProblem, u0: float | np.ndarray, dt: float, n_steps:
         explicit = (mass + ((1.0 - theta) * dt) * disc.a).tocsr()
         rhs_const = dt * disc.b
         for k in range(1, len(out_steps)):
-            for _ in range(out_steps[k] - out_steps[k - 1]):
+            for s in range(out_steps[k - 1] + 1, out_steps[k] + 1):
                 new = system.solve(explicit @ u + rhs_const, u)
                 # The ledger uses the state at which the scheme evaluates the rates.
                 ledger.add(disc, new if theta == 1.0 else 0.5 * (u + new), dt)
                 u = new
+                add_at(s)
             done(k)
         factorizations = system.factorizations
     return DiffusionSolution(
         times=np.asarray(out_steps, dtype=float) * dt, states=states, outflow=ledger.outflow,
         sink=ledger.sink, source=ledger.source, substeps=substeps, method=method,
         stability=stability, factorizations=factorizations, compiled=use_compiled,
-        exchange=(ledger.exchange if np.any(problem.coefficient("exchange")) else None))
+        exchange=(ledger.exchange if np.any(problem.coefficient("exchange")) else None),
+        inflow=ledger.inflow if added else None)
+
+
+def _additions(problem: DiffusionProblem, additions: Mapping[int, np.ndarray] | None,
+               n_steps: int) -> dict[int, tuple[np.ndarray, float]]:
+    """Step → (flat field to add, the amount it adds: Σ w·capacity·δu)."""
+    out: dict[int, tuple[np.ndarray, float]] = {}
+    grid = problem.grid
+    weights = np.broadcast_to(grid.weights, grid.cells).ravel() * \
+        np.broadcast_to(problem.coefficient("capacity"), grid.cells).ravel()
+    for step, field_ in (additions or {}).items():
+        if not (isinstance(step, int | np.integer) and 1 <= step <= n_steps):
+            raise ValueError(f"an addition at step {step}: steps run from 1 to {n_steps}")
+        delta = np.array(np.broadcast_to(np.asarray(field_, dtype=float), grid.cells)).ravel()
+        if not np.all(np.isfinite(delta)):
+            raise ValueError(f"the addition at step {step} is not finite")
+        out[int(step)] = (delta, float(weights @ delta))
+    return out
+
+
+def _runs(first: int, last: int, added: Mapping[int, Any]) -> list[tuple[int, int]]:
+    """Steps first+1 … last cut after each addition step: (the run's last step, its
+    length)."""
+    cuts = [*sorted(s for s in added if first < s < last), last]
+    out, start = [], first
+    for cut in cuts:
+        out.append((cut, cut - start))
+        start = cut
+    return out
 
 
 class _CompiledFTCS:

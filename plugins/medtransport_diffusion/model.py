@@ -15,6 +15,9 @@ declared initial amount. Solvers (``solver.method``):
 - ``series`` — Crank's eigenfunction series for a uniformly loaded slab or sphere with perfect
   sinks at the surface (Crank 4.17 and 6.18), with audited truncation.
 
+Events of type ``injection`` add an amount at given times, placed like the initial condition
+and booked as inflow (:mod:`medtransport_diffusion.injections`; finite-volume methods).
+
 The five answers: it counts the solute (``concentration``); in the grid; it may leave through
 every face that lets flux through and by decay; it is conserved up to those; it starts with the
 declared ``initial.amount``.
@@ -80,7 +83,15 @@ class FickDiffusion(Model):
         "series": Tolerance(rtol=1e-8),
     }
     stochastic_methods = frozenset(WALKER_METHODS)
+    event_types = frozenset({"injection"})
     params: FickParams
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        from medtransport_diffusion.injections import injection_fields
+
+        #: step → concentration field added at its end (``events`` of type ``injection``)
+        self.injections = injection_fields(self)
 
     # -- the five answers ------------------------------------------------------------------
     def build_domain(self) -> Grid:
@@ -223,13 +234,16 @@ class FickDiffusion(Model):
         u0 = place(self.params.initial, self.grid, self.field_units)
         sol = solve(problem, u0, tg.dt, tg.n_steps, output_every=tg.steps_per_output,
                     method=self.method, substeps_allowed=self.scenario.solver.allow_substeps,
-                    progress=progress)
+                    progress=progress, additions=self.injections)
         n = len(sol.times)
         outflow = {face: np.asarray(v) for face, v in sol.outflow.items()
                    if self.boundaries[face].lets_through}
         sink = np.asarray(sol.sink) if problem.decay else None
         source = np.asarray(sol.source) if self.params.source is not None else None
-        return sol.times, sol.states, self._ledger(n, outflow, sink, source)
+        ledger = self._ledger(n, outflow, sink, source)
+        if sol.inflow is not None:
+            ledger.inflow["injection"] = np.asarray(sol.inflow)
+        return sol.times, sol.states, ledger
 
     def _walkers(self, progress: Progress | None) -> tuple[Any, Any, Ledger, dict[str, Any]]:
         from medtransport_diffusion import walkers as rw
@@ -287,6 +301,11 @@ class FickDiffusion(Model):
             out.append({**base, "name": f"slab, {method}", "solver": {"method": method}})
         out.append({**base, "name": "slab, ftcs sub-stepped",
                     "solver": {"method": "ftcs", "allow_substeps": True}})
+        out.append({**base, "name": "slab, two injections",
+                    "events": [{"type": "injection", "at": "20 s", "every": "20 s", "count": 2,
+                                "kind": "point", "amount": "0.2 umol/cm^2",
+                                "center": ["0.5 mm"]}],
+                    "solver": {"method": "crank_nicolson"}})
         out.append({**base, "name": "slab, lattice walk",
                     "boundaries": {"x+": {"kind": "absorbing"}},
                     "time": {"stop": "60 s", "step": "0.2 s", "output_every": "10 s"},

@@ -523,3 +523,41 @@ def test_large_3d_grids_use_conjugate_gradients_with_the_same_answer_and_ledger(
     stored = iterative.stored(grid)
     expected = stored[0] + iterative.source - iterative.sink - sum(iterative.outflow.values())
     np.testing.assert_allclose(stored, expected, rtol=1e-11)
+
+
+@pytest.mark.parametrize(("method", "compiled"), [("crank_nicolson", None),
+                                                  ("backward_euler", None),
+                                                  ("ftcs", True), ("ftcs", False)])
+def test_additions_superpose_and_are_booked_as_inflow(method: str, compiled: bool | None
+                                                      ) -> None:
+    """An injection at the end of step s is linear superposition: the run with it equals the
+    run without plus a run that starts from the injected field at step s — and the amount it
+    adds is the ledger's inflow, so stored = initial + inflow − outflow at every output."""
+    grid = Grid("cartesian", (0.0,), (1e-3,), (50,))
+    bcs = {"x-": bc("x-", "absorbing"), "x+": bc("x+", "no_flux")}
+    problem = fv.DiffusionProblem(grid, 1e-9, bcs)
+    x = grid.centers(0)
+    u0 = np.exp(-((x - 3e-4) / 5e-5) ** 2)
+    shot = np.where(np.abs(x - 7e-4) < 1e-4, 2.0, 0.0)
+    dt, n, every = 0.1, 300, 20  # r = 0.25: FTCS stable beside the absorbing face
+    kw = {"method": method, "compiled": compiled} if method == "ftcs" else {"method": method}
+    injected = fv.solve(problem, u0, dt, n, output_every=every, additions={50: shot, 120: shot},
+                        **kw)
+    plain = fv.solve(problem, u0, dt, n, output_every=every, **kw)
+    expected = plain.states.copy()
+    for s in (50, 120):
+        later = fv.solve(problem, shot, dt, n - s, output_every=1, **kw)
+        for i, t_step in enumerate(range(0, n + 1, every)):
+            if t_step >= s:
+                expected[i] += later.states[t_step - s]
+    np.testing.assert_allclose(injected.states, expected, rtol=1e-9, atol=1e-12)
+    amount = float(np.sum(grid.weights * shot))
+    steps = np.arange(0, n + 1, every)
+    assert injected.inflow is not None and plain.inflow is None
+    np.testing.assert_allclose(injected.inflow, amount * ((steps >= 50).astype(float)
+                                                          + (steps >= 120)), rtol=1e-14)
+    stored = injected.stored(grid)
+    books = stored[0] + injected.inflow - injected.outflow["x-"] - injected.outflow["x+"]
+    np.testing.assert_allclose(stored, books, rtol=1e-11, atol=1e-15)
+    with pytest.raises(ValueError, match="steps run from 1"):
+        fv.solve(problem, u0, dt, n, additions={0: shot}, **kw)
