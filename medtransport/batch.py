@@ -260,7 +260,7 @@ def _stored_part(ds: xr.Dataset, variables: tuple[str, ...] | None) -> xr.Datase
     for sp in _species(ds):
         res = out.get(f"{sp}_residual")
         if res is not None and "patient" in res.dims:
-            out[f"{sp}_max_abs_residual"] = np.abs(res).max("time").assign_attrs(
+            out[f"{sp}_max_abs_residual"] = np.abs(res).max("time", skipna=False).assign_attrs(
                 units=res.attrs.get("units", "1"),
                 long_name=f"largest |ledger residual| of {sp} over time (audited)")
         out.update(chunk_ledger(ds, sp))
@@ -288,13 +288,15 @@ def chunk_ledger(ds: xr.Dataset, species: str) -> dict[str, xr.DataArray]:
         var = ds.get(f"{species}_{part}")
         if var is None or "time" not in var.dims:
             continue
-        total = var.sum("patient") if "patient" in var.dims else var * n
+        # skipna=False: numpy's sum — a NaN here is a failed chunk, never a value to skip
+        total = var.sum("patient", skipna=False) if "patient" in var.dims else var * n
         out[f"{species}_{part}_chunk_total"] = total.expand_dims(chunk=1).assign_attrs(
             units=var.attrs.get("units", "1"),
             long_name=f"{var.attrs.get('long_name', part)}, summed over the chunk's patients")
     res = ds.get(f"{species}_residual")
     if res is not None and "time" in res.dims:
-        worst = np.abs(res).max("patient") if "patient" in res.dims else np.abs(res)
+        worst = np.abs(res).max("patient", skipna=False) if "patient" in res.dims else \
+            np.abs(res)
         out[f"{species}_residual_chunk_max"] = worst.expand_dims(chunk=1).assign_attrs(
             units=res.attrs.get("units", "1"),
             long_name=f"largest |ledger residual| of {species} over the chunk's patients")

@@ -23,6 +23,7 @@ target AUC/MIC ≥ r (vancomycin: AUC₂₄/MIC ≥ 400, Rybak et al. 2020, Am J
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -67,35 +68,77 @@ def summary_curve(ds: xr.Dataset, variable: str | None = None,
 def curve_metrics(curve: xr.DataArray) -> dict[str, tuple[np.ndarray, str, str]]:
     """Per-patient Cmax, Tmax, Cmin, Clast and AUC (linear-up/log-down) of a (time, patient)
     curve held in memory: name → (values over patients, unit, long name). Time in hours."""
-    c = np.asarray(curve.transpose("time", "patient").values, dtype=float)
+    # patient-major: each patient's curve one row (no copy when the solver wrote it so)
+    c = np.asarray(curve.transpose("patient", "time").values, dtype=float)
     t_h = np.asarray(curve["time"].values, dtype=float) / 3600.0
     unit = curve.attrs.get("units", "1")
-    i_max = np.argmax(c, axis=0)
-    dt = np.broadcast_to(np.diff(t_h)[:, None], (len(t_h) - 1, c.shape[1]))
-    c0, c1 = c[:-1], c[1:]
-    seg = dt * (c0 + c1) / 2.0
-    down = (c1 < c0) & (c1 > 0)  # then c0 > 0 too
-    a0, a1 = c0[down], c1[down]
-    seg[down] = dt[down] * (a0 - a1) / np.log(a0 / a1)
-    auc = seg.sum(axis=0)
-    out = {
-        "nca_cmax": (c.max(axis=0), unit, "maximum concentration"),
-        "nca_tmax": (t_h[i_max] - t_h[0], "h", "time of the maximum"),
-        "nca_cmin": (np.where(np.arange(len(t_h))[:, None] >= i_max, c, np.inf).min(axis=0),
-                     unit, "minimum concentration after the maximum (the trough after the "
-                           "peak)"),
-        "nca_clast": (c[-1], unit, "concentration at the last output time"),
-        "nca_auc_last": (auc, f"{unit}*h", "area under the curve to the last output time "
-                                           "(linear-up/log-down)"),
-    }
     # the last 24 h (AUC24 of a dosing day, the vancomycin exposure target), when the grid
     # reaches back that far and has a point there
     start = t_h[-1] - 24.0
-    if start >= t_h[0] - 1e-9 and np.any(np.isclose(t_h, start, rtol=0, atol=1e-9)):
-        window = (t_h[:-1] >= start - 1e-9)[:, None]
-        out["nca_auc_24h"] = (np.where(window, seg, 0.0).sum(axis=0), f"{unit}*h",
-                              "area under the curve over the last 24 h")
+    window = start >= t_h[0] - 1e-9 and bool(np.any(np.isclose(t_h, start, rtol=0,
+                                                                atol=1e-9)))
+    first = int(np.argmax(t_h[:-1] >= start - 1e-9)) if window and len(t_h) > 1 else 0
+    cmax, i_max, cmin, auc, auc_24h = _metrics_kernel()(c, np.diff(t_h), first)
+    out = {
+        "nca_cmax": (cmax, unit, "maximum concentration"),
+        "nca_tmax": (t_h[i_max] - t_h[0], "h", "time of the maximum"),
+        "nca_cmin": (cmin, unit, "minimum concentration after the maximum (the trough after "
+                                 "the peak)"),
+        "nca_clast": (c[:, -1].copy(), unit, "concentration at the last output time"),
+        "nca_auc_last": (auc, f"{unit}*h", "area under the curve to the last output time "
+                                           "(linear-up/log-down)"),
+    }
+    if window:
+        out["nca_auc_24h"] = (auc_24h, f"{unit}*h", "area under the curve over the last 24 h")
     return out
+
+
+@functools.cache
+def _metrics_kernel() -> Any:
+    """One compiled pass per patient: Cmax and its first index, the minimum from there on,
+    and the linear-up/log-down AUC (whole curve, and from segment ``first`` on). A NaN
+    anywhere in a curve makes its Cmax, Cmin and AUCs NaN, as numpy's reductions would."""
+    import numba
+
+    @numba.njit(cache=True)
+    def metrics(c: np.ndarray, dt: np.ndarray, first: int) -> tuple[np.ndarray, ...]:
+        n_patients, n_times = c.shape
+        cmax = np.empty(n_patients)
+        i_max = np.zeros(n_patients, dtype=np.int64)
+        cmin = np.empty(n_patients)
+        auc = np.empty(n_patients)
+        auc_24h = np.empty(n_patients)
+        for p in range(n_patients):
+            top, at, bad = c[p, 0], 0, False
+            for k in range(n_times):
+                v = c[p, k]
+                if v != v:
+                    bad = True
+                elif v > top:
+                    top, at = v, k
+            low = np.inf
+            for k in range(at, n_times):
+                low = min(low, c[p, k])
+            whole = 0.0
+            tail = 0.0
+            for k in range(n_times - 1):
+                c0, c1 = c[p, k], c[p, k + 1]
+                if c1 < c0 and c1 > 0:  # then c0 > 0 too
+                    seg = dt[k] * (c0 - c1) / np.log(c0 / c1)
+                else:
+                    seg = dt[k] * (c0 + c1) / 2.0
+                whole += seg
+                if k >= first:
+                    tail += seg
+            nan = np.nan
+            cmax[p] = nan if bad else top
+            i_max[p] = at
+            cmin[p] = nan if bad else low
+            auc[p] = nan if bad else whole
+            auc_24h[p] = nan if bad else tail
+        return cmax, i_max, cmin, auc, auc_24h
+
+    return metrics
 
 
 def percentile_bands(curve: xr.DataArray, percentiles: Sequence[float] = DEFAULT_PERCENTILES,

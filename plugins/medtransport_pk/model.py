@@ -517,16 +517,24 @@ class PKModel(Model):
         times_h = times_s / 3600.0
         if self.method == "ode":
             amt = self._ode(times_h)
+            if amt.ndim == 3:  # (T, P, n) → a (P, T, n) view, as the exact solver returns
+                amt = amt.transpose(1, 0, 2)
         else:
             adds, ins, start = self._schedule()
             amt = amounts(self.rate_matrix(), times_h, initial=start, additions=adds,
                           inputs=ins)
-            if amt.ndim == 3:  # (P, T, n) → time first, as every result is laid out
-                amt = amt.transpose(1, 0, 2)
         nb = len(self.body)
         unit = self.unit
         tissue_idx = [self.body.index(n) for n in self.tissues]
         vols = self.volumes()
+        if amt.ndim == 3:
+            # computed patient-major, as the solver wrote the amounts (each patient's curve
+            # one contiguous row for the summaries), then viewed time first, as every result
+            # is laid out
+            conc = (amt[..., tissue_idx] / vols[:, None, :]).transpose(1, 0, 2)
+            amt = amt.transpose(1, 0, 2)
+        else:
+            conc = amt[..., tissue_idx] / vols
         batch: tuple[str, ...] = () if self.n_patients is None else ("patient",)
         coords: dict[str, Any] = {
             "time": ("time", times_s, {"units": "s", "long_name": "time"}),
@@ -543,7 +551,7 @@ class PKModel(Model):
             {
                 "amount": (("time", *batch, "compartment"), amt[..., :nb],
                            {"units": unit, "long_name": "amount of drug"}),
-                "concentration": (("time", *batch, "tissue"), amt[..., tissue_idx] / vols,
+                "concentration": (("time", *batch, "tissue"), conc,
                                   {"units": f"{unit}/L", "long_name": "drug concentration"}),
                 "eliminated": (("time", *batch), amt[..., nb],
                                {"units": unit, "long_name": "cumulative drug eliminated"}),

@@ -217,6 +217,43 @@ def test_curve_metrics_of_a_known_curve() -> None:
     assert summary_curve(xr.Dataset({"concentration": curve})).dims == ("time", "patient")
 
 
+
+def test_curve_metrics_match_a_plain_loop_on_awkward_curves() -> None:
+    """The compiled per-patient pass against the rules written out one segment at a time:
+    rises, plateaus, falls to zero and back, a trough before the peak, and a NaN curve."""
+    import math
+
+    import xarray as xr
+
+    rng = np.random.default_rng(12)
+    t_h = np.linspace(0.0, 48.0, 193)
+    curves = rng.uniform(0.0, 5.0, (193, 6))
+    curves[:, 0] = np.r_[np.zeros(20), np.linspace(0, 8, 40), 8 * np.exp(-0.1 * np.arange(133))]
+    curves[:, 1] = 3.0  # a plateau: the first time is Tmax
+    curves[50:60, 2] = 0.0  # falls to zero and rises again
+    curves[:, 3] = np.linspace(1.0, 9.0, 193)  # rising only: Cmin after the peak is the peak
+    curves[7, 4] = np.nan
+    curve = xr.DataArray(curves, dims=("time", "patient"), coords={"time": t_h * 3600},
+                         attrs={"units": "mg/L"})
+    m = curve_metrics(curve)
+    for p in range(6):
+        c = curves[:, p]
+        if np.isnan(c).any():
+            for key in ("nca_cmax", "nca_cmin", "nca_auc_last", "nca_auc_24h"):
+                assert np.isnan(m[key][0][p])
+            continue
+        auc = auc24 = 0.0
+        for k in range(len(t_h) - 1):
+            dt, c0, c1 = t_h[k + 1] - t_h[k], c[k], c[k + 1]
+            seg = dt * (c0 - c1) / math.log(c0 / c1) if 0 < c1 < c0 else dt * (c0 + c1) / 2
+            auc += seg
+            auc24 += seg if t_h[k] >= 24.0 - 1e-9 else 0.0
+        peak = int(np.argmax(c))
+        assert m["nca_cmax"][0][p] == c.max() and m["nca_tmax"][0][p] == t_h[peak]
+        assert m["nca_cmin"][0][p] == c[peak:].min() and m["nca_clast"][0][p] == c[-1]
+        assert m["nca_auc_last"][0][p] == pytest.approx(auc, rel=1e-13)
+        assert m["nca_auc_24h"][0][p] == pytest.approx(auc24, rel=1e-13)
+
 def test_the_cli_runs_a_population_and_resumes_it(tmp_path: Path) -> None:
     scenario = tmp_path / "pop.json"
     scenario.write_text(json.dumps(BASE), encoding="utf-8")
