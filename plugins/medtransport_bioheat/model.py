@@ -260,7 +260,7 @@ class PennesBioheat(Model):
             names_seen.add(src.name)
             self.source_shapes[src.name] = shape(src, grid, self.density,
                                                  f"parameters.sources.{i}")
-        self.schedules = schedules(self.scenario.events, p.sources, grid)
+        self.schedules = schedules(self.scenario.events, p.sources, grid, p.probes)
         self.probe_cells: dict[str, tuple[int, ...]] = {}
         for name, pos in p.probes.items():
             if len(pos) != grid.ndim:
@@ -345,6 +345,12 @@ class PennesBioheat(Model):
             metabolic[k] = running["metabolic"]
             perfusion_sink[k] = running["perfusion"]
 
+        flat_probe = {name: int(np.ravel_multi_index(cell, grid.cells))
+                      for name, cell in self.probe_cells.items()}
+
+        def probe(name: str) -> float:
+            return float(u[flat_probe[name]])  # the temperature at the start of the step
+
         record(0)
         k_out = 1
         for step in range(1, n_steps + 1):
@@ -352,7 +358,7 @@ class PennesBioheat(Model):
             t1 = t_start + step * dt
             extra = None
             for n, s in shapes.items():
-                level = self.schedules[n].integral(t0, t1)
+                level = self.schedules[n].integral(t0, t1, probe)
                 if level:
                     extra = s * level if extra is None else extra + s * level
                     running[f"src:{n}"] += level * per_level[n]

@@ -19,12 +19,24 @@ events ``{type: power, source: <name>, at, duration, every, count}`` give its le
 - ``focused_ultrasound`` — level ``intensity`` (peak focal intensity, W/m²): plane-wave
   absorption ``q = 2α·I`` (Nyborg 1981, Phys Med Biol 26:1) with a Gaussian focal intensity
   ``I = I_0·exp(−Σ (x_i − f_i)²/(2σ_i²))``, ``α`` the amplitude attenuation (Np/m).
+
+Feedback: a power event with ``control: {probe: <name>, target: 42 degC, band: 0.5 K}`` treats
+its level as the most the applicator gives and scales it, step by step, by the temperature
+measured at that probe at the start of the step — proportional control with a band,
+
+    level_applied = level · clip((T_target − T_probe)/band, 0, 1),
+
+full power while the probe is a band or more below the target, none at or above it, as
+hyperthermia systems regulate their power on a thermometry probe. The level applied is the
+one the energy ledger books, so the books close whatever the controller does.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pint
@@ -33,9 +45,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from medtransport.domain import Grid
 from medtransport.errors import ScenarioError
 from medtransport.scenario import Event
-from medtransport.units import Qty, ureg
+from medtransport.units import Qty, parse_quantity, ureg
 
-__all__ = ["FocusedUltrasound", "Laser", "RadioFrequency", "Schedule", "SourceSpec",
+__all__ = ["Control", "FocusedUltrasound", "Laser", "RadioFrequency", "Schedule", "SourceSpec",
            "cell_centres", "region_mask", "schedules", "shape"]
 
 Position = Qty("m")
@@ -204,27 +216,56 @@ def _laser(spec: Laser, grid: Grid, path: str) -> np.ndarray:
                                           "a 3-D box or a sphere (point fibre tip)")])
 
 
+@dataclass(frozen=True)
+class Control:
+    """Proportional control of a pulse's level on a probe's temperature (kelvin)."""
+
+    probe: str
+    target: float
+    band: float
+
+    def fraction(self, temperature: float) -> float:
+        """clip((target − T)/band, 0, 1)."""
+        return min(1.0, max(0.0, (self.target - temperature) / self.band))
+
+
 class Schedule:
-    """A source's level over time: a sum of boxcars ``level`` on ``[start, stop)``."""
+    """A source's level over time: a sum of boxcars ``level`` on ``[start, stop)``, each
+    fixed or under a :class:`Control`."""
 
     def __init__(self) -> None:
         self.pulses: list[tuple[float, float, float]] = []
+        self.controlled: list[tuple[float, float, float, Control]] = []
 
-    def add(self, start: float, stop: float, level: float) -> None:
-        self.pulses.append((start, stop, level))
+    def add(self, start: float, stop: float, level: float,
+            control: Control | None = None) -> None:
+        if control is None:
+            self.pulses.append((start, stop, level))
+        else:
+            self.controlled.append((start, stop, level, control))
 
-    def integral(self, t0: float, t1: float) -> float:
-        """∫ level dt over [t0, t1], exactly."""
-        return sum(level * max(0.0, min(t1, b) - max(t0, a)) for a, b, level in self.pulses)
+    def integral(self, t0: float, t1: float,
+                 probes: Callable[[str], float] | None = None) -> float:
+        """∫ level dt over [t0, t1], exactly; a controlled pulse counts with the fraction its
+        controller gives for the probe temperatures ``probes(name)`` (K) at t0."""
+        total = sum(level * max(0.0, min(t1, b) - max(t0, a)) for a, b, level in self.pulses)
+        for a, b, level, control in self.controlled:
+            overlap = max(0.0, min(t1, b) - max(t0, a))
+            if overlap > 0.0:
+                if probes is None:
+                    raise ValueError("a controlled source needs the probe temperatures")
+                total += level * overlap * control.fraction(probes(control.probe))
+        return total
 
     def at(self, t: float) -> float:
         return sum(level for a, b, level in self.pulses if a <= t < b)
 
 
 def schedules(events: list[Event], specs: list[Laser | RadioFrequency | FocusedUltrasound],
-              grid: Grid) -> dict[str, Schedule]:
+              grid: Grid, probes: Iterable[str] = ()) -> dict[str, Schedule]:
     """The schedule of every source from the scenario's ``power`` events; errors name
-    ``events.<i>.<field>``."""
+    ``events.<i>.<field>``. ``probes``: the declared probe names a control may read."""
+    probes = set(probes)
     by_name = {s.name: s for s in specs}
     out = {s.name: Schedule() for s in specs}
     problems: list[tuple[str, str]] = []
@@ -241,10 +282,17 @@ def schedules(events: list[Event], specs: list[Laser | RadioFrequency | FocusedU
         unit = level_units(spec.kind, grid)
         value = ev.get(field)
         duration = ev.get("duration")
-        extra = sorted(set(ev.model_extra or {}) - {"source", field, "duration"})
+        extra = sorted(set(ev.model_extra or {}) - {"source", field, "duration", "control"})
         if extra:
             problems.append((f"{path}.{extra[0]}", f"a power event of a {spec.kind} source "
-                                                   f"takes source, {field} and duration"))
+                                                   f"takes source, {field}, duration and "
+                                                   "control"))
+        control = None
+        if ev.get("control") is not None:
+            control, trouble = _control(ev.get("control"), probes, f"{path}.control")
+            if trouble:
+                problems += trouble
+                continue
         if not isinstance(value, pint.Quantity) or value.dimensionality != unit.dimensionality:
             problems.append((f"{path}.{field}", f"expected a {field} in {unit:~C}, got "
                                                 f"{value!r}"))
@@ -260,7 +308,42 @@ def schedules(events: list[Event], specs: list[Laser | RadioFrequency | FocusedU
             continue
         d = float(duration.m_as("s"))
         for t in ev.times():
-            out[name].add(float(t), float(t) + d, level)
+            out[name].add(float(t), float(t) + d, level, control)
     if problems:
         raise ScenarioError(problems)
     return out
+
+
+def _control(spec: Any, probes: set[str], path: str
+             ) -> tuple[Control | None, list[tuple[str, str]]]:
+    """A ``control`` mapping → :class:`Control`, or the problems naming its fields."""
+    if not isinstance(spec, dict):
+        return None, [(path, "expected {probe: <name>, target: <temperature>, band: "
+                             "<temperature difference>}")]
+    unknown = sorted(set(spec) - {"probe", "target", "band"})
+    if unknown:
+        return None, [(f"{path}.{unknown[0]}", "a control takes probe, target and band")]
+    problems = []
+    probe = spec.get("probe")
+    if probe not in probes:
+        problems.append((f"{path}.probe", f"expected one of the probes "
+                                          f"{', '.join(sorted(probes)) or '(none declared)'}, "
+                                          f"got {probe!r}"))
+    target = band = float("nan")
+    try:
+        q = parse_quantity(spec.get("target"), field=f"{path}.target")
+        target = float(q.to("K").magnitude)  # an absolute temperature: degC converts
+    except Exception as exc:
+        problems.append((f"{path}.target", f"expected a temperature (e.g. 42 degC): {exc}"))
+    try:
+        q = parse_quantity(spec.get("band", "0.5 K"), field=f"{path}.band")
+        if q.units in (ureg.degC, ureg.degF):
+            raise ValueError("a band is a temperature difference: give it in K or delta_degC")
+        band = float(q.to("K").magnitude)
+        if not band > 0:
+            raise ValueError(f"expected a positive band, got {band:g} K")
+    except Exception as exc:
+        problems.append((f"{path}.band", str(exc)))
+    if problems:
+        return None, problems
+    return Control(str(probe), target, band), []

@@ -280,3 +280,74 @@ def test_one_factorization_per_run_and_the_fast_solver_in_3d() -> None:
                                                        "center": ["1 cm"] * 3}]}))
     notes = layered.simulate().notes
     assert notes["linear_solver"].startswith("conjugate gradients") and notes["cg_iterations"]
+
+
+# ----------------------------------------------------------------------- feedback control
+
+
+def controlled(target: str, band: str = "0.5 K", **extra: Any) -> dict[str, Any]:
+    """A perfused 1-D slab heated by RF in its middle, regulated on the middle probe."""
+    return scenario(
+        domain={"shape": "box", "size": ["4 cm"], "cells": [40]},
+        parameters=plain(perfusion="5e-3 1/s", sources=[
+            {"name": "rf", "kind": "rf", "region": {"x": ["1.5 cm", "2.5 cm"]}}],
+            probes={"middle": ["2 cm"]}),
+        events=[{"type": "power", "source": "rf", "sar": "200 W/kg", "at": "0 s",
+                 "duration": "20 min", "control": {"probe": "middle", "target": target,
+                                                   "band": band}, **extra}],
+        boundaries={"x-": {"kind": "dirichlet", "value": "37 degC"},
+                    "x+": {"kind": "dirichlet", "value": "37 degC"}},
+        time={"stop": "20 min", "step": "2 s", "output_every": "30 s"})
+
+
+def test_a_controlled_source_holds_its_probe_within_the_band_and_books_what_it_gave() -> None:
+    ds = mt.run(controlled("41 degC"))
+    probe = ds["probe_temperature"].sel(probe="middle").values
+    t_min = ds["time"].values / 60.0
+    settled = probe[t_min >= 10.0]
+    # proportional control: at or below the target, within the band once settled
+    assert np.all(settled <= 41.0 + 1e-6) and np.all(settled >= 40.5), settled
+    assert np.ptp(settled) < 0.05
+    given = np.diff(ds["energy_inflow"].values)
+    full = 200.0 * 1000.0 * 0.01 * 30.0  # SAR·ρ·(1 cm of slab)·30 s, J/m² per output interval
+    assert given[0] == pytest.approx(full, rel=1e-9)  # far below the target: full power
+    assert np.all(given[t_min[1:] > 10.0] < 0.9 * full)  # held back once there
+    assert ds.attrs["audit_status"] == "passed"
+
+
+def test_a_target_below_the_start_gives_no_power() -> None:
+    ds = mt.run(controlled("36 degC"))
+    assert np.all(ds["energy_inflow"].values == 0.0)
+    assert float(ds["probe_temperature"].max()) == pytest.approx(37.0, abs=1e-9)
+
+
+def test_booking_the_nominal_power_instead_of_the_applied_fails_the_energy_balance() -> None:
+    """A controller implemented without telling the ledger (it books the level asked for):
+    the energy balance finds the gap."""
+
+    class BooksNominal(PennesBioheat):
+        def simulate(self, progress: Any = None) -> Any:
+            traj = super().simulate(progress)
+            t = traj.states["time"].values
+            level = 200.0 * 1000.0 * 0.01  # W/m² over the heated centimetre, uncontrolled
+            traj.ledgers["energy"].inflow["rf"] = level * (t - t[0])
+            return traj
+
+    with pytest.raises(AuditFailure, match="mass_balance"):
+        mt.run(build_model(BooksNominal, controlled("41 degC")))
+
+
+@pytest.mark.parametrize(("control", "path"), [
+    ({"probe": "elsewhere", "target": "41 degC"}, "events.0.control.probe"),
+    ({"probe": "middle", "target": "41 mm"}, "events.0.control.target"),
+    ({"probe": "middle", "target": "41 degC", "band": "0.5 degC"}, "events.0.control.band"),
+    ({"probe": "middle", "target": "41 degC", "band": "-1 K"}, "events.0.control.band"),
+    ({"probe": "middle", "target": "41 degC", "gain": 2}, "events.0.control.gain"),
+    ("on", "events.0.control"),
+])
+def test_bad_controls_name_the_field(control: Any, path: str) -> None:
+    sc = controlled("41 degC")
+    sc["events"][0]["control"] = control
+    with pytest.raises(ScenarioError) as err:
+        build_model(PennesBioheat, sc)
+    assert path in [p for p, _ in err.value.problems], err.value.problems
