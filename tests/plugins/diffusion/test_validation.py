@@ -62,23 +62,38 @@ def test_brownian_walkers_spread_with_variance_2Dt() -> None:
     assert np.all(np.abs(var - expected) < 5 * se), (var, expected)
 
 
+WALKERS = 400_000
+CELL = 1e-3 / 40  # m
+AMOUNT = 1e-9 / 1e-4  # mol/m²: 1 nmol/cm²
+
+
+def lattice_setup(x_minus: dict[str, Any], center: str) -> dict[str, Any]:
+    """A 1 mm slab of 40 cells, a point release at ``center``, x+ closed."""
+    return {"domain": {"shape": "box", "size": ["1 mm"], "cells": [40]},
+            "time": {"stop": "60 s", "step": "0.1 s", "output_every": "20 s"},
+            "boundaries": {"x-": x_minus, "x+": {"kind": "no_flux"}},
+            "parameters": {"diffusivity": f"{D} m^2/s",
+                           "initial": {"kind": "point", "amount": "1 nmol/cm^2",
+                                       "center": [center]}}}
+
+
+def walk_and_ftcs(common: dict[str, Any]) -> tuple[Any, Any, np.ndarray, np.ndarray]:
+    """The lattice walk and the FTCS of one set-up; per cell and output after the first, the
+    FTCS share p of the amount and the walkers counted there."""
+    walk = run(scenario(**common, solver={"method": "lattice_walk", "walkers": WALKERS}))
+    ftcs = run(scenario(**common, solver={"method": "ftcs"}))
+    p = ftcs["concentration"].values[1:] * CELL / AMOUNT
+    counts = walk["concentration"].values[1:] * CELL / AMOUNT * WALKERS
+    return walk, ftcs, p, counts
+
+
 def test_lattice_walk_mean_equals_ftcs_within_sampling_error() -> None:
     """REFERENCES §0: the lattice walk's expected occupancy obeys FTCS exactly (reflecting
     walls: a jump into the wall stays put, as a mirrored ghost cell). Per cell the count is
     binomial: SE = √(N·p(1−p)) with p the FTCS share of the cell."""
-    n = 400_000
-    common = {"domain": {"shape": "box", "size": ["1 mm"], "cells": [40]},
-              "time": {"stop": "60 s", "step": "0.1 s", "output_every": "20 s"},
-              "boundaries": {"x-": {"kind": "no_flux"}, "x+": {"kind": "no_flux"}},
-              "parameters": {"diffusivity": f"{D} m^2/s",
-                             "initial": {"kind": "point", "amount": "1 nmol/cm^2",
-                                         "center": ["0.4 mm"]}}}
-    walk = run(scenario(**common, solver={"method": "lattice_walk", "walkers": n}))
-    ftcs = run(scenario(**common, solver={"method": "ftcs"}))
-    w = 1e-3 / 40
-    amount = 1e-9 / 1e-4  # mol/m²
-    p = ftcs["concentration"].values[1:] * w / amount
-    counts = walk["concentration"].values[1:] * w / amount * n
+    n = WALKERS
+    common = lattice_setup({"kind": "no_flux"}, "0.4 mm")
+    _, _, p, counts = walk_and_ftcs(common)
     se = np.sqrt(n * p * (1 - p)) + 1.0
     z = (counts - n * p) / se
     assert np.max(np.abs(z)) < 5.0
@@ -86,9 +101,8 @@ def test_lattice_walk_mean_equals_ftcs_within_sampling_error() -> None:
     faster = run(scenario(**{**common, "parameters": {**common["parameters"],
                                                       "diffusivity": f"{2 * D} m^2/s"}},
                           solver={"method": "lattice_walk", "walkers": n}))
-    counts_fast = faster["concentration"].values[1:] * w / amount * n
+    counts_fast = faster["concentration"].values[1:] * CELL / AMOUNT * n
     assert np.max(np.abs((counts_fast - n * p) / se)) > 10.0
-
 
 
 def test_lattice_walk_with_an_absorbing_wall_matches_the_finite_volume_ftcs() -> None:
@@ -96,35 +110,26 @@ def test_lattice_walk_with_an_absorbing_wall_matches_the_finite_volume_ftcs() ->
     finite volumes: per cell and in the amount absorbed, the walk's counts are the FTCS
     expectation within sampling error (binomial SEs). A wall placed half a cell further out
     (walkers leaving with probability r instead of 2r) is far outside the same bound."""
-    n = 400_000
-    common = {"domain": {"shape": "box", "size": ["1 mm"], "cells": [40]},
-              "time": {"stop": "60 s", "step": "0.1 s", "output_every": "20 s"},
-              "boundaries": {"x-": {"kind": "absorbing"}, "x+": {"kind": "no_flux"}},
-              "parameters": {"diffusivity": f"{D} m^2/s",
-                             "initial": {"kind": "point", "amount": "1 nmol/cm^2",
-                                         "center": ["0.1 mm"]}}}
-    walk = run(scenario(**common, solver={"method": "lattice_walk", "walkers": n}))
-    ftcs = run(scenario(**common, solver={"method": "ftcs"}))
-    w = 1e-3 / 40
-    amount = 1e-9 / 1e-4  # mol/m²
-    p = ftcs["concentration"].values[1:] * w / amount
-    counts = walk["concentration"].values[1:] * w / amount * n
+    n = WALKERS
+    common = lattice_setup({"kind": "absorbing"}, "0.1 mm")
+    walk, ftcs, p, counts = walk_and_ftcs(common)
     z = (counts - n * p) / (np.sqrt(n * p * (1 - p)) + 1.0)
     assert np.max(np.abs(z)) < 5.0
-    gone = ftcs["solute_outflow"].values[1:] / amount
-    absorbed = walk["solute_outflow"].values[1:] / amount * n
+    gone = ftcs["solute_outflow"].values[1:] / AMOUNT
+    absorbed = walk["solute_outflow"].values[1:] / AMOUNT * n
     assert np.all(gone > 0.2)  # the wall takes a good share: the comparison has teeth
     z_out = (absorbed - n * gone) / np.sqrt(n * gone * (1 - gone))
     assert np.max(np.abs(z_out)) < 5.0
     # The test can fail: leaving with probability r only (a zero ghost cell, the rule before
     # the wall was put on the face) has the expectation of a transfer face with
     # 1/(Δx/2D + 1/H) = D/Δx, i.e. H = 2D/Δx; its FTCS is far from these counts.
-    old_rule = run(scenario(**{**common, "boundaries": {
-        "x-": {"kind": "robin", "transfer_coefficient": f"{2 * D / w} m/s",
-               "ambient": "0 mol/m^3"}, "x+": {"kind": "no_flux"}}}, solver={"method": "ftcs"}))
-    gone_old = old_rule["solute_outflow"].values[1:] / amount
+    old_rule = run(scenario(**lattice_setup(
+        {"kind": "robin", "transfer_coefficient": f"{2 * D / CELL} m/s",
+         "ambient": "0 mol/m^3"}, "0.1 mm"), solver={"method": "ftcs"}))
+    gone_old = old_rule["solute_outflow"].values[1:] / AMOUNT
     assert np.all(gone_old < gone)
     assert np.max(np.abs((absorbed - n * gone_old) / np.sqrt(n * gone * (1 - gone)))) > 10.0
+
 
 def sphere_release_short_time(t: np.ndarray, radius: float) -> np.ndarray:
     """Crank eq. 6.21: M_t/M∞ = 6√(Dt/a²)(π^{-1/2} + 2Σ ierfc(na/√(Dt))) − 3Dt/a²; the ierfc
