@@ -27,7 +27,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -51,20 +50,14 @@ class StoreMismatch(MedtransportError):
 
 
 def _write_json_atomically(path: Path, data: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, default=str)
-            fh.flush()
-            os.fsync(fh.fileno())
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    """JSON to ``path`` through the core's atomic write, flushed to disk before the rename: a
+    record that exists is whole."""
+    from medtransport.results import write_atomically
+
+    with write_atomically(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, default=str)
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 @dataclass

@@ -79,9 +79,10 @@ def curve_metrics(curve: xr.DataArray) -> dict[str, tuple[np.ndarray, str, str]]
                                                                 atol=1e-9)))
     first = int(np.argmax(t_h[:-1] >= start - 1e-9)) if window and len(t_h) > 1 else 0
     cmax, i_max, cmin, auc, auc_24h = _metrics_kernel()(c, np.diff(t_h), first)
+    tmax = np.where(np.isnan(cmax), np.nan, t_h[i_max] - t_h[0])
     out = {
         "nca_cmax": (cmax, unit, "maximum concentration"),
-        "nca_tmax": (t_h[i_max] - t_h[0], "h", "time of the maximum"),
+        "nca_tmax": (tmax, "h", "time of the maximum"),
         "nca_cmin": (cmin, unit, "minimum concentration after the maximum (the trough after "
                                  "the peak)"),
         "nca_clast": (c[:, -1].copy(), unit, "concentration at the last output time"),
@@ -97,7 +98,8 @@ def curve_metrics(curve: xr.DataArray) -> dict[str, tuple[np.ndarray, str, str]]
 def _metrics_kernel() -> Any:
     """One compiled pass per patient: Cmax and its first index, the minimum from there on,
     and the linear-up/log-down AUC (whole curve, and from segment ``first`` on). A NaN
-    anywhere in a curve makes its Cmax, Cmin and AUCs NaN, as numpy's reductions would."""
+    anywhere in a curve makes its Cmax, Cmin and AUCs NaN (and its Tmax, in the caller), as
+    numpy's reductions would."""
     import numba
 
     @numba.njit(cache=True)

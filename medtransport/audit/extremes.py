@@ -43,8 +43,8 @@ def memory_order(values: np.ndarray) -> np.ndarray:
         else:
             shape.append(n)
             strides.append(s)
-    return np.lib.stride_tricks.as_strided(a, tuple(shape) or (1,), tuple(strides) or (8,),
-                                           writeable=False)
+    return np.lib.stride_tricks.as_strided(a, tuple(shape) or (1,),
+                                           tuple(strides) or (a.itemsize,), writeable=False)
 
 
 @functools.cache

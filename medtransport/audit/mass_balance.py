@@ -69,7 +69,8 @@ def audit_mass_balance(ctx: AuditContext) -> list[AuditResult]:
         flat = int(np.argmax(np.where(bad, np.inf, excess)))
         where_index = np.unravel_index(flat, res.shape)
         i = int(where_index[0])
-        worst = float(np.max(np.abs(res))) if not bad.any() else float("nan")
+        if bad.any():
+            worst = float("nan")
         passed = bool(not bad.any() and np.all(excess <= 0))
         detail = _detail(len(res), batch, scale, units)
         where: dict[str, object] = {}

@@ -105,13 +105,7 @@ class GaussianMixture:
         dev = x[:, None, :] - u * self.means[None]
         means = self.means[None] + _apply(gain, dev)
         post = self.covariances - u * np.einsum("kij,kjl->kil", gain, self.covariances)
-        _, logdet = np.linalg.slogdet(c)
-        maha = (dev * _apply(c_inv, dev)).sum(axis=-1)
-        logr = np.log(self.weights)[None] - 0.5 * (maha + logdet[None])
-        logr -= logr.max(axis=1, keepdims=True)
-        r = np.exp(logr)
-        r /= r.sum(axis=1, keepdims=True)
-        return r, means, post
+        return self._responsibilities(c, c_inv, dev), means, post
 
     def denoise(self, x: np.ndarray, alpha_bar: float) -> np.ndarray:
         """E[x₀ | x_t = x]."""
@@ -129,13 +123,20 @@ class GaussianMixture:
         comp = self.means[None] + _apply(gain, dev)
         if len(self.weights) == 1:
             return comp[:, 0]
+        r = self._responsibilities(c, c_inv, dev)
+        return (r[:, :, None] * comp).sum(axis=1)
+
+    def _responsibilities(self, c: np.ndarray, c_inv: np.ndarray, dev: np.ndarray
+                          ) -> np.ndarray:
+        """r_k ∝ w_k·N(x; u·μ_k, C_k) over the components, (n, K), from the marginal
+        covariances C, their inverses and the deviations x − u·μ_k."""
         _, logdet = np.linalg.slogdet(c)
         maha = (dev * _apply(c_inv, dev)).sum(axis=-1)
         logr = np.log(self.weights)[None] - 0.5 * (maha + logdet[None])
         logr -= logr.max(axis=1, keepdims=True)
         r = np.exp(logr)
         r /= r.sum(axis=1, keepdims=True)
-        return (r[:, :, None] * comp).sum(axis=1)
+        return r
 
 
 def _apply(mats: np.ndarray, vecs: np.ndarray) -> np.ndarray:

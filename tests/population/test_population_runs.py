@@ -239,7 +239,7 @@ def test_curve_metrics_match_a_plain_loop_on_awkward_curves() -> None:
     for p in range(6):
         c = curves[:, p]
         if np.isnan(c).any():
-            for key in ("nca_cmax", "nca_cmin", "nca_auc_last", "nca_auc_24h"):
+            for key in ("nca_cmax", "nca_tmax", "nca_cmin", "nca_auc_last", "nca_auc_24h"):
                 assert np.isnan(m[key][0][p])
             continue
         auc = auc24 = 0.0
