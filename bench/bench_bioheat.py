@@ -58,6 +58,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from bench_diffusion import communicate_within
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -256,13 +257,7 @@ def run_worker(spec: dict[str, Any], timeout: float, mem_gib: float) -> dict[str
     t = now()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=limit)
-    status = "ok"
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        status = f"timeout after {timeout:.0f} s"
+    out, err, status = communicate_within(proc, timeout)
     runs: list[dict[str, Any]] = []
     progress: dict[str, Any] = {}
     saved: dict[float, str] = {}

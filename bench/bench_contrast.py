@@ -41,13 +41,13 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import scipy.signal
+from bench_diffusion import write_atomic
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -162,15 +162,6 @@ def timed(fn: Any, *args: Any) -> tuple[float, Any]:
     start = time.perf_counter()
     value = fn(*args)
     return time.perf_counter() - start, value
-
-
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
 
 
 def main() -> None:

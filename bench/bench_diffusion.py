@@ -516,13 +516,7 @@ def run_worker(spec: dict[str, Any], timeout: float, python: str | None = None
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     except OSError as exc:
         return {"status": f"unavailable: {reason(exc)}", "runs": []}
-    status = "ok"
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        status = f"timeout after {timeout:.0f} s"
+    out, err, status = communicate_within(proc, timeout)
     runs, info = [], {}
     for line in out.splitlines():
         try:
@@ -922,6 +916,18 @@ def goals(res: dict[str, Any]) -> list[dict[str, str]]:
                         "measured": f"{a['overhead_pct']:.2f} %",
                         "met": yn(a["overhead_pct"] < 5)})
     return out
+
+
+def communicate_within(proc: subprocess.Popen[str], timeout: float) -> tuple[str, str, str]:
+    """A child's stdout and stderr, and "ok" or "timeout after N s" (then it is killed and
+    what it had written is kept)."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+        return out, err, "ok"
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        return out, err, f"timeout after {timeout:.0f} s"
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -41,12 +41,12 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from bench_diffusion import write_atomic
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -62,14 +62,6 @@ except ImportError:  # run from a checkout without an editable install
 
 from medtransport_noise.normal import add_noise, standard_normal  # noqa: E402
 from medtransport_noise.schedules import Schedule  # noqa: E402
-
-
-def write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
 
 
 def schedule_check(write_reference: bool) -> tuple[list[dict[str, Any]], dict[str, Any]]:

@@ -50,6 +50,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench_diffusion import _cpu_model, write_atomic
+
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 RESULTS = BENCH / "results"
@@ -333,14 +335,6 @@ def render(res: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-
-
 def versions() -> str:
     import importlib.metadata as md
 
@@ -351,16 +345,6 @@ def versions() -> str:
         except md.PackageNotFoundError:
             out.append(f"{name} absent")
     return ", ".join(out)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def save(res: dict[str, Any], started: float, quick: bool, final: bool) -> str:
@@ -398,7 +382,7 @@ def main() -> None:
     work = Path(args.store_dir or tempfile.mkdtemp(prefix="bench-population-"))
     work.mkdir(parents=True, exist_ok=True)
     res: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
-                           "cpu": cpu_model(), "versions": versions(), "sizes": sizes,
+                           "cpu": _cpu_model(), "versions": versions(), "sizes": sizes,
                            "e2e": []}
     started = now()
     res["chunks"] = []
