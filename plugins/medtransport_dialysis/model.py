@@ -96,7 +96,7 @@ class UreaParams(Params):
 
 class TwoPoolParams(UreaParams):
     extracellular_fraction: Annotated[float, Field(gt=0, lt=1)] = 1.0 / 3.0
-    intercompartmental_clearance: Qty("mL/min", gt=0) = Q_(800.0, "mL/min")
+    intercompartmental_clearance: Qty("mL/min", gt=0) = Q_(600.0, "mL/min")
 
 
 class UreaModel(Model):
