@@ -204,6 +204,10 @@ class UreaModel(Model):
             qd = s.dialysate_flow or float(d.dialysate_flow.m_as("mL/min"))
             uf = s.ultrafiltration / (s.duration * 60.0) * 1000.0  # mL/min
             sub = s.substitution / (s.duration * 60.0) * 1000.0
+            if s.clearance is not None:  # measured: the dialyser model is not used
+                self.k_total[i] = self.k_diffusive[i] = s.clearance * 0.06
+                self.qf[i] = s.ultrafiltration / s.duration
+                continue
             try:
                 k = dialyser_clearance(koa, qb, qd, ultrafiltration=uf, substitution=sub,
                                        dilution=d.dilution, recirculation=d.recirculation,

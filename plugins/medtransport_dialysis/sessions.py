@@ -2,7 +2,8 @@
 
 A session line takes ``duration`` (required), ``ultrafiltration`` (the net fluid removed, a
 volume; default 0 L), ``substitution`` (haemodiafiltration substitution volume; default 0 L)
-and optionally ``blood_flow``/``dialysate_flow`` overriding the dialyser prescription. It
+and optionally ``blood_flow``/``dialysate_flow`` overriding the dialyser prescription, or
+``clearance`` (a measured clearance, e.g. a drug's CL_D) replacing the dialyser model. It
 repeats either as the core's ``at``/``every``/``count``, or on a weekly schedule::
 
     {type: session, days: [Mon, Wed, Fri], at: 8 h, weeks: 4, duration: 4 h, ...}
@@ -26,12 +27,13 @@ __all__ = ["DAYS", "Session", "read_sessions"]
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _ALLOWED = {"duration", "ultrafiltration", "substitution", "blood_flow", "dialysate_flow",
-            "days", "weeks"}
+            "clearance", "days", "weeks"}
 
 
 @dataclass(frozen=True)
 class Session:
-    """One session: start and duration (h), volumes (L), flows (mL/min, None: the dialyser's)."""
+    """One session: start and duration (h), volumes (L), flows (mL/min, None: the dialyser's)
+    and, when given, the clearance itself (mL/min; instead of the dialyser model)."""
 
     index: int
     start: float
@@ -40,6 +42,7 @@ class Session:
     substitution: float
     blood_flow: float | None
     dialysate_flow: float | None
+    clearance: float | None = None
 
     @property
     def stop(self) -> float:
@@ -60,12 +63,15 @@ def _quantity(value: object, dim: str, path: str, problems: list[tuple[str, str]
 
 
 def read_sessions(scenario: Scenario) -> list[Session]:
-    """Every session occurrence, sorted; problems name ``events.<i>.<field>``."""
+    """Every session occurrence (events of type ``session``), sorted; problems name
+    ``events.<i>.<field>``."""
     problems: list[tuple[str, str]] = []
     out: list[Session] = []
     t_end = float(scenario.time.stop.m_as("h"))
     t0 = float(scenario.time.start.m_as("h"))
     for i, event in enumerate(scenario.events):
+        if event.type != "session":
+            continue
         base = f"events.{i}"
         extra = dict(event.model_extra or {})
         for key in sorted(set(extra) - _ALLOWED):
@@ -79,7 +85,7 @@ def read_sessions(scenario: Scenario) -> list[Session]:
         sub = _quantity(extra.get("substitution", pint.Quantity(0.0, "L")),
                         "[length]**3", f"{base}.substitution", problems, "L", positive=False)
         flows = {}
-        for name in ("blood_flow", "dialysate_flow"):
+        for name in ("blood_flow", "dialysate_flow", "clearance"):
             flows[name] = None if name not in extra else _quantity(
                 extra[name], "[length]**3/[time]", f"{base}.{name}", problems, "mL/min",
                 positive=True)
@@ -118,7 +124,7 @@ def read_sessions(scenario: Scenario) -> list[Session]:
                 break
             if s < t_end:
                 out.append(Session(i, s, duration, uf, sub, flows["blood_flow"],
-                                   flows["dialysate_flow"]))
+                                   flows["dialysate_flow"], flows["clearance"]))
     out.sort(key=lambda s: s.start)
     for prev, nxt in itertools.pairwise(out):
         if nxt.start < prev.stop - 1e-9:
