@@ -415,11 +415,15 @@ class UreaModel(Model):
             "dialyser urea clearance (with convection and recirculation)")
         put("kdoqi_adequate", (sp >= adq.KDOQI_MINIMUM_SP_KTV).astype(np.int8), "1",
             "spKt/V ≥ 1.2 (KDOQI 2015 minimum delivered dose)")
-        # weekly standard Kt/V: Gotch's definition on the model, and Leypoldt's formula
+        # weekly standard Kt/V (Gotch's definition on the model, Leypoldt's formula): only
+        # for a run of a week or more with repeated sessions; both assume a periodic steady
+        # state, which a week starting away from it only approaches
+        if times_h[-1] - times_h[0] < 168.0 - 1e-9 or len(done) < 2:
+            return
         v_mean = v_stop.mean(axis=0)
         std_model = self.g * 168.0 / (pre.mean(axis=0) * v_mean)
         starts = np.array([self.sessions[i].start for i in done])
-        per_week = 168.0 / np.mean(np.diff(starts)) if len(done) > 1 else 1.0
+        per_week = 168.0 / np.mean(np.diff(starts))
         std_formula = adq.leypoldt_std_ktv(ektv.mean(axis=0), hours.mean() * 60.0, per_week)
         ds["std_ktv"] = (batch, _one(std_model, single), {
             "units": "1", "long_name": "weekly standard Kt/V (Gotch: G/mean pre-dialysis "

@@ -23,7 +23,9 @@ def _median(var: xr.DataArray) -> np.ndarray:
 
 def plot_urea(model: Any, ds: xr.Dataset, figure: Any) -> None:
     axes = figure.subplots(3, 1, sharex=True, gridspec_kw={"height_ratios": [2, 1, 1]})
-    t_d = ds["time"].values / 86400.0
+    span_h = float(ds["time"].values[-1] - ds["time"].values[0]) / 3600.0
+    scale, tunit = (24.0, "days") if span_h > 48 else (1.0, "h")
+    t_d = ds["time"].values / 3600.0 / scale
     starts = np.array([s.start for s in model.sessions])
     stops = np.array([s.stop for s in model.sessions])
     ax = axes[0]
@@ -31,11 +33,11 @@ def plot_urea(model: Any, ds: xr.Dataset, figure: Any) -> None:
     label_p = " (median patient)" if "patient" in conc.dims else ""
     for name in conc["compartment"].values:
         ax.plot(t_d, _median(conc.sel(compartment=name)), label=f"{name}{label_p}")
-    shade_sessions(ax, starts, stops, 24.0)
+    shade_sessions(ax, starts, stops, scale)
     if "sp_ktv" in ds:
         sp = _median(ds["sp_ktv"])
         pre = _median(ds["pre_urea"])
-        for k, t_s in enumerate(ds["session_start"].values / 86400.0):
+        for k, t_s in enumerate(ds["session_start"].values / 3600.0 / scale):
             flag = "" if sp[k] >= 1.2 else " < 1.2"
             ax.annotate(f"Kt/V {sp[k]:.2f}{flag}", (t_s, pre[k]), textcoords="offset points",
                         xytext=(2, 4), fontsize="x-small",
@@ -44,12 +46,15 @@ def plot_urea(model: Any, ds: xr.Dataset, figure: Any) -> None:
     bun = ax.secondary_yaxis("right", functions=(lambda c: c * 2.80134,
                                                  lambda b: b / 2.80134))
     bun.set_ylabel("BUN [mg/dL]")
-    extra = ""
+    extra = (f"; TAC {float(_median(ds['time_averaged_concentration'])):.1f} mmol/L, nPCR "
+             f"{float(_median(ds['npcr'])):.2f} g/kg/day")
     if "std_ktv" in ds:
-        extra = (f"; stdKt/V {float(_median(ds['std_ktv'])):.2f} (Leypoldt "
-                 f"{float(_median(ds['std_ktv_leypoldt'])):.2f}), TAC "
-                 f"{float(_median(ds['time_averaged_concentration'])):.1f} mmol/L, nPCR "
-                 f"{float(_median(ds['npcr'])):.2f} g/kg/day")
+        extra += (f", stdKt/V {float(_median(ds['std_ktv'])):.2f} (Leypoldt "
+                  f"{float(_median(ds['std_ktv_leypoldt'])):.2f})")
+    if "e_ktv" in ds and "rebound" in ds and float(np.max(_median(ds["rebound"]))) > 0:
+        extra += (f"; eKt/V {float(np.mean(_median(ds['e_ktv']))):.2f} (rate equation "
+                  f"{float(np.mean(_median(ds['e_ktv_rate_equation']))):.2f}), rebound "
+                  f"{100 * float(np.mean(_median(ds['rebound']))):.0f} %")
     ax.set_title(f"urea over time{extra}", fontsize="small")
     ax.legend(fontsize="x-small", loc="upper right")
     for ax, species, terms in ((axes[1], "urea", ("urea_generated", "dialysate_removed",
@@ -74,7 +79,7 @@ def plot_urea(model: Any, ds: xr.Dataset, figure: Any) -> None:
                          fontsize="small")
         ax.set_ylabel(f"{species} [{unit}]")
         ax.legend(fontsize="x-small", loc="center left", ncol=2)
-    axes[-1].set_xlabel("time [days]")
+    axes[-1].set_xlabel(f"time [{tunit}]")
     figure.suptitle(model.scenario.name)
 
 
