@@ -382,9 +382,15 @@ class UreaModel(Model):
         common = {"generation": self.g[None, :], "residual_clearance": self.kr[None, :],
                   "volume_rate": a_on}
         sp = adq.formal_ktv(pre, post, hours, v_stop, **common)
-        ektv = adq.formal_ktv(pre, equilibrated, hours, v_stop, **common)
+        # one pool has no rebound: the equilibrated urea is the post-dialysis one
+        ektv = sp if len(fr) == 1 else adq.formal_ktv(pre, equilibrated, hours, v_stop,
+                                                      **common)
         weight = self._post_weight(self.v0)[None, :]
-        sp_daugirdas = adq.daugirdas_sp_ktv(pre, post, hours, uf, weight)
+        with np.errstate(invalid="ignore"):
+            sp_daugirdas = adq.daugirdas_sp_ktv(pre, post, hours, uf, weight)
+        # undefined where R ≤ 0.008·t (far beyond the Kt/V the formula was fitted for)
+        daugirdas_defined = np.isfinite(sp_daugirdas)
+        sp_daugirdas = np.where(daugirdas_defined, sp_daugirdas, 0.0)
         access = self.params.dialyser.access
         rate = adq.rate_equation_ektv(sp, hours, access)
         dims = ("session", *batch)
@@ -406,7 +412,10 @@ class UreaModel(Model):
             "post-dialysis urea, pools equilibrated")
         put("urr", adq.urr(pre, post), "1", "urea reduction ratio")
         put("sp_ktv", sp, "1", "single-pool Kt/V, formal UKM")
-        put("sp_ktv_daugirdas", sp_daugirdas, "1", "single-pool Kt/V, Daugirdas 2nd generation")
+        put("sp_ktv_daugirdas", sp_daugirdas, "1", "single-pool Kt/V, Daugirdas 2nd generation "
+            "(0 where undefined: R ≤ 0.008·t)")
+        put("sp_ktv_daugirdas_defined", daugirdas_defined.astype(np.int8), "1",
+            "whether the Daugirdas formula is defined for the session")
         put("e_ktv", ektv, "1", "equilibrated Kt/V, formal UKM on the equilibrated urea")
         put("e_ktv_rate_equation", rate, "1", "equilibrated Kt/V, Daugirdas–Schneditz rate "
                                                "equation")
