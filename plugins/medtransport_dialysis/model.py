@@ -359,6 +359,8 @@ class UreaModel(Model):
         fr = np.asarray(self._fractions())
         ds["generation"] = (batch, self.g[0] if single else self.g,
                             {"units": "mmol/h", "long_name": "urea generation rate"})
+        ds["residual_clearance"] = (batch, _one(self.kr / 0.06, single), {
+            "units": "mL/min", "long_name": "residual renal urea clearance"})
         ds["npcr"] = (batch, _one(npcr_from_generation(self.g, self.v0), single),
                       {"units": "g/kg/day", "long_name": "normalised protein catabolic rate "
                                                         "(Borah)"})
