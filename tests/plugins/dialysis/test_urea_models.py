@@ -181,3 +181,25 @@ def test_watson_volume_from_the_patient() -> None:
     ds = mt.run(sc)
     assert float(ds["water_volume"].sum("compartment")[0]) == pytest.approx(
         2.447 - 0.09516 * 40 + 0.1074 * 175 + 0.3362 * 70)
+
+
+def test_a_population_is_batched_and_each_patient_is_the_single_patient_run() -> None:
+    sc = _week()
+    sc["population"] = {"size": 40, "variability": {"water_volume": 0.15, "generation": 0.25,
+                                                    "residual_clearance": 0.5, "koa": 0.2}}
+    sc["seed"] = 7
+    pop = mt.run(sc)
+    assert pop.sizes["patient"] == 40 and pop["urea_residual"].dims == ("time", "patient")
+    assert float(np.abs(pop["urea_residual"]).max()) < 1e-9 * float(
+        pop["urea_amount"].max() * 2)
+    for j in (0, 17, 39):
+        p = pop.isel(patient=j)
+        one = _week(water_volume=f"{float(p['water_volume'][0].sum())!r} L",
+                    generation=f"{float(p['generation'])!r} mmol/h",
+                    residual_clearance=f"{float(p['residual_clearance'])!r} mL/min")
+        # the patient's own dialyser clearance, given as the measured session clearance
+        assert np.ptp(p["dialyser_clearance"].values) == 0
+        one["events"][0]["clearance"] = f"{float(p['dialyser_clearance'][0])!r} mL/min"
+        single = mt.run(one)
+        np.testing.assert_allclose(single["concentration"], p["concentration"], rtol=1e-10)
+        np.testing.assert_allclose(single["sp_ktv"], p["sp_ktv"], rtol=1e-9)
