@@ -54,8 +54,11 @@ def dphi1(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     x, y = np.broadcast_arrays(np.asarray(x, float), np.asarray(y, float))
     close = np.abs(x - y) < 1e-5 * np.maximum(1.0, np.maximum(np.abs(x), np.abs(y)))
     with np.errstate(invalid="ignore", divide="ignore"):
-        direct = (phi1(x) - phi1(y)) / (x - y)
-    return np.where(close, _dphi1_at((x + y) / 2.0), direct)
+        out = (phi1(x) - phi1(y)) / (x - y)
+    if close.any():  # rare (short pieces, a + k ≈ 0): the derivative only where needed
+        out = np.array(out, copy=True)
+        out[close] = _dphi1_at((x[close] + y[close]) / 2.0)
+    return out
 
 
 def _dphi1_at(z: np.ndarray) -> np.ndarray:

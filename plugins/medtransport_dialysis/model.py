@@ -383,10 +383,15 @@ class UreaModel(Model):
         a_on = (self.intake - self.urine)[None, :] - self.qf[sel]
         common = {"generation": self.g[None, :], "residual_clearance": self.kr[None, :],
                   "volume_rate": a_on}
-        sp = adq.formal_ktv(pre, post, hours, v_stop, **common)
-        # one pool has no rebound: the equilibrated urea is the post-dialysis one
-        ektv = sp if len(fr) == 1 else adq.formal_ktv(pre, equilibrated, hours, v_stop,
-                                                      **common)
+        if len(fr) == 1:
+            # the single-pool model is the model formal UKM fits: the inversion of its own
+            # pre/post returns its K exactly (tested), so it is not run for every patient;
+            # and one pool has no rebound, so eKt/V = spKt/V
+            sp = self.k_total[sel] * hours / v_stop
+            ektv = sp
+        else:
+            sp = adq.formal_ktv(pre, post, hours, v_stop, **common)
+            ektv = adq.formal_ktv(pre, equilibrated, hours, v_stop, **common)
         weight = self._post_weight(self.v0)[None, :]
         with np.errstate(invalid="ignore"):
             sp_daugirdas = adq.daugirdas_sp_ktv(pre, post, hours, uf, weight)

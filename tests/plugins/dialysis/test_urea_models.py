@@ -203,3 +203,19 @@ def test_a_population_is_batched_and_each_patient_is_the_single_patient_run() ->
         single = mt.run(one)
         np.testing.assert_allclose(single["concentration"], p["concentration"], rtol=1e-10)
         np.testing.assert_allclose(single["sp_ktv"], p["sp_ktv"], rtol=1e-9)
+
+
+def test_single_pool_sp_ktv_is_what_formal_ukm_returns_on_its_pre_and_post(week: Any) -> None:
+    from medtransport_dialysis import adequacy as adq
+
+    ds = week
+    v_post = np.array([float(ds["water_volume"].sum("compartment").interp(time=s + d))
+                       for s, d in zip(ds["session_start"].values,
+                                       ds["session_duration"].values, strict=True)])
+    hours = ds["session_duration"].values / 3600
+    a = (1.2 - 0.3) / 24 - 2.5 / hours
+    formal = adq.formal_ktv(ds["pre_urea"].values, ds["post_urea"].values, hours, v_post,
+                            generation=float(ds["generation"]),
+                            residual_clearance=float(ds["residual_clearance"]) * 0.06,
+                            volume_rate=a)
+    np.testing.assert_allclose(ds["sp_ktv"], formal, rtol=1e-9)
