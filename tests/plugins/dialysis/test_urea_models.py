@@ -219,3 +219,15 @@ def test_single_pool_sp_ktv_is_what_formal_ukm_returns_on_its_pre_and_post(week:
                             residual_clearance=float(ds["residual_clearance"]) * 0.06,
                             volume_rate=a)
     np.testing.assert_allclose(ds["sp_ktv"], formal, rtol=1e-9)
+
+
+def test_daugirdas_outside_its_range_is_marked_undefined_not_a_refusal() -> None:
+    sc = _week(water_volume="18 L", generation="3 mg/min",
+               dialyser={"koa": "3000 mL/min", "blood_flow": "500 mL/min",
+                         "dialysate_flow": "1000 mL/min"})
+    sc["events"][0]["duration"] = "6 h"
+    ds = mt.run(sc)
+    undefined = ds["sp_ktv_daugirdas_defined"] == 0
+    assert bool(undefined.all()) and float(ds["post_urea"][0] / ds["pre_urea"][0]) < 0.048
+    assert np.all(ds["sp_ktv_daugirdas"].where(undefined, 0) == 0)
+    assert np.all(ds["sp_ktv"] > 4)
