@@ -290,15 +290,15 @@ class DialysisDrug(Model):
             last = b == t_end
             active = [i for i, s in enumerate(self.sessions) if s.start <= a and b <= s.stop]
             cl = float(self.session_clearance[active[0]]) if active else 0.0
-            inside = t[(t > a) & (t < b)]
-            grid = np.concatenate([[a], inside, [b]])
+            # the piece's output times, and its ends (which need not be output times)
+            sel = (t >= a) & ((t <= b) if last else (t < b))
+            grid = np.unique(np.concatenate([[a], t[sel], [b]]))
             piece_adds = [(w, v) for w, v in adds if a <= w < b or (last and w == b)]
             piece_ins = [(max(s0, a), min(s1, b), r) for s0, s1, r in ins if s0 < b and s1 > a]
             res = amounts(self.rate_matrix(cl), grid, initial=state, additions=piece_adds,
                           inputs=piece_ins)
             # the state at a, with the doses at a, is the output at a; b starts the next piece
-            sel = (t >= a) & (t < b) if not last else (t >= a) & (t <= b)
-            out[..., sel, :] = res[..., :-1, :] if not last else res
+            out[..., sel, :] = res[..., np.searchsorted(grid, t[sel]), :]
             for i, s in enumerate(self.sessions):
                 if s.start == a:
                     at_start[i] = res[..., 0, :]
@@ -308,12 +308,13 @@ class DialysisDrug(Model):
         return self._trajectory(times_s, t, out, at_start, at_stop, batch, progress)
 
     def _trajectory(self, times_s: np.ndarray, t: np.ndarray, out: np.ndarray,
-                    at_start: np.ndarray, at_stop: np.ndarray, batch: tuple[str, ...],
+                    at_start: np.ndarray, at_stop: np.ndarray, batch: tuple[Any, ...],
                     progress: Progress | None) -> Trajectory:
         nb = len(self.body)
         vols = self.volumes()
         if batch:
             out = out.transpose(1, 0, 2)  # (T, P, n)
+            batch = ("patient",)  # from here on, the name of the dimension
         conc = out[..., :nb] / vols
         coords: dict[str, Any] = {
             "time": ("time", times_s, {"units": "s", "long_name": "time"}),

@@ -9,7 +9,8 @@ repeats either as the core's ``at``/``every``/``count``, or on a weekly schedule
     {type: session, days: [Mon, Wed, Fri], at: 8 h, weeks: 4, duration: 4 h, ...}
 
 where day 0 (Mon) begins at time 0 of the scenario and ``at`` is the time of day; ``weeks``
-defaults to as many weeks as the run spans. Sessions may not overlap.
+defaults to as many weeks as the run spans, and days before ``time.start`` are skipped.
+Sessions may not overlap.
 """
 
 from __future__ import annotations
@@ -104,13 +105,16 @@ def read_sessions(scenario: Scenario) -> list[Session]:
             if at >= 24.0:
                 problems.append((f"{base}.at", "with 'days', 'at' is the time of day (< 24 h)"))
                 continue
-            weeks = extra.get("weeks", max(1, math.ceil((t_end - t0) / 168.0)))
+            weeks = extra.get("weeks", max(1, math.ceil(t_end / 168.0)))
             if not isinstance(weeks, int) or isinstance(weeks, bool) or not 1 <= weeks <= 520:
                 problems.append((f"{base}.weeks", f"expected a whole number of weeks from 1 to "
                                                   f"520, got {weeks!r}"))
                 continue
             offsets = sorted({DAYS.index(d[:3].lower()) for d in days})
-            starts = [168.0 * w + 24.0 * d + at for w in range(weeks) for d in offsets]
+            # a calendar: the days before time.start (or a session running across it) are
+            # not part of the run
+            starts = [x for x in (168.0 * w + 24.0 * d + at for w in range(weeks)
+                                  for d in offsets) if x >= t0 - 1e-12]
         else:
             if "weeks" in extra:
                 problems.append((f"{base}.weeks", "'weeks' goes with 'days'"))

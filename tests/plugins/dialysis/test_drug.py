@@ -124,3 +124,22 @@ def test_a_session_needs_a_clearance_or_a_dialyser() -> None:
     with pytest.raises(ScenarioError) as err:
         mt.run(sc)
     assert any(p == "events.1.clearance" for p, _ in err.value.problems)
+
+
+def test_sessions_between_output_times_and_a_population() -> None:
+    """A session starting and ending between outputs; the same for 30 patients at once."""
+    sc = _vancomycin_week()
+    sc["events"][1] = {"type": "session", "at": "8.5 h", "every": "48 h", "count": 2,
+                       "duration": "3.75 h"}
+    sc["time"] = {"stop": "96 h", "step": "1 h"}
+    one = mt.run(sc)
+    fine = mt.run({**sc, "time": {"stop": "96 h", "step": "15 min"}})
+    np.testing.assert_allclose(one["concentration"],
+                               fine["concentration"].sel(time=one["time"]), rtol=1e-10)
+    np.testing.assert_allclose(one["session_removed"], fine["session_removed"], rtol=1e-10)
+    sc["population"] = {"size": 30, "variability": {"central_volume": 0.2,
+                                                    "nonrenal_clearance": 0.3}}
+    sc["seed"] = 3
+    pop = mt.run(sc)
+    assert pop["session_removed"].dims == ("session", "patient")
+    assert float(np.abs(pop["drug_residual"]).max()) < 1e-9 * 2750

@@ -231,3 +231,10 @@ def test_daugirdas_outside_its_range_is_marked_undefined_not_a_refusal() -> None
     assert bool(undefined.all()) and float(ds["post_urea"][0] / ds["pre_urea"][0]) < 0.048
     assert np.all(ds["sp_ktv_daugirdas"].where(undefined, 0) == 0)
     assert np.all(ds["sp_ktv"] > 4)
+
+
+def test_a_weekly_schedule_skips_the_days_before_the_start() -> None:
+    sc = _week()
+    sc["time"] = {"start": "48 h", "stop": "168 h", "step": "1 h"}
+    ds = mt.run(sc)
+    np.testing.assert_allclose(ds["session_start"].values / 3600, [56.0, 104.0])
