@@ -75,7 +75,8 @@ def plot_urea(model: Any, ds: xr.Dataset, figure: Any) -> None:
             ax.plot(t_d, summed(ds[name]), label=name.replace("_", " "))
         if f"{species}_residual" in ds:
             worst = float(np.abs(ds[f"{species}_residual"]).max())
-            ax.set_title(f"{species} books (max |residual| {worst:.1e} {unit})",
+            who = f", all {ds.sizes['patient']} patients" if total else ""
+            ax.set_title(f"{species} books{who} (max |residual| {worst:.1e} {unit})",
                          fontsize="small")
         ax.set_ylabel(f"{species} [{unit}]")
         ax.legend(fontsize="x-small", loc="center left", ncol=2)
