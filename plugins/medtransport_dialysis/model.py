@@ -36,7 +36,7 @@ from typing import Annotated, Any, ClassVar, Literal
 import numpy as np
 import pint
 import xarray as xr
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from medtransport.errors import ScenarioError
 from medtransport.ledger import Ledger, Species
@@ -77,6 +77,8 @@ class UreaParams(Params):
     """Parameters of the urea models."""
 
     pre_urea: Qty("mmol/L", "mg/dL", gt=0)
+    #: measured after the first session: formal UKM of the measured session
+    post_urea: Qty("mmol/L", "mg/dL", gt=0) | None = None
     #: what a mass concentration or mass rate measures (BUN by default)
     mass_concentration_of: Literal["urea_nitrogen", "urea"] = "urea_nitrogen"
     water_volume: Qty("L", gt=0) | None = None
@@ -92,6 +94,15 @@ class UreaParams(Params):
         if (self.generation is None) == (self.npcr is None):
             raise ValueError("give exactly one of 'generation' and 'npcr'")
         return self
+
+    @field_validator("post_urea")
+    @classmethod
+    def _below_pre(cls, v: pint.Quantity | None, info: ValidationInfo) -> pint.Quantity | None:
+        pre = info.data.get("pre_urea")
+        if v is not None and pre is not None and v.dimensionality == pre.dimensionality \
+                and v.to(pre.units).magnitude >= pre.magnitude:
+            raise ValueError("the post-dialysis urea must be below the pre-dialysis urea")
+        return v
 
 
 class TwoPoolParams(UreaParams):
@@ -221,6 +232,12 @@ class UreaModel(Model):
             self.qf[i] = s.ultrafiltration / s.duration
         t0 = float(self.scenario.time.start.m_as("h"))
         t_end = float(self.scenario.time.stop.m_as("h"))
+        if p.post_urea is not None and not any(s.stop <= t_end + 1e-9 for s in self.sessions):
+            raise ScenarioError([("parameters.post_urea", "a measured post-dialysis urea needs "
+                                  "a session that ends within the run")])
+        if p.post_urea is not None and abs(self.sessions[0].start - t0) > 1e-9:
+            raise ScenarioError([("parameters.post_urea", "pre_urea and post_urea bracket the "
+                                  "first session, so it must start at time.start")])
         base = self.intake - self.urine
         for i, s in enumerate(self.sessions):
             # the volume at the session's end, had every earlier session removed its fluid
@@ -431,6 +448,7 @@ class UreaModel(Model):
             "dialyser urea clearance (with convection and recirculation)")
         put("kdoqi_adequate", (sp >= adq.KDOQI_MINIMUM_SP_KTV).astype(np.int8), "1",
             "spKt/V ≥ 1.2 (KDOQI 2015 minimum delivered dose)")
+        self._measured(ds, batch, hours[0], uf[0], v_stop[0], a_on[0], weight[0], post[0])
         # weekly standard Kt/V (Gotch's definition on the model, Leypoldt's formula): only
         # for a run of a week or more with repeated sessions; both assume a periodic steady
         # state, which a week starting away from it only approaches
@@ -447,6 +465,37 @@ class UreaModel(Model):
         ds["std_ktv_leypoldt"] = (batch, _one(std_formula, single), {
             "units": "1", "long_name": "weekly standard Kt/V, Leypoldt's formula on the mean "
                                        "eKt/V"})
+
+    def _measured(self, ds: xr.Dataset, batch: tuple[str, ...], hours: np.ndarray,
+                  uf: np.ndarray, v_post: np.ndarray, volume_rate: np.ndarray,
+                  weight: np.ndarray, predicted: np.ndarray) -> None:
+        """Formal UKM of the first session from the measured pre/post urea (``post_urea``),
+        with the model's volume, generation and residual clearance."""
+        p = self.params
+        if p.post_urea is None:
+            return
+        single = self.n_patients is None
+        pre = urea_mmol_per_l(p.pre_urea, p.mass_concentration_of)
+        post = urea_mmol_per_l(p.post_urea, p.mass_concentration_of)
+        sp = adq.formal_ktv(pre, post, hours, v_post, generation=self.g,
+                            residual_clearance=self.kr, volume_rate=volume_rate)
+        with np.errstate(invalid="ignore"):
+            bedside = adq.daugirdas_sp_ktv(pre, post, hours, uf, weight)
+        values = {
+            "measured_post_urea": (np.full(self.n_batch, post), "mmol/L",
+                                   "measured post-dialysis urea, first session"),
+            "measured_urr": (np.full(self.n_batch, 1.0 - post / pre), "1",
+                             "urea reduction ratio from the measured urea"),
+            "measured_sp_ktv": (sp, "1", "spKt/V of the first session by formal UKM on the "
+                                         "measured pre/post urea"),
+            "measured_sp_ktv_daugirdas": (np.where(np.isfinite(bedside), bedside, 0.0), "1",
+                                          "spKt/V of the first session, Daugirdas 2nd "
+                                          "generation on the measured urea (0 if undefined)"),
+            "predicted_over_measured_post": (predicted / post, "1",
+                                             "the model's post-dialysis urea over the measured"),
+        }
+        for name, (v, units, label) in values.items():
+            ds[name] = (batch, _one(v, single), {"units": units, "long_name": label})
 
     # -- presentation ----------------------------------------------------------------------
     def plot(self, dataset: xr.Dataset, figure: Any) -> None:

@@ -238,3 +238,34 @@ def test_a_weekly_schedule_skips_the_days_before_the_start() -> None:
     sc["time"] = {"start": "48 h", "stop": "168 h", "step": "1 h"}
     ds = mt.run(sc)
     np.testing.assert_allclose(ds["session_start"].values / 3600, [56.0, 104.0])
+
+
+def _from_monday_8h(**params: Any) -> dict[str, Any]:
+    sc = _week(**params)
+    sc["time"] = {"start": "8 h", "stop": "168 h", "step": "30 min"}
+    return sc
+
+
+def test_a_measured_post_urea_gives_the_measured_session_its_formal_ukm() -> None:
+    """pre_urea and post_urea bracket the first session (here starting at time.start)."""
+    week = mt.run(_from_monday_8h())
+    predicted = float(week["post_urea"][0])
+    # the model's own prediction, given as the measurement, in mmol/L and as BUN in mg/dL
+    as_mmol = mt.run(_from_monday_8h(post_urea=f"{predicted!r} mmol/L"))
+    as_bun = mt.run(_from_monday_8h(post_urea=f"{predicted * 2.80134!r} mg/dL"))
+    for ds in (as_mmol, as_bun):
+        assert float(ds["measured_sp_ktv"]) == pytest.approx(float(week["sp_ktv"][0]), rel=1e-6)
+        assert float(ds["predicted_over_measured_post"]) == pytest.approx(1.0, rel=1e-6)
+    # a lower measured post-dialysis urea is a larger delivered dose
+    lower = mt.run(_from_monday_8h(post_urea=f"{0.8 * predicted!r} mmol/L"))
+    assert float(lower["measured_sp_ktv"]) > float(week["sp_ktv"][0]) + 0.1
+    assert float(lower["measured_urr"]) == pytest.approx(
+        1 - 0.8 * predicted / float(week["pre_urea"][0]), rel=1e-9)
+    with pytest.raises(ScenarioError, match="below the pre-dialysis"):
+        mt.run(_week(post_urea="80 mg/dL"))
+    short = _week(post_urea="20 mg/dL")
+    short["time"] = {"stop": "10 h", "step": "1 h"}
+    with pytest.raises(ScenarioError, match="ends within the run"):
+        mt.run(short)
+    with pytest.raises(ScenarioError, match="must start at time.start"):
+        mt.run(_week(post_urea="20 mg/dL"))
