@@ -267,5 +267,5 @@ def test_a_measured_post_urea_gives_the_measured_session_its_formal_ukm() -> Non
     short["time"] = {"stop": "10 h", "step": "1 h"}
     with pytest.raises(ScenarioError, match="ends within the run"):
         mt.run(short)
-    with pytest.raises(ScenarioError, match="must start at time.start"):
+    with pytest.raises(ScenarioError, match=r"must start at time\.start"):
         mt.run(_week(post_urea="20 mg/dL"))
