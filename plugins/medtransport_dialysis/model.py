@@ -297,15 +297,20 @@ class UreaModel(Model):
         return course.part("dialysate")
 
     def _water_terms(self, times_h: np.ndarray) -> dict[str, np.ndarray]:
-        """Cumulative intake, urine and ultrafiltration (L) from t0, (T, P), from the
-        prescription alone (not from the states)."""
+        """Cumulative intake, urine and ultrafiltration (L) from t0, from the prescription alone
+        (not from the states): (T,) when every patient has the same (no population parameter
+        varies them, so a population's books do not carry P copies), else (T, P)."""
         t0 = times_h[0]
+        rates = np.stack([self.intake, self.urine, *self.qf])
+        same = bool(np.all(rates == rates[:, :1]))
+        cols = slice(0, 1) if same else slice(None)
         span = (times_h - t0)[:, None]
-        uf = np.zeros((times_h.size, self.n_batch))
+        uf = np.zeros((times_h.size, 1 if same else self.n_batch))
         for i, s in enumerate(self.sessions):
-            uf += self.qf[i][None, :] * np.clip(times_h - s.start, 0.0, s.duration)[:, None]
-        return {"intake": span * self.intake[None, :], "urine": span * self.urine[None, :],
-                "ultrafiltration": uf}
+            uf += self.qf[i][None, cols] * np.clip(times_h - s.start, 0.0, s.duration)[:, None]
+        out = {"intake": span * self.intake[None, cols], "urine": span * self.urine[None, cols],
+               "ultrafiltration": uf}
+        return {k: v[:, 0] for k, v in out.items()} if same else out
 
     def simulate(self, progress: Progress | None = None) -> Trajectory:
         times_s = self.scenario.time.output_times()
@@ -350,16 +355,19 @@ class UreaModel(Model):
                                                            "long_name": f"cumulative {label}"})
         water_terms = self._water_terms(times_h)
         for name, values in water_terms.items():
-            ds[f"water_{name}"] = (("time", *batch), shaped(values),
-                                   {"units": "L", "long_name": f"cumulative {name} of water"})
+            if values.ndim == 2:
+                values = shaped(values)
+            dims = ("time", *batch) if values.ndim == 2 else ("time",)
+            ds[f"water_{name}"] = (dims, values, {"units": "L", "long_name":
+                                                  f"cumulative {name} of water (per patient)"})
         self._adequacy(ds, course, times_h, batch)
         ledgers = {
             "urea": Ledger.of("urea", "mmol", times_s.size, source={"generation": shaped(
                 generated)}, outflow={"dialysate": shaped(dialysate), "renal": shaped(renal)}),
             "water": Ledger.of("water", "L", times_s.size,
-                               inflow={"intake": shaped(water_terms["intake"])},
-                               outflow={"ultrafiltration": shaped(water_terms["ultrafiltration"]),
-                                        "urine": shaped(water_terms["urine"])}),
+                               inflow={"intake": water_terms["intake"]},
+                               outflow={"ultrafiltration": water_terms["ultrafiltration"],
+                                        "urine": water_terms["urine"]}),
         }
         del n
         if progress is not None:

@@ -64,7 +64,10 @@ def plot_urea(model: Any, ds: xr.Dataset, figure: Any) -> None:
         total = "patient" if "patient" in ds.dims else None
 
         def summed(v: xr.DataArray, total: Any = total) -> np.ndarray:
-            return v.sum(total).values if total else v.values
+            if total and total in v.dims:
+                return v.sum(total).values
+            # a term every patient shares is stored once
+            return v.values * (ds.sizes[total] if total else 1)
 
         unit = ds[terms[0]].attrs["units"]
         stored = ds["urea_amount" if species == "urea" else "water_volume"].sum("compartment")
