@@ -209,7 +209,9 @@ def simulate_course(times: np.ndarray, schedule: Schedule, kinetics: Kinetics,
         raise ValueError("the closed form is for a single pool; use matrix_exponential")
     advance = _advance_closed_form if method == "closed_form" else _advance_matrix_exponential
     p = initial_volume.shape[0]
-    y = np.zeros((p, n + 5))
+    # column-major: each state of all patients is contiguous, which halves the cost of the
+    # closed form's elementwise passes over 10⁵ patients
+    y = np.zeros((p, n + 5), order="F")
     y[:, :n] = initial_amount
     y[:, n + 3] = initial_volume
     t0, t_end = float(times[0]), float(times[-1])
