@@ -269,3 +269,20 @@ def test_a_measured_post_urea_gives_the_measured_session_its_formal_ukm() -> Non
         mt.run(short)
     with pytest.raises(ScenarioError, match=r"must start at time\.start"):
         mt.run(_week(post_urea="20 mg/dL"))
+
+
+def test_the_cli_refuses_a_bad_session_with_exit_2_naming_the_field(tmp_path: Any) -> None:
+    import yaml
+    from click.testing import CliRunner
+
+    from medtransport.cli import main
+
+    sc = _week()
+    sc["events"][0]["days"] = ["Mon", "Someday"]
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(sc), encoding="utf-8")
+    result = CliRunner().invoke(main, ["run", str(path), "-o", str(tmp_path / "x.nc")])
+    assert result.exit_code == 2
+    assert "events.0.days" in result.output + result.stderr
+    assert "Traceback" not in result.output + result.stderr
+    assert not (tmp_path / "x.nc").exists()
