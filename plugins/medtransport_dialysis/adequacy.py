@@ -38,7 +38,7 @@ from typing import Any, Literal
 import numpy as np
 
 from medtransport_dialysis.dialyser import phi1
-from medtransport_dialysis.kinetics import _log_ratio
+from medtransport_dialysis.kinetics import log_ratio
 
 __all__ = ["KDOQI_MINIMUM_SP_KTV", "KDOQI_TARGET_SP_KTV", "daugirdas_sp_ktv", "formal_ktv",
            "leypoldt_std_ktv", "rate_equation_ektv", "urr"]
@@ -107,7 +107,7 @@ def _post_concentration(pre: np.ndarray, t: np.ndarray, v_pre: np.ndarray, g: np
     """C at the end of one session of the single-pool model (the closed form of
     :mod:`medtransport_dialysis.kinetics` for one piece, the amount only)."""
     m = pre * v_pre
-    tau = t / v_pre * _log_ratio(a * t / v_pre)
+    tau = t / v_pre * log_ratio(a * t / v_pre)
     total = k + kr
     e = np.exp(-total * tau)
     z = (a + total) * tau

@@ -46,7 +46,7 @@ import numpy as np
 from medtransport.numerics.compartments import expm_batched
 from medtransport_dialysis.dialyser import phi1
 
-__all__ = ["Course", "Kinetics", "Schedule", "dphi1", "simulate_course"]
+__all__ = ["Course", "Kinetics", "Schedule", "dphi1", "log_ratio", "simulate_course"]
 
 
 def dphi1(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -77,7 +77,7 @@ def _dphi1_at(z: np.ndarray) -> np.ndarray:
     return np.where(small, series, direct)
 
 
-def _log_ratio(x: np.ndarray) -> np.ndarray:
+def log_ratio(x: np.ndarray) -> np.ndarray:
     """ln(1 + x)/x with the value 1 at x = 0."""
     small = np.abs(x) < 1e-8
     safe = np.where(small, 1.0, x)
@@ -144,7 +144,7 @@ def _advance_closed_form(y: np.ndarray, h: float, k_d: np.ndarray, kin: Kinetics
     """One piece of length h for a single pool, exactly (module docstring)."""
     m, d, r, res, v, area = (y[:, j] for j in range(6))
     g, kr = kin.generation, kin.residual_clearance
-    tau = h / v * _log_ratio(a * h / v)
+    tau = h / v * log_ratio(a * h / v)
     k = k_d + kr
     e = np.exp(-k * tau)
     z = (a + k) * tau
@@ -193,7 +193,7 @@ def _advance_matrix_exponential(y: np.ndarray, h: float, k_d: np.ndarray, kin: K
                                 a: np.ndarray) -> np.ndarray:
     n = kin.pools
     v = y[:, n + 3]
-    tau = h / v * _log_ratio(a * h / v)
+    tau = h / v * log_ratio(a * h / v)
     prop = expm_batched(_rate_matrix(k_d, kin, a) * tau[:, None, None])
     return np.matmul(prop, y[..., None])[..., 0]
 

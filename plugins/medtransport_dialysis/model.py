@@ -316,7 +316,6 @@ class UreaModel(Model):
         times_s = self.scenario.time.output_times()
         times_h = times_s / 3600.0
         course = self._solve(times_h)
-        n = len(self.pool_names)
         fr = np.asarray(self._fractions())
         amounts = self._amounts(course)                       # (T, P, n)
         volume = course.part("volume")                        # (T, P)
@@ -369,7 +368,6 @@ class UreaModel(Model):
                                outflow={"ultrafiltration": water_terms["ultrafiltration"],
                                         "urine": water_terms["urine"]}),
         }
-        del n
         if progress is not None:
             progress(1.0)
         return Trajectory(ds, ledgers)
