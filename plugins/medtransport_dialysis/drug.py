@@ -259,8 +259,16 @@ class DialysisDrug(Model):
         return {"drug": "mg"}
 
     def routes(self) -> dict[str, list[str]]:
-        return {"drug": ["renal elimination", "non-renal elimination",
-                         "into the dialysate during sessions", "into the CRRT effluent"]}
+        p = self.params
+        cl_d = (f"{np.min(self.session_clearance) / 0.06:.4g}–"
+                f"{np.max(self.session_clearance) / 0.06:.4g} mL/min"
+                if self.sessions else "no sessions")
+        return {"drug": [f"renal elimination (CL_R {p.renal_clearance.m_as('L/h'):.4g} L/h)",
+                         "non-renal elimination (CL_NR "
+                         f"{p.nonrenal_clearance.m_as('L/h'):.4g} L/h)",
+                         f"into the dialysate during {len(self.sessions)} sessions (CL_D "
+                         f"{cl_d})",
+                         f"into the CRRT effluent (CL {self._crrt():.4g} L/h)"]}
 
     def simulate(self, progress: Progress | None = None) -> Trajectory:
         times_s = self.scenario.time.output_times()

@@ -259,10 +259,19 @@ class UreaModel(Model):
         return {"urea": "mmol", "water": "L"}
 
     def routes(self) -> dict[str, list[str]]:
-        return {"urea": ["into the dialysate during sessions (dialyser clearance)",
-                         "into the urine (residual renal clearance)",
-                         "made by protein catabolism (source: generation)"],
-                "water": ["ultrafiltration during sessions", "urine", "intake (inflow)"]}
+        k = self.k_total / 0.06
+        shown = f"{np.min(k):.4g}–{np.max(k):.4g} mL/min" if k.size else "no sessions"
+        removed = sum(s.ultrafiltration for s in self.sessions)
+        return {"urea": [f"into the dialysate during {len(self.sessions)} sessions (dialyser "
+                         f"clearance {shown})",
+                         "into the urine (residual clearance "
+                         f"{self.params.residual_clearance.m_as('mL/min'):.4g} mL/min)",
+                         "made by protein catabolism (source: generation "
+                         f"{np.min(self.g):.4g}–{np.max(self.g):.4g} mmol/h)"],
+                "water": [f"ultrafiltration during sessions ({removed:.4g} L in all)",
+                          f"urine ({self.params.urine_output.m_as('L/day'):.4g} L/day)",
+                          f"intake (inflow, {self.params.fluid_intake.m_as('L/day'):.4g} "
+                          "L/day)"]}
 
     def initial_amounts(self) -> dict[str, pint.Quantity]:
         """Declared from the scenario: measured pre-dialysis urea × modelled volume."""
