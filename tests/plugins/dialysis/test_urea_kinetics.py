@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from medtransport.units import Q_
 from medtransport_dialysis.kinetics import Kinetics, Schedule, dphi1, simulate_course
@@ -192,3 +194,26 @@ def test_npcr_round_trip_and_value() -> None:
     assert generation_from_npcr(npcr_from_generation(g, 38.0), 38.0) == pytest.approx(g)
     with pytest.raises(ValueError, match="nPCR"):
         generation_from_npcr(0.1, 38.0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(v0=st.floats(20, 60), k=st.floats(0.5, 25), kr=st.floats(0, 0.6), g=st.floats(1, 20),
+       qf=st.floats(0, 1.2), intake=st.floats(0, 0.15), hours=st.floats(1, 6),
+       gap=st.floats(10, 80), step=st.floats(0.25, 7))
+def test_any_schedule_closes_its_books_and_both_solvers_agree(
+        v0: float, k: float, kr: float, g: float, qf: float, intake: float, hours: float,
+        gap: float, step: float) -> None:
+    starts = np.array([2.0, 2.0 + hours + gap])
+    sched = Schedule(starts, starts + hours, np.array([[k], [k]]), np.array([[qf], [qf]]))
+    kin = _kin(g, kr, intake=intake)
+    t = np.arange(0.0, float(starts[-1] + hours + 5.0), step)
+    a = simulate_course(t, sched, kin, np.array([[20.0 * v0]]), np.array([v0]))
+    b = simulate_course(t, sched, kin, np.array([[20.0 * v0]]), np.array([v0]),
+                        method="matrix_exponential")
+    np.testing.assert_allclose(a.states, b.states, rtol=1e-9, atol=1e-9 * 20 * v0)
+    books = (20.0 * v0 + a.part("generated") - a.part("dialysate") - a.part("renal"))
+    np.testing.assert_allclose(a.part("amount")[..., 0], books, rtol=1e-11,
+                               atol=1e-11 * 20 * v0)
+    np.testing.assert_allclose(a.part("volume")[:, 0],
+                               v0 + intake * t - qf * sum(np.clip(t - s, 0, hours)
+                                                          for s in starts), rtol=1e-12)
