@@ -82,8 +82,10 @@ def plot_urea(model: Any, ds: xr.Dataset, figure: Any) -> None:
             ax.set_title(f"{species} books{who} (max |residual| {worst:.1e} {unit})",
                          fontsize="small")
         ax.set_ylabel(f"{species} [{unit}]")
-        ax.legend(fontsize="x-small", loc="center left", ncol=2)
+        # beside the panel: inside, the legend would hide the first day's books
+        ax.legend(fontsize="x-small", loc="center left", bbox_to_anchor=(1.01, 0.5))
     axes[-1].set_xlabel(f"time [{tunit}]")
+    figure.subplots_adjust(right=0.8, hspace=0.35)
     figure.suptitle(model.scenario.name)
 
 
