@@ -28,7 +28,7 @@ formulas it is checked against.
       stdKt/V = [10080·(1 − e^{−eKt/V})/t] / [(1 − e^{−eKt/V})/eKt/V + 10080/(N·t) − 1]
 
 - KDOQI 2015 (Am J Kidney Dis 66:884): target spKt/V 1.4 per thrice-weekly session, minimum
-  delivered 1.2.
+  delivered 1.2; URR ≥ 65 %.
 """
 
 from __future__ import annotations
@@ -40,11 +40,12 @@ import numpy as np
 from medtransport_dialysis.dialyser import phi1
 from medtransport_dialysis.kinetics import log_ratio
 
-__all__ = ["KDOQI_MINIMUM_SP_KTV", "KDOQI_TARGET_SP_KTV", "daugirdas_sp_ktv", "formal_ktv",
-           "leypoldt_std_ktv", "rate_equation_ektv", "urr"]
+__all__ = ["KDOQI_MINIMUM_SP_KTV", "KDOQI_MINIMUM_URR", "KDOQI_TARGET_SP_KTV",
+           "daugirdas_sp_ktv", "formal_ktv", "leypoldt_std_ktv", "rate_equation_ektv", "urr"]
 
 KDOQI_MINIMUM_SP_KTV = 1.2
 KDOQI_TARGET_SP_KTV = 1.4
+KDOQI_MINIMUM_URR = 0.65
 
 
 def urr(pre: Any, post: Any) -> np.ndarray:

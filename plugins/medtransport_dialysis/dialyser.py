@@ -10,8 +10,8 @@ expression, stays finite at Qb = Qd (K_D = Qb·KoA/(KoA + Qb)) and has the limit
 
     Qd → ∞:   K_D = Qb·(1 − e^{−KoA/Qb})          KoA → ∞:   K_D = min(Qb, Qd).
 
-Ultrafiltration adds convection (Jaffrin, Ding & Laurent 1990, J Biomech Eng 112:212;
-Jaffrin 1995, Clin Nephrol 43 Suppl 1:S11, for sieving coefficient S)::
+Ultrafiltration adds convection (Jaffrin, Gupta & Malbrancq 1981, J Biomech Eng 103:261;
+with a sieving coefficient S for solutes the membrane partly retains)::
 
     K = K_D + S·Qf·(1 − K_D/Qb)
 

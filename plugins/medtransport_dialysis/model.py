@@ -463,6 +463,8 @@ class UreaModel(Model):
             "dialyser urea clearance (with convection and recirculation)")
         put("kdoqi_adequate", (sp >= adq.KDOQI_MINIMUM_SP_KTV).astype(np.int8), "1",
             "spKt/V ≥ 1.2 (KDOQI 2015 minimum delivered dose)")
+        put("urr_adequate", (adq.urr(pre, post) >= adq.KDOQI_MINIMUM_URR).astype(np.int8), "1",
+            "URR ≥ 65 % (KDOQI 2015)")
         self._measured(ds, batch, hours[0], uf[0], v_stop[0], a_on[0], weight[0], post[0])
         # weekly standard Kt/V (Gotch's definition on the model, Leypoldt's formula): only
         # for a run of a week or more with repeated sessions; both assume a periodic steady

@@ -93,6 +93,7 @@ def test_an_under_dialysed_patient_is_flagged() -> None:
     sc["events"][0]["duration"] = "3 h"
     ds = mt.run(sc)
     assert np.all(ds["sp_ktv"] < 1.2) and np.all(ds["kdoqi_adequate"] == 0)
+    np.testing.assert_array_equal(ds["urr_adequate"], (ds["urr"] >= 0.65).astype(int))
 
 
 # ----------------------------------------------------------------------------- mutants
