@@ -85,7 +85,8 @@ def plot_urea(model: Any, ds: xr.Dataset, figure: Any) -> None:
         # beside the panel: inside, the legend would hide the first day's books
         ax.legend(fontsize="x-small", loc="center left", bbox_to_anchor=(1.01, 0.5))
     axes[-1].set_xlabel(f"time [{tunit}]")
-    figure.subplots_adjust(right=0.8, hspace=0.35)
+    if figure.get_layout_engine() is None:  # the CLI's constrained layout places them itself
+        figure.subplots_adjust(right=0.8, hspace=0.35)
     figure.suptitle(model.scenario.name)
 
 
