@@ -166,7 +166,8 @@ def exact_kinds(sde: AffineSDE) -> list[int]:
 class SDEResult:
     """Paths at the output steps.
 
-    ``values`` (n_out, n_paths, d): the state of every path at each output (NaN once absorbed);
+    ``values`` (n_out, n_paths, d): the state of every path at each output (NaN once absorbed;
+``stopped`` has the state held where it was absorbed — at or beyond the wall — instead);
     ``absorbed_face`` (n_paths,): −1 alive, else the wall code 2·component + (0 lower, 1 upper);
     ``absorbed_step`` (n_paths,) the step at whose end it was absorbed (n_steps + 1 if never);
     ``violations`` (n_paths,) steps that left the state space (before the fix);
@@ -180,6 +181,7 @@ class SDEResult:
     absorbed_step: np.ndarray
     violations: np.ndarray
     decrease: np.ndarray | None
+    stopped: np.ndarray
     scheme: str
     bounds_fix: str
     seed: int
@@ -378,8 +380,8 @@ def _paths(x0, n_steps, h, out_steps, a0, amat, cn, scheme, kinds, ex_mult, ex_s
                         if dead:
                             face[p] = 2 * i + side
                             absorbed_step[p] = step
-                if keep_decrease:
-                    dec[i] += x[i] - yi
+                if keep_decrease:  # what left the recorded state (clipped under truncation)
+                    dec[i] += xv[i] - (min(max(yi, ss_lo[i]), ss_hi[i]) if fix == 1 else yi)
                 y[i] = yi
             for i in range(d):
                 x[i] = y[i]
@@ -449,6 +451,27 @@ def _walls(walls: Sequence[tuple[WallKind, float, WallKind, float]] | None, d: i
     return lo, hi, klo, khi
 
 
+def _stopped(values: np.ndarray, face: np.ndarray, w_lo: np.ndarray, w_hi: np.ndarray
+             ) -> np.ndarray:
+    """``values`` with each absorbed path held after absorption: its last output before it,
+    and the absorbing component at the wall."""
+    out = values.copy()
+    gone = np.flatnonzero(face >= 0)
+    if gone.size == 0:
+        return out
+    sub = out[:, gone, :]
+    for k in range(1, sub.shape[0]):
+        hole = ~np.isfinite(sub[k])
+        sub[k][hole] = sub[k - 1][hole]
+    comp, side = face[gone] // 2, face[gone] % 2
+    wall = np.where(side == 0, w_lo[comp], w_hi[comp])
+    absorbed_now = ~np.isfinite(values[:, gone, :][:, np.arange(gone.size), comp])
+    col = sub[:, np.arange(gone.size), comp]
+    sub[:, np.arange(gone.size), comp] = np.where(absorbed_now, wall[None, :], col)
+    out[:, gone, :] = sub
+    return out
+
+
 def simulate(sde: AffineSDE, x0: np.ndarray | Sequence[float], dt: float, n_steps: int,
              output_steps: Sequence[int] | np.ndarray, *, n_paths: int, seed: int,
              scheme: Scheme = "euler_maruyama", bounds_fix: BoundsFix = "truncate",
@@ -512,5 +535,6 @@ def simulate(sde: AffineSDE, x0: np.ndarray | Sequence[float], dt: float, n_step
            k_hi, bool(bridge), np.uint64(int(seed) & _M64), _ZIG_X, _ZIG_R, bool(keep_decrease),
            values, decrease, face, absorbed_step, violations)
     return SDEResult(steps, steps * dt, values, face, absorbed_step, violations,
-                     decrease if keep_decrease else None, scheme,
+                     decrease if keep_decrease else None, _stopped(values, face, w_lo, w_hi),
+                     scheme,
                      "exact" if scheme == "exact" else bounds_fix, int(seed), float(dt))
