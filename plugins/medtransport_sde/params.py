@@ -57,9 +57,9 @@ def _sqrt_per_time(q: pint.Quantity) -> pint.Quantity:
 
 
 class _WithHistogram(Params):
-    histogram: HistogramSpec | None = None
+    """Each process declares ``histogram`` last, so that it is checked against ``initial``."""
 
-    @field_validator("histogram")
+    @field_validator("histogram", check_fields=False)
     @classmethod
     def _hist_units(cls, v: HistogramSpec | None, info: ValidationInfo) -> HistogramSpec | None:
         if v is None:
@@ -80,6 +80,7 @@ class OUParams(_WithHistogram):
     set_point: Qty()
     reversion_rate: Qty("1/s", gt=0)
     volatility: Qty(ge=0)
+    histogram: HistogramSpec | None = None
 
     @field_validator("set_point")
     @classmethod
@@ -99,6 +100,7 @@ class GBMParams(_WithHistogram):
     initial: Qty(gt=0)
     growth_rate: Qty("1/s")
     volatility: Qty("1/s**0.5", ge=0)
+    histogram: HistogramSpec | None = None
 
 
 class CIRParams(_WithHistogram):
@@ -109,6 +111,7 @@ class CIRParams(_WithHistogram):
     reversion_rate: Qty("1/s", gt=0)
     long_term_mean: Qty(gt=0)
     volatility: Qty(gt=0)
+    histogram: HistogramSpec | None = None
 
     @field_validator("long_term_mean")
     @classmethod
@@ -129,6 +132,7 @@ class JacobiParams(_WithHistogram):
     mean: Qty("dimensionless", gt=0, lt=1)
     mixing_rate: Qty("1/s", gt=0)
     mixing_intensity: Qty("dimensionless", gt=0)
+    histogram: HistogramSpec | None = None
 
 
 class WallSpec(BaseModel):
@@ -157,6 +161,7 @@ class DriftedBMParams(_WithHistogram):
     velocity: Qty("m/s")
     diffusivity: Qty("m^2/s", gt=0)
     walls: Walls | None = None
+    histogram: HistogramSpec | None = None
 
     @field_validator("walls")
     @classmethod
