@@ -108,7 +108,7 @@ def test_euler_on_cir_without_a_fix_is_caught_by_the_state_space_audit() -> None
 def test_bounds_refuse_refuses_a_scheme_that_can_leave_the_state_space() -> None:
     sc = cir_hard()
     sc["solver"]["bounds"] = "refuse"
-    with pytest.raises(AuditFailure, match="refused before running.*state_space"):
+    with pytest.raises(AuditFailure, match=r"refused before running.*state_space"):
         medtransport.run(sc)
     sc["solver"] = {"method": "exact", "paths": 2000, "bounds": "refuse"}
     assert medtransport.run(sc).attrs["audit_status"] == "passed"
@@ -116,7 +116,7 @@ def test_bounds_refuse_refuses_a_scheme_that_can_leave_the_state_space() -> None
 
 def test_jacobi_has_no_exact_transition_and_says_so_naming_the_field() -> None:
     sc = example("sde.jacobi_mixing", solver={"method": "exact"})
-    with pytest.raises(ScenarioError, match="solver.method"):
+    with pytest.raises(ScenarioError, match=r"solver\.method"):
         medtransport.run(sc)
 
 
@@ -235,9 +235,9 @@ def test_pk_euler_maruyama_step_beyond_the_limit_is_refused() -> None:
 
 def test_histogram_and_wall_inputs_are_checked_naming_the_field() -> None:
     cls = cls_of("sde.drifted_brownian")
-    with pytest.raises(ScenarioError, match="parameters.histogram"):
+    with pytest.raises(ScenarioError, match=r"parameters\.histogram"):
         cls.validate_params({"initial": "0 um", "velocity": "1 um/s", "diffusivity": "1 um^2/s",
                              "histogram": {"lower": "0 s", "upper": "1 s"}})
     sc = example("sde.ornstein_uhlenbeck", solver={"paths": 1})
-    with pytest.raises(ScenarioError, match="solver.paths"):
+    with pytest.raises(ScenarioError, match=r"solver\.paths"):
         build_model(cls_of("sde.ornstein_uhlenbeck"), sc)
