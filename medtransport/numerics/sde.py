@@ -405,6 +405,105 @@ def _paths(x0, n_steps, h, out_steps, a0, amat, cn, scheme, kinds, ex_mult, ex_s
         violations[p] = nviol
 
 
+@numba.njit(parallel=True, **_JIT)
+def _paths_1d(x0, n_steps, h, out_steps, a0, a1, c0, c1, c2, scheme, kind, ex_mult, ex_shift,
+              ex_sd, ss_lo, ss_hi, fix, wall_lo, wall_hi, kind_lo, kind_hi, bridge, seed, zx,
+              zr, keep_decrease, values, decrease, face, absorbed_step,
+              violations):  # pragma: no cover - compiled
+    """The one-component case of :func:`_paths` with the state in registers (the same draws,
+    the same bits): most named processes are scalar, and this loop is the hot one."""
+    n_paths = x0.shape[0]
+    n_out = out_steps.shape[0]
+    sqh = math.sqrt(h)
+    has_walls = kind_lo != 0 or kind_hi != 0
+    b_add = math.sqrt(c0) if c0 > 0.0 else 0.0
+    b_lin = math.sqrt(c2) if c2 > 0.0 else 0.0
+    for p in numba.prange(n_paths):
+        s0, s1, s2, s3 = _seed(seed, p)
+        x = x0[p]
+        dec = 0.0
+        k = 0
+        while k < n_out and out_steps[k] == 0:
+            values[k, p, 0] = x
+            if keep_decrease:
+                decrease[k, p, 0] = 0.0
+            k += 1
+        dead = False
+        nviol = 0
+        for step in range(1, n_steps + 1):
+            xv = min(max(x, ss_lo), ss_hi) if fix == 1 else x
+            s0, s1, s2, s3, z = _normal(s0, s1, s2, s3, zx, zr)
+            if scheme == 2:
+                if kind == 1:
+                    y = ex_mult * xv + ex_shift + ex_sd * z
+                elif kind == 2:
+                    y = xv * math.exp(ex_shift + ex_sd * z)
+                else:
+                    nc = max(xv, 0.0) * ex_mult / ex_sd
+                    s0, s1, s2, s3, q = _ncx2(s0, s1, s2, s3, ex_shift, nc, zx, zr)
+                    y = ex_sd * q
+            else:
+                dw = sqh * z
+                # no square root where the noise is additive or proportional (a hot path)
+                if c1 == 0.0 and c2 == 0.0:
+                    b = b_add
+                elif c0 == 0.0 and c1 == 0.0:
+                    b = b_lin * abs(xv)
+                else:
+                    var = c0 + (c1 + c2 * xv) * xv
+                    b = math.sqrt(var) if var > 0.0 else 0.0
+                y = x + (a0 + a1 * xv) * h + b * dw
+                if scheme == 1:
+                    y += 0.25 * (c1 + 2.0 * c2 * xv) * (dw * dw - h)
+            if y < ss_lo or y > ss_hi:
+                nviol += 1
+                if fix == 2:
+                    y = _fold(y, ss_lo, ss_hi)
+            if has_walls:
+                if kind_lo == 1 or kind_hi == 1:
+                    lo = wall_lo if kind_lo == 1 else -math.inf
+                    hi = wall_hi if kind_hi == 1 else math.inf
+                    if y < lo or y > hi:
+                        y = _fold(y, lo, hi)
+                for side in range(2):
+                    kd = kind_lo if side == 0 else kind_hi
+                    if kd != 2 or dead:
+                        continue
+                    wall = wall_lo if side == 0 else wall_hi
+                    d0 = (xv - wall) if side == 0 else (wall - xv)
+                    d1 = (y - wall) if side == 0 else (wall - y)
+                    if d1 < 0.0:
+                        dead = True
+                    elif bridge:
+                        var = c0 + (c1 + c2 * xv) * xv
+                        if var > 0.0 and d0 > 0.0:
+                            arg = 2.0 * d0 * d1 / (var * h)
+                            if arg < 745.0:
+                                s0, s1, s2, s3, u = _uniform(s0, s1, s2, s3)
+                                if u < math.exp(-arg):
+                                    dead = True
+                    if dead:
+                        face[p] = side
+                        absorbed_step[p] = step
+            if keep_decrease:
+                dec += xv - (min(max(y, ss_lo), ss_hi) if fix == 1 else y)
+            x = y
+            while k < n_out and out_steps[k] == step:
+                v = min(max(x, ss_lo), ss_hi) if fix == 1 else x
+                values[k, p, 0] = np.nan if dead else v
+                if keep_decrease:
+                    decrease[k, p, 0] = np.nan if dead else dec
+                k += 1
+            if dead:
+                break
+        while k < n_out:
+            values[k, p, 0] = np.nan
+            if keep_decrease:
+                decrease[k, p, 0] = np.nan
+            k += 1
+        violations[p] = nviol
+
+
 # ------------------------------------------------------------------------ the driver
 
 def _exact_coefficients(sde: AffineSDE, h: float, kinds: list[int]
@@ -476,14 +575,16 @@ def simulate(sde: AffineSDE, x0: np.ndarray | Sequence[float], dt: float, n_step
              output_steps: Sequence[int] | np.ndarray, *, n_paths: int, seed: int,
              scheme: Scheme = "euler_maruyama", bounds_fix: BoundsFix = "truncate",
              walls: Sequence[tuple[WallKind, float, WallKind, float]] | None = None,
-             bridge: bool = True, keep_decrease: bool = False) -> SDEResult:
+             bridge: bool = True, keep_decrease: bool = False,
+             _general: bool = False) -> SDEResult:
     """Simulate ``n_paths`` paths from ``x0`` (one state of d components, or (n_paths, d)).
 
     ``walls``: per component ``(lower kind, lower position, upper kind, upper position)``, kinds
     ``none``/``reflecting``/``absorbing``. ``bounds_fix`` applies where the scheme can leave the
     state space (module docstring); ``exact`` never does for the kinds it supports.
     ``keep_decrease``: also return the cumulative decrease of each component (an eliminated
-    amount, when the state is the amount left).
+    amount, when the state is the amount left). One component runs a loop specialised for it,
+    with the same bits as the general loop (which ``_general`` forces, for tests).
     """
     if scheme not in _SCHEME_CODE:
         raise ValueError(f"scheme must be one of {', '.join(SCHEMES)}, got {scheme!r}")
@@ -528,12 +629,23 @@ def simulate(sde: AffineSDE, x0: np.ndarray | Sequence[float], dt: float, n_step
     face = np.full(n_paths, -1, dtype=np.int64)
     absorbed_step = np.full(n_paths, n_steps + 1, dtype=np.int64)
     violations = np.zeros(n_paths, dtype=np.int64)
-    _paths(start, int(n_steps), float(dt), steps, np.asarray(sde.drift_constant, float),
-           np.ascontiguousarray(sde.drift_matrix, float), np.ascontiguousarray(sde.noise, float),
-           _SCHEME_CODE[scheme], np.asarray(kinds, np.int64), mult, shift, sd,
-           np.asarray(sde.lower, float), np.asarray(sde.upper, float), fix, w_lo, w_hi, k_lo,
-           k_hi, bool(bridge), np.uint64(int(seed) & _M64), _ZIG_X, _ZIG_R, bool(keep_decrease),
-           values, decrease, face, absorbed_step, violations)
+    if d == 1 and not _general:
+        c = np.asarray(sde.noise, float)[0]
+        _paths_1d(start[:, 0].copy(), int(n_steps), float(dt), steps,
+                  float(sde.drift_constant[0]), float(sde.drift_matrix[0, 0]), float(c[0]),
+                  float(c[1]), float(c[2]), _SCHEME_CODE[scheme], int(kinds[0]), float(mult[0]),
+                  float(shift[0]), float(sd[0]), float(sde.lower[0]), float(sde.upper[0]), fix,
+                  float(w_lo[0]), float(w_hi[0]), int(k_lo[0]), int(k_hi[0]), bool(bridge),
+                  np.uint64(int(seed) & _M64), _ZIG_X, _ZIG_R, bool(keep_decrease), values,
+                  decrease, face, absorbed_step, violations)
+    else:
+        _paths(start, int(n_steps), float(dt), steps, np.asarray(sde.drift_constant, float),
+               np.ascontiguousarray(sde.drift_matrix, float),
+               np.ascontiguousarray(sde.noise, float), _SCHEME_CODE[scheme],
+               np.asarray(kinds, np.int64), mult, shift, sd, np.asarray(sde.lower, float),
+               np.asarray(sde.upper, float), fix, w_lo, w_hi, k_lo, k_hi, bool(bridge),
+               np.uint64(int(seed) & _M64), _ZIG_X, _ZIG_R, bool(keep_decrease), values,
+               decrease, face, absorbed_step, violations)
     return SDEResult(steps, steps * dt, values, face, absorbed_step, violations,
                      decrease if keep_decrease else None, _stopped(values, face, w_lo, w_hi),
                      scheme,
