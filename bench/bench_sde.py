@@ -191,9 +191,9 @@ SCHEMES = {"medtransport": ("euler_maruyama", "exact"), "numpy loop": ("euler_ma
 
 
 def measure(name: str, problem: str, scheme: str, n: int, steps: int, monitor: LoadMonitor,
-            sdeint_paths: int) -> dict[str, Any]:
+            subset: dict[str, int]) -> dict[str, Any]:
     fn = IMPLS[name]
-    paths = min(n, sdeint_paths) if name == "sdeint" else n
+    paths = min(n, subset.get(name, n))
     row: dict[str, Any] = {"impl": name, "problem": problem, "scheme": scheme, "paths": paths,
                            "steps": steps}
     try:
@@ -225,7 +225,8 @@ def measure(name: str, problem: str, scheme: str, n: int, steps: int, monitor: L
 def render(res: dict[str, Any]) -> str:
     lines = [f"# SDE engine benchmark ({res['paths']} paths × {res['steps']} steps, T = 1)", "",
              f"CPU: {res['cpu']}; Python {res['python']}; threads: {res['threads']}; "
-             f"sdeint timed on {res['sdeint_paths']} paths.", "",
+             f"sdeint timed on {res['sdeint_paths']} paths, torchsde on "
+             f"{res['torchsde_paths']}; command: `{res['command']}`.", "",
              "| problem | scheme | implementation | paths | wall s | path-steps/s | ours ÷ this "
              "| mean (z) | variance (z) | other load (cores) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -260,18 +261,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--sdeint-paths", type=int, default=None,
                     help="paths sdeint runs (one call each); default min(paths, 500)")
+    ap.add_argument("--torchsde-paths", type=int, default=None,
+                    help="paths in torchsde's batch (default: all; its time per step grows "
+                         "faster than the batch here, so a subset keeps a run in minutes)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
     n = args.paths or (10_000 if args.quick else 1_000_000)
     steps = args.steps or (100 if args.quick else 1000)
     sdeint_paths = args.sdeint_paths or min(n, 200 if args.quick else 500)
+    subset = {"sdeint": sdeint_paths, "torchsde": args.torchsde_paths or n}
     monitor = LoadMonitor()
     rows = []
     for problem in ("gbm", "cir"):
         for name in IMPLS:
             for scheme in SCHEMES[name]:
-                rows.append(measure(name, problem, scheme, n, steps, monitor, sdeint_paths))
-    res = {"paths": n, "steps": steps, "sdeint_paths": sdeint_paths, "cpu": _cpu_model(),
+                rows.append(measure(name, problem, scheme, n, steps, monitor, subset))
+    res = {"paths": n, "steps": steps, "sdeint_paths": sdeint_paths,
+           "torchsde_paths": subset["torchsde"], "cpu": _cpu_model(),
            "python": platform.python_version(),
            "threads": os.environ.get("NUMBA_NUM_THREADS"), "rows": rows,
            "command": " ".join([Path(sys.executable).name, *sys.argv]),

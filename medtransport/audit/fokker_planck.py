@@ -19,9 +19,9 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import chi2
 
-__all__ = ["audit_fokker_planck", "pearson_test"]
-
 from medtransport.audit.report import AuditResult
+
+__all__ = ["audit_fokker_planck", "pearson_test"]
 
 
 def pearson_test(counts: np.ndarray, n_started: int, probabilities: np.ndarray

@@ -14,7 +14,7 @@ import pint
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from medtransport.model import Params
-from medtransport.units import Q_, Qty, ureg
+from medtransport.units import Q_, Qty
 
 __all__ = ["CIRParams", "DriftedBMParams", "GBMParams", "HistogramSpec", "JacobiParams",
            "OUParams", "WallSpec", "Walls"]
@@ -175,6 +175,3 @@ class DriftedBMParams(_WithHistogram):
             raise ValueError("the particle must start strictly between the walls")
         return v
 
-
-# keep the registry referenced (units in annotations are parsed against it)
-_ = ureg

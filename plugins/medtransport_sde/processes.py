@@ -27,7 +27,6 @@ options: ``paths`` (number of paths), ``sample_paths`` (how many paths to return
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -501,5 +500,3 @@ class DriftedBrownian(ProcessModel):
                 ({**ok, "walls": {"lower": {"kind": "absorbing", "position": "1 um"}}},
                  "walls")]
 
-
-_ = math
