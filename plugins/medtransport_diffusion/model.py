@@ -231,6 +231,14 @@ class FickDiffusion(Model):
             ds[name] = ("time", values, attrs)
         return Trajectory(ds, {"solute": ledger})
 
+    def plot(self, dataset: xr.Dataset, figure: Any) -> None:
+        if self.method == "telegrapher":
+            from medtransport_diffusion import telegrapher
+
+            telegrapher.plot(self, dataset, figure)
+            return
+        super().plot(dataset, figure)
+
     def audits(self) -> list[Any]:
         if self.method == "telegrapher":
             from medtransport_diffusion import telegrapher
