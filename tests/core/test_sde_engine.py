@@ -265,3 +265,36 @@ def test_the_scalar_kernel_gives_the_same_bits_as_the_general_one(scheme: str) -
     assert (fast.absorbed_face >= 0).any()
     if scheme != "exact":
         assert fast.violations.sum() > 0
+
+
+@pytest.mark.parametrize("scheme", ["euler_maruyama", "milstein"])
+def test_coupled_components_match_their_exact_moments(scheme: str) -> None:
+    """2-D OU with a coupled drift and a 3-D process mixing OU, GBM and CIR components: the
+    general (d-component) loop against the closed moment equations, within 5 SE."""
+    a = np.array([[-1.0, 0.5], [0.0, -2.0]])
+    ou2 = AffineSDE(np.array([0.5, 0.0]), a, np.array([[0.4, 0, 0], [0.9, 0, 0]]),
+                    np.full(2, -np.inf), np.full(2, np.inf))
+    mixed = AffineSDE(np.array([1.0, 0.0, 0.08]), np.diag([-1.0, -0.5, -2.0]),
+                      np.array([[0.25, 0, 0], [0, 0, 0.09], [0, 0.09, 0]]),
+                      np.array([-np.inf, -np.inf, 0.0]), np.full(3, np.inf))
+    for sde, x0 in ((ou2, [1.0, -1.0]), (mixed, [2.0, 1.0, 0.04])):
+        r = simulate(sde, x0, 0.002, 500, [0, 250, 500], n_paths=20_000, seed=31,
+                     scheme=scheme)
+        st = ensemble_statistics(r.values)
+        mean, var = exact_moments(sde, x0, r.times)
+        within(st.mean[1:], st.mean_se[1:], mean[1:])
+        within(st.variance[1:], st.variance_se[1:], var[1:])
+
+
+def test_walls_act_per_component_in_three_dimensions() -> None:
+    bm3 = AffineSDE(np.zeros(3), np.zeros((3, 3)), np.array([[1.0, 0, 0]] * 3),
+                    np.full(3, -np.inf), np.full(3, np.inf))
+    walls = [("reflecting", 0.0, "reflecting", 1.0), ("none", 0.0, "none", 0.0),
+             ("absorbing", -1.0, "none", 0.0)]
+    r = simulate(bm3, [0.5, 0.0, 0.0], 0.01, 100, [100], n_paths=5000, seed=2, walls=walls)
+    alive = np.isfinite(r.values[0, :, 0])
+    assert np.all((r.values[0, alive, 0] >= 0) & (r.values[0, alive, 0] <= 1))
+    assert set(np.unique(r.absorbed_face)) <= {-1, 4}  # only component 2's lower wall
+    n = 5000
+    p_survive = erf(1.0 / math.sqrt(2.0))
+    assert abs(alive.mean() - p_survive) < N_SIGMA * math.sqrt(p_survive * (1 - p_survive) / n)
