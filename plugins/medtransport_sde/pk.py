@@ -100,6 +100,9 @@ class StochasticOneCompartment(Model):
                 "bounds": (Literal["reflect", "truncate"], "reflect")}
 
     def build_domain(self) -> Compartments:
+        from medtransport_sde.processes import ProcessModel
+
+        ProcessModel.check_memory(self, arrays=2)  # type: ignore[arg-type]
         return Compartments(("body",), None)
 
     def initial_amounts(self) -> dict[str, pint.Quantity]:

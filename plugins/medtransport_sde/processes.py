@@ -105,12 +105,26 @@ class ProcessModel(Model):
                 "bounds": (Literal["truncate", "reflect", "refuse"], "truncate"),
                 "bridge": (bool, True)}
 
+    def check_memory(self, arrays: int = 1) -> None:
+        """Refuse, before allocating, paths whose saved states would not fit: the engine keeps
+        every path at every output (``arrays`` such arrays of float64)."""
+        from medtransport.runner import MAX_STATE_BYTES
+
+        n_out = len(self.scenario.time.output_steps())
+        size = n_out * self.options["paths"] * 8 * arrays * 2  # + the statistics' copies
+        if size > MAX_STATE_BYTES:
+            raise ScenarioError([("solver.paths", f"{self.options['paths']} paths at {n_out} "
+                                  f"outputs need {size / 2**30:.1f} GiB; the limit is "
+                                  f"{MAX_STATE_BYTES / 2**30:.0f} GiB — use fewer paths or "
+                                  "output less often (time.output_every)")])
+
     @property
     def bounds_fix(self) -> str:
         return "none" if self.options["bounds"] == "refuse" else self.options["bounds"]
 
     # -- the five answers --------------------------------------------------------------------
     def build_domain(self) -> Bins:
+        self.check_memory()
         if self.method == "exact" and 0 in engine.exact_kinds(self.sde()):
             raise ScenarioError([("solver.method", f"{self.id} has no exact transition; use "
                                                    "euler_maruyama or milstein")])

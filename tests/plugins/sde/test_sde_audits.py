@@ -241,3 +241,11 @@ def test_histogram_and_wall_inputs_are_checked_naming_the_field() -> None:
     sc = example("sde.ornstein_uhlenbeck", solver={"paths": 1})
     with pytest.raises(ScenarioError, match=r"solver\.paths"):
         build_model(cls_of("sde.ornstein_uhlenbeck"), sc)
+
+
+def test_paths_that_would_not_fit_in_memory_are_refused_before_allocating() -> None:
+    for model_id in ("sde.ornstein_uhlenbeck", "sde.one_compartment_pk"):
+        sc = example(model_id, solver={"paths": 20_000_000})
+        sc["time"] = {**sc["time"], "output_every": sc["time"]["step"]}
+        with pytest.raises(ScenarioError, match=r"solver\.paths.*GiB"):
+            build_model(cls_of(model_id), sc)
