@@ -13,7 +13,9 @@ declared initial amount. Solvers (``solver.method``):
   neighbour (its mean is FTCS exactly);
 - ``brownian`` — off-lattice walkers with N(0, 2DΔt) steps, exact reflection;
 - ``series`` — Crank's eigenfunction series for a uniformly loaded slab or sphere with perfect
-  sinks at the surface (Crank 4.17 and 6.18), with audited truncation.
+  sinks at the surface (Crank 4.17 and 6.18), with audited truncation;
+- ``telegrapher`` — finite-speed (Cattaneo) diffusion τ·c_tt + c_t = D·c_xx on a closed 1-D
+  slab, ``solver.relaxation_time`` τ (:mod:`medtransport_diffusion.telegrapher`).
 
 Events of type ``injection`` add an amount at given times, placed like the initial condition
 and booked as inflow (:mod:`medtransport_diffusion.injections`; finite-volume methods).
@@ -81,6 +83,7 @@ class FickDiffusion(Model):
         "lattice_walk": Tolerance(rtol=1e-12),
         "brownian": Tolerance(rtol=1e-12),
         "series": Tolerance(rtol=1e-8),
+        "telegrapher": Tolerance(rtol=1e-9),
     }
     stochastic_methods = frozenset(WALKER_METHODS)
     event_types = frozenset({"injection"})
@@ -115,6 +118,8 @@ class FickDiffusion(Model):
             allowed = frozenset({"no_flux", "absorbing"})
         elif self.method == "series":
             allowed = frozenset({"absorbing", "dirichlet"})
+        elif self.method == "telegrapher":
+            allowed = frozenset({"no_flux"})
         grid = self.domain
         assert isinstance(grid, Grid)
         flux_units = f"{self.base}/m**2/s"
@@ -128,6 +133,8 @@ class FickDiffusion(Model):
     def solver_options(self) -> dict[str, Any]:
         if self.method in WALKER_METHODS:
             return {"walkers": (Annotated[int, Field(ge=1, le=50_000_000), NotBool], 100_000)}
+        if self.method == "telegrapher":
+            return {"relaxation_time": (Qty("s", ge=0) | None, None)}
         return {}
 
     def ledger_units(self) -> dict[str, str]:
@@ -203,6 +210,10 @@ class FickDiffusion(Model):
             extra: dict[str, Any] = {}
         elif self.method in WALKER_METHODS:
             times, states, ledger, extra = self._walkers(progress)
+        elif self.method == "telegrapher":
+            from medtransport_diffusion import telegrapher
+
+            times, states, ledger, extra = telegrapher.simulate(self, progress)
         else:
             times, states, ledger = self._series()
             extra = {}
@@ -219,6 +230,21 @@ class FickDiffusion(Model):
         for name, (values, attrs) in extra.items():
             ds[name] = ("time", values, attrs)
         return Trajectory(ds, {"solute": ledger})
+
+    def plot(self, dataset: xr.Dataset, figure: Any) -> None:
+        if self.method == "telegrapher":
+            from medtransport_diffusion import telegrapher
+
+            telegrapher.plot(self, dataset, figure)
+            return
+        super().plot(dataset, figure)
+
+    def audits(self) -> list[Any]:
+        if self.method == "telegrapher":
+            from medtransport_diffusion import telegrapher
+
+            return telegrapher.audits(self)
+        return []
 
     def _ledger(self, n: int, outflow: dict[str, np.ndarray], sink: np.ndarray | None = None,
                 source: np.ndarray | None = None) -> Ledger:
@@ -316,6 +342,9 @@ class FickDiffusion(Model):
                                    "initial": {"kind": "point", "amount": "1 nmol"}},
                     "boundaries": {"r+": {"kind": "absorbing"}},
                     "solver": {"method": "brownian", "walkers": 2000}})
+        out.append({**base, "name": "slab, telegrapher (finite speed)",
+                    "boundaries": {}, "solver": {"method": "telegrapher",
+                                                 "relaxation_time": "5 s"}})
         out.append({**base, "name": "sphere, series",
                     "domain": {"shape": "sphere", "radius": "0.5 mm", "cells": [20]},
                     "parameters": {"diffusivity": "1e-9 m^2/s",

@@ -1,0 +1,145 @@
+"""The processes' plot: sample paths with the ensemble band against the exact mean ± SD, the
+density at the last output, the probability ledger over time, and the stability margin."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+__all__ = ["process_plot"]
+
+
+def _time_axis(t: np.ndarray) -> tuple[np.ndarray, str]:
+    span = float(t[-1] - t[0]) if t.size else 0.0
+    for unit, scale in (("day", 86400.0), ("h", 3600.0), ("min", 60.0)):
+        if span >= 3 * scale:
+            return t / scale, unit
+    return t, "s"
+
+
+def stability_panel(ax: Any, model: Any, ds: xr.Dataset) -> None:
+    """R(h), the growth of the second moment per step, against the step: the run's step, the
+    largest stable one, and the limit 1."""
+    from medtransport.audit.ms_stability import largest_ms_stable_step, ms_growth, sde_ms_stable
+
+    sde, h = model.sde(), model.scenario.time.dt
+    scheme = model.method
+    if not sde_ms_stable(sde):
+        ax.text(0.5, 0.5, "mean-square stability not applicable:\nthe SDE's own second "
+                "moment does not decay", ha="center", va="center", transform=ax.transAxes)
+        ax.set_title("mean-square stability margin")
+        ax.set_axis_off()
+        return
+    h_star = largest_ms_stable_step(sde, scheme)
+    top = 2.0 * max(h, h_star if np.isfinite(h_star) else h)
+    hs = np.linspace(top / 400, top, 400)
+    r = [ms_growth(sde, x, scheme) for x in hs]
+    scale, unit = (3600.0, "h") if top > 7200 else (1.0, "s")
+    ax.plot(hs / scale, r, lw=2, label=f"R(h), {scheme}")
+    ax.axhline(1.0, color="k", ls="--", lw=1, label="limit R = 1")
+    if np.isfinite(h_star):
+        ax.axvline(h_star / scale, color="tab:red", ls=":", label=f"largest stable step "
+                   f"{h_star / scale:.3g} {unit}")
+    r_run = ms_growth(sde, h, scheme)
+    ax.plot([h / scale], [r_run], "o", color="tab:green" if r_run < 1 else "tab:red", ms=8,
+            label=f"this run: h = {h / scale:.3g} {unit}, R = {r_run:.4g}")
+    ax.set_xlabel(f"time step h [{unit}]")
+    ax.set_ylabel("R(h): growth of E[X²] per step")
+    ax.set_title("mean-square stability margin")
+    ax.legend(fontsize="x-small", loc="best")
+
+
+def process_plot(model: Any, ds: xr.Dataset, figure: Any) -> None:
+    figure.set_size_inches(11, 8)
+    t, tu = _time_axis(ds["time"].values - ds["time"].values[0])
+    units = ds["mean"].attrs["units"]
+    scale = 1.0
+    if units == "m":  # a particle's position: show it in µm or mm
+        reach = float(np.nanmax(np.abs(ds["state"].values)))
+        units, scale = ("µm", 1e-6) if reach < 1e-3 else ("mm", 1e-3) if reach < 1 else ("m", 1.0)
+    label_u = "" if units == "dimensionless" else f" [{units}]"
+    axes = figure.subplots(2, 2)
+    ax = axes[0, 0]
+    paths = ds["sample_paths"].values / scale
+    for j in range(paths.shape[1]):
+        ax.plot(t, paths[:, j], color="0.6", lw=0.7, alpha=0.8,
+                label="sample paths" if j == 0 else None)
+    q = ds["quantiles"].values / scale
+    ax.fill_between(t, q[:, 0], q[:, -1], color="tab:blue", alpha=0.2,
+                    label="5–95 % of the ensemble")
+    mean, sd = ds["mean"].values / scale, np.sqrt(ds["variance"].values) / scale
+    ax.plot(t, mean, color="tab:blue", lw=2, label="ensemble mean")
+    ax.plot(t, mean - sd, color="tab:blue", lw=1, ls=":")
+    ax.plot(t, mean + sd, color="tab:blue", lw=1, ls=":", label="ensemble mean ± SD")
+    if "exact_mean" in ds:
+        em, es = ds["exact_mean"].values / scale, ds["exact_sd"].values / scale
+        ax.plot(t, em, "k--", lw=1.5, label="exact mean")
+        ax.plot(t, em - es, "k:", lw=1)
+        ax.plot(t, em + es, "k:", lw=1, label="exact mean ± SD")
+    ax.set_xlabel(f"time [{tu}]")
+    ax.set_ylabel(f"{model.state_name}{label_u}")
+    ax.set_title(f"{ds.attrs.get('paths', '')} paths, {ds.attrs.get('scheme', '')}")
+    ax.legend(fontsize="x-small", loc="best")
+
+    ax = axes[0, 1]
+    x = ds["state"].values / scale
+    for i in np.unique(np.linspace(1, ds.sizes["time"] - 1, 4).astype(int)):
+        ax.step(x, ds["density"].values[i] * scale, where="mid", label=f"t = {t[i]:.3g} {tu}")
+    ax.set_xlabel(f"{model.state_name}{label_u}")
+    inv = ds["density"].attrs["units"] if scale == 1.0 else f"1/{units}"
+    ax.set_ylabel(f"density [{inv}]")
+    ax.set_title("histogram density")
+    ax.legend(fontsize="x-small")
+
+    ax = axes[1, 0]
+    n = float(ds.attrs.get("paths", 1))
+    ax.plot(t, ds["alive"].values / n, lw=2, label="alive")
+    total = ds["alive"].values.copy()
+    for name in ds.data_vars:
+        if str(name).startswith("absorbed_"):
+            ax.plot(t, ds[name].values / n, lw=1.5,
+                    label=str(name).replace("absorbed_", "absorbed at ").replace("_", " "))
+            total = total + ds[name].values
+    ax.plot(t, total / n, "k--", lw=1, label="alive + absorbed (must be 1)")
+    ax.plot(t, ds["beyond_histogram"].values, lw=1, label="alive beyond the histogram")
+    ax.set_ylim(-0.05, 1.1)
+    ax.set_xlabel(f"time [{tu}]")
+    ax.set_ylabel("fraction of paths")
+    ax.set_title("probability ledger")
+    ax.legend(fontsize="x-small")
+
+    stability_panel(axes[1, 1], model, ds)
+    figure.suptitle(model.scenario.name)
+
+
+def pk_plot(model: Any, ds: xr.Dataset, figure: Any) -> None:
+    """Concentration paths and band against the exact mean ± SD; the per-path books."""
+    t = (ds["time"].values - ds["time"].values[0]) / 3600.0
+    figure.set_size_inches(15, 4.5)
+    ax1, ax2, ax3 = figure.subplots(1, 3)
+    stability_panel(ax3, model, ds)
+    paths = ds["sample_paths"].values
+    for j in range(paths.shape[1]):
+        ax1.plot(t, paths[:, j], color="0.6", lw=0.7, label="sample paths" if j == 0 else None)
+    q = ds["concentration_quantiles"].values
+    ax1.fill_between(t, q[:, 0], q[:, -1], color="tab:blue", alpha=0.2, label="5–95 %")
+    ax1.plot(t, ds["concentration_mean"].values, color="tab:blue", lw=2, label="ensemble mean")
+    em, es = ds["exact_mean"].values, ds["exact_sd"].values
+    ax1.plot(t, em, "k--", label="exact mean")
+    ax1.plot(t, em + es, "k:", label="exact mean ± SD")
+    ax1.plot(t, em - es, "k:")
+    ax1.set_xlabel("time [h]")
+    ax1.set_ylabel("concentration [mg/L]")
+    ax1.set_title(f"{ds.attrs.get('paths', '')} paths, {ds.attrs.get('scheme', '')}")
+    ax1.legend(fontsize="x-small")
+    ax2.plot(t, ds["amount"].values[:, 0], label="mean amount in body")
+    ax2.plot(t, ds["eliminated"].values, label="mean eliminated")
+    ax2.plot(t, ds["amount"].values[:, 0] + ds["eliminated"].values, "k--",
+             label="body + eliminated (= dose on every path)")
+    ax2.set_xlabel("time [h]")
+    ax2.set_ylabel("amount [mg]")
+    ax2.set_title("drug ledger")
+    ax2.legend(fontsize="x-small")
+    figure.suptitle(model.scenario.name)
