@@ -139,14 +139,17 @@ def _audit_table(report: Any, title: str) -> Any:
     from rich.markup import escape
     from rich.table import Table
 
+    from medtransport.audit.wording import check_in_words
+
     table = Table(title=escape(title), title_justify="left")
-    for col in ("audit", "stage", "measured", "tolerance", "units", "verdict", "detail"):
+    # the check in words ("minimum 0 mg ≥ −4.2e-07 mg"), not a bare tolerance to decode
+    for col in ("audit", "stage", "check", "verdict", "detail"):
         table.add_column(col, overflow="fold")
     for r in report.results:
         verdict = "[green]pass[/green]" if r.passed else "[bold red]FAIL[/bold red]"
         detail = r.detail + (f" (at {r.where})" if r.where and not r.passed else "")
-        table.add_row(escape(r.name), r.stage, f"{r.measured:.3g}", f"{r.tolerance:.3g}",
-                      escape(r.units), verdict, escape(detail))
+        table.add_row(escape(r.name), r.stage, escape(check_in_words(r)), verdict,
+                      escape(detail))
     return table
 
 

@@ -277,6 +277,16 @@ class AuditSpec(_Section):
             raise ValueError("must be finite")
         return v
 
+    @field_validator("rtol")
+    @classmethod
+    def _resolvable(cls, v: float | None) -> float | None:
+        # below float64's spacing no computed sum can meet it: a typo, not a tighter check
+        eps = float(np.finfo(np.float64).eps)
+        if v is not None and v < eps:
+            raise ValueError(f"{v:g} is below what float64 arithmetic can resolve; the smallest "
+                             f"meaningful relative tolerance is {eps:.3g} (machine epsilon)")
+        return v
+
 
 class OutputSpec(_Section):
     """What to keep: ``variables`` (default: all) and a file ``path`` the CLI writes to."""

@@ -48,6 +48,7 @@ class AuditRow:
     units: str
     detail: str
     where: str
+    check: str = ""
 
 
 @dataclass
@@ -118,6 +119,8 @@ def is_ledger_variable(name: str, species: list[str]) -> bool:
 def format_number(value: float) -> str:
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
+    if value == 0:
+        return "0"  # never "-0": an auditor reads a sign into it
     return f"{value:.6g}"
 
 
@@ -153,6 +156,8 @@ def format_where(where: dict[str, Any], ds: xr.Dataset | None) -> str:
 
 
 def _audit_rows(report: AuditReport, ds: xr.Dataset | None) -> list[AuditRow]:
+    from medtransport.audit.wording import check_in_words
+
     rows = []
     for r in report.results:
         where = format_where(r.where, ds)
@@ -160,7 +165,7 @@ def _audit_rows(report: AuditReport, ds: xr.Dataset | None) -> list[AuditRow]:
             # The balance is over the domain integral: no one point carries the blame.
             where = (where + "; " if where else "") + "over the whole domain"
         rows.append(AuditRow(r.name, r.stage, r.source, r.passed, float(r.measured),
-                             float(r.tolerance), r.units, r.detail, where))
+                             float(r.tolerance), r.units, r.detail, where, check_in_words(r)))
     return rows
 
 
