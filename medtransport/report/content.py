@@ -102,6 +102,8 @@ class ReportContent:
     has_data: bool = True
     #: the model built from the scenario (for the family plot), if it could be built
     model: Any = None
+    #: a population's covariates as sampled: (name, unit, median, 5–95 %, range)
+    covariates: list[tuple[str, str, str, str, str]] = field(default_factory=list)
 
 
 def ledger_species(ds: xr.Dataset | None) -> list[str]:
@@ -382,4 +384,33 @@ def gather(ds: xr.Dataset | None, *, report: AuditReport | None = None,
     elif ds is not None:
         content.chunks, content.chunk_note = _chunks(ds, species, report)
     content.model = model
+    if ds is not None and content.n_patients:
+        content.covariates = covariate_distributions(ds, scenario)
     return content
+
+
+def covariate_distributions(ds: xr.Dataset, scenario: dict[str, Any]
+                            ) -> list[tuple[str, str, str, str, str]]:
+    """The patients' covariates as the population drew them — one row per covariate the
+    scenario's ``patient`` or ``population.covariates`` names that varies over ``patient``:
+    its median, 5th–95th percentile and range (for sex, the fraction of women)."""
+    names = list((scenario.get("patient") or {}).keys())
+    names += list(((scenario.get("population") or {}).get("covariates") or {}).keys())
+    names += ["creatinine_clearance"]  # derived from the others where a model records it
+    rows = []
+    for name in dict.fromkeys("female" if n == "sex" else n for n in names):
+        if name not in ds or ds[name].dims != ("patient",):
+            continue
+        values = np.asarray(ds[name].values)
+        if name == "female":
+            rows.append(("sex", "", f"{100 * float(np.mean(values)):.1f} % women", "", ""))
+            continue
+        values = values.astype(float)
+        values = values[np.isfinite(values)]
+        if values.size == 0 or np.ptp(values) == 0:
+            continue
+        unit = str(ds[name].attrs.get("units", ""))
+        p5, p50, p95 = np.percentile(values, (5, 50, 95))
+        rows.append((name.replace("_", " "), unit, f"{p50:.4g}", f"{p5:.4g}–{p95:.4g}",
+                     f"{values.min():.4g}–{values.max():.4g}"))
+    return rows
