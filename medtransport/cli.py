@@ -84,6 +84,27 @@ class _Group(click.Group):
                   "traceback, and please report it)", EXIT_INTERNAL)
 
 
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        """Click's usage errors (an unknown option, a missing argument) as one paragraph on
+        stderr like every other error — ``error: …; see 'medtransport run --help'`` — exit 2."""
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            value = super().main(*args, standalone_mode=False, **kwargs)
+        except click.UsageError as exc:
+            text = " ".join(exc.format_message().split())
+            text = (text[:1].lower() + text[1:]).replace(". (", " (").rstrip(".")
+            text = text.replace("(Did you mean", "(did you mean").replace(
+                ". Did you mean", "; did you mean")
+            path = exc.ctx.command_path if exc.ctx is not None else "medtransport"
+            _fail(f"{text}; see '{path} --help'", exc.exit_code)
+        except click.ClickException as exc:
+            _fail(" ".join(exc.format_message().split()), exc.exit_code)
+        except click.exceptions.Abort:
+            _fail("aborted; nothing was written", 1)
+        sys.exit(value if isinstance(value, int) else 0)
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.version_option(package_name="medtransport")
