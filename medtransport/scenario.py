@@ -355,15 +355,16 @@ def _user_path(loc: tuple[Any, ...], data: Any, *, field_last: bool = False) -> 
     out, node = [], data
     for i, p in enumerate(loc):
         last = field_last and i == len(loc) - 1
+        tag = i < len(loc) - 1 and isinstance(node, Mapping) and isinstance(p, str) and \
+            p in {v for v in node.values() if isinstance(v, str)}
+        if tag:
+            continue  # the discriminator's value (`kind: robin`): the member pydantic tried
         if isinstance(node, Mapping) and p in node:
             out.append(str(p))
             node = node[p]
         elif isinstance(node, list) and isinstance(p, int) and 0 <= p < len(node):
             out.append(str(p))
             node = node[p]
-        elif not last and isinstance(node, Mapping) and isinstance(p, str) and p in {
-                v for v in node.values() if isinstance(v, str)}:
-            continue  # the discriminator's value: the member pydantic tried
         elif last or not _is_tag(p):
             out.append(str(p))
             node = None
