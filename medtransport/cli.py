@@ -156,12 +156,14 @@ def _progress_bar(label: str) -> tuple[Callable[[float], None], Callable[[], Non
     return update, close
 
 
-def _audit_table(report: Any, title: str) -> Any:
+def _audit_table(report: Any, title: str, model: Any = None) -> Any:
     from rich.markup import escape
     from rich.table import Table
 
     from medtransport.audit.wording import check_in_words
+    from medtransport.display import DisplayUnits
 
+    display = DisplayUnits(model) if model is not None else None
     table = Table(title=escape(title), title_justify="left")
     # the check in words ("minimum 0 mg ≥ −4.2e-07 mg"), not a bare tolerance to decode
     for col in ("audit", "stage", "check", "verdict", "detail"):
@@ -169,7 +171,7 @@ def _audit_table(report: Any, title: str) -> Any:
     for r in report.results:
         verdict = "[green]pass[/green]" if r.passed else "[bold red]FAIL[/bold red]"
         detail = r.detail + (f" (at {r.where})" if r.where and not r.passed else "")
-        table.add_row(escape(r.name), r.stage, escape(check_in_words(r)), verdict,
+        table.add_row(escape(r.name), r.stage, escape(check_in_words(r, display)), verdict,
                       escape(detail))
     return table
 
@@ -264,7 +266,7 @@ def run_cmd(scenario: str, output: str | None, plot_path: str | None, quiet: boo
         model, ds = _run(model, "simulating")
     except AuditFailure as exc:
         if exc.report is not None and not quiet:
-            _console(stderr=True).print(_audit_table(exc.report, "audit (FAILED)"))
+            _console(stderr=True).print(_audit_table(exc.report, "audit (FAILED)", model))
         if report_path and exc.report is not None:
             from medtransport.report import report_from_failure, scenario_source
 
@@ -275,7 +277,7 @@ def run_cmd(scenario: str, output: str | None, plot_path: str | None, quiet: boo
     report = AuditReport.from_json(ds.attrs["audit_report"])
     if not quiet:
         console.print(_audit_table(report, f"audit of {model.scenario.name!r} ({model.id}, "
-                                           f"{model.method})"))
+                                           f"{model.method})", model))
     # Both files are written to temporary names and renamed only once both are complete, so a
     # failing plot cannot leave a NetCDF behind (nor the reverse).
     with contextlib.ExitStack() as files:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from medtransport.audit.report import AuditContext, AuditResult
-from medtransport.audit.wording import difference_in_words
+from medtransport.audit.wording import amount, difference_in_words
 
 
 def audit_normalization(ctx: AuditContext) -> list[AuditResult]:
@@ -40,7 +40,7 @@ def audit_normalization(ctx: AuditContext) -> list[AuditResult]:
         d = float(np.ravel(declared)[j if declared.ndim else 0])
         r = float(np.ravel(represented)[j if represented.ndim else 0])
         who = f" (patient {j})" if represented.ndim and not passed else ""
-        detail = f"declared {d:.6g} {units}, represented at t0 {r:.6g} {units}{who}"
+        detail = f"declared {amount(d, units)}, represented at t0 {amount(r, units)}{who}"
         if not passed:
             allowed = float(np.ravel(np.broadcast_to(tol, np.shape(diff)))[j]) \
                 if np.ndim(diff) else float(tol)

@@ -46,7 +46,10 @@ def _plots(content: ReportContent, ds: xr.Dataset | None,
         return [], [], None
     # Figures are drawn on matplotlib.figure.Figure, never through pyplot: no backend is
     # switched, nothing is shown, and the caller's own figures are left alone.
-    ledgers = [ledger_plot(ds, sp, report) for sp in content.species]
+    from medtransport.display import DisplayUnits
+
+    display = DisplayUnits(content.model) if content.model is not None else None
+    ledgers = [ledger_plot(ds, sp, report, display) for sp in content.species]
     family = [family_plot(content.model, ds)]
     bands = population_bands(ds, content.species) if content.n_patients else None
     return ledgers, family, bands

@@ -14,6 +14,7 @@ Every figure carries alt text that states what it shows in numbers.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -81,8 +82,10 @@ def _over_patients(var: xr.DataArray, how: str, n_patients: int | None = None) -
     return np.max(np.abs(values), axis=1)
 
 
-def ledger_plot(ds: xr.Dataset, species: str, report: AuditReport) -> Plot:
-    """Ledger terms over time (top) and the residual on its own scale (bottom)."""
+def ledger_plot(ds: xr.Dataset, species: str, report: AuditReport,
+                display: Any = None) -> Plot:
+    """Ledger terms over time (top) and the residual on its own scale (bottom), in the unit
+    ``display`` (a :class:`medtransport.display.DisplayUnits`) chooses for the species."""
     t = np.asarray(ds["time"].values, dtype=float)
     unit_t, scale = time_axis(t)
     stored = ds[f"{species}_stored"]
@@ -100,6 +103,17 @@ def ledger_plot(ds: xr.Dataset, species: str, report: AuditReport) -> Plot:
         name = f"{species}_{term}"
         if name in ds:
             lines[f"cumulative {term}"] = _over_patients(ds[name], "sum", n_patients)
+    factor = 1.0
+    if display is not None:  # amounts, residuals and tolerances are all linear in the unit
+        from medtransport.display import convert, pretty
+
+        shown_unit = display.unit(species, unit, np.concatenate(list(lines.values())))
+        try:
+            factor = float(convert(1.0, unit, shown_unit))
+            unit = pretty(shown_unit)
+        except Exception:
+            factor = 1.0
+        lines = {k: v * factor for k, v in lines.items()}
     lines, relative_to = _as_changes(lines)
     for i, (label, values) in enumerate(lines.items()):
         top.plot(t / scale, values, "--" if i == 1 else "-", label=label,
@@ -111,7 +125,9 @@ def ledger_plot(ds: xr.Dataset, species: str, report: AuditReport) -> Plot:
         "" if relative_to is None else
         f": changes since t0 (content at t0 {format_number(relative_to)} {unit})"))
     top.legend(fontsize="small")
-    residual = ds[f"{species}_residual"]
+    residual = ds[f"{species}_residual"] * factor
+    if mb is not None:
+        mb = dataclasses.replace(mb, tolerance=mb.tolerance * factor)
     if population:
         shown = _over_patients(residual, "max")
         bottom.plot(t / scale, shown, color="C3", label="max over patients of |residual|")

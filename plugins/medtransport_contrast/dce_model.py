@@ -73,6 +73,9 @@ class DCEParams(Params):
 
 
 class DCE(Model):
+    #: what a person reads (medtransport.display): µmol and mM
+    display_units: ClassVar[dict[str, str]] = {"agent": "µmol", "amount": "µmol",
+                                               "tissue_concentration": "mM"}
     id = "contrast.dce"
     title = "DCE tracer kinetics with MRI/CT signal"
     version = __version__

@@ -76,6 +76,9 @@ class VesselDiffusionParams(Params):
 
 
 class VesselDiffusion(Model):
+    #: what a person reads (medtransport.display): mM, µm for radii
+    display_units: ClassVar[dict[str, str]] = {"concentration": "mM", "r": "µm",
+                                               "radius": "µm"}
     id = "contrast.vessel_diffusion"
     title = "Contrast agent diffusing from a vessel into tissue"
     version = __version__

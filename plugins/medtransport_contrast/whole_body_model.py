@@ -52,6 +52,9 @@ def patient_gfr(params: WholeBodyParams, scenario: Any) -> float:
 
 
 class WholeBody(Model):
+    #: what a person reads (medtransport.display): mmol and mM
+    display_units: ClassVar[dict[str, str]] = {"agent": "mmol", "amount": "mmol",
+                                               "plasma_concentration": "mM"}
     id = "contrast.whole_body"
     title = "Whole-body contrast agent kinetics"
     version = __version__

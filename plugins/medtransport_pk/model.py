@@ -177,6 +177,9 @@ class PKModel(Model):
     """Mammillary model with ``n_peripheral`` peripheral compartments."""
 
     n_peripheral: ClassVar[int] = 0
+    #: what a person reads (medtransport.display): mg and mg/L
+    display_units: ClassVar[dict[str, str]] = {"drug": "mg", "amount": "mg",
+                                               "concentration": "mg/L"}
     version = __version__
     conserved = (Species("drug", "amount", "amount of drug",
                          "the drug in the gut depot and the body compartments"),)
