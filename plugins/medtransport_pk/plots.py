@@ -37,6 +37,45 @@ def _nca_text(dataset: xr.Dataset) -> str:
     return "NCA, central, whole profile\n" + text
 
 
+def _dose_times(model: Any) -> list[float]:
+    """The dose times of the scenario's regimens, in hours."""
+    times: set[float] = set()
+    for r in getattr(model, "regimens", []):
+        count = r.count if r.every else 1
+        times.update(r.at + k * (r.every or 0.0) for k in range(count))
+    return sorted(times)
+
+
+def _interval_text(model: Any, dataset: xr.Dataset, doses: list[float]) -> str:
+    """NCA of the first and the last dosing interval (a repeated regimen is not one profile:
+    its AUC to infinity and terminal half-life mean nothing): Cmax, Tmax after the dose,
+    the trough and AUCτ of each."""
+    from medtransport.units import Q_
+    from medtransport_pk.nca import nca
+
+    t = _hours(dataset)
+    conc = dataset["concentration"].sel(tissue="central")
+    unit = str(conc.attrs.get("units", ""))
+    ends = [*doses[1:], float(t[-1])]
+    lines = [f"central, {len(doses)} doses"]
+    for label, start, end in (("first interval", doses[0], ends[0]),
+                              ("last interval", doses[-1], ends[-1])):
+        sel = (t >= start - 1e-9) & (t <= end + 1e-9)
+        if sel.sum() < 3:
+            continue
+        tt, cc = t[sel] - start, np.clip(conc.values[sel], 0.0, None)
+        try:
+            r = nca(Q_(tt, "h"), Q_(cc, unit), route="extravascular")
+        except ValueError:
+            continue
+        lines += [f"{label} ({end - start:.3g} h)",
+                  f" Cmax   {r.cmax.magnitude:.4g} {unit}",
+                  f" Tmax   {r.tmax.magnitude:.3g} h after the dose",
+                  f" trough {cc[-1]:.4g} {unit}",
+                  f" AUCτ   {r.auc_last.magnitude:.4g} h·{unit}"]
+    return "\n".join(lines) if len(lines) > 1 else ""
+
+
 def plot_one(model: Any, dataset: xr.Dataset, figure: Any) -> None:
     """Concentration–time curves (left) and the drug account (right) of one patient."""
     ax1, ax2 = figure.subplots(1, 2)
@@ -48,11 +87,18 @@ def plot_one(model: Any, dataset: xr.Dataset, figure: Any) -> None:
     ax1.set_ylabel(f"concentration [{conc.attrs['units']}]")
     ax1.set_title("concentration–time")
     ax1.legend(fontsize="small", loc="upper left")
-    text = _nca_text(dataset)
+    doses = _dose_times(model)
+    if len(doses) > 1:
+        text = _interval_text(model, dataset, doses)
+        for d in doses:
+            ax1.axvline(d, color="0.85", linewidth=0.8, zorder=0)
+    else:
+        text = _nca_text(dataset)
     if text:
-        ax1.text(0.98, 0.98, text, transform=ax1.transAxes, ha="right", va="top",
-                 fontsize="x-small", family="monospace",
-                 bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.8})
+        # beside the axes, not over the curves
+        ax1.annotate(text, (1.02, 1.0), xycoords="axes fraction", ha="left", va="top",
+                     fontsize="x-small", family="monospace",
+                     bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.9})
     unit = dataset["amount"].attrs["units"]
     ax2.plot(t, dataset["amount"].sum("compartment").values, label="in the body")
     if "drug_expected" in dataset:
