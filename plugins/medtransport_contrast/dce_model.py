@@ -337,7 +337,7 @@ class DCE(Model):
             if "agent_outflow" in dataset:
                 ax3.plot(x, dataset["agent_outflow"], label="EES washout (cumulative)")
             ax3.set_ylabel(f"agent [{amount_unit}]")
-            ax3.legend(fontsize="x-small", loc="best")
+            ax3.legend(fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.15))
         ax3.set_xlabel(f"time [{unit}]")
         ax3.set_title("the tissue's agent account", fontsize="medium")
         figure.suptitle(self.scenario.name)
