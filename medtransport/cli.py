@@ -123,13 +123,20 @@ def _progress_bar(label: str) -> tuple[Callable[[float], None], Callable[[], Non
     lock = threading.Lock()
 
     def show() -> None:
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         with lock:
             if state.get("closed"):
                 return
             bar = Progress(TextColumn("{task.description}"), BarColumn(),
                            TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(),
+                           TextColumn("ETA"), TimeRemainingColumn(),
                            transient=True, console=_console(stderr=True))
             bar.start()
             state["bar"] = bar

@@ -155,5 +155,6 @@ def population_report(store: str | None, path: str | None,
             report_from_file(store, path)
             echo(f"wrote the failed run's report to {path}")
         raise
+    echo(f"writing the report to {path}…")
     report_from_file(store, path)
     echo(f"wrote the report to {path}")
