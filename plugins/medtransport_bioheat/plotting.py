@@ -177,7 +177,8 @@ def _histories(model: PennesBioheat, ds: xr.Dataset, ax: Any, tscale: float,
     twin.set_ylim(0, 1.15 * float(np.max(watts)))
     handles.append(line)
     labels.append(line.get_label())
-    ax.legend(handles, labels, fontsize="x-small", loc="lower right")
+    ax.legend(handles, labels, fontsize="x-small", loc="upper center", ncols=3,
+              bbox_to_anchor=(0.5, -0.14))  # below: inside, it covered the probe curves
 
 
 def _ledger(ds: xr.Dataset, ax: Any, tscale: float, tunit: str) -> None:

@@ -131,6 +131,7 @@ def _spin_ledger(ds: xr.Dataset, ax: Any) -> None:
     ax.bar(x - 0.2, spins[0], width=0.4, label="at t0")
     ax.bar(x + 0.2, spins[-1], width=0.4, label=f"at {ds['time'].values[-1] * 1e3:.3g} ms")
     ax.set_xticks(x, names)
+    ax.set_xlabel("compartment")
     ax.set_ylabel("spins per compartment [S0]")
     drift = float(np.max(np.abs(spins - spins[0])))
     ax.set_title(f"spin ledger (largest change {drift:.2g} S0)", fontsize="medium")
