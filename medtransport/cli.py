@@ -411,5 +411,6 @@ def new_plugin_cmd(name: str, directory: str | None) -> None:
     click.echo(f"created {done.directory}/ — plugin {done.name!r}, model {done.model_id}")
     for path in done.files:
         click.echo(f"  {path.relative_to(done.directory)}")
-    click.echo(f"next:\n  cd {done.directory}\n  pip install -e .\n  medtransport models\n"
+    click.echo("next (medtransport itself installed in this environment, see the "
+               f"README):\n  cd {done.directory}\n  pip install -e .\n  medtransport models\n"
                "  pytest")

@@ -51,6 +51,29 @@ def model_schema(model_id: str) -> dict[str, Any]:
     return schema
 
 
+def model_scenario_schema(model_id: str) -> dict[str, Any]:
+    """The scenario schema with ``model`` fixed to ``model_id`` and ``parameters`` checked
+    against that model's parameters — what an editor needs to complete and check a scenario
+    (``# yaml-language-server: $schema=…/<model>.scenario.schema.json``)."""
+    schema = scenario_schema()
+    params = model_schema(model_id)
+    # the parameters' definitions join the scenario's under a prefix, so names cannot clash
+    prefix = f"{model_id}."
+    text = json.dumps({k: v for k, v in params.items() if k not in ("$schema", "title")})
+    for name in params.get("$defs", {}):
+        text = text.replace(f'"#/$defs/{name}"', f'"#/$defs/{prefix}{name}"')
+    params = json.loads(text)
+    defs = schema.setdefault("$defs", {})
+    defs.update({f"{prefix}{k}": v for k, v in params.pop("$defs", {}).items()})
+    params["title"] = f"parameters of {model_id}"
+    schema["properties"]["parameters"] = params
+    model = dict(schema["properties"]["model"])
+    model.pop("pattern", None)
+    schema["properties"]["model"] = {**model, "const": model_id}
+    schema["title"] = f"medtransport scenario for {model_id}"
+    return schema
+
+
 def render(schema: dict[str, Any]) -> str:
     return json.dumps(schema, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
 
@@ -62,6 +85,7 @@ def expected_files() -> dict[str, str]:
     files = {"scenario.schema.json": render(scenario_schema())}
     for model_id in sorted(get_registry().models):
         files[f"{model_id}.params.schema.json"] = render(model_schema(model_id))
+        files[f"{model_id}.scenario.schema.json"] = render(model_scenario_schema(model_id))
     return files
 
 

@@ -40,3 +40,30 @@ def test_the_schema_rejects_what_the_loader_rejects() -> None:
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"name": "x", "model": "diffusion.fick", "time": {"stop": "1 s"}},
                             schema)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "examples" / "scenarios").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_example_names_its_model_schema_for_editors(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    first = text.splitlines()[0]
+    model = yaml.safe_load(text)["model"]
+    assert first == (f"# yaml-language-server: $schema=../../schemas/{model}"
+                     ".scenario.schema.json")
+    target = (path.parent / first.split("$schema=")[1]).resolve()
+    jsonschema.validate(yaml.safe_load(text), json.loads(target.read_text(encoding="utf-8")))
+    # examples cite what a user has: not the design notes kept outside the repository
+    assert "DESIGN.md" not in text and "REFERENCES.md" not in text
+
+
+def test_a_model_scenario_schema_checks_the_parameters_and_the_model() -> None:
+    schema = json.loads((ROOT / "schemas" / "pk.one_compartment.scenario.schema.json")
+                        .read_text(encoding="utf-8"))
+    good = yaml.safe_load((ROOT / "examples" / "scenarios" / "theophylline_oral.yaml")
+                          .read_text(encoding="utf-8"))
+    jsonschema.validate(good, schema)
+    misspelt = {**good, "parameters": {**good["parameters"], "clearence": "1 L/h"}}
+    with pytest.raises(jsonschema.ValidationError, match="clearence"):
+        jsonschema.validate(misspelt, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**good, "model": "pk.two_compartment"}, schema)
