@@ -250,7 +250,7 @@ def run_cmd(scenario: str, output: str | None, plot_path: str | None, quiet: boo
         from medtransport.batch import population_command
         from medtransport.report import population_report
 
-        with population_report(store, report_path, click.echo):
+        with population_report(store, report_path, click.echo, scenario):
             population_command(scenario, n=population, scheduler=scheduler,
                                chunk_size=chunk_size, store=store, overwrite=overwrite,
                                output=output, plot_path=plot_path, echo=click.echo)

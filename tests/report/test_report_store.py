@@ -157,3 +157,19 @@ def test_a_virtual_trial_store_report_draws_its_plot_and_the_drawn_covariates(
     assert "% women" in rows["sex"][1]
     # the scenario's own patient is shown as the template, not as a patient of the trial
     assert "template" in page.by_id("patient").find_all("caption")[0].text
+
+
+def test_a_population_run_report_shows_the_scenario_as_written(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from medtransport.cli import main
+
+    trial = POPULATION.with_name("vancomycin_population_virtual_trial.yaml")
+    html = tmp_path / "r.html"
+    result = CliRunner().invoke(main, ["run", str(trial), "--population", "40", "--chunk-size",
+                                       "20", "--store", str(tmp_path / "t.zarr"), "--report",
+                                       str(html)])
+    assert result.exit_code == 0, result.output
+    assert f"writing the report to {html}…" in result.output
+    shown = parse(html.read_text(encoding="utf-8")).by_id("scenario-text").text
+    assert "# A virtual trial of vancomycin" in shown and "45 year" in shown
