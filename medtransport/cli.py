@@ -89,8 +89,13 @@ class _Group(click.Group):
         stderr like every other error — ``error: …; see 'medtransport run --help'`` — exit 2."""
         if not standalone_mode:
             return super().main(*args, standalone_mode=False, **kwargs)
+        no_args = getattr(click.exceptions, "NoArgsIsHelpError", ())
         try:
             value = super().main(*args, standalone_mode=False, **kwargs)
+        except no_args as exc:  # `medtransport` alone: the help, as click shows it
+            click.echo(exc.ctx.get_help() if exc.ctx is not None else exc.format_message(),
+                       err=True)
+            sys.exit(exc.exit_code)
         except click.UsageError as exc:
             text = " ".join(exc.format_message().split())
             text = (text[:1].lower() + text[1:]).replace(". (", " (").rstrip(".")

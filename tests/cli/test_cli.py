@@ -467,3 +467,9 @@ def test_explain_answers_the_five_questions_for_every_example(example: Path) -> 
     for question in ("what is counted", "where", "what may leave", "what is conserved",
                      "how much it starts with"):
         assert question in result.stdout
+
+
+def test_the_bare_command_shows_its_help() -> None:
+    result = CliRunner().invoke(main, [])
+    assert result.exit_code == 2 and "Commands:" in result.stderr
+    assert not result.stderr.startswith("error:")
