@@ -157,9 +157,13 @@ def format_where(where: dict[str, Any], ds: xr.Dataset | None) -> str:
     return ", ".join(parts)
 
 
-def _audit_rows(report: AuditReport, ds: xr.Dataset | None) -> list[AuditRow]:
+def _audit_rows(report: AuditReport, ds: xr.Dataset | None,
+                model: Any = None) -> list[AuditRow]:
     from medtransport.audit.wording import check_in_words
+    from medtransport.display import DisplayUnits
 
+    # the check in the units the scenario was written in; the exact values stay canonical
+    display = DisplayUnits(model) if model is not None else None
     rows = []
     for r in report.results:
         where = format_where(r.where, ds)
@@ -167,7 +171,8 @@ def _audit_rows(report: AuditReport, ds: xr.Dataset | None) -> list[AuditRow]:
             # The balance is over the domain integral: no one point carries the blame.
             where = (where + "; " if where else "") + "over the whole domain"
         rows.append(AuditRow(r.name, r.stage, r.source, r.passed, float(r.measured),
-                             float(r.tolerance), r.units, r.detail, where, check_in_words(r)))
+                             float(r.tolerance), r.units, r.detail, where,
+                             check_in_words(r, display)))
     return rows
 
 
@@ -370,7 +375,7 @@ def gather(ds: xr.Dataset | None, *, report: AuditReport | None = None,
         answers=answers,
         answers_note=note,
         doses=_doses(scenario, ledger_units),
-        audits=_audit_rows(report, ds),
+        audits=_audit_rows(report, ds, model),
         summary=report.summary(),
         species=species,
         n_patients=_patient_dim(ds, species) if ds is not None else None,
