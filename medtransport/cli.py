@@ -325,7 +325,7 @@ def audit_cmd(scenario: str, as_json: bool) -> None:
     from medtransport.audit import AuditReport
 
     try:
-        _, ds = _run(scenario, "auditing")
+        model, ds = _run(scenario, "auditing")
         report = AuditReport.from_json(ds.attrs["audit_report"])
     except AuditFailure as exc:
         if exc.report is None:
@@ -338,7 +338,7 @@ def audit_cmd(scenario: str, as_json: bool) -> None:
     if as_json:
         click.echo(report.to_json())
     else:
-        _console().print(_audit_table(report, "audit report"))
+        _console().print(_audit_table(report, "audit report", model))
         _console().print(report.summary())
 
 
