@@ -56,7 +56,7 @@ def plot_forward(model: Any, ds: xr.Dataset, figure: Any) -> None:
     ax.set_ylim(-0.05, max(1.2, float(np.nanmax(ds.get("variance_stored", xr.DataArray([1])))) +
                                 0.05))
     ax.set_xlabel("DDPM step k")
-    ax.set_ylabel("second moment (standardized data)")
+    ax.set_ylabel("m₂ (standardized)")
     ax.set_title("variance budget")
     # outside the axes: inside, it covered the curves it explains
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
