@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DisplayUnits", "convert", "dimensionality", "pretty", "readable_prefix",
-           "written_units"]
+__all__ = ["DisplayUnits", "convert", "dimensionality", "duration", "length", "pretty",
+           "readable_prefix", "written_units"]
 
 _QUANTITY = re.compile(r"^\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s+(\S.*)$")
 
@@ -112,7 +112,7 @@ def readable_prefix(unit: str, values: Any) -> str:
     peak = float(finite.max())
     best = unit
     for candidate in ladder:  # smallest first: the first with a peak under 1000 wins
-        if convert(peak, unit, candidate) < 1000.0:
+        if convert(peak, unit, candidate) < 1000.0 * (1.0 - 1e-9):  # 1 µm is not 1000 nm
             best = candidate
             break
     return best
@@ -163,6 +163,23 @@ class DisplayUnits:
             return convert(values, canonical, unit), unit
         except Exception:  # an unconvertible declaration: show what the result holds
             return np.asarray(values, dtype=float), canonical
+
+
+def duration(seconds: float) -> str:
+    """A time in the unit a person would say it in: ``864000`` → ``10 day``, ``600`` →
+    ``10 min``, ``0.5`` → ``500 ms``."""
+    value = float(seconds)
+    for unit, size in (("day", 86400.0), ("h", 3600.0), ("min", 60.0), ("s", 1.0),
+                       ("ms", 1e-3)):
+        if abs(value) >= size or unit == "ms":
+            return f"{value / size:.4g} {unit}" if value else "0 s"
+    return f"{value:g} s"  # pragma: no cover - the loop always returns
+
+
+def length(metres: float) -> str:
+    """A length with a readable prefix: ``0.0015`` → ``1.5 mm``."""
+    unit = readable_prefix("m", [metres]) if metres else "m"
+    return f"{float(convert(metres, 'm', unit)):.4g} {pretty(unit)}"
 
 
 def pretty(unit: str) -> str:

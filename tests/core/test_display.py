@@ -52,3 +52,19 @@ def test_the_audit_table_shows_the_check_in_the_scenarios_unit() -> None:
 def test_labels() -> None:
     assert pretty("kg/m**3") == "kg/m³" and pretty("degC") == "°C" and pretty("um") == "µm"
     assert convert(1.0, "um^2/ms", "m^2/s") == pytest.approx(1e-9)
+
+
+def test_explain_speaks_in_readable_units() -> None:
+    from medtransport.display import duration, length
+    from medtransport.explain import explain
+    from medtransport.runner import prepare
+
+    assert duration(864000) == "10 day" and duration(0.25) == "250 ms" and duration(0) == "0 s"
+    assert length(0.0015) == "1.5 mm" and length(1e-6) == "1 µm"
+    from rich.console import Console
+
+    console = Console(width=200, record=True)
+    console.print(explain(prepare(str(EXAMPLES / "implant_sphere_release.yaml"))))
+    text = console.export_text()
+    assert "radius 1.5 mm, 60 shells of 25 µm" in text
+    assert "0 s to 10 day, 240 steps of 1 h" in text
