@@ -54,24 +54,13 @@ def model_schema(model_id: str) -> dict[str, Any]:
 def model_scenario_schema(model_id: str) -> dict[str, Any]:
     """The scenario schema with ``model`` fixed to ``model_id`` and ``parameters`` checked
     against that model's parameters — what an editor needs to complete and check a scenario
-    (``# yaml-language-server: $schema=…/<model>.scenario.schema.json``)."""
-    schema = scenario_schema()
-    params = model_schema(model_id)
-    # the parameters' definitions join the scenario's under a prefix, so names cannot clash
-    prefix = f"{model_id}."
-    text = json.dumps({k: v for k, v in params.items() if k not in ("$schema", "title")})
-    for name in params.get("$defs", {}):
-        text = text.replace(f'"#/$defs/{name}"', f'"#/$defs/{prefix}{name}"')
-    params = json.loads(text)
-    defs = schema.setdefault("$defs", {})
-    defs.update({f"{prefix}{k}": v for k, v in params.pop("$defs", {}).items()})
-    params["title"] = f"parameters of {model_id}"
-    schema["properties"]["parameters"] = params
-    model = dict(schema["properties"]["model"])
-    model.pop("pattern", None)
-    schema["properties"]["model"] = {**model, "const": model_id}
-    schema["title"] = f"medtransport scenario for {model_id}"
-    return schema
+    (``# yaml-language-server: $schema=…/<model>.scenario.schema.json``). It refers to the two
+    files beside it rather than copying them, so it stays right when either changes."""
+    return {"$schema": SCHEMA_DIALECT,
+            "title": f"medtransport scenario for {model_id}",
+            "allOf": [{"$ref": "scenario.schema.json"}],
+            "properties": {"model": {"const": model_id},
+                           "parameters": {"$ref": f"{model_id}.params.schema.json"}}}
 
 
 def render(schema: dict[str, Any]) -> str:

@@ -116,7 +116,8 @@ def test_its_schema_is_published_beside_the_unchanged_builtin_ones(
     jsonschema.validate(scenario, json.loads((directory / "scenario.schema.json").read_text()))
     params = json.loads((directory / "oxygen.krogh.params.schema.json").read_text())
     jsonschema.validate(scenario["parameters"], params)
-    jsonschema.validate(scenario, model_scenario)
+    assert model_scenario["properties"]["parameters"] == {
+        "$ref": "oxygen.krogh.params.schema.json"}
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**scenario["parameters"], "colour": "red"}, params)
 

@@ -42,6 +42,18 @@ def test_the_schema_rejects_what_the_loader_rejects() -> None:
                             schema)
 
 
+def validate_with_neighbours(instance: object, schema_path: Path) -> None:
+    """Validate against a schema whose ``$ref``s name files beside it, as an editor resolves
+    them."""
+    from referencing import Registry, Resource
+
+    resources = [(p.name, Resource.from_contents(json.loads(p.read_text(encoding="utf-8"))))
+                 for p in schema_path.parent.glob("*.json")]
+    schema = json.loads(schema_path.read_text(encoding="utf-8"))
+    jsonschema.Draft202012Validator(
+        schema, registry=Registry().with_resources(resources)).validate(instance)
+
+
 @pytest.mark.parametrize("path", sorted((ROOT / "examples" / "scenarios").glob("*.yaml")),
                          ids=lambda p: p.name)
 def test_every_example_names_its_model_schema_for_editors(path: Path) -> None:
@@ -51,19 +63,20 @@ def test_every_example_names_its_model_schema_for_editors(path: Path) -> None:
     assert first == (f"# yaml-language-server: $schema=../../schemas/{model}"
                      ".scenario.schema.json")
     target = (path.parent / first.split("$schema=")[1]).resolve()
-    jsonschema.validate(yaml.safe_load(text), json.loads(target.read_text(encoding="utf-8")))
+    validate_with_neighbours(yaml.safe_load(text), target)
     # examples cite what a user has: not the design notes kept outside the repository
     assert "DESIGN.md" not in text and "REFERENCES.md" not in text
 
 
 def test_a_model_scenario_schema_checks_the_parameters_and_the_model() -> None:
-    schema = json.loads((ROOT / "schemas" / "pk.one_compartment.scenario.schema.json")
-                        .read_text(encoding="utf-8"))
+    schema = ROOT / "schemas" / "pk.one_compartment.scenario.schema.json"
     good = yaml.safe_load((ROOT / "examples" / "scenarios" / "theophylline_oral.yaml")
                           .read_text(encoding="utf-8"))
-    jsonschema.validate(good, schema)
+    validate_with_neighbours(good, schema)
     misspelt = {**good, "parameters": {**good["parameters"], "clearence": "1 L/h"}}
     with pytest.raises(jsonschema.ValidationError, match="clearence"):
-        jsonschema.validate(misspelt, schema)
+        validate_with_neighbours(misspelt, schema)
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate({**good, "model": "pk.two_compartment"}, schema)
+        validate_with_neighbours({**good, "model": "pk.two_compartment"}, schema)
+    with pytest.raises(jsonschema.ValidationError):  # the scenario part is checked too
+        validate_with_neighbours({**good, "tim": good["time"]}, schema)
