@@ -546,17 +546,14 @@ def population_command(scenario: str, *, n: int | None, scheduler: str | None,
             raise MedtransportError(f"{option}: the directory {Path(target).parent} does not "
                                     "exist")
 
-    shown = [0]
+    from medtransport.progress import ChunkProgress
 
-    def progress(fraction: float) -> None:
-        step = int(fraction * 20)  # every 5 %
-        if step > shown[0]:
-            shown[0] = step
-            echo(f"  {fraction:6.1%} of the chunks done")
-
+    progress = ChunkProgress(echo)
     result = run_population(scenario, n, client=scheduler, store=store,
-                            chunk_size=chunk_size, overwrite=overwrite,
-                            progress=progress if n and n >= 100_000 else None)
+                            chunk_size=chunk_size, overwrite=overwrite, progress=progress)
+    # after the last chunk, the summaries, plot and report take a while on a large run: say so
+    if progress.shown:
+        echo("computing the summaries (percentile bands, NCA distributions, PTA)…")
     summary = summarize(result)
     nca = summary["nca"]
     echo(f"{result.size} patients in {math.ceil(result.size / result.chunk_size)} chunks of "
@@ -572,6 +569,9 @@ def population_command(scenario: str, *, n: int | None, scheduler: str | None,
         echo(f"wrote the summaries to {output}")
     if plot_path:
         from medtransport.summaries import plot_bands
+
+        if progress.shown:
+            echo("drawing the percentile bands…")
 
         plot_bands(summary["bands"], plot_path, title=str(
             result.dataset.attrs.get("title", "")), pta=summary.get("pta"))

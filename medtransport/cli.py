@@ -84,6 +84,32 @@ class _Group(click.Group):
                   "traceback, and please report it)", EXIT_INTERNAL)
 
 
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        """Click's usage errors (an unknown option, a missing argument) as one paragraph on
+        stderr like every other error — ``error: …; see 'medtransport run --help'`` — exit 2."""
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        no_args = getattr(click.exceptions, "NoArgsIsHelpError", ())
+        try:
+            value = super().main(*args, standalone_mode=False, **kwargs)
+        except no_args as exc:  # `medtransport` alone: the help, as click shows it
+            click.echo(exc.ctx.get_help() if exc.ctx is not None else exc.format_message(),
+                       err=True)
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            text = " ".join(exc.format_message().split())
+            text = (text[:1].lower() + text[1:]).replace(". (", " (").rstrip(".")
+            text = text.replace("(Did you mean", "(did you mean").replace(
+                ". Did you mean", "; did you mean")
+            path = exc.ctx.command_path if exc.ctx is not None else "medtransport"
+            _fail(f"{text}; see '{path} --help'", exc.exit_code)
+        except click.ClickException as exc:
+            _fail(" ".join(exc.format_message().split()), exc.exit_code)
+        except click.exceptions.Abort:
+            _fail("aborted; nothing was written", 1)
+        sys.exit(value if isinstance(value, int) else 0)
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.version_option(package_name="medtransport")
@@ -102,13 +128,20 @@ def _progress_bar(label: str) -> tuple[Callable[[float], None], Callable[[], Non
     lock = threading.Lock()
 
     def show() -> None:
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         with lock:
             if state.get("closed"):
                 return
             bar = Progress(TextColumn("{task.description}"), BarColumn(),
                            TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(),
+                           TextColumn("ETA"), TimeRemainingColumn(),
                            transient=True, console=_console(stderr=True))
             bar.start()
             state["bar"] = bar
@@ -135,18 +168,23 @@ def _progress_bar(label: str) -> tuple[Callable[[float], None], Callable[[], Non
     return update, close
 
 
-def _audit_table(report: Any, title: str) -> Any:
+def _audit_table(report: Any, title: str, model: Any = None) -> Any:
     from rich.markup import escape
     from rich.table import Table
 
+    from medtransport.audit.wording import check_in_words
+    from medtransport.display import DisplayUnits
+
+    display = DisplayUnits(model) if model is not None else None
     table = Table(title=escape(title), title_justify="left")
-    for col in ("audit", "stage", "measured", "tolerance", "units", "verdict", "detail"):
+    # the check in words ("minimum 0 mg ≥ −4.2e-07 mg"), not a bare tolerance to decode
+    for col in ("audit", "stage", "check", "verdict", "detail"):
         table.add_column(col, overflow="fold")
     for r in report.results:
         verdict = "[green]pass[/green]" if r.passed else "[bold red]FAIL[/bold red]"
         detail = r.detail + (f" (at {r.where})" if r.where and not r.passed else "")
-        table.add_row(escape(r.name), r.stage, f"{r.measured:.3g}", f"{r.tolerance:.3g}",
-                      escape(r.units), verdict, escape(detail))
+        table.add_row(escape(r.name), r.stage, escape(check_in_words(r, display)), verdict,
+                      escape(detail))
     return table
 
 
@@ -217,7 +255,7 @@ def run_cmd(scenario: str, output: str | None, plot_path: str | None, quiet: boo
         from medtransport.batch import population_command
         from medtransport.report import population_report
 
-        with population_report(store, report_path, click.echo):
+        with population_report(store, report_path, click.echo, scenario):
             population_command(scenario, n=population, scheduler=scheduler,
                                chunk_size=chunk_size, store=store, overwrite=overwrite,
                                output=output, plot_path=plot_path, echo=click.echo)
@@ -240,7 +278,7 @@ def run_cmd(scenario: str, output: str | None, plot_path: str | None, quiet: boo
         model, ds = _run(model, "simulating")
     except AuditFailure as exc:
         if exc.report is not None and not quiet:
-            _console(stderr=True).print(_audit_table(exc.report, "audit (FAILED)"))
+            _console(stderr=True).print(_audit_table(exc.report, "audit (FAILED)", model))
         if report_path and exc.report is not None:
             from medtransport.report import report_from_failure, scenario_source
 
@@ -251,7 +289,7 @@ def run_cmd(scenario: str, output: str | None, plot_path: str | None, quiet: boo
     report = AuditReport.from_json(ds.attrs["audit_report"])
     if not quiet:
         console.print(_audit_table(report, f"audit of {model.scenario.name!r} ({model.id}, "
-                                           f"{model.method})"))
+                                           f"{model.method})", model))
     # Both files are written to temporary names and renamed only once both are complete, so a
     # failing plot cannot leave a NetCDF behind (nor the reverse).
     with contextlib.ExitStack() as files:
@@ -287,7 +325,7 @@ def audit_cmd(scenario: str, as_json: bool) -> None:
     from medtransport.audit import AuditReport
 
     try:
-        _, ds = _run(scenario, "auditing")
+        model, ds = _run(scenario, "auditing")
         report = AuditReport.from_json(ds.attrs["audit_report"])
     except AuditFailure as exc:
         if exc.report is None:
@@ -300,7 +338,7 @@ def audit_cmd(scenario: str, as_json: bool) -> None:
     if as_json:
         click.echo(report.to_json())
     else:
-        _console().print(_audit_table(report, "audit report"))
+        _console().print(_audit_table(report, "audit report", model))
         _console().print(report.summary())
 
 
@@ -378,5 +416,6 @@ def new_plugin_cmd(name: str, directory: str | None) -> None:
     click.echo(f"created {done.directory}/ — plugin {done.name!r}, model {done.model_id}")
     for path in done.files:
         click.echo(f"  {path.relative_to(done.directory)}")
-    click.echo(f"next:\n  cd {done.directory}\n  pip install -e .\n  medtransport models\n"
+    click.echo("next (medtransport itself installed in this environment, see the "
+               f"README):\n  cd {done.directory}\n  pip install -e .\n  medtransport models\n"
                "  pytest")

@@ -247,13 +247,16 @@ class Grid(Domain):
                 for i, d in enumerate(self.dims)}
 
     def describe(self) -> str:
+        from medtransport.display import length  # 1.5 mm, not 0.0015 m
+
         if self.radial:
-            inner = f" with inner radius {self.lower[0]:g} m" if self.lower[0] > 0 else ""
-            return (f"radially symmetric {self.geometry} of radius {self.upper[0]:g} m{inner}, "
-                    f"{self.cells[0]} shells of {self.spacing[0]:g} m")
-        size = " × ".join(f"{hi - lo:g}" for lo, hi in zip(self.lower, self.upper, strict=True))
+            inner = f" with inner radius {length(self.lower[0])}" if self.lower[0] > 0 else ""
+            return (f"radially symmetric {self.geometry} of radius {length(self.upper[0])}"
+                    f"{inner}, {self.cells[0]} shells of {length(self.spacing[0])}")
+        size = " × ".join(length(hi - lo) for lo, hi in zip(self.lower, self.upper,
+                                                            strict=True))
         cells = " × ".join(map(str, self.cells))
-        return f"{self.ndim}-D box {size} m, {cells} cells"
+        return f"{self.ndim}-D box {size}, {cells} cells"
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from medtransport.units import format_quantity
-
 if TYPE_CHECKING:
     from medtransport.model import Model
 
@@ -63,8 +61,11 @@ def explain(model: Model) -> Any:
         table.add_row("series truncation", "\n".join(
             f"{getattr(t, 'name', 'series')}: {t.n_terms} terms, tail bound {t.tail_bound:.3g}"
             f" (tolerance {t.tolerance:.3g})" for t in truncs))
+    from medtransport.display import duration
+
     tg = model.scenario.time
-    table.add_row("time", f"{format_quantity(tg.start)} to {format_quantity(tg.stop)}, "
-                          f"{tg.n_steps} steps of {tg.dt:.6g} s, {len(tg.output_times())} "
-                          "outputs")
+    # in the units a person says them in, not 864000 s
+    table.add_row("time", f"{duration(tg.start.m_as('s'))} to {duration(tg.stop.m_as('s'))}, "
+                          f"{tg.n_steps} steps of {duration(tg.dt)}, "
+                          f"{len(tg.output_times())} outputs")
     return table

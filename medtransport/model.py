@@ -170,8 +170,11 @@ class Model:
             if event.type not in self.event_types:
                 takes = (f"it interprets {', '.join(sorted(self.event_types))}"
                          if self.event_types else "it interprets no events")
+                from medtransport.suggest import did_you_mean
+
+                hint = did_you_mean(event.type, self.event_types)
                 problems.append((f"events.{i}.type", f"{self.id} does not know events of "
-                                                     f"type {event.type!r}; {takes}"))
+                                                     f"type {event.type!r}{hint}; {takes}"))
         if problems:
             raise ScenarioError(problems)
 
@@ -182,8 +185,8 @@ class Model:
         try:
             return cls.Params.model_validate(parameters)
         except ValidationError as exc:
-            raise ScenarioError(format_validation_error(exc, "parameters",
-                                                        data=parameters)) from None
+            raise ScenarioError(format_validation_error(exc, "parameters", data=parameters,
+                                                        schema=cls.Params)) from None
 
     # -- the five answers --------------------------------------------------------------------
     def build_domain(self) -> Domain:

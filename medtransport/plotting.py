@@ -18,20 +18,36 @@ def _label(var: xr.DataArray) -> str:
     return f"{var.attrs.get('long_name', var.name)} [{var.attrs.get('units', '')}]"
 
 
+#: The first profile is left out when its peak is this many times every later one's (a point
+#: injection at t = 0 would flatten every later profile to the floor).
+SPIKE = 5.0
+
+
 def default_plot(model: Model, ds: xr.Dataset, figure: Any) -> None:
+    from medtransport.display import DisplayUnits, pretty
+
+    display = DisplayUnits(model)
     species = model.conserved[0]
     time_unit, scale = _time_axis(ds["time"].values)
     ax1, ax2 = figure.subplots(1, 2)
     stored = ds.get(f"{species.name}_stored")
     if stored is not None:
         t = ds["time"].values / scale
-        ax1.plot(t, stored.values, label="stored (recomputed)")
-        ax1.plot(t, ds[f"{species.name}_expected"].values, "--", label="ledger")
+        canonical = str(stored.attrs["units"])
+        unit = display.unit(species.name, canonical, stored.values)
+
+        def shown(var: xr.DataArray) -> np.ndarray:
+            return convert(var.values, canonical, unit)
+
+        from medtransport.display import convert
+
+        ax1.plot(t, shown(stored), label="stored (recomputed)")
+        ax1.plot(t, shown(ds[f"{species.name}_expected"]), "--", label="ledger")
         for term in ("inflow", "outflow", "sink", "source"):
             if f"{species.name}_{term}" in ds:
-                ax1.plot(t, ds[f"{species.name}_{term}"].values, label=term)
+                ax1.plot(t, shown(ds[f"{species.name}_{term}"]), label=term)
         ax1.set_xlabel(f"time [{time_unit}]")
-        ax1.set_ylabel(f"{species.dimension} [{stored.attrs['units']}]")
+        ax1.set_ylabel(f"{species.dimension} [{pretty(unit)}]")
         ax1.set_title("conservation ledger")
         ax1.legend(fontsize="small")
     density = ds[species.variable]
@@ -41,11 +57,29 @@ def default_plot(model: Model, ds: xr.Dataset, figure: Any) -> None:
         x = ds[dim].values
         length_unit, length_scale = _length_axis(x) if ds[dim].attrs.get("units") == "m" \
             else (ds[dim].attrs.get("units", ""), 1.0)
-        for i in np.unique(np.linspace(0, ds.sizes["time"] - 1, 5).astype(int)):
-            ax2.plot(x / length_scale, density.isel(time=i).values,
+        canonical = str(density.attrs.get("units", ""))
+        raw = np.asarray(density.values, dtype=float)
+        times = np.unique(np.linspace(0, ds.sizes["time"] - 1, 5).astype(int))
+        peaks = np.nanmax(np.abs(raw.reshape(raw.shape[0], -1)), axis=1)[times]
+        spike = len(times) > 2 and peaks[0] > SPIKE * np.nanmax(peaks[1:])
+        if spike:
+            times = times[1:]
+        values, unit = display.show(species.variable, raw[times], canonical)
+        left_out = ""
+        if spike:
+            from medtransport.display import convert
+
+            first = convert(peaks[0], canonical, unit)
+            left_out = f"\n(t = 0 not drawn: its peak, {float(first):.3g} {pretty(unit)}, " \
+                "would flatten the rest)"
+        for k, i in enumerate(times):
+            ax2.plot(x / length_scale, values[k],
                      label=f"t = {ds['time'].values[i] / scale:.3g} {time_unit}")
         ax2.set_xlabel(f"{ds[dim].attrs.get('long_name', dim)} [{length_unit}]")
+        ax2.set_ylabel(f"{density.attrs.get('long_name', density.name)} [{pretty(unit)}]")
         ax2.legend(fontsize="small")
+        ax2.set_title(f"{density.attrs.get('long_name', species.variable)}{left_out}",
+                      fontsize="medium")
     elif last.ndim == 2:
         im = ax2.pcolormesh(last[last.dims[1]].values, last[last.dims[0]].values, last.values)
         figure.colorbar(im, ax=ax2)
@@ -53,8 +87,8 @@ def default_plot(model: Model, ds: xr.Dataset, figure: Any) -> None:
         mid = last.isel({last.dims[2]: last.sizes[last.dims[2]] // 2})
         im = ax2.pcolormesh(mid[mid.dims[1]].values, mid[mid.dims[0]].values, mid.values)
         figure.colorbar(im, ax=ax2)
-    ax2.set_ylabel(_label(density) if last.ndim == 1 else "")
-    ax2.set_title(f"{density.attrs.get('long_name', species.variable)}")
+    if last.ndim != 1:
+        ax2.set_title(f"{density.attrs.get('long_name', species.variable)}")
     figure.suptitle(model.scenario.name)
 
 

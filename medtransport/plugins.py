@@ -101,8 +101,11 @@ class PluginRegistry:
             if self.broken:
                 hint = "; broken plugins: " + ", ".join(b.name for b in self.broken)
             # An unknown id is the scenario's mistake (bad input), not a plugin's.
-            raise ScenarioError([("model", f"no model {model_id!r} is registered (known: "
-                                           f"{known}{hint})")]) from None
+            from medtransport.suggest import did_you_mean
+
+            guess = did_you_mean(model_id, self.models)
+            raise ScenarioError([("model", f"no model {model_id!r} is registered{guess} "
+                                           f"(known: {known}{hint})")]) from None
         return entry.load()
 
     def extra_audits(self, model: Any) -> list[tuple[str, Any]]:

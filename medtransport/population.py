@@ -38,7 +38,6 @@ from typing import Annotated, Any, Literal
 import numpy as np
 import pint
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
-from scipy.special import ndtr, ndtri
 
 from medtransport.units import Q_, Qty
 
@@ -115,6 +114,8 @@ def _truncated(x: np.ndarray, z_lo: float, z_hi: float) -> np.ndarray:
     transform (monotone, so the copula's rank correlations are kept)."""
     if z_lo == -math.inf and z_hi == math.inf:
         return x
+    from scipy.special import ndtr, ndtri  # here: scipy.special costs 0.2 s to import
+
     a, b = float(ndtr(z_lo)), float(ndtr(z_hi))
     u = a + ndtr(x) * (b - a)
     return ndtri(np.clip(u, max(a, 2.0 ** -53), min(b, 1.0 - 2.0 ** -53)))
@@ -302,6 +303,8 @@ def standard_normals(seed: int, k: int, start: int, stop: int) -> np.ndarray:
     bits = np.random.PCG64(seed)
     bits.advance(start * k)
     u = np.random.Generator(bits).random((stop - start, k))
+    from scipy.special import ndtri
+
     # keep away from 0, where the inverse CDF is −∞
     return ndtri(np.clip(u, 2.0 ** -53, 1.0 - 2.0 ** -53))
 
@@ -430,6 +433,8 @@ def _covariates(spec: CovariateSpec, names: list[str], x: np.ndarray, patient: A
     for j, name in enumerate(names):
         dist = getattr(spec, name)
         if name == "sex":
+            from scipy.special import ndtr
+
             values["female"] = ndtr(x[:, j]) > 1.0 - dist.female_fraction
             continue
         unit = (dist.mean if dist.distribution == "normal" else dist.median).units

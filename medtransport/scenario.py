@@ -277,6 +277,16 @@ class AuditSpec(_Section):
             raise ValueError("must be finite")
         return v
 
+    @field_validator("rtol")
+    @classmethod
+    def _resolvable(cls, v: float | None) -> float | None:
+        # below float64's spacing no computed sum can meet it: a typo, not a tighter check
+        eps = float(np.finfo(np.float64).eps)
+        if v is not None and v < eps:
+            raise ValueError(f"{v:g} is below what float64 arithmetic can resolve; the smallest "
+                             f"meaningful relative tolerance is {eps:.3g} (machine epsilon)")
+        return v
+
 
 class OutputSpec(_Section):
     """What to keep: ``variables`` (default: all) and a file ``path`` the CLI writes to."""
@@ -336,47 +346,103 @@ def _is_tag(p: Any) -> bool:
     return isinstance(p, str) and ("[" in p or p.startswith("function-") or p in _KINDS)
 
 
-def _user_path(loc: tuple[Any, ...], data: Any) -> list[str]:
+def _user_path(loc: tuple[Any, ...], data: Any, *, field_last: bool = False) -> list[str]:
     """The items of ``loc`` the user wrote: a key or index found in ``data`` is always kept
-    (a face may be called ``robin``); anything else is kept unless it is a pydantic tag."""
+    (a face may be called ``robin``); a union's tag is dropped — pydantic's own
+    (``function-plain[…]``) or the value of a discriminator the user wrote (``kind:
+    parker``). ``field_last``: the last item names a field (a missing or an unknown one),
+    even when it looks like a tag (the parameter ``clearance`` and the boundary kind)."""
     out, node = [], data
-    for p in loc:
+    for i, p in enumerate(loc):
+        last = field_last and i == len(loc) - 1
+        tag = i < len(loc) - 1 and isinstance(node, Mapping) and isinstance(p, str) and \
+            p in {v for v in node.values() if isinstance(v, str)}
+        if tag:
+            continue  # the discriminator's value (`kind: robin`): the member pydantic tried
         if isinstance(node, Mapping) and p in node:
             out.append(str(p))
             node = node[p]
         elif isinstance(node, list) and isinstance(p, int) and 0 <= p < len(node):
             out.append(str(p))
             node = node[p]
-        elif not _is_tag(p):
+        elif last or not _is_tag(p):
             out.append(str(p))
             node = None
     return out
 
 
 def format_validation_error(exc: ValidationError, prefix: str = "", *,
-                            data: Any = None) -> list[tuple[str, str]]:
+                            data: Any = None, schema: Any = None) -> list[tuple[str, str]]:
     """``(field_path, message)`` pairs from a pydantic error, paths dotted like the file.
 
     Give the validated ``data`` so that keys the user wrote are told apart from pydantic's
-    tags even when they look alike."""
+    tags even when they look alike, and the pydantic class (``schema``) so that an unknown
+    field gets a "did you mean" among the fields it accepts there."""
+    from medtransport.suggest import did_you_mean, field_names_at, quoted_names
+
+    errors = exc.errors()
+    missing = {tuple(e["loc"][:-1]): [] for e in errors if e["type"] == "missing"}
+    for e in errors:
+        if e["type"] == "missing":
+            missing[tuple(e["loc"][:-1])].append(str(e["loc"][-1]))
+    json_schema: dict[str, Any] | None = None
     problems = []
-    for err in exc.errors():
-        loc = _user_path(tuple(err["loc"]), data)
+    for err in errors:
+        named = err["type"] in ("missing", "extra_forbidden")
+        loc = _user_path(tuple(err["loc"]), data, field_last=named)
         path = ".".join(([prefix] if prefix else []) + loc)
         msg = err["msg"]
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, "):]
+        ctx = err.get("ctx") or {}
         if err["type"] == "missing":
             msg = "required field is missing"
         elif err["type"] == "extra_forbidden":
             msg = "unknown field (check its spelling)"
+            known = missing.get(tuple(err["loc"][:-1]), [])
+            if schema is not None:
+                if json_schema is None:
+                    json_schema = _json_schema(schema)
+                known = known + field_names_at(json_schema, err["loc"][:-1])
+            written = _container(data, err["loc"][:-1])  # a name already used is no guess
+            hint = did_you_mean(str(err["loc"][-1]),
+                                [k for k in dict.fromkeys(known) if k not in written])
+            msg = f"unknown field{hint}" if hint else msg
         elif err["type"] == "union_tag_invalid":
-            ctx = err.get("ctx", {})
-            msg = f"unknown kind {ctx.get('tag')!r}; expected one of {ctx.get('expected_tags')}"
+            msg = (f"unknown kind {ctx.get('tag')!r}; expected one of "
+                   f"{ctx.get('expected_tags')}"
+                   + did_you_mean(str(ctx.get("tag")), quoted_names(ctx.get("expected_tags"))))
+        elif err["type"] in ("literal_error", "enum"):
+            msg += did_you_mean(str(err.get("input")), quoted_names(ctx.get("expected", "")))
         elif err["type"] in ("model_type", "dict_type"):
             msg = f"expected a mapping, got {type(err.get('input')).__name__}"
+        elif err["type"] == "string_pattern_mismatch" and loc == ["model"]:
+            msg = (f"{err.get('input')!r} is not a model id: an id is a family and a name "
+                   "joined by a dot, each starting with a letter, such as "
+                   "'pk.two_compartment' (`medtransport models` lists them)")
         problems.append((path, msg))
     return problems
+
+
+def _container(data: Any, loc: Any) -> Any:
+    """The mapping of ``data`` at pydantic location ``loc`` (tags skipped), or ``{}``."""
+    node = data
+    for p in loc:
+        if isinstance(node, Mapping) and p in node:
+            node = node[p]
+        elif isinstance(node, list) and isinstance(p, int) and 0 <= p < len(node):
+            node = node[p]
+    return node if isinstance(node, Mapping) else {}
+
+
+def _json_schema(schema: Any) -> dict[str, Any]:
+    from medtransport.schema import _Generator
+
+    try:
+        return schema.model_json_schema(mode="validation", schema_generator=_Generator) \
+            if hasattr(schema, "model_json_schema") else dict(schema)
+    except Exception:  # a schema that cannot be generated only costs the suggestion
+        return {}
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -463,7 +529,8 @@ def load_scenario(source: str | Path | Mapping[str, Any] | Scenario, *,
     try:
         scenario = _adapter.validate_python(data)
     except ValidationError as exc:
-        raise ScenarioError(format_validation_error(exc, data=data), source=label) from None
+        raise ScenarioError(format_validation_error(exc, data=data, schema=Scenario),
+                            source=label) from None
     except RecursionError:
         raise ScenarioError("the scenario is nested too deeply", source=label) from None
     if label is not None:

@@ -51,6 +51,18 @@ def model_schema(model_id: str) -> dict[str, Any]:
     return schema
 
 
+def model_scenario_schema(model_id: str) -> dict[str, Any]:
+    """The scenario schema with ``model`` fixed to ``model_id`` and ``parameters`` checked
+    against that model's parameters — what an editor needs to complete and check a scenario
+    (``# yaml-language-server: $schema=…/<model>.scenario.schema.json``). It refers to the two
+    files beside it rather than copying them, so it stays right when either changes."""
+    return {"$schema": SCHEMA_DIALECT,
+            "title": f"medtransport scenario for {model_id}",
+            "allOf": [{"$ref": "scenario.schema.json"}],
+            "properties": {"model": {"const": model_id},
+                           "parameters": {"$ref": f"{model_id}.params.schema.json"}}}
+
+
 def render(schema: dict[str, Any]) -> str:
     return json.dumps(schema, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
 
@@ -62,6 +74,7 @@ def expected_files() -> dict[str, str]:
     files = {"scenario.schema.json": render(scenario_schema())}
     for model_id in sorted(get_registry().models):
         files[f"{model_id}.params.schema.json"] = render(model_schema(model_id))
+        files[f"{model_id}.scenario.schema.json"] = render(model_scenario_schema(model_id))
     return files
 
 

@@ -46,9 +46,22 @@ __all__ = [
     "ureg",
 ]
 
-# force_ndarray_like: pint-xarray needs it to quantify datasets with this registry.
-ureg = pint.UnitRegistry(autoconvert_offset_to_baseunit=False, force_ndarray_like=True,
-                         cache_folder=None)
+
+
+def _registry() -> pint.UnitRegistry:
+    """The registry, its parsed definitions cached on disk by pint (``:auto:``: the user's cache
+    directory), which saves about a tenth of a second per process; a cache that cannot be read
+    or written (read-only home, a file being written by a concurrent process) falls back to
+    parsing the definitions."""
+    # force_ndarray_like: pint-xarray needs it to quantify datasets with this registry.
+    options = {"autoconvert_offset_to_baseunit": False, "force_ndarray_like": True}
+    try:
+        return pint.UnitRegistry(cache_folder=":auto:", **options)
+    except Exception:  # any cache failure: build without it
+        return pint.UnitRegistry(cache_folder=None, **options)
+
+
+ureg = _registry()
 # Units the medical literature uses that pint does not define by default.
 ureg.define("hounsfield_unit = [] = HU")
 ureg.define("cells = [] = cell")

@@ -107,12 +107,17 @@ def test_its_schema_is_published_beside_the_unchanged_builtin_ones(
     directory = installed["root"] / "schemas"
     written = {p.name: p.read_text(encoding="utf-8") for p in directory.glob("*.json")}
     assert written.pop("oxygen.krogh.params.schema.json")
+    # its per-model scenario schema (for editors) names the model and takes its parameters
+    model_scenario = json.loads(written.pop("oxygen.krogh.scenario.schema.json"))
+    assert model_scenario["properties"]["model"]["const"] == "oxygen.krogh"
     assert written == expected_files()  # installing a plugin changes no other schema
     scenario = yaml.safe_load((installed["package"] / "scenarios" / "krogh_muscle.yaml")
                               .read_text())
     jsonschema.validate(scenario, json.loads((directory / "scenario.schema.json").read_text()))
     params = json.loads((directory / "oxygen.krogh.params.schema.json").read_text())
     jsonschema.validate(scenario["parameters"], params)
+    assert model_scenario["properties"]["parameters"] == {
+        "$ref": "oxygen.krogh.params.schema.json"}
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**scenario["parameters"], "colour": "red"}, params)
 

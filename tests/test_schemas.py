@@ -40,3 +40,43 @@ def test_the_schema_rejects_what_the_loader_rejects() -> None:
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"name": "x", "model": "diffusion.fick", "time": {"stop": "1 s"}},
                             schema)
+
+
+def validate_with_neighbours(instance: object, schema_path: Path) -> None:
+    """Validate against a schema whose ``$ref``s name files beside it, as an editor resolves
+    them."""
+    from referencing import Registry, Resource
+
+    resources = [(p.name, Resource.from_contents(json.loads(p.read_text(encoding="utf-8"))))
+                 for p in schema_path.parent.glob("*.json")]
+    schema = json.loads(schema_path.read_text(encoding="utf-8"))
+    jsonschema.Draft202012Validator(
+        schema, registry=Registry().with_resources(resources)).validate(instance)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "examples" / "scenarios").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_example_names_its_model_schema_for_editors(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    first = text.splitlines()[0]
+    model = yaml.safe_load(text)["model"]
+    assert first == (f"# yaml-language-server: $schema=../../schemas/{model}"
+                     ".scenario.schema.json")
+    target = (path.parent / first.split("$schema=")[1]).resolve()
+    validate_with_neighbours(yaml.safe_load(text), target)
+    # examples cite what a user has: not the design notes kept outside the repository
+    assert "DESIGN.md" not in text and "REFERENCES.md" not in text
+
+
+def test_a_model_scenario_schema_checks_the_parameters_and_the_model() -> None:
+    schema = ROOT / "schemas" / "pk.one_compartment.scenario.schema.json"
+    good = yaml.safe_load((ROOT / "examples" / "scenarios" / "theophylline_oral.yaml")
+                          .read_text(encoding="utf-8"))
+    validate_with_neighbours(good, schema)
+    misspelt = {**good, "parameters": {**good["parameters"], "clearence": "1 L/h"}}
+    with pytest.raises(jsonschema.ValidationError, match="clearence"):
+        validate_with_neighbours(misspelt, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        validate_with_neighbours({**good, "model": "pk.two_compartment"}, schema)
+    with pytest.raises(jsonschema.ValidationError):  # the scenario part is checked too
+        validate_with_neighbours({**good, "tim": good["time"]}, schema)

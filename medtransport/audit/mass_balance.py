@@ -12,6 +12,7 @@ import numpy as np
 
 from medtransport.audit.extremes import extremes
 from medtransport.audit.report import AuditContext, AuditResult
+from medtransport.audit.wording import amount, difference_in_words
 
 
 def residual(ctx: AuditContext, species: str) -> tuple[np.ndarray, float]:
@@ -80,8 +81,12 @@ def audit_mass_balance(ctx: AuditContext) -> list[AuditResult]:
                 where["patient"] = int(where_index[1])
         if not passed and not bad.any():
             stored = float(ctx.stored[sp.name][where_index])
+            expected = stored - float(res[where_index])
+            # both amounts may agree to nine digits: state the residual, not two equal-looking
+            # numbers
+            gap = difference_in_words(stored, expected, units, float(allowed[where_index]))
             detail += (f"; worst at t = {ctx.times[i]:.6g} s{_patient(where)}: stored "
-                       f"{stored:.9g}, ledger expects {stored - float(res[where_index]):.9g}")
+                       f"{amount(stored, units)} {gap} from what the ledger expects")
         if bad.any():
             first = np.unravel_index(int(np.argmax(bad)), res.shape)
             detail += f"; non-finite residual first at t = {ctx.times[first[0]]:.6g} s"
@@ -96,4 +101,4 @@ def _patient(where: dict[str, object]) -> str:
 
 def _detail(times: int, batch: str, scale: float, units: str) -> str:
     return (f"max |stored − (initial + inflow + source − outflow − sink)| over {times} "
-            f"times{batch}; scale {scale:.6g} {units}")
+            f"times{batch}; scale {amount(scale, units)}")

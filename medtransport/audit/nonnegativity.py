@@ -39,5 +39,6 @@ def audit_nonnegativity(ctx: AuditContext) -> list[AuditResult]:
                 where[str(dim)] = coord.item() if hasattr(coord, "item") else coord
         units = var.attrs.get("units", "")
         out.append(AuditResult(f"nonnegativity[{var_name}]", passed, lowest, -allowance, units,
-                               f"minimum {lowest:.6g} {units}", where))
+                               f"minimum {lowest:.6g} {units}; values down to "
+                               f"−{allowance:.3g} {units} are accepted as round-off", where))
     return out

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from medtransport.audit.report import AuditContext, AuditResult
+from medtransport.audit.wording import amount, difference_in_words
 
 
 def audit_normalization(ctx: AuditContext) -> list[AuditResult]:
@@ -39,9 +40,15 @@ def audit_normalization(ctx: AuditContext) -> list[AuditResult]:
         d = float(np.ravel(declared)[j if declared.ndim else 0])
         r = float(np.ravel(represented)[j if represented.ndim else 0])
         who = f" (patient {j})" if represented.ndim and not passed else ""
-        detail = f"declared {d:.9g} {units}, represented at t0 {r:.9g} {units}{who}"
-        if not passed and d != 0 and r != 0:
-            detail += f" (ratio {r / d:.6g}: a unit conversion slip?)"
+        detail = f"declared {amount(d, units)}, represented at t0 {amount(r, units)}{who}"
+        if not passed:
+            allowed = float(np.ravel(np.broadcast_to(tol, np.shape(diff)))[j]) \
+                if np.ndim(diff) else float(tol)
+            detail += f": {difference_in_words(r, d, units, allowed)}"
+            ratio = r / d if d != 0 and r != 0 else float("nan")
+            # a factor of 10ⁿ, 60 or 1000 between the two smells of units; 1.0000001 does not
+            if np.isfinite(ratio) and abs(np.log10(abs(ratio))) >= 0.5:
+                detail += f" (ratio {ratio:.6g}: a unit conversion slip?)"
         worst = float(np.max(diff)) if np.all(np.isfinite(diff)) else float("nan")
         # Where it failed, for reports: the first output time (and the first failing patient;
         # not "patient", which names the one patient to blame).

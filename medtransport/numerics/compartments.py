@@ -50,8 +50,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg
 
-from medtransport.numerics.propagate import kernel as propagation_kernel
-from medtransport.numerics.propagate import use_threads
+from medtransport.numerics.propagate import kernel_for
 
 __all__ = ["Addition", "Input", "amounts", "steady_state_start"]
 
@@ -289,8 +288,8 @@ def amounts(kmat: np.ndarray, times: Sequence[float] | np.ndarray, *,
         # no dose in between: propagate them in one compiled pass.
         r = int(plan.run_end[k]) - k
         if r > _COMPILED_RUN:
-            threads = use_threads(flat_state.shape[0] * (r - 1) * n)
-            propagation_kernel(n, threads)(phi, c, flat_state, flat_out, j, r - 1)
+            work = flat_state.shape[0] * (r - 1) * n
+            kernel_for(n, work)(phi, c, flat_state, flat_out, j, r - 1)
             j += r - 1
         else:
             r = 1

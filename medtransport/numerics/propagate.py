@@ -20,6 +20,12 @@ The unrolled kernels are generated source (:func:`kernel_source`) kept in
 when that file differs from what this module generates (``python -m
 medtransport.numerics.propagate --write`` rewrites it). For n above :data:`MAX_UNROLLED` a
 generic loop is used.
+
+Runs too small to repay loading a compiled kernel (numba's import and its on-disk cache cost
+about half a second per process; a single patient's PK run stores a few thousand values) go
+through :func:`interpreted`, the same arithmetic in the same order in plain Python — identical
+to the last bit, since the kernels are compiled without fast-math — so a one-patient command
+never imports numba. :func:`kernel_for` chooses.
 """
 
 from __future__ import annotations
@@ -33,7 +39,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MAX_UNROLLED", "PARALLEL_WORK", "kernel", "kernel_source", "use_threads"]
+__all__ = ["INTERPRETED_WORK", "MAX_UNROLLED", "PARALLEL_WORK", "interpreted", "kernel",
+           "kernel_for", "kernel_source", "use_threads"]
 
 #: The largest state count with an unrolled kernel (8² = 64 coefficients in registers).
 MAX_UNROLLED = 8
@@ -115,6 +122,43 @@ def kernel(n: int, parallel: bool = False) -> Any:
         module = importlib.import_module("medtransport.numerics._propagate_kernels")
         return getattr(module, f"propagate_parallel_{n}" if parallel else f"propagate_{n}")
     return _generic()
+
+
+#: Stored values (patients × steps × states) up to which :func:`interpreted` is used: at most
+#: ~8 Python multiply-adds per value, a few tens of milliseconds, against ~0.5 s to load numba.
+INTERPRETED_WORK = 20_000
+
+
+def interpreted(phi: np.ndarray, c: np.ndarray, state: np.ndarray, out: np.ndarray, j0: int,
+                m: int) -> None:
+    """The kernels' loop in plain Python, same signature, same operation order
+    (``y_i = c_i + Φ_i0·x_0 + Φ_i1·x_1 + …`` left to right), hence the same bits."""
+    n = state.shape[1]
+    cols = range(n)
+    for p in range(state.shape[0]):
+        x = state[p].tolist()
+        rows = [(float(c[p, i]), phi[p, i].tolist()) for i in cols]
+        block = []
+        for _ in range(m):
+            y = []
+            for ci, fi in rows:
+                acc = ci
+                for j in cols:
+                    acc = acc + fi[j] * x[j]
+                y.append(acc)
+            x = y
+            block.append(x)
+        if m:
+            out[p, j0:j0 + m, :] = block
+        state[p] = x
+
+
+def kernel_for(n: int, work: int) -> Any:
+    """The propagation loop for n states and ``work`` stored values: :func:`interpreted` for
+    small runs, else the compiled kernel (threaded when :func:`use_threads` says so)."""
+    if work <= INTERPRETED_WORK:
+        return interpreted
+    return kernel(n, use_threads(work))
 
 
 #: Stored values (patients × steps × states) above which the threaded loop pays: an idle

@@ -501,6 +501,7 @@ def brownian_walk(positions: np.ndarray, diffusivity: float, dt: float,
                   output_steps: Sequence[int] | np.ndarray, *, domain: Grid | None = None,
                   boundaries: Boundaries = "reflecting", bridge: bool = True, seed: int,
                   keep_positions: bool = True, bin_grid: Grid | None = None,
+                  progress: Callable[[float], None] | None = None,
                   ) -> BrownianWalkResult:
     """Gaussian steps N(0, 2D·dt) per axis from ``positions`` (shape (n, ndim)).
 
@@ -509,7 +510,7 @@ def brownian_walk(positions: np.ndarray, diffusivity: float, dt: float,
     faces or a mapping over ``domain.faces``. ``bridge``: also absorb walkers whose path crossed
     an absorbing wall within a step (module docstring). ``bin_grid``: count walkers per cell at
     each output (in free space, walkers beyond it are left out of the counts, not the walk).
-    Stable for any dt.
+    Stable for any dt. ``progress`` is told the fraction of steps done, about 200 times.
     """
     pos = np.array(positions, dtype=float, copy=True)
     if pos.ndim != 2 or pos.shape[0] == 0:
@@ -568,8 +569,11 @@ def brownian_walk(positions: np.ndarray, diffusivity: float, dt: float,
             face[cand[rng.random(cand.size) < p]] = code
 
     done = 0
+    tick = max(1, int(steps[-1]) // 200)
     for i, target in enumerate(steps):
         while done < target:
+            if progress is not None and done % tick == 0:
+                progress(done / int(steps[-1]))
             old = pos
             pos = old + sigma * rng.standard_normal(old.shape)
             face = np.full(pos.shape[0], -1, dtype=np.int64)

@@ -46,7 +46,10 @@ def _plots(content: ReportContent, ds: xr.Dataset | None,
         return [], [], None
     # Figures are drawn on matplotlib.figure.Figure, never through pyplot: no backend is
     # switched, nothing is shown, and the caller's own figures are left alone.
-    ledgers = [ledger_plot(ds, sp, report) for sp in content.species]
+    from medtransport.display import DisplayUnits
+
+    display = DisplayUnits(content.model) if content.model is not None else None
+    ledgers = [ledger_plot(ds, sp, report, display) for sp in content.species]
     family = [family_plot(content.model, ds)]
     bands = population_bands(ds, content.species) if content.n_patients else None
     return ledgers, family, bands
@@ -88,7 +91,8 @@ def write_report(path: str | os.PathLike[str], ds: xr.Dataset | None, **kwargs: 
 
 
 def report_from_file(result: str | os.PathLike[str], path: str | os.PathLike[str], *,
-                     scenario_dir: str | os.PathLike[str] | None = None) -> Path:
+                     scenario_dir: str | os.PathLike[str] | None = None,
+                     scenario_text: str | None = None) -> Path:
     """``medtransport report RESULT -o report.html``: RESULT is a NetCDF file from
     ``medtransport run``, or the Zarr store of a chunked population run. ``scenario_dir``:
     where the recorded scenario's relative paths resolve, when the directory the run recorded
@@ -99,7 +103,8 @@ def report_from_file(result: str | os.PathLike[str], path: str | os.PathLike[str
     where = None if scenario_dir is None else str(scenario_dir)
     if is_population_store(result):
         ds, records = load_store(result)
-        return write_report(path, ds, chunk_records=records, scenario_dir=where)
+        return write_report(path, ds, chunk_records=records, scenario_dir=where,
+                            scenario_text=scenario_text)
     return write_report(path, read_netcdf(result), scenario_dir=where)
 
 
@@ -127,10 +132,12 @@ def scenario_source(path: str | os.PathLike[str], model: Model | None) -> str | 
 
 @contextlib.contextmanager
 def population_report(store: str | None, path: str | None,
-                      echo: Callable[[str], None]) -> Iterator[None]:
+                      echo: Callable[[str], None], scenario: str | None = None
+                      ) -> Iterator[None]:
     """Around a chunked population run (``medtransport run --population N --store S
     --report R``): write the report of the store S afterwards — also when chunks failed
-    their audits, since the store then keeps the passed chunks and the failed ones' records."""
+    their audits, since the store then keeps the passed chunks and the failed ones' records.
+    ``scenario``: the scenario file, shown as written (its units, its comments)."""
     from medtransport.errors import AuditFailure, MedtransportError
 
     if path is None:
@@ -149,8 +156,19 @@ def population_report(store: str | None, path: str | None,
         from medtransport.report.store_report import is_population_store
 
         if is_population_store(store):
-            report_from_file(store, path)
+            report_from_file(store, path, scenario_text=_as_written(scenario))
             echo(f"wrote the failed run's report to {path}")
         raise
-    report_from_file(store, path)
+    echo(f"writing the report to {path}…")
+    report_from_file(store, path, scenario_text=_as_written(scenario))
     echo(f"wrote the report to {path}")
+
+
+def _as_written(scenario: str | None) -> str | None:
+    """The scenario file's text, or None (the page then shows the recorded scenario)."""
+    if scenario is None:
+        return None
+    try:
+        return Path(scenario).read_text(encoding="utf-8")
+    except OSError:
+        return None

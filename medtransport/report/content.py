@@ -48,6 +48,7 @@ class AuditRow:
     units: str
     detail: str
     where: str
+    check: str = ""
 
 
 @dataclass
@@ -101,6 +102,8 @@ class ReportContent:
     has_data: bool = True
     #: the model built from the scenario (for the family plot), if it could be built
     model: Any = None
+    #: a population's covariates as sampled: (name, unit, median, 5–95 %, range)
+    covariates: list[tuple[str, str, str, str, str]] = field(default_factory=list)
 
 
 def ledger_species(ds: xr.Dataset | None) -> list[str]:
@@ -118,6 +121,8 @@ def is_ledger_variable(name: str, species: list[str]) -> bool:
 def format_number(value: float) -> str:
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
+    if value == 0:
+        return "0"  # never "-0": an auditor reads a sign into it
     return f"{value:.6g}"
 
 
@@ -152,7 +157,13 @@ def format_where(where: dict[str, Any], ds: xr.Dataset | None) -> str:
     return ", ".join(parts)
 
 
-def _audit_rows(report: AuditReport, ds: xr.Dataset | None) -> list[AuditRow]:
+def _audit_rows(report: AuditReport, ds: xr.Dataset | None,
+                model: Any = None) -> list[AuditRow]:
+    from medtransport.audit.wording import check_in_words
+    from medtransport.display import DisplayUnits
+
+    # the check in the units the scenario was written in; the exact values stay canonical
+    display = DisplayUnits(model) if model is not None else None
     rows = []
     for r in report.results:
         where = format_where(r.where, ds)
@@ -160,7 +171,8 @@ def _audit_rows(report: AuditReport, ds: xr.Dataset | None) -> list[AuditRow]:
             # The balance is over the domain integral: no one point carries the blame.
             where = (where + "; " if where else "") + "over the whole domain"
         rows.append(AuditRow(r.name, r.stage, r.source, r.passed, float(r.measured),
-                             float(r.tolerance), r.units, r.detail, where))
+                             float(r.tolerance), r.units, r.detail, where,
+                             check_in_words(r, display)))
     return rows
 
 
@@ -363,7 +375,7 @@ def gather(ds: xr.Dataset | None, *, report: AuditReport | None = None,
         answers=answers,
         answers_note=note,
         doses=_doses(scenario, ledger_units),
-        audits=_audit_rows(report, ds),
+        audits=_audit_rows(report, ds, model),
         summary=report.summary(),
         species=species,
         n_patients=_patient_dim(ds, species) if ds is not None else None,
@@ -377,4 +389,33 @@ def gather(ds: xr.Dataset | None, *, report: AuditReport | None = None,
     elif ds is not None:
         content.chunks, content.chunk_note = _chunks(ds, species, report)
     content.model = model
+    if ds is not None and content.n_patients:
+        content.covariates = covariate_distributions(ds, scenario)
     return content
+
+
+def covariate_distributions(ds: xr.Dataset, scenario: dict[str, Any]
+                            ) -> list[tuple[str, str, str, str, str]]:
+    """The patients' covariates as the population drew them — one row per covariate the
+    scenario's ``patient`` or ``population.covariates`` names that varies over ``patient``:
+    its median, 5th–95th percentile and range (for sex, the fraction of women)."""
+    names = list((scenario.get("patient") or {}).keys())
+    names += list(((scenario.get("population") or {}).get("covariates") or {}).keys())
+    names += ["creatinine_clearance"]  # derived from the others where a model records it
+    rows = []
+    for name in dict.fromkeys("female" if n == "sex" else n for n in names):
+        if name not in ds or ds[name].dims != ("patient",):
+            continue
+        values = np.asarray(ds[name].values)
+        if name == "female":
+            rows.append(("sex", "", f"{100 * float(np.mean(values)):.1f} % women", "", ""))
+            continue
+        values = values.astype(float)
+        values = values[np.isfinite(values)]
+        if values.size == 0 or np.ptp(values) == 0:
+            continue
+        unit = str(ds[name].attrs.get("units", ""))
+        p5, p50, p95 = np.percentile(values, (5, 50, 95))
+        rows.append((name.replace("_", " "), unit, f"{p50:.4g}", f"{p5:.4g}–{p95:.4g}",
+                     f"{values.min():.4g}–{values.max():.4g}"))
+    return rows

@@ -14,6 +14,7 @@ Every figure carries alt text that states what it shows in numbers.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -81,8 +82,10 @@ def _over_patients(var: xr.DataArray, how: str, n_patients: int | None = None) -
     return np.max(np.abs(values), axis=1)
 
 
-def ledger_plot(ds: xr.Dataset, species: str, report: AuditReport) -> Plot:
-    """Ledger terms over time (top) and the residual on its own scale (bottom)."""
+def ledger_plot(ds: xr.Dataset, species: str, report: AuditReport,
+                display: Any = None) -> Plot:
+    """Ledger terms over time (top) and the residual on its own scale (bottom), in the unit
+    ``display`` (a :class:`medtransport.display.DisplayUnits`) chooses for the species."""
     t = np.asarray(ds["time"].values, dtype=float)
     unit_t, scale = time_axis(t)
     stored = ds[f"{species}_stored"]
@@ -100,14 +103,31 @@ def ledger_plot(ds: xr.Dataset, species: str, report: AuditReport) -> Plot:
         name = f"{species}_{term}"
         if name in ds:
             lines[f"cumulative {term}"] = _over_patients(ds[name], "sum", n_patients)
+    factor = 1.0
+    if display is not None:  # amounts, residuals and tolerances are all linear in the unit
+        from medtransport.display import convert, pretty
+
+        shown_unit = display.unit(species, unit, np.concatenate(list(lines.values())))
+        try:
+            factor = float(convert(1.0, unit, shown_unit))
+            unit = pretty(shown_unit)
+        except Exception:
+            factor = 1.0
+        lines = {k: v * factor for k, v in lines.items()}
+    lines, relative_to = _as_changes(lines)
     for i, (label, values) in enumerate(lines.items()):
         top.plot(t / scale, values, "--" if i == 1 else "-", label=label,
                  linewidth=2.2 if i == 0 else 1.4)
     who = f", summed over {n_patients} patients" if population else ""
-    top.set_ylabel(f"{species} [{unit}]")
-    top.set_title(f"conservation ledger of {species}{who}")
+    top.set_ylabel(f"{species} [{unit}]" if relative_to is None else
+                   f"change in {species} since t0 [{unit}]")
+    top.set_title(f"conservation ledger of {species}{who}" + (
+        "" if relative_to is None else
+        f": changes since t0 (content at t0 {format_number(relative_to)} {unit})"))
     top.legend(fontsize="small")
-    residual = ds[f"{species}_residual"]
+    residual = ds[f"{species}_residual"] * factor
+    if mb is not None:
+        mb = dataclasses.replace(mb, tolerance=mb.tolerance * factor)
     if population:
         shown = _over_patients(residual, "max")
         bottom.plot(t / scale, shown, color="C3", label="max over patients of |residual|")
@@ -159,6 +179,29 @@ def ledger_plot(ds: xr.Dataset, species: str, report: AuditReport) -> Plot:
                 f"Ledger of {species}: the stored amount is recomputed by the framework from "
                 "the states; the residual is plotted on its own scale with the tolerance.",
                 data)
+
+
+#: The initial content is drawn as an offset when it exceeds every change this many times:
+#: 76 kJ of enthalpy above 0 K would flatten 1.8 kJ of laser input onto the floor.
+CHANGES_ONLY = 5.0
+
+
+def _as_changes(lines: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], float | None]:
+    """The ledger lines as they are, or — when the content at t0 dwarfs every change — the
+    changes since t0: Δ stored, the ledger's inputs − outputs, and the cumulative terms (which
+    start at 0 anyway). Returns the lines and the content at t0 they are relative to."""
+    stored, ledger = list(lines.values())[:2]
+    if not (len(stored) and np.isfinite(stored[0]) and np.isfinite(ledger[0])):
+        return lines, None
+    base = float(ledger[0])
+    changes = [np.nanmax(np.abs(stored - stored[0])), np.nanmax(np.abs(ledger - base))]
+    changes += [np.nanmax(np.abs(v)) for v in list(lines.values())[2:]]
+    if not abs(base) > CHANGES_ONLY * max(max(changes), 1e-300):
+        return lines, None
+    out = {"Δ stored since t0 (recomputed from the states)": stored - stored[0],
+           "ledger: inflow + source − outflow − sink": ledger - base}
+    out.update(list(lines.items())[2:])
+    return out, base
 
 
 def family_plot(model: Any, ds: xr.Dataset) -> Plot:

@@ -114,6 +114,9 @@ class PennesParams(Params):
 
 
 class PennesBioheat(Model):
+    #: what a person reads (medtransport.display): °C, mL for volumes
+    display_units: ClassVar[dict[str, str]] = {"temperature": "degC", "ablation_volume": "mL",
+                                               "lesion_volume": "mL"}
     id = "bioheat.pennes"
     title = "Pennes bioheat with thermal dose"
     version = __version__

@@ -73,6 +73,9 @@ class DCEParams(Params):
 
 
 class DCE(Model):
+    #: what a person reads (medtransport.display): µmol and mM
+    display_units: ClassVar[dict[str, str]] = {"agent": "µmol", "amount": "µmol",
+                                               "tissue_concentration": "mM"}
     id = "contrast.dce"
     title = "DCE tracer kinetics with MRI/CT signal"
     version = __version__
@@ -279,41 +282,64 @@ class DCE(Model):
 
     # -- presentation ----------------------------------------------------------------------
     def plot(self, dataset: xr.Dataset, figure: Any) -> None:
-        """AIF and tissue curves; the signal; the tissue's agent account."""
-        ax1, ax2, ax3 = figure.subplots(1, 3)
+        """The AIF; the tissue curve and its parts on their own scale (an AIF peaking ten
+        times higher would flatten them); the signal; the tissue's agent account, with the
+        EES uptake (monotone) apart from the intravascular content, which follows the AIF."""
+        ax0, ax1, ax2, ax3 = figure.subplots(1, 4)
         t = dataset["time"].values
         scale, unit = (60.0, "min") if t[-1] - t[0] > 600 else (1.0, "s")
         x = t / scale
-        ax1.plot(x, dataset["aif_plasma"], label="AIF plasma")
-        ax1.plot(x, dataset["aif_blood"], "--", label="AIF blood")
-        ax1.plot(x, dataset["tissue_concentration"], lw=2, label="tissue C_t")
+        ax0.plot(x, dataset["aif_plasma"], label="plasma")
+        ax0.plot(x, dataset["aif_blood"], "--", label="whole blood")
+        ax0.set_xlabel(f"time [{unit}]")
+        ax0.set_ylabel("arterial concentration [mM]")
+        ax0.set_title("arterial input (AIF)", fontsize="medium")
+        ax0.legend(fontsize="small")
+        ax1.plot(x, dataset["tissue_concentration"], "k", lw=2, label="tissue C_t")
         conc = dataset["concentration"]
+        names = {"plasma": "plasma part vp·Cp", "ees": "EES part ve·Ce"}
         for name in conc["compartment"].values:
             if float(np.max(np.abs(conc.sel(compartment=name)))) > 0:
-                ax1.plot(x, conc.sel(compartment=name), ":", label=f"{name} part")
+                ax1.plot(x, conc.sel(compartment=name), ":",
+                         label=names.get(str(name), f"{name} part"))
         ax1.set_xlabel(f"time [{unit}]")
-        ax1.set_ylabel("concentration [mM]")
-        ax1.set_title(f"{self.params.kinetic_model.replace('_', ' ')}")
+        ax1.set_ylabel("tissue concentration [mM]")
+        ax1.set_title(f"tissue, {self.params.kinetic_model.replace('_', ' ')}",
+                      fontsize="medium")
         ax1.legend(fontsize="small")
-        for name, label in (("relative_enhancement", "relative enhancement"),
-                            ("tissue_attenuation", "tissue [HU]"),
-                            ("blood_attenuation", "blood [HU]")):
-            if name in dataset:
-                ax2.plot(x, dataset[name], label=label)
+        labels = {"relative_enhancement": "relative enhancement (S − S₀)/S₀",
+                  "tissue_attenuation": "tissue attenuation [HU]",
+                  "blood_attenuation": "blood attenuation [HU]"}
+        drawn = [n for n in labels if n in dataset]
+        for name in drawn:
+            ax2.plot(x, dataset[name], label=labels[name])
         ax2.set_xlabel(f"time [{unit}]")
-        ax2.set_title("signal")
-        if ax2.lines:
+        ax2.set_ylabel(labels[drawn[0]] if len(drawn) == 1 else "signal")
+        ax2.set_title("signal", fontsize="medium")
+        if len(drawn) > 1:
             ax2.legend(fontsize="small")
         stored = dataset.get("agent_stored")
         if stored is not None:
-            ax3.plot(x, stored, lw=2, label="in the tissue (recomputed)")
-            for term in ("inflow", "outflow"):
-                if f"agent_{term}" in dataset:
-                    ax3.plot(x, dataset[f"agent_{term}"], label=f"{term} (cumulative)")
-            ax3.set_ylabel(f"agent [{stored.attrs.get('units', '')}]")
-            ax3.legend(fontsize="small")
+            from medtransport.display import pretty
+
+            amount_unit = pretty(stored.attrs.get("units", ""))
+            ax3.plot(x, stored, "k", lw=2, label="in the tissue (recomputed)")
+            inflow = dataset.get("agent_inflow")
+            amount = dataset.get("amount")
+            if inflow is not None and amount is not None and \
+                    "plasma" in amount["compartment"].values:
+                vascular = amount.sel(compartment="plasma")
+                vascular = vascular - vascular.isel(time=0)
+                ax3.plot(x, inflow - vascular, label="EES uptake (cumulative)")
+                ax3.plot(x, vascular, ":", label="intravascular change (follows the AIF)")
+            elif inflow is not None:
+                ax3.plot(x, inflow, label="inflow (cumulative)")
+            if "agent_outflow" in dataset:
+                ax3.plot(x, dataset["agent_outflow"], label="EES washout (cumulative)")
+            ax3.set_ylabel(f"agent [{amount_unit}]")
+            ax3.legend(fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.15))
         ax3.set_xlabel(f"time [{unit}]")
-        ax3.set_title("the tissue's agent account")
+        ax3.set_title("the tissue's agent account", fontsize="medium")
         figure.suptitle(self.scenario.name)
 
     # -- conformance -----------------------------------------------------------------------

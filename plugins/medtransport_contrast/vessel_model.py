@@ -76,6 +76,9 @@ class VesselDiffusionParams(Params):
 
 
 class VesselDiffusion(Model):
+    #: what a person reads (medtransport.display): mM, µm for radii
+    display_units: ClassVar[dict[str, str]] = {"concentration": "mM", "r": "µm",
+                                               "radius": "µm"}
     id = "contrast.vessel_diffusion"
     title = "Contrast agent diffusing from a vessel into tissue"
     version = __version__
@@ -268,11 +271,13 @@ class VesselDiffusion(Model):
         ax2.plot(t, dataset["tissue_concentration"], label="tissue mean")
         ax2.set_xlabel("time [s]")
         ax2.set_ylabel("concentration [mM]")
-        if "agent_stored" in dataset:
-            worst = float(np.max(np.abs(dataset["agent_residual"])))
-            unit = dataset["agent_stored"].attrs["units"]
-            ax2.set_title(f"ledger residual max {worst:.2g} {unit}")
+        ax2.set_title("arterial plasma input and the tissue's mean")
         ax2.legend(fontsize="small")
+        if "agent_stored" in dataset:  # the books, stated where they are not plotted
+            worst = float(np.max(np.abs(dataset["agent_residual"])))
+            unit = dataset["agent_stored"].attrs["units"].replace("**", "^")
+            ax2.text(0.98, 0.02, f"ledger: max |residual| {worst:.2g} {unit}",
+                     transform=ax2.transAxes, ha="right", va="bottom", fontsize="x-small")
         figure.suptitle(self.scenario.name)
 
     @classmethod

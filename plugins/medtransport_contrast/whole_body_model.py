@@ -52,6 +52,9 @@ def patient_gfr(params: WholeBodyParams, scenario: Any) -> float:
 
 
 class WholeBody(Model):
+    #: what a person reads (medtransport.display): mmol and mM
+    display_units: ClassVar[dict[str, str]] = {"agent": "mmol", "amount": "mmol",
+                                               "plasma_concentration": "mM"}
     id = "contrast.whole_body"
     title = "Whole-body contrast agent kinetics"
     version = __version__
@@ -187,6 +190,17 @@ class WholeBody(Model):
                  label="plasma + EES + excreted")
         ax2.set_xlabel(f"time [{unit}]")
         ax2.set_ylabel("amount of agent [mmol]")
+        if unit == "h":  # a day-long account: the terminal phase is only seen on a log axis
+            ax1.set_yscale("log")
+            ax2.set_yscale("log")
+            floor = 1e-4 * float(dataset["injected"].max())
+            ax2.set_ylim(bottom=floor)
+            positive = dataset["plasma_concentration"].values
+            positive = positive[positive > 0]
+            if positive.size:
+                ax1.set_ylim(bottom=max(float(positive.min()), 1e-4 * float(positive.max())))
+            ax1.set_ylabel("concentration [mM] (log scale)")
+            ax2.set_ylabel("amount of agent [mmol] (log scale)")
         el = float(dataset["elimination_half_life"])
         ax2.set_title(f"agent account (t½ {el:.3g} h)")
         ax2.legend(fontsize="small")

@@ -103,7 +103,7 @@ def simulate(model: FickDiffusion, walkers: int,
                                                          "cylinder")])
         res_b = rw.brownian_walk(positions, diffusivity, tg.dt, steps, domain=grid,
                                  boundaries=walls(model), seed=seed, keep_positions=False,
-                                 bin_grid=grid)
+                                 bin_grid=grid, progress=progress)
         assert res_b.counts is not None
         counts, absorbed, times = res_b.counts, res_b.absorbed, res_b.times
     if progress is not None:

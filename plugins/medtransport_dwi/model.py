@@ -66,6 +66,9 @@ class DWIParams(Params):
 
 
 class DWISignal(Model):
+    #: what a person reads (medtransport.display): s/mm² and µm²/ms, µm for radii
+    display_units: ClassVar[dict[str, str]] = {"b_value": "s/mm^2", "adc": "um^2/ms",
+                                               "diffusivity": "um^2/ms", "radius": "um"}
     id = "dwi.signal"
     title = "Diffusion-weighted MRI signal of tissue compartments"
     version = __version__

@@ -105,8 +105,9 @@ def load_input(spec: Any, base: Path, field: str = "parameters.input") -> xr.Dat
 def _existing(base: Path, name: str, field: str) -> Path:
     path = (base / name).resolve()
     if not path.is_file():
-        raise ScenarioError([(field, f"no such file: {name} (relative to {base.name or '.'}/, "
-                                     "the scenario's directory)")])
+        where = "" if Path(name).is_absolute() else \
+            f" (relative to {base.name or '.'}/, the scenario's directory)"
+        raise ScenarioError([(field, f"no such file: {name}{where}")])
     return path
 
 

@@ -42,8 +42,9 @@ def plot_forward(model: Any, ds: xr.Dataset, figure: Any) -> None:
     ax.semilogy(k[positive], snr[positive], label="SNR_k = ᾱ/(1 − ᾱ)")
     ax.semilogy(k, ds["beta"].values, "--", label="β_k")
     ax.set_xlabel("DDPM step k")
+    ax.set_ylabel("SNR and β (log scale)")
     ax.set_title(f"SNR (terminal {ds.attrs.get('terminal_snr', float('nan')):.3g})")
-    ax.legend(fontsize="small")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax = ax2
     steps = ds["step"].values
     ax.plot(k, ds["alpha_bar"].values, label="signal ᾱ")
@@ -55,9 +56,11 @@ def plot_forward(model: Any, ds: xr.Dataset, figure: Any) -> None:
     ax.set_ylim(-0.05, max(1.2, float(np.nanmax(ds.get("variance_stored", xr.DataArray([1])))) +
                                 0.05))
     ax.set_xlabel("DDPM step k")
+    ax.set_ylabel("m₂ (standardized)")
     ax.set_title("variance budget")
-    ax.legend(fontsize="small")
-    bottom.suptitle(model.scenario.name, fontsize="medium")
+    # outside the axes: inside, it covered the curves it explains
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    figure.suptitle(model.scenario.name, fontsize="medium")
 
 
 def plot_reverse(model: Any, ds: xr.Dataset, figure: Any) -> None:
@@ -79,7 +82,9 @@ def plot_reverse(model: Any, ds: xr.Dataset, figure: Any) -> None:
     means = ds["component_mean"].values
     ax.plot(means[:, 0], means[:, 1], "r+", ms=12, label="component means")
     ax.set_aspect("equal")
-    ax.legend(fontsize="small")
+    ax.set_xlabel(str(ds["axis"].values[0]))
+    ax.set_ylabel(str(ds["axis"].values[1]))
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.set_title("generated data")
     ax = ax2
     steps = ds["step"].values
@@ -91,6 +96,7 @@ def plot_reverse(model: Any, ds: xr.Dataset, figure: Any) -> None:
                     label=f"exact var {name}")
     ax.invert_xaxis()
     ax.set_xlabel("DDPM step k (reverse time →)")
+    ax.set_ylabel("variance")
     ax.set_title("moments along the reverse process")
-    ax.legend(fontsize="small")
-    bottom.suptitle(model.scenario.name, fontsize="medium")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    figure.suptitle(model.scenario.name, fontsize="medium")

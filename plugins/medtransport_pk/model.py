@@ -177,6 +177,9 @@ class PKModel(Model):
     """Mammillary model with ``n_peripheral`` peripheral compartments."""
 
     n_peripheral: ClassVar[int] = 0
+    #: what a person reads (medtransport.display): mg and mg/L
+    display_units: ClassVar[dict[str, str]] = {"drug": "mg", "amount": "mg",
+                                               "concentration": "mg/L"}
     version = __version__
     conserved = (Species("drug", "amount", "amount of drug",
                          "the drug in the gut depot and the body compartments"),)
@@ -621,72 +624,11 @@ class PKModel(Model):
 
     # -- presentation ----------------------------------------------------------------------
     def plot(self, dataset: xr.Dataset, figure: Any) -> None:
-        """Concentration–time curves (left) and the drug account (right); for a population,
-        the median and the 5–95 % and 25–75 % bands of the central concentration and the
-        account summed over the patients."""
-        if "patient" in dataset.dims:
-            self._plot_population(dataset, figure)
-            return
-        ax1, ax2 = figure.subplots(1, 2)
-        t = dataset["time"].values / 3600.0
-        conc = dataset["concentration"]
-        for name in conc["tissue"].values:
-            ax1.plot(t, conc.sel(tissue=name).values, label=str(name))
-        ax1.set_xlabel("time [h]")
-        ax1.set_ylabel(f"concentration [{conc.attrs['units']}]")
-        ax1.set_title("concentration–time")
-        ax1.legend(fontsize="small", loc="upper left")
-        rows = [(label, dataset[f"nca_{key}"]) for key, label in (
-            ("cmax", "Cmax"), ("tmax", "Tmax"), ("auc_last", "AUClast"),
-            ("auc_inf", "AUCinf"), ("half_life", "t½"), ("clearance", "CL"))
-            if f"nca_{key}" in dataset]
-        if rows:
-            text = "\n".join(f"{label} {float(v):.4g} {v.attrs['units']}" for label, v in rows)
-            ax1.text(0.98, 0.02, "NCA (central)\n" + text, transform=ax1.transAxes,
-                     ha="right", va="bottom", fontsize="small", family="monospace",
-                     bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.8})
-        unit = dataset["amount"].attrs["units"]
-        ax2.plot(t, dataset["amount"].sum("compartment").values, label="in the body")
-        if "drug_expected" in dataset:
-            ax2.plot(t, dataset["drug_expected"].values, "--", label="ledger: in the body")
-        if "drug_inflow" in dataset:
-            start = float(dataset["drug_expected"].values[0]) if "drug_expected" in dataset \
-                else 0.0
-            ax2.plot(t, start + dataset["drug_inflow"].values, label="given (from t0)")
-        ax2.plot(t, dataset["eliminated"].values, label="eliminated")
-        if float(dataset["unabsorbed"].max()) > 0:
-            ax2.plot(t, dataset["unabsorbed"].values, label="unabsorbed")
-        ax2.set_xlabel("time [h]")
-        ax2.set_ylabel(f"amount of drug [{unit}]")
-        ax2.set_title("drug account")
-        ax2.legend(fontsize="small")
-        figure.suptitle(self.scenario.name)
+        """Concentration–time curves and the drug account; for a population, percentile
+        bands per patient (see :mod:`medtransport_pk.plots`)."""
+        from medtransport_pk.plots import plot_one, plot_population
 
-    def _plot_population(self, dataset: xr.Dataset, figure: Any) -> None:
-        ax1, ax2 = figure.subplots(1, 2)
-        t = dataset["time"].values / 3600.0
-        conc = dataset["concentration"].sel(tissue="central").transpose("time", "patient")
-        q = np.percentile(conc.values, [5, 25, 50, 75, 95], axis=1)
-        ax1.fill_between(t, q[0], q[4], alpha=0.25, label="5–95 %")
-        ax1.fill_between(t, q[1], q[3], alpha=0.4, label="25–75 %")
-        ax1.plot(t, q[2], label="median")
-        ax1.set_xlabel("time [h]")
-        ax1.set_ylabel(f"central concentration [{conc.attrs['units']}]")
-        ax1.set_title(f"{dataset.sizes['patient']} virtual patients")
-        ax1.legend(fontsize="small")
-        unit = dataset["amount"].attrs["units"]
-        ax2.plot(t, dataset["amount"].sum(("compartment", "patient")).values,
-                 label="in the bodies")
-        ax2.plot(t, dataset["eliminated"].sum("patient").values, label="eliminated")
-        if "drug_residual" in dataset:
-            worst = float(np.abs(dataset["drug_residual"]).max())
-            ax2.set_title(f"drug account, all patients (max |residual| {worst:.2g} {unit})")
-        else:
-            ax2.set_title("drug account, all patients")
-        ax2.set_xlabel("time [h]")
-        ax2.set_ylabel(f"amount of drug [{unit}]")
-        ax2.legend(fontsize="small")
-        figure.suptitle(self.scenario.name)
+        (plot_population if "patient" in dataset.dims else plot_one)(self, dataset, figure)
 
     # -- conformance -----------------------------------------------------------------------
     @classmethod

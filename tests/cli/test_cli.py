@@ -295,8 +295,17 @@ def test_output_path_that_is_a_directory_is_refused(workdir: Path) -> None:
 
 
 def test_unknown_option_and_missing_argument_are_usage_errors() -> None:
-    assert_clean_failure(invoke("run"), "Missing argument")
-    assert_clean_failure(invoke("run", "x.yaml", "--colour"), "No such option")
+    # one paragraph like every other error, not click's three-line usage block
+    for result, fragment in ((invoke("run"), "error: missing argument 'SCENARIO'"),
+                             (invoke("run", "x.yaml", "--colour"),
+                              "error: no such option '--colour'"),
+                             (invoke("run", "x.yaml", "--plott", "x.png"),
+                              "(did you mean one of: '--output', '--plot', '--report'?)"),
+                             (invoke("runn", "x.yaml"), "no such command 'runn'; did you mean "
+                                                        "'run'?")):
+        assert_clean_failure(result, fragment)
+        assert result.stderr.count("\n") == 1 and "Usage:" not in result.stderr
+        assert "--help'" in result.stderr
 
 
 def test_debug_shows_the_traceback_in_process(tmp_path: Path) -> None:
@@ -458,3 +467,9 @@ def test_explain_answers_the_five_questions_for_every_example(example: Path) -> 
     for question in ("what is counted", "where", "what may leave", "what is conserved",
                      "how much it starts with"):
         assert question in result.stdout
+
+
+def test_the_bare_command_shows_its_help() -> None:
+    result = CliRunner().invoke(main, [])
+    assert result.exit_code == 2 and "Commands:" in result.stderr
+    assert not result.stderr.startswith("error:")

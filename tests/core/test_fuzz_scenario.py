@@ -336,7 +336,7 @@ UNITS_TEXT = [
 
 OTHER = [
     (_broken("model", "pk.nope"), "model", ("no model 'pk.nope'",)),
-    (_broken("model", "fick"), "model", ("pattern",)),
+    (_broken("model", "fick"), "model", ("is not a model id",)),
     (_broken("parameters/initial/kind", "gaussian"), "parameters.initial", ("'width'",)),
     (_broken("parameters/initial/region/x", ["1 mm", "0 mm"]), "parameters.initial",
      ("region.x",)),

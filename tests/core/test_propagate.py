@@ -65,3 +65,24 @@ def test_a_stale_kernel_file_is_detected(tmp_path, monkeypatch) -> None:  # type
     stale.write_text(propagate.kernel_source().replace("c0 + f00", "f00"))
     monkeypatch.setattr(propagate, "_GENERATED", stale)
     assert propagate.main([]) == 1
+
+
+@pytest.mark.parametrize("n", [1, 3, propagate.MAX_UNROLLED, propagate.MAX_UNROLLED + 2])
+def test_interpreted_loop_gives_the_compiled_kernels_bits(n: int) -> None:
+    # the small-run path must not change a single result relative to the compiled one
+    rng = np.random.default_rng(20 + n)
+    patients, steps = 3, 30
+    phi = rng.uniform(-0.4, 0.4, (patients, n, n)) / n + 0.5 * np.eye(n)
+    c = rng.normal(size=(patients, n))
+    x0 = rng.normal(size=(patients, n))
+    compiled, python = np.full((2, patients, steps + 2, n), np.nan)
+    s1, s2 = x0.copy(), x0.copy()
+    propagate.kernel(n)(phi, c, s1, compiled, 1, steps)
+    propagate.interpreted(phi, c, s2, python, 1, steps)
+    np.testing.assert_array_equal(compiled, python)
+    np.testing.assert_array_equal(s1, s2)
+
+
+def test_small_runs_are_interpreted_and_large_ones_compiled() -> None:
+    assert propagate.kernel_for(3, propagate.INTERPRETED_WORK) is propagate.interpreted
+    assert propagate.kernel_for(3, propagate.INTERPRETED_WORK + 1) is propagate.kernel(3)

@@ -42,9 +42,9 @@ def test_run_with_report_then_report_from_the_file(tmp_path: Path) -> None:
 
 
 def test_a_failed_run_writes_its_report_and_no_result(tmp_path: Path) -> None:
-    # An auditor asking for a balance tighter than floating point gets a refusal — and a page.
+    # An auditor asking for a balance at float64 resolution gets a refusal — and a page.
     scenario = tmp_path / "tight.yaml"
-    scenario.write_text(yaml.safe_dump(scenario_copy(DYE, audit={"rtol": 1e-30})))
+    scenario.write_text(yaml.safe_dump(scenario_copy(DYE, audit={"rtol": 2.3e-16})))
     nc, html = tmp_path / "tight.nc", tmp_path / "tight.html"
     result = invoke("run", scenario, "-o", nc, "--report", html, "-q")
     assert result.exit_code == 1

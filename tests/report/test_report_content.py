@@ -125,7 +125,9 @@ def test_the_ledger_image_is_embedded_with_alt_text(dye: tuple[xr.Dataset, Eleme
     assert img.attrs["src"].startswith(prefix)
     assert base64.b64decode(img.attrs["src"][len(prefix):])[:8] == b"\x89PNG\r\n\x1a\n"
     worst = float(np.max(np.abs(ds["solute_residual"].values)))
-    assert f"{worst:.6g}" in img.attrs["alt"] and "solute" in img.attrs["alt"]
+    # shown in the unit the scenario wrote its amount in: 1 mol/m² = 100 µmol/cm²
+    assert ds["solute_residual"].attrs["units"] == "mol/m**2"
+    assert f"{worst * 100:.6g} µmol/cm²" in img.attrs["alt"] and "solute" in img.attrs["alt"]
     family = page.find_all("img", class_="family")
     assert len(family) == 1 and family[0].attrs["alt"]
 

@@ -136,3 +136,40 @@ def test_a_store_without_chunk_books_is_reported_without_a_ledger_plot(tmp_path:
     page = parse(html.read_text(encoding="utf-8"))
     assert page.by_id("status").attrs["data-status"] == "passed"
     assert not page.find_all("img", class_="ledger") and page.find_all("img", class_="bands")
+
+
+def test_a_virtual_trial_store_report_draws_its_plot_and_the_drawn_covariates(
+        tmp_path: Path) -> None:
+    trial = POPULATION.with_name("vancomycin_population_virtual_trial.yaml")
+    store, html = tmp_path / "trial.zarr", tmp_path / "trial.html"
+    result = batch.run_population(trial, n=80, chunk_size=40, store=store)
+    result.close()
+    report_from_file(store, html)
+    text = html.read_text(encoding="utf-8")
+    assert "could not be drawn" not in text  # the family plot used to need 'amount'
+    page = parse(text)
+    rows = {r.find_all("th")[0].text: [td.text for td in r.find_all("td")]
+            for r in page.by_id("covariates").find_all("tbody")[0].find_all("tr")}
+    assert {"weight", "age", "sex", "serum creatinine"} <= set(rows)
+    # the scenario draws weight log-normally around a median of 75 kg (ω 0.2): the sample
+    # median of 80 patients lies within ~3 standard errors (about 2.1 kg) of it
+    assert rows["weight"][0] == "kg" and abs(float(rows["weight"][1]) - 75.0) < 7.0
+    assert "% women" in rows["sex"][1]
+    # the scenario's own patient is shown as the template, not as a patient of the trial
+    assert "template" in page.by_id("patient").find_all("caption")[0].text
+
+
+def test_a_population_run_report_shows_the_scenario_as_written(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from medtransport.cli import main
+
+    trial = POPULATION.with_name("vancomycin_population_virtual_trial.yaml")
+    html = tmp_path / "r.html"
+    result = CliRunner().invoke(main, ["run", str(trial), "--population", "40", "--chunk-size",
+                                       "20", "--store", str(tmp_path / "t.zarr"), "--report",
+                                       str(html)])
+    assert result.exit_code == 0, result.output
+    assert f"writing the report to {html}…" in result.output
+    shown = parse(html.read_text(encoding="utf-8")).by_id("scenario-text").text
+    assert "# A virtual trial of vancomycin" in shown and "45 year" in shown
