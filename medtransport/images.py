@@ -215,7 +215,7 @@ def write_map(path: str | Path, values: np.ndarray, like: Image, unit: str, *,
     nib = _nib()
     cls = nib.Nifti2Image if isinstance(like.header, nib.Nifti2Header) else nib.Nifti1Image
     header = cls.header_class()
-    space, time = like.header.get_xyzt_units()
+    space, _time = like.header.get_xyzt_units()
     img = cls(values.astype(np.float32), None, header)
     qform, qcode = like.header.get_qform(coded=True)
     sform, scode = like.header.get_sform(coded=True)
