@@ -23,9 +23,13 @@ relative to S0).
   Med* 2011;65:823); the apparent kurtosis K(n̂) = MD²·W(n̂)/(n̂ᵀDn̂)², and the mean kurtosis
   MK = (1/4π)∮K(n̂)dn̂ by quadrature over :data:`MK_DIRECTIONS` Fibonacci-sphere directions.
 
-``rician_sigma`` (IVIM and ADC fits): the magnitude noise σ, so that the fit compares the
-model with the Rician mean E[M] = σ√(π/2)·L½(−ν²/2σ²) rather than with ν itself (bias-aware
-fit for low SNR; Gudbjartsson & Patz, *Magn Reson Med* 1995;34:910).
+- Mono-exponential over all shells: S̄ = S0·e^{−b·ADC} by batched Levenberg–Marquardt.
+
+``rician_sigma`` (IVIM and mono-exponential fits): the magnitude noise σ (and ``coils``), so
+that the fit compares the model with the noise's mean E[M|ν] = σ√(π/2)·L½(−ν²/2σ²) (Rician;
+non-central χ for several coils, :mod:`medtransport.numerics.magnitude_noise`) rather than with
+ν itself: the bias-aware fit for low SNR, where the noise floor would otherwise flatten the
+decay (Gudbjartsson & Patz, *Magn Reson Med* 1995;34:910).
 """
 
 from __future__ import annotations
@@ -37,10 +41,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from medtransport.numerics.batched_lm import levenberg_marquardt
+from medtransport.numerics.magnitude_noise import magnitude_mean
 from medtransport_dwi.gradients import shells
 
 __all__ = ["MK_DIRECTIONS", "Map", "adc_maps", "dki_maps", "dti_design", "dti_maps",
-           "ivim_maps", "rician_mean"]
+           "ivim_maps", "monoexponential_maps"]
 
 _TINY = 1e-12
 #: IVIM: the bound between tissue diffusion D and pseudo-diffusion D* (mm²/s); free water at
@@ -68,19 +73,6 @@ def _b0(signal: np.ndarray, b: np.ndarray, b0_max: float) -> np.ndarray:
     if not zero.any():
         raise ValueError(f"no b = 0 volume (b ≤ {b0_max:g} s/mm²) to give S0")
     return np.exp(_log(signal[:, zero]).mean(axis=1))
-
-
-def rician_mean(nu: np.ndarray, sigma: float | np.ndarray) -> np.ndarray:
-    """E[M] of a Rician magnitude with true amplitude ν and noise σ:
-    σ√(π/2)·L½(−ν²/2σ²), L½(x) = e^{x/2}·((1 − x)·I0(−x/2) − x·I1(−x/2)), evaluated with
-    exponentially scaled Bessel functions (no overflow at high SNR)."""
-    from scipy.special import i0e, i1e
-
-    sigma = np.asarray(sigma, dtype=float)
-    x = -(np.asarray(nu, dtype=float) ** 2) / (2.0 * sigma ** 2)
-    # e^{x/2}·I_k(−x/2) = I_k e(−x/2) for x ≤ 0
-    lag = (1.0 - x) * i0e(-x / 2.0) - x * i1e(-x / 2.0)
-    return sigma * math.sqrt(math.pi / 2.0) * lag
 
 
 def _shell_means(signal: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -259,7 +251,7 @@ def ivim_maps(signal: np.ndarray, b: np.ndarray, *, method: str = "full",
 
     def model(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
         pred = _ivim(x, bs)
-        return pred if rician_sigma is None else rician_mean(pred, rician_sigma)
+        return pred if rician_sigma is None else magnitude_mean(pred, rician_sigma)
 
     scale = float(np.median(s0))
     # D below D*: the bounds keep the two exponentials from swapping roles (f ↔ 1 − f)
@@ -281,6 +273,35 @@ def ivim_maps(signal: np.ndarray, b: np.ndarray, *, method: str = "full",
             "converged": Map(fit.converged.astype(float), "dimensionless",
                              "1 where the optimiser converged"),
             "rms": Map(rms, "dimensionless", "RMS residual relative to S0")}
+
+
+def monoexponential_maps(signal: np.ndarray, b: np.ndarray, *,
+                         rician_sigma: float | None = None, coils: int = 1,
+                         max_iter: int = 200) -> dict[str, Map]:
+    """S0 and ADC from every shell's direction-averaged signal by nonlinear least squares,
+    optionally Rician-bias-aware (module docstring)."""
+    bs, s = _shell_means(np.asarray(signal, dtype=float), np.asarray(b, dtype=float))
+    if bs.size < 2:
+        raise ValueError("a mono-exponential fit needs ≥ 2 shells")
+    coef = _log(s) @ np.linalg.pinv(np.stack([np.ones_like(bs), -bs], axis=1)).T
+    x0 = np.stack([np.exp(coef[:, 0]), np.clip(coef[:, 1], 1e-6, 5e-3)], axis=1)
+
+    def model(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        pred = x[:, :1] * np.exp(-np.outer(x[:, 1], bs))
+        return pred if rician_sigma is None else magnitude_mean(pred, rician_sigma, coils)
+
+    fit = levenberg_marquardt(model, x0, s, lower=np.array([0.0, 0.0]),
+                              upper=np.array([np.inf, 0.1]),
+                              typical=np.array([float(np.median(x0[:, 0])), 1e-3]),
+                              max_iter=max_iter, xtol=1e-12, ftol=1e-20)
+    tag = "mono-exponential" + (", Rician-bias-aware" if rician_sigma is not None else "")
+    return {"adc": Map(fit.x[:, 1], "mm^2/s", f"apparent diffusion coefficient ({tag})"),
+            "s0": Map(fit.x[:, 0], "dimensionless", f"S0 ({tag})"),
+            "adc_se": Map(fit.stderr[:, 1], "mm^2/s", "standard error of the ADC"),
+            "rms": Map(np.sqrt(2.0 * fit.cost / bs.size) / np.maximum(fit.x[:, 0], _TINY),
+                       "dimensionless", "RMS residual relative to S0"),
+            "converged": Map(fit.converged.astype(float), "dimensionless",
+                             "1 where the optimiser converged")}
 
 
 _W_INDEX = [c for c in itertools.combinations_with_replacement(range(3), 4)]
