@@ -4,6 +4,7 @@ the same data, standard errors against a Monte Carlo of the same fit."""
 from __future__ import annotations
 
 import numpy as np
+
 from medtransport_dwi.maps import adc_maps, dki_maps, dti_maps, ivim_maps
 
 
