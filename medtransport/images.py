@@ -251,13 +251,14 @@ def write_map(path: str | Path, values: np.ndarray, like: Image, unit: str, *,
 
 def write_image(path: str | Path, values: np.ndarray, affine: np.ndarray,
                 voxel_size_mm: tuple[float, float, float], *,
-                frame_interval_s: float | None = None) -> Path:
-    """Write a 3-D/4-D float32 NIfTI-1 with the affine as both qform and sform (code 1,
-    scanner), spatial unit mm and time unit s (e.g. a simulated acquisition), atomically."""
+                frame_interval_s: float | None = None, dtype: type = np.float32) -> Path:
+    """Write a 3-D/4-D NIfTI-1 (float32 unless ``dtype``) with the affine as both qform and
+    sform (code 1, scanner), spatial unit mm and time unit s (e.g. a simulated acquisition),
+    atomically."""
     from medtransport.results import write_atomically
 
     nib = _nib()
-    values = np.asarray(values, dtype=np.float32)
+    values = np.asarray(values, dtype=dtype)
     img = nib.Nifti1Image(values, affine)
     img.set_qform(affine, 1)
     img.set_sform(affine, 1)
