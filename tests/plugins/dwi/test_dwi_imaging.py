@@ -11,9 +11,9 @@ import pytest
 
 pytest.importorskip("nibabel")
 
-from medtransport.images import read_image, write_image  # noqa: E402
-from medtransport_dwi import maps as dwi_maps  # noqa: E402
-from medtransport_dwi.imaging import (  # noqa: E402
+from medtransport.images import read_image, write_image
+from medtransport_dwi import maps as dwi_maps
+from medtransport_dwi.imaging import (
     Tissue,
     audit_fit,
     fit_dwi_files,
