@@ -82,7 +82,7 @@ def test_mislabelled_relaxivity_or_sidecar_is_refused_or_biased(tmp_path: Path) 
     paths["dce_json"].write_text(json.dumps(side))
     vside = json.loads(paths["vfa_json"].read_text())
     paths["vfa_json"].write_text(json.dumps(dict(vside, FlipAngle=vside["FlipAngle"][:3])))
-    with pytest.raises(ImageError, match="3 flip angles for 5 volumes of sub_vfa.nii.gz"):
+    with pytest.raises(ImageError, match=r"3 flip angles for 5 volumes of sub_vfa\.nii\.gz"):
         fit_dce_files(paths["dce"], paths["vfa"], tmp_path / "mask.nii.gz", tmp_path,
                       aif_csv=paths["aif"], agent="gadobutrol", field_strength=3.0)
 
