@@ -118,3 +118,28 @@ def test_bids_sidecar_quantities(tmp_path: Path) -> None:
     (tmp_path / "list.json").write_text("[1, 2]")
     with pytest.raises(ImageError, match=r"list\.json holds a list"):
         read_sidecar(tmp_path / "list.json")
+
+
+def test_montage_labels_every_colour_bar_with_its_unit(tmp_path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    from medtransport.montage import MapPanel, save_montage
+
+    truth = np.zeros((6, 5, 2))
+    truth[2:4, 1:4] = 1.5e-3
+    seen: list[str] = []
+    original = plt.Figure.colorbar
+
+    def spy(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        bar = original(self, *args, **kwargs)
+        seen.append(bar)
+        return bar
+
+    plt.Figure.colorbar = spy  # type: ignore[method-assign]
+    try:
+        out = save_montage(tmp_path / "m.png", [MapPanel("MD", "µm²/ms", truth * 1.01, truth, 1e3),
+                                                MapPanel("rms", "mM", truth)])
+    finally:
+        plt.Figure.colorbar = original  # type: ignore[method-assign]
+    assert [b.ax.get_ylabel() for b in seen] == ["µm²/ms"] * 3 + ["mM"]
+    assert plt.imread(out).shape[0] > 100
