@@ -48,15 +48,19 @@ class LMResult:
 
 def _jac(model: Model, x: np.ndarray, idx: np.ndarray, f0: np.ndarray, typical: np.ndarray,
          rel_step: float, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    """Forward differences, laid out (P, K, N): each parameter's derivative contiguous."""
     p, k = x.shape
-    jac = np.empty((p, f0.shape[1], k))
+    jac = np.empty((p, k, f0.shape[1]))
     for j in range(k):
         h = rel_step * np.maximum(np.abs(x[:, j]), typical[j])
         # step inwards at an upper bound so the model is never evaluated outside its box
         h = np.where(x[:, j] + h > upper[:, j], -h, h)
         xh = x.copy()
         xh[:, j] += h
-        jac[:, :, j] = (model(xh, idx) - f0) / h[:, None]
+        d = model(xh, idx)
+        d -= f0
+        d /= h[:, None]
+        jac[:, j, :] = d
     return jac
 
 
@@ -104,9 +108,13 @@ def _fit_chunk(model: Model, jacobian: Jacobian | None, out: LMResult, sl: slice
     idx_all = np.arange(sl.start, sl.stop)
     x = out.x[sl].copy()
     n, k = y.shape[1], x.shape[1]
-    ones = np.ones_like(y) if w is None else w
+    ones = None if w is None else w  # None: unweighted, no multiplications by 1
     f = model(x, idx_all)
-    cost = 0.5 * np.sum(ones * (y - f) ** 2, axis=1)
+
+    def wsum(r: np.ndarray, wa: np.ndarray | None) -> np.ndarray:
+        return 0.5 * np.einsum("pn,pn->p", r, r if wa is None else wa * r)
+
+    cost = wsum(y - f, ones)
     lam = np.full(x.shape[0], lam0)
     active = np.arange(x.shape[0])
     conv = np.zeros(x.shape[0], bool)
@@ -115,25 +123,27 @@ def _fit_chunk(model: Model, jacobian: Jacobian | None, out: LMResult, sl: slice
     active = active[~conv]
 
     def jac(xa: np.ndarray, ia: np.ndarray, fa: np.ndarray) -> np.ndarray:
-        if jacobian is not None:
-            return jacobian(xa, idx_all[ia])
+        if jacobian is not None:  # the caller's (P, N, K), made (P, K, N)
+            return np.ascontiguousarray(np.swapaxes(jacobian(xa, idx_all[ia]), 1, 2))
         return _jac(model, xa, idx_all[ia], fa, typ, rel_step, lo[ia], hi[ia])
 
     j_act = jac(x[active], active, f[active]) if active.size else None
     for _ in range(max_iter):
         if active.size == 0:
             break
-        xa, fa, wa = x[active], f[active], ones[active]
-        r = y[active] - fa
-        jw = j_act * wa[:, :, None]
-        a = np.einsum("pnk,pnl->pkl", jw, j_act)
-        g = np.einsum("pnk,pn->pk", jw, r)
+        xa, fa = x[active], f[active]
+        wa = None if ones is None else ones[active]
+        ya = y[active]
+        r = ya - fa
+        jw = j_act if wa is None else j_act * wa[:, None, :]
+        a = np.matmul(jw, j_act.transpose(0, 2, 1))
+        g = np.matmul(jw, r[:, :, None])[:, :, 0]
         diag = np.einsum("pkk->pk", a)
         damp = a + (lam[active][:, None] * np.maximum(diag, 1e-300))[:, :, None] * np.eye(k)
         step = _solve(damp, g)
         x_new = np.clip(xa + step, lo[active], hi[active])
         f_new = model(x_new, idx_all[active])
-        c_new = 0.5 * np.sum(wa * (y[active] - f_new) ** 2, axis=1)
+        c_new = wsum(ya - f_new, wa)
         ok = np.isfinite(c_new) & (c_new < cost[active])
         iters[active] += 1
         dx = np.abs(x_new - xa)
@@ -156,7 +166,8 @@ def _fit_chunk(model: Model, jacobian: Jacobian | None, out: LMResult, sl: slice
         j_act = j_keep
     # covariance at the solution
     jf = jac(x, np.arange(x.shape[0]), f)
-    a = np.einsum("pnk,pnl->pkl", jf * ones[:, :, None], jf)
+    jwf = jf if ones is None else jf * ones[:, None, :]
+    a = np.matmul(jwf, jf.transpose(0, 2, 1))
     dof = max(n - k, 1)
     s2 = 2.0 * cost / dof
     with np.errstate(invalid="ignore", divide="ignore"):
