@@ -171,7 +171,8 @@ def _sum_kernel() -> Any:
     models' cases, unrolled)."""
     import numba
 
-    @numba.njit(cache=True)
+    # nogil: whole-volume fits run chunks of voxels on several threads
+    @numba.njit(cache=True, nogil=True)
     def run(e: np.ndarray, a: np.ndarray, b: np.ndarray, w: np.ndarray, c: np.ndarray,
             out: np.ndarray) -> None:
         n_vox, n_exp = e.shape

@@ -127,3 +127,13 @@ def test_a_wrong_input_unit_fails_the_osipi_maps() -> None:
     bad = [dict(r, ca=r["ca"] * 1.5) for r in rows]
     assert _maps_by_input(bad, "tofts", "C", "ca", "arterialdelay",
                           {"ktrans": "Ktrans", "ve": "ve"}) != []
+
+
+def test_threads_do_not_change_the_maps() -> None:
+    x = _truth(2 * 8192 + 5, seed=8)
+    c = kin.tofts(T, CP, x["ktrans"] / 60, x["ve"])
+    c += np.random.default_rng(0).normal(0, 0.01, c.shape)
+    one, two = fit_maps("tofts", T, c, CP), fit_maps("tofts", T, c, CP, threads=2)
+    for k in one:
+        # voxels are independent; only the summation order of a few reductions can differ
+        np.testing.assert_allclose(one[k].values, two[k].values, rtol=1e-6, atol=1e-12)
