@@ -6,8 +6,9 @@ x_p ∈ [lower, upper]. Each iteration solves, for all still-active problems tog
 
     (JᵀWJ + λ·diag(JᵀWJ))·δ = JᵀW·r,    r = y − f(x),
 
-(Marquardt's scaling, *J Soc Ind Appl Math* 1963;11:431), projects x + δ onto the bounds, and
-accepts the step where the cost falls (λ ← λ/3) or rejects it (λ ← 10λ). The Jacobian is the
+(Marquardt's scaling, *J Soc Ind Appl Math* 1963;11:431) over the parameters not held at a
+bound (a parameter on a bound whose descent direction points outwards is held: an active
+set), projects x + δ onto the bounds, and accepts the step where the cost falls (λ ← λ/3) or rejects it (λ ← 10λ). The Jacobian is the
 caller's or forward differences, h_k = ``rel_step``·max(|x_k|, ``typical_k``). A problem stops
 when its step is below ``xtol``·(|x| + ``xtol``), its relative cost decrease below ``ftol`` or
 its cost below ``cost_floor``; converged problems leave the batch, so a few slow voxels cost
@@ -140,6 +141,15 @@ def _fit_chunk(model: Model, jacobian: Jacobian | None, out: LMResult, sl: slice
         g = np.matmul(jw, r[:, :, None])[:, :, 0]
         diag = np.einsum("pkk->pk", a)
         damp = a + (lam[active][:, None] * np.maximum(diag, 1e-300))[:, :, None] * np.eye(k)
+        # active set: a parameter on a bound whose descent direction (+g) points outwards is
+        # held there, and the others are solved for without it (else the clipped steps creep
+        # and a voxel with a parameter at its bound never meets the step criterion)
+        lo_a, hi_a = lo[active], hi[active]
+        frozen = ((xa <= lo_a) & (g < 0)) | ((xa >= hi_a) & (g > 0))
+        if frozen.any():
+            g = np.where(frozen, 0.0, g)
+            keep_kl = ~(frozen[:, :, None] | frozen[:, None, :])
+            damp = np.where(keep_kl, damp, 0.0) + frozen[:, :, None] * np.eye(k)
         step = _solve(damp, g)
         x_new = np.clip(xa + step, lo[active], hi[active])
         f_new = model(x_new, idx_all[active])
