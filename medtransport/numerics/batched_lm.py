@@ -7,12 +7,12 @@ x_p ∈ [lower, upper]. Each iteration solves, for all still-active problems tog
     (JᵀWJ + λ·diag(JᵀWJ))·δ = JᵀW·r,    r = y − f(x),
 
 (Marquardt's scaling, *J Soc Ind Appl Math* 1963;11:431) over the parameters not held at a
-bound (a parameter on a bound whose descent direction points outwards is held: an active
-set), projects x + δ onto the bounds, and accepts the step where the cost falls (λ ← λ/3)
-or rejects it (λ ← 10λ). The Jacobian is the caller's or forward differences,
-h_k = ``rel_step``·max(|x_k|, ``typical_k``). A problem stops when its step is below ``xtol``·(|x| + ``xtol``), its relative cost decrease below ``ftol`` or
-its cost below ``cost_floor``; converged problems leave the batch, so a few slow voxels cost
-only their own work.
+bound (a parameter on a bound whose descent direction points outwards is held: an active set),
+projects x + δ onto the bounds, and accepts the step where the cost falls (λ ← λ/3) or rejects
+it (λ ← 10λ). The Jacobian is the caller's or forward differences, h_k =
+``rel_step``·max(|x_k|, ``typical_k``). A problem stops when its step is below ``xtol``·(|x| +
+``xtol``), its relative cost decrease below ``ftol`` or its cost below ``cost_floor``;
+converged problems leave the batch, so a few slow voxels cost only their own work.
 
 At the solution the covariance estimate is s²·(JᵀWJ)⁻¹ with s² = cost/(N − K) (N data, K
 parameters; Gauss–Newton asymptotics), giving each map its standard-error map.
