@@ -9,7 +9,7 @@ x_p ∈ [lower, upper]. Each iteration solves, for all still-active problems tog
 (Marquardt's scaling, *J Soc Ind Appl Math* 1963;11:431) over the parameters not held at a
 bound (a parameter on a bound whose descent direction points outwards is held: an active set),
 projects x + δ onto the bounds, and accepts the step where the cost falls (λ ← λ/3) or rejects
-it (λ ← 10λ). The Jacobian is the caller's or forward differences, h_k =
+it (λ ← 10λ). The Jacobian is the caller's (``jacobian``) or forward differences, h_k =
 ``rel_step``·max(|x_k|, ``typical_k``). A problem stops when its step is below ``xtol``·(|x| +
 ``xtol``), its relative cost decrease below ``ftol`` or its cost below ``cost_floor``;
 converged problems leave the batch, so a few slow voxels cost only their own work.
@@ -32,7 +32,8 @@ import numpy as np
 __all__ = ["LMResult", "levenberg_marquardt"]
 
 Model = Callable[[np.ndarray, np.ndarray], np.ndarray]
-Jacobian = Callable[[np.ndarray, np.ndarray], np.ndarray]
+#: ``jacobian(x, index, f)`` → ∂f/∂x laid out (P, K, N), given the predictions f (P, N) at x
+Jacobian = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
 @dataclass
@@ -124,8 +125,8 @@ def _fit_chunk(model: Model, jacobian: Jacobian | None, out: LMResult, sl: slice
     active = active[~conv]
 
     def jac(xa: np.ndarray, ia: np.ndarray, fa: np.ndarray) -> np.ndarray:
-        if jacobian is not None:  # the caller's (P, N, K), made (P, K, N)
-            return np.ascontiguousarray(np.swapaxes(jacobian(xa, idx_all[ia]), 1, 2))
+        if jacobian is not None:  # the caller's, (P, K, N), given the predictions too
+            return jacobian(xa, idx_all[ia], fa)
         return _jac(model, xa, idx_all[ia], fa, typ, rel_step, lo[ia], hi[ia])
 
     j_act = jac(x[active], active, f[active]) if active.size else None
