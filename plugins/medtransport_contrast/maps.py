@@ -41,8 +41,10 @@ from medtransport_contrast.fitting import FP_STARTS, PS_STARTS
 __all__ = ["MODELS", "Map", "fit_maps"]
 
 _PER_MIN = 1.0 / 60.0
-#: Voxels per block when fitting on several threads.
-_BLOCK = 8192
+#: Voxels per block: a block's (voxels × times) temporaries stay in cache, which makes a
+#: whole-volume fit ~3× cheaper than one pass over all voxels (bench_imaging); blocks are
+#: also the unit of work of ``threads``.
+_BLOCK = 256
 #: model → (parameter, unit, start, lower, upper, typical scale) in the reported units
 MODELS: dict[str, tuple[tuple[str, str, float, float, float, float], ...]] = {
     "patlak": (("ktrans", "1/min", 0.6, 0.0, 5.0, 0.1), ("vp", "dimensionless", 0.01, 0.0, 1.0,
@@ -238,17 +240,28 @@ def fit_maps(model: str, times: np.ndarray, concentration: np.ndarray, plasma: n
     that many threads (the kernels and numpy release the GIL); the result does not depend on
     it beyond rounding (voxels are independent)."""
     c_all = np.atleast_2d(np.asarray(concentration, dtype=float))
-    if threads > 1 and c_all.shape[0] >= 2 * _BLOCK:
-        from concurrent.futures import ThreadPoolExecutor
-
+    if c_all.shape[0] > _BLOCK:
         blocks = [slice(i, min(i + _BLOCK, c_all.shape[0]))
                   for i in range(0, c_all.shape[0], _BLOCK)]
-        with ThreadPoolExecutor(threads) as pool:
-            parts = list(pool.map(lambda s: fit_maps(model, times, c_all[s], plasma,
-                                                     delays=delays, multistart=multistart,
-                                                     max_iter=max_iter), blocks))
+
+        def one(s: slice) -> dict[str, Map]:
+            return _fit_block(model, times, c_all[s], plasma, delays, multistart, max_iter)
+
+        if threads > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(threads) as pool:
+                parts = list(pool.map(one, blocks))
+        else:
+            parts = [one(s) for s in blocks]
         return {k: Map(np.concatenate([p[k].values for p in parts]), parts[0][k].unit,
                        parts[0][k].description) for k in parts[0]}
+    return _fit_block(model, times, c_all, plasma, delays, multistart, max_iter)
+
+
+def _fit_block(model: str, times: np.ndarray, concentration: np.ndarray, plasma: np.ndarray,
+               delays: Sequence[float] | None, multistart: bool,
+               max_iter: int) -> dict[str, Map]:
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
     t = np.asarray(times, dtype=float)
