@@ -37,7 +37,7 @@ __all__ = ["MIN_CONVERGED", "S0_TOLERANCE", "Tissue", "audit_fit", "fit_dwi_file
 
 MIN_CONVERGED = 0.95
 S0_TOLERANCE = 0.05
-FITS = ("adc", "dti", "ivim", "dki")
+FITS = ("adc", "dti", "ivim", "dki", "verdict")
 
 
 @dataclass
@@ -121,9 +121,10 @@ def fit_dwi_files(dwi: str | Path, bval: str | Path, bvec: str | Path, mask: str
                   b_unit: BUnit = "s/mm^2", base: Path | None = None,
                   rician_sigma: float | None = None,
                   prefix: str = "") -> dict[str, Path]:
-    """Fit the requested models (``adc``, ``dti``, ``ivim``, ``dki``) over the mask and write
-    every map to ``out_dir`` as ``<prefix><fit>_<map>.nii.gz`` (+ sidecar, + audit). Returns
-    map name → path."""
+    """Fit the requested models (``adc``, ``dti``, ``ivim``, ``dki``, ``verdict``) over the mask
+    and write every map to ``out_dir`` as ``<prefix><fit>_<map>.nii.gz`` (+ sidecar, + audit).
+    ``verdict`` needs the diffusion timing: ``SmallDelta`` and ``LargeDelta`` (s; one value, or
+    one per volume) in the image's sidecar ``<stem>.json``. Returns map name → path."""
     image = read_image(dwi, base=base, field="dwi", ndim=(4,))
     table = read_fsl_gradients(bval, bvec, unit=b_unit, frames=image.frames, base=base)
     inside = read_mask(mask, image, base=base)
@@ -141,13 +142,44 @@ def fit_dwi_files(dwi: str | Path, bval: str | Path, bvec: str | Path, mask: str
             result = dwi_maps.dti_maps(signal, b, g)
         elif fit == "ivim":
             result = dwi_maps.ivim_maps(signal, b, method="full", rician_sigma=rician_sigma)
-        else:
+        elif fit == "dki":
             result = dwi_maps.dki_maps(signal, b, g)
+        else:
+            from medtransport_dwi.microstructure import verdict_maps
+
+            delta, separation = _timing(image, b.size)
+            result = verdict_maps(signal, b, delta, separation)
         report = audit_fit(fit, result, s0_meas)
         for name, m in result.items():
             written[f"{fit}_{name}"] = _write(out / f"{prefix}{fit}_{name}.nii.gz", m, inside,
                                               image, report, fit)
     return written
+
+
+def _timing(image: Image, volumes: int) -> tuple[np.ndarray, np.ndarray]:
+    """(δ, Δ) per volume from the image's BIDS sidecar (SmallDelta, LargeDelta, seconds)."""
+    from medtransport.images import ImageError, read_sidecar, sidecar_quantity
+
+    name = image.path.name
+    stem = name[:-7] if name.endswith(".nii.gz") else name.rsplit(".", 1)[0]
+    side_path = image.path.with_name(stem + ".json")
+    if not side_path.is_file():
+        raise ImageError([("dwi", f"the VERDICT fit needs the diffusion timing: no sidecar "
+                                  f"{side_path.name} beside {name}")])
+    side = read_sidecar(side_path, field="dwi sidecar")
+    out = []
+    for key in ("SmallDelta", "LargeDelta"):
+        q = sidecar_quantity(side, key, source=side_path.name)
+        v = np.broadcast_to(np.atleast_1d(q.m_as("s")), (volumes,)) if np.size(q.m) in (
+            1, volumes) else None
+        if v is None:
+            raise ImageError([(f"{side_path.name}.{key}", f"{np.size(q.m)} values for "
+                                                          f"{volumes} volumes; give one or one "
+                                                          "per volume")])
+        out.append(np.asarray(v, dtype=float))
+    if np.any(out[1] <= out[0]):
+        raise ImageError([(f"{side_path.name}.LargeDelta", "Δ must exceed δ on every volume")])
+    return out[0], out[1]
 
 
 def _write(path: Path, m: dwi_maps.Map, inside: np.ndarray, image: Image, report: AuditReport,

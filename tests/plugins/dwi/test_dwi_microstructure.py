@@ -51,3 +51,33 @@ def test_verdict_round_trip() -> None:
         assert abs(maps["f_vasc"].values[i] - f_vasc) < 1e-6
         assert abs(maps["radius"].values[i] - radius * 1e6) < 1e-4  # µm: the spline's error
     assert maps["converged"].values.all() and np.max(maps["rms"].values) < 1e-8
+
+
+def test_verdict_from_files_reads_the_timing_from_the_sidecar(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    import pytest
+
+    from medtransport.images import ImageError, read_image, write_image
+    from medtransport_dwi.imaging import fit_dwi_files, write_acquisition
+
+    b, d, sep = _acquisition()
+    g = np.tile([1.0, 0.0, 0.0], (b.size, 1))
+    g[0] = 0.0
+    g[1::3], g[2::3], g[3::3] = [1, 0, 0], [0, 1, 0], [0, 0, 1]
+    voxels = np.stack([_signal(0.5, 0.1, 7.53e-6, b, d, sep),
+                       _signal(0.3, 0.05, 10.27e-6, b, d, sep)]).reshape(2, 1, 1, -1)
+    paths = write_acquisition(tmp_path, "verdict", voxels, b, g, (2.0, 2.0, 3.0),
+                              dtype=np.float64)
+    write_image(tmp_path / "mask.nii", np.ones((2, 1, 1)), read_image(paths["dwi"]).affine,
+                (2.0, 2.0, 3.0))
+    with pytest.raises(ImageError, match=r"needs the diffusion timing: no sidecar verdict\.json"):
+        fit_dwi_files(paths["dwi"], paths["bval"], paths["bvec"], tmp_path / "mask.nii",
+                      tmp_path, fits=("verdict",))
+    (tmp_path / "verdict.json").write_text(json.dumps({"SmallDelta": list(d),
+                                                       "LargeDelta": list(sep)}))
+    written = fit_dwi_files(paths["dwi"], paths["bval"], paths["bvec"], tmp_path / "mask.nii",
+                            tmp_path, fits=("verdict",))
+    radius = read_image(written["verdict_radius"]).data[:, 0, 0]
+    assert np.allclose(radius, [7.53, 10.27], atol=1e-3)
+    assert json.loads((tmp_path / "verdict_radius.json").read_text())["Units"] == "um"
