@@ -130,7 +130,7 @@ def fit_dwi_files(dwi: str | Path, bval: str | Path, bvec: str | Path, mask: str
     inside = read_mask(mask, image, base=base)
     signal = image.data[inside]
     b, g = table.b_value, table.direction
-    s0_meas = np.exp(np.log(np.maximum(signal[:, b <= 50.0], 1e-12)).mean(axis=1))
+    s0_meas = np.exp(np.log(np.maximum(signal[:, b <= dwi_maps.B0_MAX], 1e-12)).mean(axis=1))
     out = Path(out_dir)
     written: dict[str, Path] = {}
     for fit in fits:

@@ -44,10 +44,13 @@ from medtransport.numerics.batched_lm import levenberg_marquardt
 from medtransport.numerics.magnitude_noise import magnitude_mean
 from medtransport_dwi.gradients import shells
 
-__all__ = ["MK_DIRECTIONS", "Map", "adc_maps", "dki_maps", "dti_design", "dti_maps",
+__all__ = ["B0_MAX", "MK_DIRECTIONS", "Map", "adc_maps", "dki_maps", "dti_design", "dti_maps",
            "ivim_maps", "monoexponential_maps"]
 
 _TINY = 1e-12
+#: b-values (s/mm²) up to this are "b = 0" volumes (some scanners write 5 for them; IVIM
+#: protocols have real shells at 10 and 20 s/mm²).
+B0_MAX = 5.0
 #: IVIM: the bound between tissue diffusion D and pseudo-diffusion D* (mm²/s); free water at
 #: 37 °C has 3.0e-3, blood pseudo-diffusion is typically ≥ 10e-3.
 D_MAX = 5e-3
@@ -84,7 +87,7 @@ def _shell_means(signal: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndar
     return bs, means
 
 
-def adc_maps(signal: np.ndarray, b: np.ndarray, *, b0_max: float = 50.0) -> dict[str, Map]:
+def adc_maps(signal: np.ndarray, b: np.ndarray, *, b0_max: float = B0_MAX) -> dict[str, Map]:
     """ADC of every shell with b > ``b0_max``: maps ``adc_b<b>`` and their standard errors
     (``adc_b<b>_se``, from the spread of ln S over the shell's directions and b = 0 volumes,
     which includes any anisotropy), and ``s0``."""
@@ -217,7 +220,7 @@ def ivim_maps(signal: np.ndarray, b: np.ndarray, *, method: str = "full",
     if method not in ("segmented", "full"):
         raise ValueError(f"IVIM method must be 'segmented' or 'full', got {method!r}")
     bs, s = _shell_means(np.asarray(signal, dtype=float), np.asarray(b, dtype=float))
-    if bs[0] > 50.0:
+    if bs[0] > B0_MAX:
         raise ValueError("IVIM needs b = 0 volumes")
     high = bs >= b_split
     if high.sum() < 2 or (~high).sum() < 2:
@@ -332,7 +335,7 @@ def dki_maps(signal: np.ndarray, b: np.ndarray, g: np.ndarray) -> dict[str, Map]
     signal = np.asarray(signal, dtype=float)
     b = np.asarray(b, dtype=float)
     g = np.asarray(g, dtype=float)
-    nz = b > 50.0
+    nz = b > B0_MAX
     if len(np.unique(shells(b[nz]))) < 2 or nz.sum() < 15:
         raise ValueError("DKI needs ≥ 2 non-zero shells and ≥ 15 diffusion-weighted volumes")
     xd = dti_design(b, g)
