@@ -142,7 +142,7 @@ class ContrastMaps(Model):
             stem = name[:-7] if name.endswith(".nii.gz") else name.rsplit(".", 1)[0]
             side[key] = read_sidecar(img.path.with_name(stem + ".json"),
                                      field=f"parameters.{key}")
-        q = functools.partial(sidecar_quantity)
+        q = sidecar_quantity
         angles = np.atleast_1d(q(side["vfa"], "FlipAngle", source=f"{vfa.path.stem} "
                                                                  "sidecar").m_as("rad"))
         if angles.size != vfa.frames:
