@@ -312,7 +312,10 @@ def run_cmd(scenario: str, output: str | None, plot_path: str | None, quiet: boo
             html = render_report(ds, model=model, scenario_text=scenario_source(scenario, model))
             files.enter_context(write_atomically(report_path, ".html.tmp")).write_text(
                 html, encoding="utf-8")
-    written = ", ".join(p for p in (target, plot_path, report_path) if p) or \
+    # a model may export further files (e.g. parameter maps as NIfTI) — only now, after its
+    # audits passed
+    exported = [str(p) for p in getattr(model, "export", lambda _ds: [])(ds)]
+    written = ", ".join([p for p in (target, plot_path, report_path) if p] + exported) or \
         "nothing (no -o given)"
     console.print(f"{report.summary()}; wrote {written}")
 

@@ -23,21 +23,68 @@ concentrations per unit tissue volume, t in s, rates in 1/s:
   C_t = Fp·Σ_i w_i·(e^{λ_i t} ∗ C_a), w_1 = (m11 + m21 − λ2)/(λ1 − λ2), w_2 = 1 − w_1.
   Here C_a is the arterial plasma input (the AIF); the 2CXM's own C_p,t is the capillary one.
 
-Parameters are plain float arrays (any shape, broadcast together); results have the broadcast
+Units — one convention for the whole module: plain numbers are SI — times and delays in s,
+Ktrans, PS and Fp in 1/s (a flow per tissue volume), volume fractions dimensionless — and the
+concentration's unit is the input's (the models are linear in C_p). Every public model also
+takes pint quantities (``Q_(0.25, "1/min")``, times in min …), converted to that convention; when
+the input C_p is a quantity, so is the result (in C_p's unit). The fits
+(:mod:`medtransport_contrast.fitting`, :mod:`medtransport_contrast.maps`) report Ktrans and PS
+in 1/min and Fp in mL/min/100 mL, as quantities, and convert at this boundary.
+
+Parameters are float arrays (any shape, broadcast together); results have the broadcast
 shape followed by the time axis.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
+import pint
+
+from medtransport.units import Q_
 
 __all__ = ["exchange_eigen", "exp_convolution", "exp_convolution_sum", "extended_tofts",
-           "patlak", "phi", "shift", "tofts", "two_compartment_exchange",
+           "patlak", "phi", "quantities", "shift", "tofts", "two_compartment_exchange",
            "two_compartment_exchange_parts"]
+
+#: The SI unit each argument of the public models is taken in (module docstring).
+_UNITS = {"t": "s", "ktrans": "1/s", "ps": "1/s", "fp": "1/s", "ve": "dimensionless",
+          "vp": "dimensionless", "delay": "s"}
+_CURVES = ("cp", "ca", "c")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def quantities(func: F) -> F:
+    """Let ``func`` take pint quantities: each argument of :data:`_UNITS` is converted to its SI
+    unit, a curve argument to its own unit's magnitude; a quantity curve makes the result a
+    quantity in that unit. Plain numbers pass through unchanged (already SI)."""
+    sig = inspect.signature(func)
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        bound = sig.bind(*args, **kwargs)
+        unit = None
+        for name, value in bound.arguments.items():
+            if not isinstance(value, pint.Quantity):
+                continue
+            if name in _UNITS:
+                bound.arguments[name] = np.asarray(value.m_as(_UNITS[name]), dtype=float)
+            elif name in _CURVES:
+                unit = value.units
+                bound.arguments[name] = np.asarray(value.magnitude, dtype=float)
+        out = func(*bound.args, **bound.kwargs)
+        if unit is not None:
+            return Q_(out, unit) if not isinstance(out, tuple) else tuple(
+                Q_(o, unit) for o in out)
+        return out
+
+    return wrapper  # type: ignore[return-value]
+
 
 _SERIES_BELOW = 0.2
 _SERIES_TERMS = 16
@@ -124,7 +171,8 @@ def _sum_kernel() -> Any:
     models' cases, unrolled)."""
     import numba
 
-    @numba.njit(cache=True)
+    # nogil: whole-volume fits run chunks of voxels on several threads
+    @numba.njit(cache=True, nogil=True)
     def run(e: np.ndarray, a: np.ndarray, b: np.ndarray, w: np.ndarray, c: np.ndarray,
             out: np.ndarray) -> None:
         n_vox, n_exp = e.shape
@@ -178,6 +226,7 @@ def exp_convolution_sum(rates: np.ndarray, weights: np.ndarray, delta: float,
     return out.T
 
 
+@quantities
 def shift(t: np.ndarray, c: np.ndarray, delay: float) -> np.ndarray:
     """The sampled curve ``c(t)`` delayed by ``delay`` (linear interpolation, 0 before)."""
     if delay == 0.0:
@@ -189,6 +238,7 @@ def _b(*arrays: np.ndarray | float) -> list[np.ndarray]:
     return [np.asarray(a, dtype=float)[..., None] for a in arrays]
 
 
+@quantities
 def tofts(t: np.ndarray, cp: np.ndarray, ktrans: np.ndarray | float,
           ve: np.ndarray | float, *, out: np.ndarray | None = None) -> np.ndarray:
     """Tofts: C_t = Ktrans·(e^{−kep t} ∗ C_p), kep = Ktrans/ve. ``out``: a time-major
@@ -204,6 +254,7 @@ def tofts(t: np.ndarray, cp: np.ndarray, ktrans: np.ndarray | float,
     return k * exp_convolution(kep, t, cp)
 
 
+@quantities
 def extended_tofts(t: np.ndarray, cp: np.ndarray, ktrans: np.ndarray | float,
                    ve: np.ndarray | float, vp: np.ndarray | float) -> np.ndarray:
     """Extended Tofts: C_t = vp·C_p + Ktrans·(e^{−kep t} ∗ C_p)."""
@@ -211,6 +262,7 @@ def extended_tofts(t: np.ndarray, cp: np.ndarray, ktrans: np.ndarray | float,
     return v * np.asarray(cp, dtype=float) + tofts(t, cp, ktrans, ve)
 
 
+@quantities
 def patlak(t: np.ndarray, cp: np.ndarray, ktrans: np.ndarray | float,
            vp: np.ndarray | float) -> np.ndarray:
     """Patlak: C_t = vp·C_p + Ktrans·∫C_p (trapezoid; exact for a piecewise-linear input)."""
@@ -237,6 +289,7 @@ def exchange_eigen(fp: np.ndarray, ps: np.ndarray, vp: np.ndarray, ve: np.ndarra
     return m11, m12, m21, m22, lam1, lam2
 
 
+@quantities
 def two_compartment_exchange_parts(t: np.ndarray, ca: np.ndarray, fp: np.ndarray | float,
                                    ps: np.ndarray | float, vp: np.ndarray | float,
                                    ve: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
@@ -254,6 +307,7 @@ def two_compartment_exchange_parts(t: np.ndarray, ca: np.ndarray, fp: np.ndarray
     return fpb * (wp1 * f1 + wp2 * f2), fpb * (we1 * f1 + we2 * f2)
 
 
+@quantities
 def two_compartment_exchange(t: np.ndarray, ca: np.ndarray, fp: np.ndarray | float,
                              ps: np.ndarray | float, vp: np.ndarray | float,
                              ve: np.ndarray | float, *,

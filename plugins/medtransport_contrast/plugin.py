@@ -26,4 +26,7 @@ def medtransport_models() -> list[ModelSpec]:
                   target="medtransport_contrast.vessel_model:VesselDiffusion",
                   title="Contrast agent diffusing from a vessel into tissue", version=__version__,
                   tags=frozenset({"grid", "deterministic"})),
+        ModelSpec(id="contrast.maps", target="medtransport_contrast.maps_model:ContrastMaps",
+                  title="DCE parameter maps from image files", version=__version__,
+                  tags=frozenset({"compartments", "deterministic", "image"})),
     ]

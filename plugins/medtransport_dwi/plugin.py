@@ -20,5 +20,12 @@ def medtransport_models() -> list[ModelSpec]:
             title="Diffusion-weighted MRI signal of tissue compartments",
             version=__version__,
             tags=frozenset({"compartments", "deterministic", "stochastic", "series"}),
-        )
+        ),
+        ModelSpec(
+            id="dwi.maps",
+            target="medtransport_dwi.maps_model:DWIMaps",
+            title="DWI parameter maps from image files",
+            version=__version__,
+            tags=frozenset({"compartments", "deterministic", "image"}),
+        ),
     ]

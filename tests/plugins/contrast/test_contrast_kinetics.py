@@ -120,3 +120,23 @@ def test_tissue_books_close_and_match_the_forward_model(model: str, kw: dict) ->
                    "two_compartment_exchange": lambda: kin.two_compartment_exchange(
                        t, cp, kw["fp"], kw["ps"], kw["vp"], kw["ve"])}[model]()
         np.testing.assert_allclose(stored, forward, rtol=1e-10, atol=1e-14)
+
+
+def test_models_take_quantities_in_any_unit_and_plain_numbers_as_si() -> None:
+    """One convention (kinetics module docstring): plain numbers are SI (s, 1/s); quantities
+    are converted, and a quantity input curve gives a quantity result in its unit."""
+    from medtransport.units import Q_
+
+    t = np.linspace(0, 300, 151)
+    cp = np.exp(-t / 60) * (t > 10)
+    si = kin.tofts(t, cp, 0.25 / 60, 0.3)
+    q = kin.tofts(Q_(t / 60, "min"), Q_(cp, "mM"), Q_(0.25, "1/min"), Q_(30, "percent"))
+    assert str(q.units) == "millimolar"
+    np.testing.assert_allclose(q.m_as("mM"), si, rtol=1e-12)
+    # the slip the convention removes: 0.25 read as 1/s instead of 1/min is 60× too fast
+    assert not np.allclose(kin.tofts(t, cp, 0.25, 0.3), si, rtol=0.1)
+    np.testing.assert_allclose(
+        kin.two_compartment_exchange(t, cp, Q_(30, "mL/min/dL"), Q_(0.1, "1/min"), 0.05, 0.2),
+        kin.two_compartment_exchange(t, cp, 0.3 / 60, 0.1 / 60, 0.05, 0.2), rtol=1e-12)
+    np.testing.assert_allclose(kin.patlak(t, cp, Q_(0.1, "1/min"), 0.05),
+                               kin.patlak(t, cp, 0.1 / 60, 0.05), rtol=1e-12)
