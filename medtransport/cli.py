@@ -45,9 +45,14 @@ def _console(stderr: bool = False) -> Any:
     return Console(stderr=stderr, highlight=False, soft_wrap=False, width=width)
 
 
+class _Exit(SystemExit):
+    """The command's own exit (after its error message); any other SystemExit came from
+    code that should not end the process (a plugin's), and is an error."""
+
+
 def _fail(message: str, code: int) -> NoReturn:
     click.echo(f"error: {message}", err=True)
-    sys.exit(code)
+    raise _Exit(code)
 
 
 class _Group(click.Group):
@@ -77,10 +82,14 @@ class _Group(click.Group):
             _fail(str(exc), EXIT_INPUT)
         except KeyboardInterrupt:
             _fail("interrupted; nothing was written", 130)
-        except Exception as exc:
+        except _Exit:
+            raise
+        except BaseException as exc:  # a stray SystemExit too: never exit 0 on a failed run
             if debug:
                 raise
-            _fail(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the "
+            from medtransport.isolation import describe
+
+            _fail(f"internal error: {describe(exc)} (run with --debug for the "
                   "traceback, and please report it)", EXIT_INTERNAL)
 
 
@@ -163,6 +172,21 @@ def _run(scenario: Any, label: str) -> tuple[Any, Any]:
     return model, ds
 
 
+def _plugin_notes(model_id: str) -> None:
+    """Tell the user what the plugin manager decided that concerns this run: a plugin refused
+    for registering the model's id again, a broken audits hook skipped."""
+    from medtransport.plugins import get_registry
+
+    reg = get_registry()
+    holder = reg.models[model_id].plugin if model_id in reg.models else "none"
+    for plugin in reg.collisions.get(model_id, []):
+        click.echo(f"warning: plugin {plugin} also registers the model id {model_id!r}; it was "
+                   f"refused, and the model of plugin {holder} is used", err=True)
+    for text in reg.warnings:
+        click.echo(f"warning: {text}", err=True)
+    reg.warnings.clear()
+
+
 def _check_target(path: str, option: str, image: bool = False) -> None:
     """Refuse an output path that cannot be written, naming the option that gave it."""
     target = Path(path)
@@ -228,6 +252,7 @@ def run_cmd(scenario: str, output: str | None, plot_path: str | None, quiet: boo
 
     console = _console()
     model = prepare(scenario)
+    _plugin_notes(model.id)
     target = output or model.scenario.output.path
     # Before a long run, not after it: where the results go must be writable.
     if target:
@@ -248,6 +273,7 @@ def run_cmd(scenario: str, output: str | None, plot_path: str | None, quiet: boo
                                 scenario_text=scenario_source(scenario, model))
             click.echo(f"wrote the failed run's report to {report_path}", err=True)
         raise
+    _plugin_notes(model.id)
     report = AuditReport.from_json(ds.attrs["audit_report"])
     if not quiet:
         console.print(_audit_table(report, f"audit of {model.scenario.name!r} ({model.id}, "
@@ -335,8 +361,14 @@ def models_cmd() -> None:
         table.add_row(mid, m.spec.version, f"{m.plugin} {m.plugin_version}", m.spec.title)
     console = _console()
     console.print(table)
+    from rich.markup import escape
+
     for b in reg.broken:
-        console.print(f"[red]broken plugin[/red] {b.name} {b.version}: {b.reason}")
+        console.print(f"[red]broken plugin[/red] {escape(b.name)} {escape(b.version)}: "
+                      f"{escape(b.reason)}")
+    for name, reason in sorted(reg.probe_audit_hooks().items()):
+        console.print(f"[red]broken hook[/red] medtransport_audits of {escape(name)} "
+                      f"(skipped for models of other plugins): {escape(reason)}")
 
 
 @main.command("schema")

@@ -23,6 +23,7 @@ from medtransport.audit.stability import audit_stability
 from medtransport.audit.truncation import audit_truncation
 from medtransport.audit.units import audit_units
 from medtransport.errors import AuditFailure, MedtransportError, ModelError, ScenarioError
+from medtransport.isolation import plugin_boundary
 from medtransport.model import Model
 from medtransport.plugins import get_registry
 from medtransport.results import attach_ledger, stamp
@@ -48,17 +49,31 @@ def prepare(scenario: str | Path | Mapping[str, Any] | Scenario, *,
     sc = load_scenario(scenario)
     registry = get_registry()
     cls = model_class or registry.model_class(sc.model)
-    params = cls.validate_params(sc.parameters)
+    plugin, version = _plugin_of(sc.model, getattr(cls, "version", "?"))
+    with plugin_boundary(plugin, version, f"model {sc.model}'s parameter validation"):
+        params = cls.validate_params(sc.parameters)
     try:
         model = cls(sc, params) if patients is None else cls(sc, params, patients=patients)
-    except MedtransportError:
+    except (KeyboardInterrupt, MedtransportError):
         raise
-    except Exception as exc:
-        plugin, version = registry.plugin_of(sc.model)
+    except BaseException as exc:  # the isolation promise: SystemExit too
         raise ModelError(f"model {sc.model} (plugin {plugin} {version}) failed while being "
-                         f"set up: {type(exc).__name__}: {exc}") from exc
+                         f"set up: {_what(exc)}") from exc
     _check_memory(model)
     return model
+
+
+def _plugin_of(model_id: str, fallback_version: str) -> tuple[str, str]:
+    registry = get_registry()
+    if model_id in registry.models:
+        return registry.plugin_of(model_id)
+    return "unregistered", str(fallback_version)
+
+
+def _what(exc: BaseException) -> str:
+    from medtransport.isolation import describe
+
+    return describe(exc)
 
 
 def attach_covariates(ds: xr.Dataset, covariates: Any) -> None:
@@ -82,6 +97,35 @@ def _check_memory(model: Model) -> None:
                               "fewer cells (domain.cells)")])
 
 
+def _check_trajectory(model: Model, trajectory: Any, plugin: tuple[str, str]) -> None:
+    """What ``simulate`` returned must be a :class:`Trajectory` of a Dataset and ledgers."""
+    from medtransport.model import Trajectory
+
+    problem = None
+    if not isinstance(trajectory, Trajectory):
+        problem = f"returned {type(trajectory).__name__}, expected a Trajectory"
+    elif not isinstance(trajectory.states, xr.Dataset):
+        problem = (f"returned a Trajectory whose states are "
+                   f"{type(trajectory.states).__name__}, expected an xarray.Dataset")
+    elif not isinstance(trajectory.ledgers, Mapping):
+        problem = (f"returned a Trajectory whose ledgers are "
+                   f"{type(trajectory.ledgers).__name__}, expected a mapping")
+    if problem:
+        raise ModelError(f"model {model.id} (plugin {plugin[0]} {plugin[1]}): simulate "
+                         f"{problem}")
+
+
+def _audit_results(results: Any, what: str, plugin: tuple[str, str]) -> list[Any]:
+    """An audit must return a list of AuditResult."""
+    from medtransport.audit import AuditResult
+
+    if not isinstance(results, list | tuple) or \
+            not all(isinstance(r, AuditResult) for r in results):
+        raise ModelError(f"plugin {plugin[0]} {plugin[1]}: {what} returned "
+                         f"{type(results).__name__}, expected a list of AuditResult")
+    return list(results)
+
+
 def run(scenario: str | Path | Mapping[str, Any] | Scenario | Model, *,
         progress: Callable[[float], None] | None = None) -> xr.Dataset:
     """Run a scenario and return its audited dataset, or raise :class:`AuditFailure`."""
@@ -98,28 +142,32 @@ def run(scenario: str | Path | Mapping[str, Any] | Scenario | Model, *,
         raise AuditFailure(f"{model.id}: refused before running — {report.summary()}: "
                            + "; ".join(r.detail for r in report.failures), report=report)
     started = time.perf_counter()
+    name, version = plugin
     try:
         trajectory = model.simulate(progress)
-    except MedtransportError:
+    except (KeyboardInterrupt, MedtransportError):
         raise
-    except Exception as exc:
-        raise ModelError(f"model {model.id} (plugin {plugin[0]} {plugin[1]}) failed while "
-                         f"simulating: {type(exc).__name__}: {exc}") from exc
+    except BaseException as exc:  # the isolation promise: SystemExit too
+        raise ModelError(f"model {model.id} (plugin {name} {version}) failed while "
+                         f"simulating: {_what(exc)}") from exc
+    _check_trajectory(model, trajectory, plugin)
 
     simulated = time.perf_counter()
-    ctx = AuditContext.after_run(model, tolerance, trajectory)
-    for audit in CORE_POST_AUDITS:
-        report.extend(audit(ctx))
-    for audit in model.audits():
-        for result in audit(ctx):
-            result.source = model.id
-            report.results.append(result)
+    with plugin_boundary(name, version, f"auditing the result of model {model.id}"):
+        ctx = AuditContext.after_run(model, tolerance, trajectory)
+        for audit in CORE_POST_AUDITS:
+            report.extend(audit(ctx))
+    with plugin_boundary(name, version, f"model {model.id}'s own audits"):
+        for audit in model.audits():
+            results = _audit_results(audit(ctx), f"model {model.id}'s audit", plugin)
+            for result in results:
+                result.source = model.id
+                report.results.append(result)
     for source, audit in registry.extra_audits(model):
-        try:
-            results = audit(ctx)
-        except Exception as exc:
-            raise ModelError(f"audit {getattr(audit, '__name__', audit)!r} of plugin {source} "
-                             f"raised {type(exc).__name__}: {exc}") from exc
+        source_version = registry.versions.get(source, "unknown")
+        label = f"audit {getattr(audit, '__name__', audit)!r}"
+        with plugin_boundary(source, source_version, label):
+            results = _audit_results(audit(ctx), label, (source, source_version))
         for result in results:
             result.source = source
             report.results.append(result)
