@@ -212,6 +212,13 @@ def _check_target(path: str, option: str, image: bool = False) -> None:
 
 # ------------------------------------------------------------------------------ commands
 
+_ALLOW_PATH = click.option(
+    "--allow-path", "allow_path", multiple=True, metavar="DIR",
+    type=click.Path(file_okay=False, exists=True),
+    help="Let the scenario read input files under DIR too (default: only the scenario's "
+         "directory tree). Repeatable.")
+
+
 @main.command("run")
 @click.argument("scenario", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
@@ -231,12 +238,26 @@ def _check_target(path: str, option: str, image: bool = False) -> None:
               help="Patients per chunk (default: from the output grid's size).")
 @click.option("--store", type=click.Path(file_okay=False),
               help="Zarr directory of a population run; an existing one is resumed.")
-@click.option("--overwrite", is_flag=True, help="Start the population store afresh.")
+@click.option("--overwrite", is_flag=True,
+              help="Start the population store afresh; replace an output file that is not a "
+                   "medtransport result.")
+@_ALLOW_PATH
 def run_cmd(scenario: str, output: str | None, plot_path: str | None, quiet: bool,
             report_path: str | None = None, population: int | None = None,
             scheduler: str | None = None, chunk_size: int | None = None,
-            store: str | None = None, overwrite: bool = False) -> None:
+            store: str | None = None, overwrite: bool = False,
+            allow_path: tuple[str, ...] = ()) -> None:
     """Run SCENARIO, audit it, print the audit table and write the result."""
+    from medtransport.trust import allow_paths
+
+    with allow_paths(allow_path):
+        _run_cmd(scenario, output, plot_path, quiet, report_path, population, scheduler,
+                 chunk_size, store, overwrite)
+
+
+def _run_cmd(scenario: str, output: str | None, plot_path: str | None, quiet: bool,
+             report_path: str | None, population: int | None, scheduler: str | None,
+             chunk_size: int | None, store: str | None, overwrite: bool) -> None:
     if population or scheduler or chunk_size or store:
         from medtransport.batch import population_command
         from medtransport.report import population_report
@@ -256,7 +277,12 @@ def run_cmd(scenario: str, output: str | None, plot_path: str | None, quiet: boo
     target = output or model.scenario.output.path
     # Before a long run, not after it: where the results go must be writable.
     if target:
-        _check_target(target, "-o/--output" if output else "output.path")
+        from medtransport.trust import output_path
+
+        option = "-o/--output" if output else "output.path"
+        target = str(output_path(target, option=option, scenario_dir=model.scenario.source_dir,
+                                 overwrite=overwrite))
+        _check_target(target, option)
     if plot_path:
         _check_target(plot_path, "--plot", image=True)
     if report_path:
@@ -308,12 +334,15 @@ def run_cmd(scenario: str, output: str | None, plot_path: str | None, quiet: boo
 @main.command("audit")
 @click.argument("scenario", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def audit_cmd(scenario: str, as_json: bool) -> None:
+@_ALLOW_PATH
+def audit_cmd(scenario: str, as_json: bool, allow_path: tuple[str, ...] = ()) -> None:
     """Run SCENARIO and print its full audit report; exit 1 if any audit fails."""
     from medtransport.audit import AuditReport
+    from medtransport.trust import allow_paths
 
     try:
-        _, ds = _run(scenario, "auditing")
+        with allow_paths(allow_path):
+            _, ds = _run(scenario, "auditing")
         report = AuditReport.from_json(ds.attrs["audit_report"])
     except AuditFailure as exc:
         if exc.report is None:
@@ -390,12 +419,23 @@ def schema_cmd(model: str | None, write: bool, directory: str) -> None:
 
 @main.command("explain")
 @click.argument("scenario", type=click.Path(dir_okay=False))
-def explain_cmd(scenario: str) -> None:
+@_ALLOW_PATH
+def explain_cmd(scenario: str, allow_path: tuple[str, ...] = ()) -> None:
     """The five answers for SCENARIO, its ledger terms and stability margins (no run)."""
     from medtransport.explain import explain
+    from medtransport.isolation import plugin_boundary
+    from medtransport.plugins import get_registry
     from medtransport.runner import prepare
+    from medtransport.trust import allow_paths, describing
 
-    _console().print(explain(prepare(scenario)))
+    # "no run": a scenario named inside this one (an input) is not run either.
+    with allow_paths(allow_path), describing("explain"):
+        model = prepare(scenario)
+    reg = get_registry()
+    plugin, version = reg.plugin_of(model.id) if model.id in reg.models else ("?", "?")
+    with plugin_boundary(plugin, version, f"model {model.id} while being explained"):
+        table = explain(model)
+    _console().print(table)
 
 
 @main.command("new-plugin")
