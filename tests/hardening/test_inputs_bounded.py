@@ -1,0 +1,71 @@
+"""Inputs that hung, blew up or slipped through (issue 20): each is refused quickly, as bad
+input naming the field, with the valid range where there is one."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from medtransport.errors import UnitError
+from medtransport.units import MAX_QUANTITY_CHARS, parse_quantity
+
+
+def _bounded(fn: Any, *args: Any) -> None:
+    """Call ``fn`` in a forked child killed after 20 s: a hang fails the test instead of
+    stalling the suite (no wall-clock assertion: 20 s is a generous hang detector)."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    proc = ctx.Process(target=fn, args=args)
+    proc.start()
+    proc.join(20)
+    hung = proc.is_alive()
+    if hung:
+        proc.kill()
+        proc.join()
+    assert not hung, f"{fn.__name__}{args!r} did not finish in 20 s"
+    assert proc.exitcode == 0, f"{fn.__name__} failed in the child (exit {proc.exitcode})"
+
+
+def _refused(text: str) -> None:
+    try:
+        parse_quantity(text, field="f")
+    except UnitError:
+        return
+    raise AssertionError(f"{text[:40]!r} was accepted")
+
+
+@pytest.mark.parametrize("text", [
+    "1" * 1000 + " " * 1000 + "x\nx",      # cubic backtracking in the old number pattern
+    "1" * 3000,
+    "1 " + "m" * 3000,
+    "1 m**2**2**2**2**2**2**2**2",         # an exponent tower pint would evaluate exactly
+    "1 m^2^2^2^2^2^2^2^2",
+    "1 m ** (2) ** 2 ** 2 ** 2 ** 2 ** 2 ** 2",
+])
+def test_pathological_quantity_strings_are_refused_promptly(text: str) -> None:
+    _bounded(_refused, text)
+
+
+def test_the_length_bound_is_stated() -> None:
+    with pytest.raises(UnitError, match=f"at most {MAX_QUANTITY_CHARS} characters"):
+        parse_quantity("1" * (MAX_QUANTITY_CHARS + 1) + " m", field="f")
+
+
+@pytest.mark.parametrize(("text", "magnitude", "unit"), [
+    ("5 mg/L", 5.0, "milligram / liter"), ("  -1.5e3  s ", -1500.0, "second"),
+    ("37 degC", 37.0, "degree_Celsius"), (".5 m", 0.5, "meter"), ("5.", 5.0, "dimensionless"),
+    ("1eV", 1.0, "electron_volt"), ("2e-3 m**2", 2e-3, "meter ** 2"),
+])
+def test_ordinary_quantities_still_parse(text: str, magnitude: float, unit: str) -> None:
+    q = parse_quantity(text)
+    assert q.magnitude == magnitude and str(q.units) == unit
+
+
+@pytest.mark.parametrize("text", ["nan m", "inf s", "-infinity K", "+Inf"])
+def test_non_finite_words_parse_as_numbers(text: str) -> None:
+    import math
+
+    assert not math.isfinite(parse_quantity(text).magnitude)
