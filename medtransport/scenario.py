@@ -162,6 +162,15 @@ class TimeGrid(_Section):
             raise ValueError(f"'stop' ({format_quantity(self.stop)}) must be after 'start' "
                              f"({format_quantity(self.start)})")
         n = span / self.step.m_as("s")
+        if n < 1 - 1e-9:
+            raise ValueError(f"'step' ({format_quantity(self.step)}) is longer than the whole "
+                             f"run ('start' {format_quantity(self.start)} to 'stop' "
+                             f"{format_quantity(self.stop)}); expected a step of at most "
+                             f"{format_quantity((self.stop - self.start).to('s'))}")
+        if self.output_every is not None and \
+                self.output_every.m_as("s") > span * (1 + 1e-9):
+            raise ValueError(f"'output_every' ({format_quantity(self.output_every)}) is longer "
+                             f"than the whole run ({span:.6g} s); expected at most that")
         if n > MAX_STEPS:
             raise ValueError(f"'start' ({format_quantity(self.start)}) to 'stop' "
                              f"({format_quantity(self.stop)}) in steps of 'step' "
@@ -259,7 +268,7 @@ class SolverSpec(BaseModel):
 
     model_config = ConfigDict(extra="allow", ser_json_bytes="base64")
 
-    method: str | None = None
+    method: Annotated[str, Field(min_length=1)] | None = None
     allow_substeps: bool = False
 
 
@@ -353,6 +362,40 @@ def _user_path(loc: tuple[Any, ...], data: Any) -> list[str]:
     return out
 
 
+def bools_taken_as_numbers(raw: Any, validated: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """Where the user wrote ``true``/``false`` and validation turned it into a number (pydantic
+    reads ``ve: true`` as 1.0): ``(field_path, message)`` pairs, each a mistake to refuse."""
+    problems: list[tuple[str, str]] = []
+
+    def walk(raw: Any, val: Any, path: list[str]) -> None:
+        if len(path) > 64:  # no field is this deep; what is, the validators refuse
+            return
+        if isinstance(raw, bool):
+            if not isinstance(val, bool | np.bool_) and \
+                    isinstance(val, int | float | np.number | pint.Quantity | np.ndarray):
+                problems.append((".".join(path), f"expected a number, got the boolean "
+                                                 f"{str(raw).lower()}"))
+            return
+        if isinstance(raw, Mapping):
+            for key, sub in raw.items():
+                if isinstance(val, BaseModel):
+                    fields = type(val).model_fields
+                    name = next((n for n, f in fields.items() if f.alias == key), key)
+                    inner = getattr(val, name, None) if isinstance(key, str) else None
+                elif isinstance(val, Mapping):
+                    inner = val.get(key)
+                else:
+                    continue
+                walk(sub, inner, [*path, str(key)])
+        elif isinstance(raw, list | tuple) and isinstance(val, list | tuple | np.ndarray) \
+                and len(raw) == len(val):
+            for i, (sub, inner) in enumerate(zip(raw, val, strict=True)):
+                walk(sub, inner, [*path, str(i)])
+
+    walk(raw, validated, [prefix] if prefix else [])
+    return problems
+
+
 def format_validation_error(exc: ValidationError, prefix: str = "", *,
                             data: Any = None) -> list[tuple[str, str]]:
     """``(field_path, message)`` pairs from a pydantic error, paths dotted like the file.
@@ -398,6 +441,16 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refusing a key given twice (as YAML and TOML do)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ScenarioError(f"malformed JSON: duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
 def _read(path: Path) -> Any:
     text = path.read_text(encoding="utf-8")
     suffix = path.suffix.lower()
@@ -407,7 +460,7 @@ def _read(path: Path) -> Any:
         if suffix == ".toml":
             return tomllib.loads(text)
         if suffix == ".json":
-            return json.loads(text)
+            return json.loads(text, object_pairs_hook=_unique_keys)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -466,6 +519,9 @@ def load_scenario(source: str | Path | Mapping[str, Any] | Scenario, *,
         raise ScenarioError(format_validation_error(exc, data=data), source=label) from None
     except RecursionError:
         raise ScenarioError("the scenario is nested too deeply", source=label) from None
+    flagged = bools_taken_as_numbers(data, scenario)
+    if flagged:
+        raise ScenarioError(flagged, source=label)
     if label is not None:
         object.__setattr__(scenario, "_source_dir", Path(label).resolve().parent)
     elif base_dir is not None:

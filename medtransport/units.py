@@ -54,6 +54,7 @@ ureg.define("hounsfield_unit = [] = HU")
 ureg.define("cells = [] = cell")
 pint.set_application_registry(ureg)
 Q_ = ureg.Quantity
+_TEMPERATURE = ureg.parse_units("K").dimensionality
 
 #: The longest quantity string accepted ("5 mg/L" is 6; a long compound unit is under 60).
 MAX_QUANTITY_CHARS = 200
@@ -194,6 +195,26 @@ def format_quantity(q: pint.Quantity) -> str:
     return f"{mag} {unit}".strip()
 
 
+#: The hottest temperature a scenario may give (the surface of the Sun is ~5.8e3 K; laser
+#: ablation and plasma stay well below this).
+MAX_TEMPERATURE_K = 1e5
+
+
+def _implausible_temperature(q: pint.Quantity) -> str | None:
+    """A temperature (not a difference: ``delta_degC`` is left alone) below absolute zero or
+    above :data:`MAX_TEMPERATURE_K`, described; None if it is plausible."""
+    if q.dimensionality != _TEMPERATURE or "delta_" in str(q.units):
+        return None
+    kelvin = float(q.to("K").magnitude)
+    if math.isfinite(kelvin) and 0.0 <= kelvin <= MAX_TEMPERATURE_K:
+        return None
+    shown = format_quantity(q)
+    if kelvin < 0:
+        return f"{shown} is below absolute zero (0 K = -273.15 degC)"
+    return (f"{shown} is not a plausible temperature; expected 0 K to "
+            f"{MAX_TEMPERATURE_K:g} K")
+
+
 @dataclass(frozen=True)
 class QuantitySpec:
     """Pydantic metadata for a quantity field: canonical units and value constraints."""
@@ -214,6 +235,9 @@ class QuantitySpec:
         if not self.allow_nonfinite and not math.isfinite(mag):
             raise PydanticCustomError("quantity", "expected a finite value, got {mag}",
                                       {"mag": mag})
+        problem = _implausible_temperature(q)
+        if problem:
+            raise PydanticCustomError("quantity", "{msg}", {"msg": problem})
         for bound, op, text in ((self.gt, float.__gt__, ">"), (self.ge, float.__ge__, ">="),
                                 (self.lt, float.__lt__, "<"), (self.le, float.__le__, "<=")):
             if bound is not None and not op(mag, float(bound)):

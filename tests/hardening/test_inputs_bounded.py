@@ -3,7 +3,6 @@ input naming the field, with the valid range where there is one."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
@@ -69,3 +68,69 @@ def test_non_finite_words_parse_as_numbers(text: str) -> None:
     import math
 
     assert not math.isfinite(parse_quantity(text).magnitude)
+
+
+# ------------------------------------------------------------------ absurd but accepted
+
+EXAMPLES = __import__("pathlib").Path(__file__).resolve().parents[2] / "examples" / "scenarios"
+
+
+def _example(name: str) -> dict[str, Any]:
+    import yaml
+
+    return yaml.safe_load((EXAMPLES / name).read_text(encoding="utf-8"))
+
+
+def _set(data: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    node = data
+    keys = path.split(".")
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+    node[keys[-1]] = value
+    return data
+
+
+@pytest.mark.parametrize(("example", "path", "value", "field", "says"), [
+    ("bioheat_burn_cooling.yaml", "boundaries.x-.ambient", "-300 degC",
+     "boundaries.x-.ambient", "below absolute zero"),
+    ("bioheat_litt_liver.yaml", "parameters.arterial_temperature", "1e300 degC",
+     "parameters.arterial_temperature", "expected 0 K to"),
+    ("bioheat_litt_liver.yaml", "parameters.initial_temperature", "-1 K",
+     "parameters.initial_temperature", ""),
+    ("contrast_brain_tumour_extended_tofts.yaml", "parameters.ve", True, "parameters.ve",
+     "boolean"),
+    ("vancomycin_population.yaml", "population.variability.clearance", True,
+     "population.variability.clearance", "boolean"),
+    ("noise_phantom_linear.yaml", "parameters.output_steps", [True, 10],
+     "parameters.output_steps.0", "boolean"),
+    ("dye_tissue_slab.yaml", "time.step", "1000 h", "time", "longer than the whole run"),
+    ("dye_tissue_slab.yaml", "time.output_every", "1e300 s", "time",
+     "longer than the whole run"),
+    ("dye_tissue_slab.yaml", "solver.method", "", "solver.method", ""),
+])
+def test_absurd_values_are_refused_naming_the_field(example: str, path: str, value: Any,
+                                                    field: str, says: str) -> None:
+    from medtransport.errors import ScenarioError
+    from medtransport.runner import prepare
+
+    with pytest.raises(ScenarioError) as info:
+        prepare(_set(_example(example), path, value))
+    assert f"{field}:" in str(info.value) and says in str(info.value)
+
+
+def test_json_with_a_duplicate_key_is_refused(tmp_path: Any) -> None:
+    from medtransport.errors import ScenarioError
+    from medtransport.scenario import load_scenario
+
+    path = tmp_path / "s.json"
+    path.write_text('{"name": "a", "name": "b", "model": "diffusion.fick", '
+                    '"time": {"stop": "1 s", "step": "1 s"}}')
+    with pytest.raises(ScenarioError, match="duplicate key 'name'"):
+        load_scenario(path)
+
+
+def test_temperature_differences_are_not_taken_for_temperatures() -> None:
+    from medtransport.units import Qty
+
+    spec = Qty("delta_degC").__metadata__[0]
+    assert spec.validate("-300 delta_degC").magnitude == -300
