@@ -273,6 +273,12 @@ class Model:
         ``sum_at_t0``, ``exact_sum_at_t0``) to audit before the run."""
         return []
 
+    def working_memory_bytes(self) -> int | None:
+        """The solver's peak working memory beyond the saved states, in bytes, if the model
+        knows it better than the core's estimate (:mod:`medtransport.limits`); checked
+        before the run allocates."""
+        return None
+
     @property
     def tolerance(self) -> Tolerance:
         a = self.scenario.audit

@@ -6,7 +6,6 @@ carrying the report and the raw dataset marked ``audit_status = "failed"``.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -22,7 +21,7 @@ from medtransport.audit.normalization import audit_normalization
 from medtransport.audit.stability import audit_stability
 from medtransport.audit.truncation import audit_truncation
 from medtransport.audit.units import audit_units
-from medtransport.errors import AuditFailure, MedtransportError, ModelError, ScenarioError
+from medtransport.errors import AuditFailure, MedtransportError, ModelError
 from medtransport.isolation import plugin_boundary
 from medtransport.model import Model
 from medtransport.plugins import get_registry
@@ -31,8 +30,8 @@ from medtransport.scenario import Scenario, load_scenario
 
 __all__ = ["CORE_POST_AUDITS", "CORE_PRE_AUDITS", "MAX_STATE_BYTES", "prepare", "run"]
 
-#: The most memory the saved states of one run may take (a quarter of this machine's 24 GiB,
-#: leaving room for the copies the audits and the writer make).
+#: The most memory one run may plan to use (saved states and solver working memory together;
+#: see :mod:`medtransport.limits`, which also takes the machine's memory into account).
 MAX_STATE_BYTES = 6 * 2**30
 
 CORE_PRE_AUDITS = (audit_stability, audit_truncation)
@@ -50,6 +49,9 @@ def prepare(scenario: str | Path | Mapping[str, Any] | Scenario, *,
     registry = get_registry()
     cls = model_class or registry.model_class(sc.model)
     plugin, version = _plugin_of(sc.model, getattr(cls, "version", "?"))
+    from medtransport.limits import precheck
+
+    precheck(sc, patients)
     with plugin_boundary(plugin, version, f"model {sc.model}'s parameter validation"):
         params = cls.validate_params(sc.parameters)
     try:
@@ -86,15 +88,11 @@ def attach_covariates(ds: xr.Dataset, covariates: Any) -> None:
 
 
 def _check_memory(model: Model) -> None:
-    """Refuse, before allocating, a run whose saved states alone would not fit in memory."""
-    n_out = len(model.scenario.time.output_times()) * (model.n_patients or 1)
-    size = n_out * math.prod(model.domain.shape) * 8
-    if size > MAX_STATE_BYTES:
-        raise ScenarioError([("time.output_every", f"{n_out} outputs of "
-                              f"{math.prod(model.domain.shape)} values need "
-                              f"{size / 2**30:.1f} GiB; the limit is "
-                              f"{MAX_STATE_BYTES / 2**30:.0f} GiB — output less often or use "
-                              "fewer cells (domain.cells)")])
+    """Refuse, before allocating, a run that would not fit in memory or would take too long
+    (:mod:`medtransport.limits`)."""
+    from medtransport.limits import check_resources
+
+    check_resources(model)
 
 
 def _check_trajectory(model: Model, trajectory: Any, plugin: tuple[str, str]) -> None:

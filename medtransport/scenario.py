@@ -63,6 +63,9 @@ __all__ = [
 #: The most output times (or steps) a scenario may ask for; beyond this a typo is likelier
 #: than intent, and the arrays would not fit in memory.
 MAX_STEPS = 50_000_000
+#: The most events a scenario may list, and the most occurrences they may have in all
+#: (counting repeats); :mod:`medtransport.limits` checks the latter.
+MAX_EVENTS = 10_000
 
 
 class _Section(BaseModel):
@@ -451,8 +454,13 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _read(path: Path) -> Any:
+def _read(path: Path) -> tuple[Any, str]:
+    """The parsed file and its text (kept on the scenario: a file is parsed once per run)."""
     text = path.read_text(encoding="utf-8")
+    return _parse(text, path), text
+
+
+def _parse(text: str, path: Path) -> Any:
     suffix = path.suffix.lower()
     try:
         if suffix in (".yaml", ".yml"):
@@ -495,7 +503,7 @@ def load_scenario(source: str | Path | Mapping[str, Any] | Scenario, *,
         if not path.is_file():
             raise ScenarioError(f"no such file: {path}")
         try:
-            data = _read(path)
+            data, text = _read(path)
         except UnicodeDecodeError:
             raise ScenarioError("the file is not UTF-8 text", source=label) from None
         except RecursionError:  # the YAML/JSON/TOML parsers recurse per nesting level
@@ -513,6 +521,12 @@ def load_scenario(source: str | Path | Mapping[str, Any] | Scenario, *,
         raise ScenarioError([(str(k), "section names must be strings") for k in bad_keys],
                             source=label)
     data = dict(data)
+    events = data.get("events")
+    if isinstance(events, list) and len(events) > MAX_EVENTS:
+        # Before validating each of them, which takes a while for so many.
+        raise ScenarioError([("events", f"{len(events)} events; the limit is {MAX_EVENTS} "
+                                        "(a repeated dose is one event with 'every' and "
+                                        "'count')")], source=label)
     try:
         scenario = _adapter.validate_python(data)
     except ValidationError as exc:
@@ -524,6 +538,8 @@ def load_scenario(source: str | Path | Mapping[str, Any] | Scenario, *,
         raise ScenarioError(flagged, source=label)
     if label is not None:
         object.__setattr__(scenario, "_source_dir", Path(label).resolve().parent)
+        object.__setattr__(scenario, "_source_text", text)
+        object.__setattr__(scenario, "_source_path", Path(label).resolve())
     elif base_dir is not None:
         object.__setattr__(scenario, "_source_dir", Path(base_dir).resolve())
     return scenario

@@ -134,6 +134,10 @@ def scenario_source(path: str | os.PathLike[str], model: Model | None) -> str | 
     that file's (command-line options changed it), so the page shows the recorded one."""
     from medtransport.scenario import load_scenario
 
+    if model is not None and model.scenario.__dict__.get("_source_path") == \
+            Path(path).resolve():
+        # Loaded from that very file: its text was kept, no need to read and parse it again.
+        return model.scenario.__dict__.get("_source_text")
     try:
         text = Path(path).read_text(encoding="utf-8")
         if model is not None and load_scenario(path).to_json() != model.scenario.to_json():
