@@ -116,3 +116,26 @@ def test_every_example_is_within_the_limits() -> None:
         if "kind: scenario" in path.read_text(encoding="utf-8"):
             continue  # runs another example to build; covered by that example
         assert estimate_seconds(prepare(path)) < 60, path.name
+
+
+def test_a_scenario_file_is_parsed_once_per_run(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    import medtransport.scenario
+    from medtransport.cli import main
+
+    calls = []
+    real = medtransport.scenario._parse
+    monkeypatch.setattr(medtransport.scenario, "_parse",
+                        lambda text, path: calls.append(path) or real(text, path))
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(SLAB))
+    result = CliRunner().invoke(main, ["run", str(path), "-o", str(tmp_path / "o.nc"),
+                                       "--report", str(tmp_path / "r.html")])
+    assert result.exit_code == 0, result.output
+    assert len(calls) == 1
+    import xarray as xr
+
+    with xr.open_dataset(tmp_path / "o.nc", engine="h5netcdf") as ds:
+        assert ds.attrs["scenario_source"] == path.read_text()
