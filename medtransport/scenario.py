@@ -315,6 +315,14 @@ class Scenario(_Section):
     output: OutputSpec = Field(default_factory=OutputSpec)
     population: PopulationSpec | None = None
 
+    @field_validator("name", "description")
+    @classmethod
+    def _printable(cls, v: str | None) -> str | None:
+        # A NUL or a lone surrogate cannot be written to a result file (NetCDF, HTML).
+        if v is not None and any(c == "\x00" or "\ud800" <= c <= "\udfff" for c in v):
+            raise ValueError("must not contain a NUL character or a lone surrogate")
+        return v
+
     @property
     def source_dir(self) -> Path:
         """The directory of the scenario file (a model resolves relative paths inside the

@@ -134,3 +134,34 @@ def test_temperature_differences_are_not_taken_for_temperatures() -> None:
 
     spec = Qty("delta_degC").__metadata__[0]
     assert spec.validate("-300 delta_degC").magnitude == -300
+
+
+@pytest.mark.parametrize(("example", "path", "value", "field"), [
+    ("implant_sphere_release.yaml", "domain.radius", "1e300 mm", "domain.radius"),
+    ("implant_sphere_release.yaml", "domain.radius", "1e-300 mm", "domain.radius"),
+    ("contrast_capillary_krogh_cylinder.yaml", "domain.radius", "1e300 um", "domain.radius"),
+    ("dye_tissue_slab.yaml", "parameters.diffusivity", "1e300 m^2/s",
+     "parameters.diffusivity"),
+    ("dye_tissue_slab.yaml", "name", "slab\x00", "name"),
+    ("dye_tissue_slab.yaml", "name", "slab\ud800", "name"),
+])
+def test_values_that_crashed_the_solver_are_bad_input_with_the_range(
+        example: str, path: str, value: Any, field: str) -> None:
+    from medtransport.errors import ScenarioError
+    from medtransport.runner import prepare
+
+    with pytest.raises(ScenarioError) as info:
+        prepare(_set(_example(example), path, value))
+    assert f"{field}:" in str(info.value)
+
+
+@pytest.mark.parametrize("radius", ["1e-300 mm", "1e300 mm"])
+def test_dwi_restriction_sizes_are_bounded(radius: str) -> None:
+    from medtransport.errors import ScenarioError
+    from medtransport.runner import prepare
+
+    sc = _example("dwi_prostate_tumour.yaml")
+    sc["parameters"]["compartments"][0]["radius"] = radius
+    with pytest.raises(ScenarioError, match=r"parameters\.compartments\.0.*radius: expected a "
+                                            r"value"):
+        prepare(sc)
