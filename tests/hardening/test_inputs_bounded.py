@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from medtransport.errors import UnitError
 from medtransport.units import MAX_QUANTITY_CHARS, parse_quantity
@@ -165,3 +167,19 @@ def test_dwi_restriction_sizes_are_bounded(radius: str) -> None:
     with pytest.raises(ScenarioError, match=r"parameters\.compartments\.0.*radius: expected a "
                                             r"value"):
         prepare(sc)
+
+
+# ------------------------------------------------------------------ property
+
+
+_PIECES = st.sampled_from(["1", "0", ".", "e", "E", "-", "+", " ", "\n", "\t", "m", "s", "**",
+                           "^", "/", "*", "(", ")", "degC", "nan", "inf", "mg", "L", "2", "9"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=300), st.lists(_PIECES, max_size=120).map("".join)))
+def test_any_string_parses_or_is_a_unit_error(text: str) -> None:
+    try:
+        parse_quantity(text, field="f")
+    except UnitError as exc:
+        assert str(exc).startswith("f: ")
