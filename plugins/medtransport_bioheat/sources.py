@@ -272,7 +272,7 @@ def schedules(events: list[Event], specs: list[Laser | RadioFrequency | FocusedU
     for i, ev in enumerate(events):
         path = f"events.{i}"
         name = ev.get("source")
-        if name not in by_name:
+        if not isinstance(name, str) or name not in by_name:
             problems.append((f"{path}.source", f"expected one of the sources "
                                                f"{', '.join(by_name) or '(none declared)'}, "
                                                f"got {name!r}"))

@@ -87,8 +87,8 @@ def _set(data: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     node = data
     keys = path.split(".")
     for key in keys[:-1]:
-        node = node.setdefault(key, {})
-    node[keys[-1]] = value
+        node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
+    node[int(keys[-1]) if isinstance(node, list) else keys[-1]] = value
     return data
 
 
@@ -183,3 +183,29 @@ def test_any_string_parses_or_is_a_unit_error(text: str) -> None:
         parse_quantity(text, field="f")
     except UnitError as exc:
         assert str(exc).startswith("f: ")
+
+
+@pytest.mark.parametrize(("example", "path", "value", "field"), [
+    ("bioheat_litt_liver.yaml", "events.0.source", {"a": 1}, "events.0.source"),
+    ("dwi_prostate_tumour.yaml", "parameters.protocol.pulse_duration", "1e-300 ms",
+     "parameters.protocol.pulse_duration"),
+    ("implant_sphere_release.yaml", "parameters.diffusivity", "1e-30 m^2/s", "solver.method"),
+])
+def test_model_crashes_on_bad_input_are_now_bad_input(example: str, path: str, value: Any,
+                                                      field: str) -> None:
+    from medtransport.errors import ScenarioError
+    from medtransport.runner import prepare, run
+
+    with pytest.raises(ScenarioError) as info:
+        run(prepare(_set(_example(example), path, value)))
+    assert f"{field}:" in str(info.value)
+
+
+def test_a_huge_mixture_covariance_is_bad_input() -> None:
+    from medtransport.errors import ScenarioError
+    from medtransport.runner import prepare
+
+    sc = _example("noise_mixture_reverse.yaml")
+    sc["parameters"]["data"][0]["covariance"] = [1e300, 1e300]
+    with pytest.raises(ScenarioError, match=r"parameters\.data\.0\.covariance"):
+        prepare(sc)
