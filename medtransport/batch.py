@@ -547,6 +547,11 @@ def population_command(scenario: str, *, n: int | None, scheduler: str | None,
                            Path(".")).is_dir():
             raise MedtransportError(f"{option}: the directory {Path(target).parent} does not "
                                     "exist")
+    if output:
+        from medtransport.trust import output_path
+
+        # Before the run: a file that is not a medtransport result is not replaced.
+        output_path(output, option="-o/--output", scenario_dir=None, overwrite=overwrite)
 
     shown = [0]
 

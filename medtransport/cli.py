@@ -84,6 +84,13 @@ class _Group(click.Group):
             _fail("interrupted; nothing was written", 130)
         except _Exit:
             raise
+        except MemoryError:
+            if debug:
+                raise
+            _fail("the run ran out of memory (beyond the estimate checked before it started); "
+                  "use fewer cells (domain.cells) or output less often (time.output_every), "
+                  "and run a population in chunks (--population N --store OUT.zarr); nothing "
+                  "was written", EXIT_INPUT)
         except BaseException as exc:  # a stray SystemExit too: never exit 0 on a failed run
             if debug:
                 raise

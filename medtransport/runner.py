@@ -143,8 +143,8 @@ def run(scenario: str | Path | Mapping[str, Any] | Scenario | Model, *,
     name, version = plugin
     try:
         trajectory = model.simulate(progress)
-    except (KeyboardInterrupt, MedtransportError):
-        raise
+    except (KeyboardInterrupt, MedtransportError, MemoryError):
+        raise  # running out of memory is the input's size, not the plugin's fault
     except BaseException as exc:  # the isolation promise: SystemExit too
         raise ModelError(f"model {model.id} (plugin {name} {version}) failed while "
                          f"simulating: {_what(exc)}") from exc

@@ -143,3 +143,22 @@ def test_a_scenario_file_is_parsed_once_per_run(tmp_path: Path,
 
     with xr.open_dataset(tmp_path / "o.nc", engine="h5netcdf") as ds:
         assert ds.attrs["scenario_source"] == path.read_text()
+
+
+def test_running_out_of_memory_anyway_is_bad_input_not_a_crash(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from medtransport.cli import main
+    from medtransport_diffusion.model import FickDiffusion
+
+    def simulate(self: Any, progress: Any = None) -> Any:
+        raise MemoryError
+
+    monkeypatch.setattr(FickDiffusion, "simulate", simulate)
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(SLAB))
+    result = CliRunner().invoke(main, ["run", str(path), "-o", str(tmp_path / "o.nc")])
+    assert result.exit_code == 2, result.output
+    assert "out of memory" in result.output and "domain.cells" in result.output
+    assert not (tmp_path / "o.nc").exists()

@@ -229,3 +229,17 @@ def test_a_corrupted_store_given_to_report_is_bad_input(tmp_path: Path) -> None:
     result = _cli("report", tmp_path / "s.zarr", "-o", tmp_path / "r.html")
     assert result.exit_code == 2, result.output
     assert "s.zarr" in result.output
+
+
+def test_population_summaries_do_not_replace_a_foreign_file(tmp_path: Path) -> None:
+    scenario = _write(tmp_path / "pop.yaml", {
+        "name": "pop", "model": "pk.one_compartment",
+        "parameters": {"clearance": "4 L/h", "central_volume": "30 L"},
+        "events": [{"type": "bolus", "amount": "500 mg"}],
+        "population": {"size": 20, "variability": {"clearance": 0.3}},
+        "time": {"stop": "12 h", "step": "1 h"}, "seed": 5})
+    victim = tmp_path / "notes.nc"
+    victim.write_text("mine\n")
+    result = _cli("run", scenario, "--store", tmp_path / "s.zarr", "-o", victim)
+    assert result.exit_code == 2, result.output
+    assert victim.read_text() == "mine\n" and not (tmp_path / "s.zarr").exists()
