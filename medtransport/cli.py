@@ -219,9 +219,16 @@ def _check_target(path: str, option: str, image: bool = False) -> None:
 
 # ------------------------------------------------------------------------------ commands
 
+def _allow_paths(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> None:
+    # Held for the whole command: the context exits it when the command ends.
+    from medtransport.trust import allow_paths
+
+    ctx.with_resource(allow_paths(value))
+
+
 _ALLOW_PATH = click.option(
-    "--allow-path", "allow_path", multiple=True, metavar="DIR",
-    type=click.Path(file_okay=False, exists=True),
+    "--allow-path", "allow_path", multiple=True, metavar="DIR", expose_value=False,
+    type=click.Path(file_okay=False, exists=True), callback=_allow_paths,
     help="Let the scenario read input files under DIR too (default: only the scenario's "
          "directory tree). Repeatable.")
 
@@ -252,19 +259,8 @@ _ALLOW_PATH = click.option(
 def run_cmd(scenario: str, output: str | None, plot_path: str | None, quiet: bool,
             report_path: str | None = None, population: int | None = None,
             scheduler: str | None = None, chunk_size: int | None = None,
-            store: str | None = None, overwrite: bool = False,
-            allow_path: tuple[str, ...] = ()) -> None:
+            store: str | None = None, overwrite: bool = False) -> None:
     """Run SCENARIO, audit it, print the audit table and write the result."""
-    from medtransport.trust import allow_paths
-
-    with allow_paths(allow_path):
-        _run_cmd(scenario, output, plot_path, quiet, report_path, population, scheduler,
-                 chunk_size, store, overwrite)
-
-
-def _run_cmd(scenario: str, output: str | None, plot_path: str | None, quiet: bool,
-             report_path: str | None, population: int | None, scheduler: str | None,
-             chunk_size: int | None, store: str | None, overwrite: bool) -> None:
     if population or scheduler or chunk_size or store:
         from medtransport.batch import population_command
         from medtransport.report import population_report
@@ -342,14 +338,12 @@ def _run_cmd(scenario: str, output: str | None, plot_path: str | None, quiet: bo
 @click.argument("scenario", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @_ALLOW_PATH
-def audit_cmd(scenario: str, as_json: bool, allow_path: tuple[str, ...] = ()) -> None:
+def audit_cmd(scenario: str, as_json: bool) -> None:
     """Run SCENARIO and print its full audit report; exit 1 if any audit fails."""
     from medtransport.audit import AuditReport
-    from medtransport.trust import allow_paths
 
     try:
-        with allow_paths(allow_path):
-            _, ds = _run(scenario, "auditing")
+        _, ds = _run(scenario, "auditing")
         report = AuditReport.from_json(ds.attrs["audit_report"])
     except AuditFailure as exc:
         if exc.report is None:
@@ -427,16 +421,16 @@ def schema_cmd(model: str | None, write: bool, directory: str) -> None:
 @main.command("explain")
 @click.argument("scenario", type=click.Path(dir_okay=False))
 @_ALLOW_PATH
-def explain_cmd(scenario: str, allow_path: tuple[str, ...] = ()) -> None:
+def explain_cmd(scenario: str) -> None:
     """The five answers for SCENARIO, its ledger terms and stability margins (no run)."""
     from medtransport.explain import explain
     from medtransport.isolation import plugin_boundary
     from medtransport.plugins import get_registry
     from medtransport.runner import prepare
-    from medtransport.trust import allow_paths, describing
+    from medtransport.trust import describing
 
     # "no run": a scenario named inside this one (an input) is not run either.
-    with allow_paths(allow_path), describing("explain"):
+    with describing("explain"):
         model = prepare(scenario)
     reg = get_registry()
     plugin, version = reg.plugin_of(model.id) if model.id in reg.models else ("?", "?")
