@@ -151,18 +151,21 @@ def partial_name(target: Path) -> tuple[str, str]:
 
 
 @contextlib.contextmanager
-def write_atomically(path: str | os.PathLike[str], suffix: str = ""):
+def write_atomically(path: str | os.PathLike[str], suffix: str = "", *,
+                     clean_stale: bool = True):
     """Yield a temporary path in the target's directory; rename it onto ``path`` only if the
     block finishes, delete it otherwise. The temporary is named
     ``.<name>.<pid>.<random>.medtransport-partial<suffix>``; those a killed writer left are
-    removed on the next write to the same path."""
+    removed on the next write to the same path (``clean_stale=False`` skips that scan of the
+    directory, for the many small records of a population store)."""
     target = Path(path)
     if target.is_dir():
         raise MedtransportError(f"output: {target} is a directory, expected a file path")
     directory = target.parent if str(target.parent) else Path(".")
     if not directory.is_dir():
         raise MedtransportError(f"output: the directory {directory} does not exist")
-    clean_stale_partials(target)
+    if clean_stale:
+        clean_stale_partials(target)
     prefix, mark = partial_name(target)
     fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=mark + (suffix or ".tmp"),
                                dir=directory)

@@ -93,7 +93,10 @@ def _write_json_atomically(path: Path, data: Any) -> None:
     record that exists is whole."""
     from medtransport.results import write_atomically
 
-    with write_atomically(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+    # No scan for stale temporaries per record: a store holds thousands of records, and a
+    # killed record write leaves a few bytes.
+    with write_atomically(path, clean_stale=False) as tmp, \
+            open(tmp, "w", encoding="utf-8") as fh:
         json.dump(data, fh, default=str)
         fh.flush()
         os.fsync(fh.fileno())
