@@ -45,7 +45,7 @@ from medtransport.errors import AuditFailure, MedtransportError, ScenarioError
 from medtransport.model import Model
 from medtransport.population import chunk_bounds
 from medtransport.scenario import Scenario, load_scenario
-from medtransport.store import PopulationStore, open_population
+from medtransport.store import PopulationStore, open_population, store_lock
 
 __all__ = ["ChunkFailure", "PopulationAuditFailure", "PopulationResult", "run_population"]
 
@@ -405,57 +405,59 @@ def run_population(scenario: str | Path | Mapping[str, Any] | Scenario, n: int |
                 "variables": list(variables) if variables else None}
     expected = {**manifest, "size": size, "chunk_size": chunk, "dtype": dtype}
 
-    cleanup = None
-    if path is None:
-        path = Path(tempfile.mkdtemp(prefix="medtransport-population-")) / "population.zarr"
-        cleanup = path.parent
-    pstore = PopulationStore(path)
-    if pstore.exists() and not overwrite:
-        pstore.check(expected)
-    else:
-        from medtransport.runner import run
-
-        template = _stored_part(run(probe_model), variables)
-        pstore = PopulationStore.create(path, template, size=size, chunk_size=chunk,
-                                        manifest=manifest, dtype=dtype, overwrite=overwrite)
-    done = pstore.completed()
-    passed = {i for i, r in done.items() if r.get("status") == "passed"}
-    pstore.forget(set(done) - passed)  # failed chunks are tried again
-    records = {i: done[i] for i in passed}
-    todo = [ChunkTask(sc.to_json(), i, a, b, str(path), variables, model_class)
-            for i, a, b in chunk_bounds(size, chunk) if i not in passed]
-    n_chunks = math.ceil(size / chunk)
-
-    def finished(record: dict[str, Any]) -> None:
-        records[record["index"]] = record
-        if progress is not None:
-            progress(len(records) / n_chunks)
-        if on_chunk is not None:
-            on_chunk(record)
-
+    # The scheduler first: one that cannot be reached must leave no store behind.
     dask_client, close = _client(client)
-    try:
+    with contextlib.ExitStack() as resources:
+        resources.callback(close)
+        cleanup = None
+        if path is None:
+            path = Path(tempfile.mkdtemp(prefix="medtransport-population-")) / "population.zarr"
+            cleanup = path.parent
+        # One run at a time per store: another one waiting on it fails cleanly ("store in use").
+        resources.enter_context(store_lock(path))
+        pstore = PopulationStore(path)
+        if pstore.exists() and not overwrite:
+            pstore.check(expected)
+        else:
+            from medtransport.runner import run
+
+            template = _stored_part(run(probe_model), variables)
+            pstore = PopulationStore.create(path, template, size=size, chunk_size=chunk,
+                                            manifest=manifest, dtype=dtype, overwrite=overwrite)
+        done = pstore.completed()
+        passed = {i for i, r in done.items() if r.get("status") == "passed"}
+        pstore.forget(set(done) - passed)  # failed chunks are tried again
+        records = {i: done[i] for i in passed}
+        todo = [ChunkTask(sc.to_json(), i, a, b, str(path), variables, model_class)
+                for i, a, b in chunk_bounds(size, chunk) if i not in passed]
+        n_chunks = math.ceil(size / chunk)
+
+        def finished(record: dict[str, Any]) -> None:
+            records[record["index"]] = record
+            if progress is not None:
+                progress(len(records) / n_chunks)
+            if on_chunk is not None:
+                on_chunk(record)
+
         if dask_client is None:
             _run_here(todo, finished)
         else:
             _run_on_cluster(dask_client, todo, finished, pstore)
-    finally:
-        close()
-    pstore.finish()
-    result = PopulationResult(path, size, chunk, records, time.perf_counter() - started,
-                              resumed_chunks=len(passed))
-    if cleanup is not None:
-        weakref.finalize(result, shutil.rmtree, cleanup, True)
-    failures = result.failures
-    if failures and strict:
-        lines = "; ".join(f.describe() for f in failures[:10])
-        more = f" (and {len(failures) - 10} more chunks)" if len(failures) > 10 else ""
-        kept = (f"The {n_chunks - len(failures)} passed chunks are in {path}; a rerun "
-                "repeats only the failed ones") if cleanup is None else \
-            "Give store= to keep the passed chunks and rerun only the failed ones"
-        raise PopulationAuditFailure(f"{len(failures)} of {n_chunks} chunks failed — {lines}"
-                                     f"{more}. {kept}", failures, None if cleanup else path)
-    return result
+        pstore.finish()
+        result = PopulationResult(path, size, chunk, records, time.perf_counter() - started,
+                                  resumed_chunks=len(passed))
+        if cleanup is not None:
+            weakref.finalize(result, shutil.rmtree, cleanup, True)
+        failures = result.failures
+        if failures and strict:
+            lines = "; ".join(f.describe() for f in failures[:10])
+            more = f" (and {len(failures) - 10} more chunks)" if len(failures) > 10 else ""
+            kept = (f"The {n_chunks - len(failures)} passed chunks are in {path}; a rerun "
+                    "repeats only the failed ones") if cleanup is None else \
+                "Give store= to keep the passed chunks and rerun only the failed ones"
+            raise PopulationAuditFailure(f"{len(failures)} of {n_chunks} chunks failed — {lines}"
+                                         f"{more}. {kept}", failures, None if cleanup else path)
+        return result
 
 
 def _run_here(tasks: list[ChunkTask], finished: Callable[[dict[str, Any]], None]) -> None:
@@ -545,6 +547,11 @@ def population_command(scenario: str, *, n: int | None, scheduler: str | None,
                            Path(".")).is_dir():
             raise MedtransportError(f"{option}: the directory {Path(target).parent} does not "
                                     "exist")
+    if output:
+        from medtransport.trust import output_path
+
+        # Before the run: a file that is not a medtransport result is not replaced.
+        output_path(output, option="-o/--output", scenario_dir=None, overwrite=overwrite)
 
     from medtransport.progress import ChunkProgress
 

@@ -45,9 +45,14 @@ def _console(stderr: bool = False) -> Any:
     return Console(stderr=stderr, highlight=False, soft_wrap=False, width=width)
 
 
+class _Exit(SystemExit):
+    """The command's own exit (after its error message); any other SystemExit came from
+    code that should not end the process (a plugin's), and is an error."""
+
+
 def _fail(message: str, code: int) -> NoReturn:
     click.echo(f"error: {message}", err=True)
-    sys.exit(code)
+    raise _Exit(code)
 
 
 class _Group(click.Group):
@@ -77,10 +82,21 @@ class _Group(click.Group):
             _fail(str(exc), EXIT_INPUT)
         except KeyboardInterrupt:
             _fail("interrupted; nothing was written", 130)
-        except Exception as exc:
+        except _Exit:
+            raise
+        except MemoryError:
             if debug:
                 raise
-            _fail(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the "
+            _fail("the run ran out of memory (beyond the estimate checked before it started); "
+                  "use fewer cells (domain.cells) or output less often (time.output_every), "
+                  "and run a population in chunks (--population N --store OUT.zarr); nothing "
+                  "was written", EXIT_INPUT)
+        except BaseException as exc:  # a stray SystemExit too: never exit 0 on a failed run
+            if debug:
+                raise
+            from medtransport.isolation import describe
+
+            _fail(f"internal error: {describe(exc)} (run with --debug for the "
                   "traceback, and please report it)", EXIT_INTERNAL)
 
 
@@ -201,6 +217,21 @@ def _run(scenario: Any, label: str) -> tuple[Any, Any]:
     return model, ds
 
 
+def _plugin_notes(model_id: str) -> None:
+    """Tell the user what the plugin manager decided that concerns this run: a plugin refused
+    for registering the model's id again, a broken audits hook skipped."""
+    from medtransport.plugins import get_registry
+
+    reg = get_registry()
+    holder = reg.models[model_id].plugin if model_id in reg.models else "none"
+    for plugin in reg.collisions.get(model_id, []):
+        click.echo(f"warning: plugin {plugin} also registers the model id {model_id!r}; it was "
+                   f"refused, and the model of plugin {holder} is used", err=True)
+    for text in reg.warnings:
+        click.echo(f"warning: {text}", err=True)
+    reg.warnings.clear()
+
+
 def _check_target(path: str, option: str, image: bool = False) -> None:
     """Refuse an output path that cannot be written, naming the option that gave it."""
     target = Path(path)
@@ -226,6 +257,20 @@ def _check_target(path: str, option: str, image: bool = False) -> None:
 
 # ------------------------------------------------------------------------------ commands
 
+def _allow_paths(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> None:
+    # Held for the whole command: the context exits it when the command ends.
+    from medtransport.trust import allow_paths
+
+    ctx.with_resource(allow_paths(value))
+
+
+_ALLOW_PATH = click.option(
+    "--allow-path", "allow_path", multiple=True, metavar="DIR", expose_value=False,
+    type=click.Path(file_okay=False, exists=True), callback=_allow_paths,
+    help="Let the scenario read input files under DIR too (default: only the scenario's "
+         "directory tree). Repeatable.")
+
+
 @main.command("run")
 @click.argument("scenario", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
@@ -245,7 +290,10 @@ def _check_target(path: str, option: str, image: bool = False) -> None:
               help="Patients per chunk (default: from the output grid's size).")
 @click.option("--store", type=click.Path(file_okay=False),
               help="Zarr directory of a population run; an existing one is resumed.")
-@click.option("--overwrite", is_flag=True, help="Start the population store afresh.")
+@click.option("--overwrite", is_flag=True,
+              help="Start the population store afresh; replace an output file that is not a "
+                   "medtransport result.")
+@_ALLOW_PATH
 def run_cmd(scenario: str, output: str | None, plot_path: str | None, quiet: bool,
             report_path: str | None = None, population: int | None = None,
             scheduler: str | None = None, chunk_size: int | None = None,
@@ -266,10 +314,16 @@ def run_cmd(scenario: str, output: str | None, plot_path: str | None, quiet: boo
 
     console = _console()
     model = prepare(scenario)
+    _plugin_notes(model.id)
     target = output or model.scenario.output.path
     # Before a long run, not after it: where the results go must be writable.
     if target:
-        _check_target(target, "-o/--output" if output else "output.path")
+        from medtransport.trust import output_path
+
+        option = "-o/--output" if output else "output.path"
+        target = str(output_path(target, option=option, scenario_dir=model.scenario.source_dir,
+                                 overwrite=overwrite))
+        _check_target(target, option)
     if plot_path:
         _check_target(plot_path, "--plot", image=True)
     if report_path:
@@ -286,6 +340,7 @@ def run_cmd(scenario: str, output: str | None, plot_path: str | None, quiet: boo
                                 scenario_text=scenario_source(scenario, model))
             click.echo(f"wrote the failed run's report to {report_path}", err=True)
         raise
+    _plugin_notes(model.id)
     report = AuditReport.from_json(ds.attrs["audit_report"])
     if not quiet:
         console.print(_audit_table(report, f"audit of {model.scenario.name!r} ({model.id}, "
@@ -323,6 +378,7 @@ def run_cmd(scenario: str, output: str | None, plot_path: str | None, quiet: boo
 @main.command("audit")
 @click.argument("scenario", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@_ALLOW_PATH
 def audit_cmd(scenario: str, as_json: bool) -> None:
     """Run SCENARIO and print its full audit report; exit 1 if any audit fails."""
     from medtransport.audit import AuditReport
@@ -376,8 +432,14 @@ def models_cmd() -> None:
         table.add_row(mid, m.spec.version, f"{m.plugin} {m.plugin_version}", m.spec.title)
     console = _console()
     console.print(table)
+    from rich.markup import escape
+
     for b in reg.broken:
-        console.print(f"[red]broken plugin[/red] {b.name} {b.version}: {b.reason}")
+        console.print(f"[red]broken plugin[/red] {escape(b.name)} {escape(b.version)}: "
+                      f"{escape(b.reason)}")
+    for name, reason in sorted(reg.probe_audit_hooks().items()):
+        console.print(f"[red]broken hook[/red] medtransport_audits of {escape(name)} "
+                      f"(skipped for models of other plugins): {escape(reason)}")
 
 
 @main.command("schema")
@@ -399,12 +461,23 @@ def schema_cmd(model: str | None, write: bool, directory: str) -> None:
 
 @main.command("explain")
 @click.argument("scenario", type=click.Path(dir_okay=False))
+@_ALLOW_PATH
 def explain_cmd(scenario: str) -> None:
     """The five answers for SCENARIO, its ledger terms and stability margins (no run)."""
     from medtransport.explain import explain
+    from medtransport.isolation import plugin_boundary
+    from medtransport.plugins import get_registry
     from medtransport.runner import prepare
+    from medtransport.trust import describing
 
-    _console().print(explain(prepare(scenario)))
+    # "no run": a scenario named inside this one (an input) is not run either.
+    with describing("explain"):
+        model = prepare(scenario)
+    reg = get_registry()
+    plugin, version = reg.plugin_of(model.id) if model.id in reg.models else ("?", "?")
+    with plugin_boundary(plugin, version, f"model {model.id} while being explained"):
+        table = explain(model)
+    _console().print(table)
 
 
 @main.command("new-plugin")

@@ -284,7 +284,9 @@ class Particles(Domain):
 
 # --------------------------------------------------------------------------- scenario section
 
-Length = Qty("m", gt=0)
+#: Lengths of a domain: from a nanometre (a membrane) to 10 m (a whole body with room to
+#: spare); outside that the cell volumes and face areas over- or underflow in float64.
+Length = Qty("m", ge=1e-9, le=10.0)
 
 
 def _not_bool(value: Any) -> Any:
@@ -311,13 +313,13 @@ class DomainSpec(BaseModel):
 
     shape: Literal["box", "cylinder", "sphere", "compartments"]
     size: Annotated[list[Length], Field(min_length=1, max_length=3)] | None = None
-    origin: list[Qty("m")] | None = None
+    origin: list[Qty("m", ge=-10.0, le=10.0)] | None = None
     radius: Length | None = None
-    inner_radius: Qty("m", ge=0) | None = None
+    inner_radius: Qty("m", ge=0, le=10.0) | None = None
     cells: Annotated[list[Annotated[int, Field(ge=1), NotBool]], Field(min_length=1,
                                                                        max_length=3)] | None = None
     compartments: list[str] | None = None
-    volumes: list[Qty("L", gt=0)] | None = None
+    volumes: list[Qty("L", gt=0, le=1e6)] | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> DomainSpec:

@@ -29,7 +29,7 @@ from medtransport.domain import Domain
 from medtransport.errors import ScenarioError
 from medtransport.ledger import Ledger, Species
 from medtransport.population import PatientBatch, sample_population
-from medtransport.scenario import Scenario, format_validation_error
+from medtransport.scenario import Scenario, bools_taken_as_numbers, format_validation_error
 
 if TYPE_CHECKING:
     from medtransport.audit import AuditContext, AuditResult, StabilityMargin
@@ -183,10 +183,14 @@ class Model:
     def validate_params(cls, parameters: dict[str, Any]) -> Params:
         """Validate the scenario's ``parameters`` section; errors name ``parameters.<field>``."""
         try:
-            return cls.Params.model_validate(parameters)
+            params = cls.Params.model_validate(parameters)
         except ValidationError as exc:
             raise ScenarioError(format_validation_error(exc, "parameters", data=parameters,
                                                         schema=cls.Params)) from None
+        flagged = bools_taken_as_numbers(parameters, params, "parameters")
+        if flagged:
+            raise ScenarioError(flagged)
+        return params
 
     # -- the five answers --------------------------------------------------------------------
     def build_domain(self) -> Domain:
@@ -271,6 +275,12 @@ class Model:
         """Series truncations (objects with ``n_terms``, ``tail_bound``, ``tolerance``,
         ``sum_at_t0``, ``exact_sum_at_t0``) to audit before the run."""
         return []
+
+    def working_memory_bytes(self) -> int | None:
+        """The solver's peak working memory beyond the saved states, in bytes, if the model
+        knows it better than the core's estimate (:mod:`medtransport.limits`); checked
+        before the run allocates."""
+        return None
 
     @property
     def tolerance(self) -> Tolerance:

@@ -13,9 +13,12 @@ then; an import error is reported naming the plugin and its version.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import re
+import reprlib
+import sys
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any
@@ -26,11 +29,14 @@ from pydantic import BaseModel
 from medtransport import hookspecs
 from medtransport.errors import PluginError, ScenarioError
 from medtransport.hookspecs import ModelSpec
+from medtransport.isolation import describe, plugin_boundary, quiet_import
 
 __all__ = ["BrokenPlugin", "PluginRegistry", "get_registry", "register_plugin", "reset_registry"]
 
 ENTRY_POINT_GROUP = "medtransport"
 DISABLE_ENV = "MEDTRANSPORT_DISABLE_PLUGIN_AUTOLOAD"
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 80
 _ID = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
 
 
@@ -57,11 +63,14 @@ class RegisteredModel:
 
             module, _, attr = self.spec.target.partition(":")
             try:
-                cls = getattr(importlib.import_module(module), attr)
-            except Exception as exc:
+                with quiet_import():
+                    cls = getattr(importlib.import_module(module), attr)
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # SystemExit at import too
                 raise PluginError(f"plugin {self.plugin} {self.plugin_version}: cannot import "
                                   f"model {self.spec.id} from {self.spec.target!r}: "
-                                  f"{type(exc).__name__}: {exc}") from exc
+                                  f"{describe(exc)}") from exc
             problems = []
             if not (isinstance(cls, type) and issubclass(cls, Model)):
                 problems.append("is not a subclass of medtransport.Model")
@@ -91,6 +100,12 @@ class PluginRegistry:
     models: dict[str, RegisteredModel] = field(default_factory=dict)
     broken: list[BrokenPlugin] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=dict)
+    #: model id → the plugins refused for registering it again (the first holder keeps it)
+    collisions: dict[str, list[str]] = field(default_factory=dict)
+    #: plugin → why its ``medtransport_audits`` hook was skipped (seen during this process)
+    broken_hooks: dict[str, str] = field(default_factory=dict)
+    #: what a run should tell the user (a plugin's hook skipped for a model not its own)
+    warnings: list[str] = field(default_factory=list)
 
     def model_class(self, model_id: str) -> Any:
         try:
@@ -109,18 +124,44 @@ class PluginRegistry:
         return entry.load()
 
     def extra_audits(self, model: Any) -> list[tuple[str, Any]]:
-        """``(plugin, audit)`` pairs from every plugin's ``medtransport_audits`` hook; a plugin
-        that raises is named in the error."""
+        """``(plugin, audit)`` pairs from every plugin's ``medtransport_audits`` hook.
+
+        A hook that raises (anything, ``SystemExit`` included) or returns something other than
+        a list of callables is broken: for a model of its own plugin that fails the run
+        (:class:`PluginError` naming the plugin); for any other model the hook is skipped, and
+        the skip is recorded in :attr:`warnings` and :attr:`broken_hooks`."""
         out = []
+        owner = self.models[model.id].plugin if getattr(model, "id", None) in self.models \
+            else None
         for impl in self.manager.hook.medtransport_audits.get_hookimpls():
+            name = impl.plugin_name
             try:
-                audits = impl.function(model=model) or []
-            except Exception as exc:
-                version = self.versions.get(impl.plugin_name, "unknown")
-                raise PluginError(f"plugin {impl.plugin_name} {version}: medtransport_audits "
-                                  f"raised {type(exc).__name__}: {exc}") from exc
-            out += [(impl.plugin_name, a) for a in audits]
+                audits = _checked_audits(self, impl, model)
+            except PluginError as exc:
+                self.broken_hooks[name] = str(exc)
+                if name == owner:
+                    raise
+                self.warnings.append(f"{exc}; skipped for {getattr(model, 'id', model)}")
+                continue
+            out += [(name, a) for a in audits]
         return out
+
+    def probe_audit_hooks(self) -> dict[str, str]:
+        """Ask each plugin's ``medtransport_audits`` hook about every registered model (a
+        stand-in with the model's ``id``, ``tags``, ``version`` and ``title``): the hooks that
+        raise or return something other than a list of callables, and why — for
+        ``medtransport models``."""
+        problems = dict(self.broken_hooks)
+        for impl in self.manager.hook.medtransport_audits.get_hookimpls():
+            for entry in self.models.values():
+                stand_in = _ModelStandIn(entry.spec.id, frozenset(entry.spec.tags),
+                                         entry.spec.version, entry.spec.title)
+                try:
+                    _checked_audits(self, impl, stand_in)
+                except PluginError as exc:
+                    problems.setdefault(impl.plugin_name, str(exc))
+                    break
+        return problems
 
     def plugin_of(self, model_id: str) -> tuple[str, str]:
         entry = self.models[model_id]
@@ -130,8 +171,10 @@ class PluginRegistry:
         """Register one plugin object, validate its hooks and collect its model specs."""
         try:
             self.manager.register(plugin, name=name)
-        except Exception as exc:
-            self.broken.append(BrokenPlugin(name, version, f"cannot register: {exc}"))
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # the isolation promise
+            self.broken.append(BrokenPlugin(name, version, f"cannot register: {describe(exc)}"))
             return
         try:
             # Strict: a misspelt hook name is an error, reported for this plugin alone.
@@ -152,13 +195,20 @@ class PluginRegistry:
                     # Only now: building the unit registry is the slowest part of start-up.
                     from medtransport.units import ureg
 
-                    impl.function(registry=ureg)
+                    with plugin_boundary(name, version, "medtransport_define_units",
+                                         PluginError):
+                        impl.function(registry=ureg)
             for impl in self.manager.hook.medtransport_models.get_hookimpls():
                 if impl.plugin is plugin:
-                    found += self._validate_specs(name, impl.function())
-        except Exception as exc:
-            self.manager.unregister(plugin)
-            reason = str(exc) if isinstance(exc, PluginError) else f"{type(exc).__name__}: {exc}"
+                    with plugin_boundary(name, version, "medtransport_models", PluginError):
+                        specs = impl.function()
+                    found += self._validate_specs(name, specs)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # the isolation promise
+            with contextlib.suppress(Exception):
+                self.manager.unregister(plugin)
+            reason = str(exc) if isinstance(exc, PluginError) else describe(exc)
             self.broken.append(BrokenPlugin(name, version, reason))
             return
         for spec in found:
@@ -178,9 +228,11 @@ class PluginRegistry:
             if ":" not in spec.target:
                 raise PluginError(f"model {spec.id}: target {spec.target!r} is not "
                                   "'module:Class'")
-            if spec.id in self.models:
-                other = self.models[spec.id].plugin
-                raise PluginError(f"model id {spec.id!r} is already registered by {other}")
+            if spec.id in self.models or any(o.id == spec.id for o in out):
+                other = self.models[spec.id].plugin if spec.id in self.models else name
+                self.collisions.setdefault(spec.id, []).append(name)
+                raise PluginError(f"model id {spec.id!r} is already registered by {other}; "
+                                  f"the plugin registering it again is refused")
             out.append(spec)
         return out
 
@@ -200,18 +252,61 @@ def get_registry() -> PluginRegistry:
     if _registry is None:
         registry = PluginRegistry(_new_manager())
         if os.environ.get(DISABLE_ENV, "") not in ("1", "true", "yes"):
-            for ep in entry_points(group=ENTRY_POINT_GROUP):
+            for ep in _ordered(entry_points(group=ENTRY_POINT_GROUP)):
                 version = ep.dist.version if ep.dist is not None else "unknown"
                 name = ep.name
                 try:
-                    plugin = ep.load()
-                except Exception as exc:
-                    registry.broken.append(BrokenPlugin(name, version, f"import failed: "
-                                                        f"{type(exc).__name__}: {exc}"))
+                    with quiet_import() as printed:
+                        plugin = ep.load()
+                except KeyboardInterrupt:
+                    raise
+                except BaseException as exc:  # SystemExit, argparse too
+                    said = printed.getvalue().strip().splitlines()
+                    registry.broken.append(BrokenPlugin(
+                        name, version, f"import failed: {describe(exc)}"
+                        + (f" (it printed: {said[-1][:200]!r})" if said else "")))
                     continue
+                if printed.getvalue():
+                    sys.stderr.write(printed.getvalue())
                 registry._collect(name, plugin, version)
         _registry = registry
     return _registry
+
+
+def _ordered(eps: Any) -> list[Any]:
+    """Entry points in an order that does not depend on how they were installed: the
+    built-in plugins (of the ``medtransport`` distribution) first, so that a model id they
+    define can never be taken over, then the others by name."""
+    def key(ep: Any) -> tuple[int, str, str]:
+        dist = (ep.dist.metadata["Name"] or "") if ep.dist is not None else ""
+        builtin = dist.lower().replace("_", "-") == "medtransport"
+        return (0 if builtin else 1, ep.name, ep.value)
+
+    return sorted(eps, key=key)
+
+
+@dataclass(frozen=True)
+class _ModelStandIn:
+    """What ``medtransport models`` passes to an audits hook to see whether it works."""
+
+    id: str
+    tags: frozenset[str]
+    version: str
+    title: str
+
+
+def _checked_audits(registry: PluginRegistry, impl: Any, model: Any) -> list[Any]:
+    """Call one ``medtransport_audits`` hookimpl; its result must be a list of callables."""
+    name = impl.plugin_name
+    version = registry.versions.get(name, "unknown")
+    with plugin_boundary(name, version, "medtransport_audits", PluginError):
+        audits = impl.function(model=model)
+    if audits is None:
+        return []
+    if not isinstance(audits, list | tuple) or not all(callable(a) for a in audits):
+        raise PluginError(f"plugin {name} {version}: medtransport_audits returned "
+                          f"{_REPR.repr(audits)}, expected a list of audit functions")
+    return list(audits)
 
 
 def register_plugin(plugin: Any, name: str, version: str = "0") -> None:

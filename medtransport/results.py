@@ -104,17 +104,70 @@ def stamp(ds: xr.Dataset, model: Model, report: AuditReport, plugin: tuple[str, 
     })
 
 
+#: What marks a temporary file or directory of ours: ``.<name>.<pid>.<random>`` + this.
+PARTIAL = ".medtransport-partial"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # another user's process, or a pid we cannot judge: leave it
+    return True
+
+
+def clean_stale_partials(target: Path) -> list[Path]:
+    """Remove the temporary files (or directories) of ours beside ``target`` whose writing
+    process is gone (killed while writing ``target``); those of a live writer stay. Returns
+    what was removed."""
+    import shutil
+
+    directory = target.parent if str(target.parent) else Path(".")
+    prefix = f".{target.name}."
+    removed = []
+    with contextlib.suppress(OSError):
+        for entry in directory.iterdir():
+            name = entry.name
+            if not name.startswith(prefix) or PARTIAL not in name:
+                continue
+            pid_text = name[len(prefix):].split(".", 1)[0]
+            if not pid_text.isdigit() or _alive(int(pid_text)):
+                continue
+            with contextlib.suppress(OSError):
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+                removed.append(entry)
+    return removed
+
+
+def partial_name(target: Path) -> tuple[str, str]:
+    """``(prefix, suffix)`` for :func:`tempfile.mkstemp`/``mkdtemp`` naming a temporary beside
+    ``target`` recognisably: ``.<name>.<pid>.<random>.medtransport-partial``."""
+    return f".{target.name}.{os.getpid()}.", PARTIAL
+
+
 @contextlib.contextmanager
-def write_atomically(path: str | os.PathLike[str], suffix: str = ""):
+def write_atomically(path: str | os.PathLike[str], suffix: str = "", *,
+                     clean_stale: bool = True):
     """Yield a temporary path in the target's directory; rename it onto ``path`` only if the
-    block finishes, delete it otherwise."""
+    block finishes, delete it otherwise. The temporary is named
+    ``.<name>.<pid>.<random>.medtransport-partial<suffix>``; those a killed writer left are
+    removed on the next write to the same path (``clean_stale=False`` skips that scan of the
+    directory, for the many small records of a population store)."""
     target = Path(path)
     if target.is_dir():
         raise MedtransportError(f"output: {target} is a directory, expected a file path")
     directory = target.parent if str(target.parent) else Path(".")
     if not directory.is_dir():
         raise MedtransportError(f"output: the directory {directory} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or ".tmp",
+    if clean_stale:
+        clean_stale_partials(target)
+    prefix, mark = partial_name(target)
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=mark + (suffix or ".tmp"),
                                dir=directory)
     os.close(fd)
     try:

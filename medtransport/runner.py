@@ -6,7 +6,6 @@ carrying the report and the raw dataset marked ``audit_status = "failed"``.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -22,7 +21,8 @@ from medtransport.audit.normalization import audit_normalization
 from medtransport.audit.stability import audit_stability
 from medtransport.audit.truncation import audit_truncation
 from medtransport.audit.units import audit_units
-from medtransport.errors import AuditFailure, MedtransportError, ModelError, ScenarioError
+from medtransport.errors import AuditFailure, MedtransportError, ModelError
+from medtransport.isolation import plugin_boundary
 from medtransport.model import Model
 from medtransport.plugins import get_registry
 from medtransport.results import attach_ledger, stamp
@@ -30,8 +30,8 @@ from medtransport.scenario import Scenario, load_scenario
 
 __all__ = ["CORE_POST_AUDITS", "CORE_PRE_AUDITS", "MAX_STATE_BYTES", "prepare", "run"]
 
-#: The most memory the saved states of one run may take (a quarter of this machine's 24 GiB,
-#: leaving room for the copies the audits and the writer make).
+#: The most memory one run may plan to use (saved states and solver working memory together;
+#: see :mod:`medtransport.limits`, which also takes the machine's memory into account).
 MAX_STATE_BYTES = 6 * 2**30
 
 CORE_PRE_AUDITS = (audit_stability, audit_truncation)
@@ -48,17 +48,34 @@ def prepare(scenario: str | Path | Mapping[str, Any] | Scenario, *,
     sc = load_scenario(scenario)
     registry = get_registry()
     cls = model_class or registry.model_class(sc.model)
-    params = cls.validate_params(sc.parameters)
+    plugin, version = _plugin_of(sc.model, getattr(cls, "version", "?"))
+    from medtransport.limits import precheck
+
+    precheck(sc, patients)
+    with plugin_boundary(plugin, version, f"model {sc.model}'s parameter validation"):
+        params = cls.validate_params(sc.parameters)
     try:
         model = cls(sc, params) if patients is None else cls(sc, params, patients=patients)
-    except MedtransportError:
+    except (KeyboardInterrupt, MedtransportError):
         raise
-    except Exception as exc:
-        plugin, version = registry.plugin_of(sc.model)
+    except BaseException as exc:  # the isolation promise: SystemExit too
         raise ModelError(f"model {sc.model} (plugin {plugin} {version}) failed while being "
-                         f"set up: {type(exc).__name__}: {exc}") from exc
+                         f"set up: {_what(exc)}") from exc
     _check_memory(model)
     return model
+
+
+def _plugin_of(model_id: str, fallback_version: str) -> tuple[str, str]:
+    registry = get_registry()
+    if model_id in registry.models:
+        return registry.plugin_of(model_id)
+    return "unregistered", str(fallback_version)
+
+
+def _what(exc: BaseException) -> str:
+    from medtransport.isolation import describe
+
+    return describe(exc)
 
 
 def attach_covariates(ds: xr.Dataset, covariates: Any) -> None:
@@ -71,15 +88,40 @@ def attach_covariates(ds: xr.Dataset, covariates: Any) -> None:
 
 
 def _check_memory(model: Model) -> None:
-    """Refuse, before allocating, a run whose saved states alone would not fit in memory."""
-    n_out = len(model.scenario.time.output_times()) * (model.n_patients or 1)
-    size = n_out * math.prod(model.domain.shape) * 8
-    if size > MAX_STATE_BYTES:
-        raise ScenarioError([("time.output_every", f"{n_out} outputs of "
-                              f"{math.prod(model.domain.shape)} values need "
-                              f"{size / 2**30:.1f} GiB; the limit is "
-                              f"{MAX_STATE_BYTES / 2**30:.0f} GiB — output less often or use "
-                              "fewer cells (domain.cells)")])
+    """Refuse, before allocating, a run that would not fit in memory or would take too long
+    (:mod:`medtransport.limits`)."""
+    from medtransport.limits import check_resources
+
+    check_resources(model)
+
+
+def _check_trajectory(model: Model, trajectory: Any, plugin: tuple[str, str]) -> None:
+    """What ``simulate`` returned must be a :class:`Trajectory` of a Dataset and ledgers."""
+    from medtransport.model import Trajectory
+
+    problem = None
+    if not isinstance(trajectory, Trajectory):
+        problem = f"returned {type(trajectory).__name__}, expected a Trajectory"
+    elif not isinstance(trajectory.states, xr.Dataset):
+        problem = (f"returned a Trajectory whose states are "
+                   f"{type(trajectory.states).__name__}, expected an xarray.Dataset")
+    elif not isinstance(trajectory.ledgers, Mapping):
+        problem = (f"returned a Trajectory whose ledgers are "
+                   f"{type(trajectory.ledgers).__name__}, expected a mapping")
+    if problem:
+        raise ModelError(f"model {model.id} (plugin {plugin[0]} {plugin[1]}): simulate "
+                         f"{problem}")
+
+
+def _audit_results(results: Any, what: str, plugin: tuple[str, str]) -> list[Any]:
+    """An audit must return a list of AuditResult."""
+    from medtransport.audit import AuditResult
+
+    if not isinstance(results, list | tuple) or \
+            not all(isinstance(r, AuditResult) for r in results):
+        raise ModelError(f"plugin {plugin[0]} {plugin[1]}: {what} returned "
+                         f"{type(results).__name__}, expected a list of AuditResult")
+    return list(results)
 
 
 def run(scenario: str | Path | Mapping[str, Any] | Scenario | Model, *,
@@ -98,28 +140,32 @@ def run(scenario: str | Path | Mapping[str, Any] | Scenario | Model, *,
         raise AuditFailure(f"{model.id}: refused before running — {report.summary()}: "
                            + "; ".join(r.detail for r in report.failures), report=report)
     started = time.perf_counter()
+    name, version = plugin
     try:
         trajectory = model.simulate(progress)
-    except MedtransportError:
-        raise
-    except Exception as exc:
-        raise ModelError(f"model {model.id} (plugin {plugin[0]} {plugin[1]}) failed while "
-                         f"simulating: {type(exc).__name__}: {exc}") from exc
+    except (KeyboardInterrupt, MedtransportError, MemoryError):
+        raise  # running out of memory is the input's size, not the plugin's fault
+    except BaseException as exc:  # the isolation promise: SystemExit too
+        raise ModelError(f"model {model.id} (plugin {name} {version}) failed while "
+                         f"simulating: {_what(exc)}") from exc
+    _check_trajectory(model, trajectory, plugin)
 
     simulated = time.perf_counter()
-    ctx = AuditContext.after_run(model, tolerance, trajectory)
-    for audit in CORE_POST_AUDITS:
-        report.extend(audit(ctx))
-    for audit in model.audits():
-        for result in audit(ctx):
-            result.source = model.id
-            report.results.append(result)
+    with plugin_boundary(name, version, f"auditing the result of model {model.id}"):
+        ctx = AuditContext.after_run(model, tolerance, trajectory)
+        for audit in CORE_POST_AUDITS:
+            report.extend(audit(ctx))
+    with plugin_boundary(name, version, f"model {model.id}'s own audits"):
+        for audit in model.audits():
+            results = _audit_results(audit(ctx), f"model {model.id}'s audit", plugin)
+            for result in results:
+                result.source = model.id
+                report.results.append(result)
     for source, audit in registry.extra_audits(model):
-        try:
-            results = audit(ctx)
-        except Exception as exc:
-            raise ModelError(f"audit {getattr(audit, '__name__', audit)!r} of plugin {source} "
-                             f"raised {type(exc).__name__}: {exc}") from exc
+        source_version = registry.versions.get(source, "unknown")
+        label = f"audit {getattr(audit, '__name__', audit)!r}"
+        with plugin_boundary(source, source_version, label):
+            results = _audit_results(audit(ctx), label, (source, source_version))
         for result in results:
             result.source = source
             report.results.append(result)

@@ -63,6 +63,9 @@ __all__ = [
 #: The most output times (or steps) a scenario may ask for; beyond this a typo is likelier
 #: than intent, and the arrays would not fit in memory.
 MAX_STEPS = 50_000_000
+#: The most events a scenario may list, and the most occurrences they may have in all
+#: (counting repeats); :mod:`medtransport.limits` checks the latter.
+MAX_EVENTS = 10_000
 
 
 class _Section(BaseModel):
@@ -162,6 +165,15 @@ class TimeGrid(_Section):
             raise ValueError(f"'stop' ({format_quantity(self.stop)}) must be after 'start' "
                              f"({format_quantity(self.start)})")
         n = span / self.step.m_as("s")
+        if n < 1 - 1e-9:
+            raise ValueError(f"'step' ({format_quantity(self.step)}) is longer than the whole "
+                             f"run ('start' {format_quantity(self.start)} to 'stop' "
+                             f"{format_quantity(self.stop)}); expected a step of at most "
+                             f"{format_quantity((self.stop - self.start).to('s'))}")
+        if self.output_every is not None and \
+                self.output_every.m_as("s") > span * (1 + 1e-9):
+            raise ValueError(f"'output_every' ({format_quantity(self.output_every)}) is longer "
+                             f"than the whole run ({span:.6g} s); expected at most that")
         if n > MAX_STEPS:
             raise ValueError(f"'start' ({format_quantity(self.start)}) to 'stop' "
                              f"({format_quantity(self.stop)}) in steps of 'step' "
@@ -259,7 +271,7 @@ class SolverSpec(BaseModel):
 
     model_config = ConfigDict(extra="allow", ser_json_bytes="base64")
 
-    method: str | None = None
+    method: Annotated[str, Field(min_length=1)] | None = None
     allow_substeps: bool = False
 
 
@@ -312,6 +324,14 @@ class Scenario(_Section):
     seed: Annotated[int, Field(ge=0, lt=2**63), NotBool] | None = None
     output: OutputSpec = Field(default_factory=OutputSpec)
     population: PopulationSpec | None = None
+
+    @field_validator("name", "description")
+    @classmethod
+    def _printable(cls, v: str | None) -> str | None:
+        # A NUL or a lone surrogate cannot be written to a result file (NetCDF, HTML).
+        if v is not None and any(c == "\x00" or "\ud800" <= c <= "\udfff" for c in v):
+            raise ValueError("must not contain a NUL character or a lone surrogate")
+        return v
 
     @property
     def source_dir(self) -> Path:
@@ -369,6 +389,40 @@ def _user_path(loc: tuple[Any, ...], data: Any, *, field_last: bool = False) -> 
             out.append(str(p))
             node = None
     return out
+
+
+def bools_taken_as_numbers(raw: Any, validated: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """Where the user wrote ``true``/``false`` and validation turned it into a number (pydantic
+    reads ``ve: true`` as 1.0): ``(field_path, message)`` pairs, each a mistake to refuse."""
+    problems: list[tuple[str, str]] = []
+
+    def walk(raw: Any, val: Any, path: list[str]) -> None:
+        if len(path) > 64:  # no field is this deep; what is, the validators refuse
+            return
+        if isinstance(raw, bool):
+            if not isinstance(val, bool | np.bool_) and \
+                    isinstance(val, int | float | np.number | pint.Quantity | np.ndarray):
+                problems.append((".".join(path), f"expected a number, got the boolean "
+                                                 f"{str(raw).lower()}"))
+            return
+        if isinstance(raw, Mapping):
+            for key, sub in raw.items():
+                if isinstance(val, BaseModel):
+                    fields = type(val).model_fields
+                    name = next((n for n, f in fields.items() if f.alias == key), key)
+                    inner = getattr(val, name, None) if isinstance(key, str) else None
+                elif isinstance(val, Mapping):
+                    inner = val.get(key)
+                else:
+                    continue
+                walk(sub, inner, [*path, str(key)])
+        elif isinstance(raw, list | tuple) and isinstance(val, list | tuple | np.ndarray) \
+                and len(raw) == len(val):
+            for i, (sub, inner) in enumerate(zip(raw, val, strict=True)):
+                walk(sub, inner, [*path, str(i)])
+
+    walk(raw, validated, [prefix] if prefix else [])
+    return problems
 
 
 def format_validation_error(exc: ValidationError, prefix: str = "", *,
@@ -464,8 +518,23 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-def _read(path: Path) -> Any:
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refusing a key given twice (as YAML and TOML do)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ScenarioError(f"malformed JSON: duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def _read(path: Path) -> tuple[Any, str]:
+    """The parsed file and its text (kept on the scenario: a file is parsed once per run)."""
     text = path.read_text(encoding="utf-8")
+    return _parse(text, path), text
+
+
+def _parse(text: str, path: Path) -> Any:
     suffix = path.suffix.lower()
     try:
         if suffix in (".yaml", ".yml"):
@@ -473,7 +542,7 @@ def _read(path: Path) -> Any:
         if suffix == ".toml":
             return tomllib.loads(text)
         if suffix == ".json":
-            return json.loads(text)
+            return json.loads(text, object_pairs_hook=_unique_keys)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -508,7 +577,7 @@ def load_scenario(source: str | Path | Mapping[str, Any] | Scenario, *,
         if not path.is_file():
             raise ScenarioError(f"no such file: {path}")
         try:
-            data = _read(path)
+            data, text = _read(path)
         except UnicodeDecodeError:
             raise ScenarioError("the file is not UTF-8 text", source=label) from None
         except RecursionError:  # the YAML/JSON/TOML parsers recurse per nesting level
@@ -526,6 +595,12 @@ def load_scenario(source: str | Path | Mapping[str, Any] | Scenario, *,
         raise ScenarioError([(str(k), "section names must be strings") for k in bad_keys],
                             source=label)
     data = dict(data)
+    events = data.get("events")
+    if isinstance(events, list) and len(events) > MAX_EVENTS:
+        # Before validating each of them, which takes a while for so many.
+        raise ScenarioError([("events", f"{len(events)} events; the limit is {MAX_EVENTS} "
+                                        "(a repeated dose is one event with 'every' and "
+                                        "'count')")], source=label)
     try:
         scenario = _adapter.validate_python(data)
     except ValidationError as exc:
@@ -533,8 +608,13 @@ def load_scenario(source: str | Path | Mapping[str, Any] | Scenario, *,
                             source=label) from None
     except RecursionError:
         raise ScenarioError("the scenario is nested too deeply", source=label) from None
+    flagged = bools_taken_as_numbers(data, scenario)
+    if flagged:
+        raise ScenarioError(flagged, source=label)
     if label is not None:
         object.__setattr__(scenario, "_source_dir", Path(label).resolve().parent)
+        object.__setattr__(scenario, "_source_text", text)
+        object.__setattr__(scenario, "_source_path", Path(label).resolve())
     elif base_dir is not None:
         object.__setattr__(scenario, "_source_dir", Path(base_dir).resolve())
     return scenario

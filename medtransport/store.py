@@ -27,8 +27,9 @@ import json
 import math
 import os
 import shutil
+import tempfile
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,12 +50,53 @@ class StoreMismatch(MedtransportError):
     """An existing store was written for another run than the one asked for."""
 
 
+def _ours(path: Path) -> bool:
+    """Whether ``path`` is a (possibly incomplete) population store: it has our metadata
+    directory, or is empty, or is a Zarr group whose attributes say it is a population."""
+    if (path / META).is_dir() or not any(path.iterdir()):
+        return True
+    try:
+        attrs = json.loads((path / "zarr.json").read_text(encoding="utf-8")).get(
+            "attributes", {})
+    except (OSError, ValueError, AttributeError):
+        return False
+    return isinstance(attrs, dict) and "population_size" in attrs
+
+
+@contextlib.contextmanager
+def store_lock(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold the lock of the store at ``path`` (a file ``.<name>.medtransport-lock`` beside
+    it) for a run; a second run on the same store fails at once with "store in use" instead
+    of racing the first. The lock is released when the process ends, however it ends."""
+    import fcntl
+
+    target = Path(path)
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.is_dir():
+        raise MedtransportError(f"store: the directory {target.parent} does not exist")
+    lock = parent / f".{target.name}.medtransport-lock"
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise MedtransportError(f"store: {target} is in use by another run (its lock "
+                                    f"{lock.name} is held); wait for that run to finish, or "
+                                    "choose another store") from None
+        yield
+    finally:
+        os.close(fd)
+
+
 def _write_json_atomically(path: Path, data: Any) -> None:
     """JSON to ``path`` through the core's atomic write, flushed to disk before the rename: a
     record that exists is whole."""
     from medtransport.results import write_atomically
 
-    with write_atomically(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+    # No scan for stale temporaries per record: a store holds thousands of records, and a
+    # killed record write leaves a few bytes.
+    with write_atomically(path, clean_stale=False) as tmp, \
+            open(tmp, "w", encoding="utf-8") as fh:
         json.dump(data, fh, default=str)
         fh.flush()
         os.fsync(fh.fileno())
@@ -88,17 +130,27 @@ class PopulationStore:
         """Lay out the store for ``size`` patients from ``template``, the result of a run of
         any block of patients (only its structure, coordinates and attributes are used)."""
 
+        from medtransport.results import clean_stale_partials, partial_name
+
         target = Path(path)
         if target.exists():
             if not overwrite:
                 raise MedtransportError(f"store: {target} exists and is not a population store "
-                                        "(no manifest); choose another path")
-            if not (target / META).is_dir() and any(target.iterdir()):
+                                        "(no manifest; a run killed while creating it leaves "
+                                        "one): give --overwrite to replace it, or choose "
+                                        "another path")
+            if not _ours(target):
                 raise MedtransportError(f"store: {target} exists and is not a population "
                                         "store; refusing to delete it")
-            shutil.rmtree(target)
-        if not (target.parent if str(target.parent) else Path(".")).is_dir():
+        parent = target.parent if str(target.parent) else Path(".")
+        if not parent.is_dir():
             raise MedtransportError(f"store: the directory {target.parent} does not exist")
+        # Laid out under a temporary name and renamed into place once complete, so that a
+        # kill during creation leaves no store at all (and its leftover is removed next time).
+        clean_stale_partials(target)
+        prefix, mark = partial_name(target)
+        final, target = target, Path(tempfile.mkdtemp(prefix=prefix, suffix=mark, dir=parent))
+        target.rmdir()  # to_zarr(mode="w-") creates it
         tpl = template.reset_coords([c for c in template.coords
                                      if c not in template.dims and "patient" in
                                      template[c].dims])
@@ -152,12 +204,15 @@ class PopulationStore:
             group.create_array(str(name), shape=shape, chunks=chunks, dtype=kind,
                                fill_value=fill, dimension_names=[str(d) for d in var.dims],
                                attributes=attrs, compressors=_compressor())
-        store = cls(target)
-        store.records.mkdir(parents=True, exist_ok=True)
-        _write_json_atomically(store.meta / "manifest.json",
+        building = cls(target)
+        building.records.mkdir(parents=True, exist_ok=True)
+        _write_json_atomically(building.meta / "manifest.json",
                                {**manifest, "size": size, "chunk_size": chunk_size,
                                 "dtype": dtype})
-        return store
+        if final.exists():  # --overwrite: the old store goes only once the new one is whole
+            shutil.rmtree(final)
+        os.replace(target, final)
+        return cls(final)
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> PopulationStore:

@@ -67,10 +67,18 @@ ureg.define("hounsfield_unit = [] = HU")
 ureg.define("cells = [] = cell")
 pint.set_application_registry(ureg)
 Q_ = ureg.Quantity
+_TEMPERATURE = ureg.parse_units("K").dimensionality
 
-_NUMBER = re.compile(
-    r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf|infinity))\s*(.*)$",
-    re.IGNORECASE)
+#: The longest quantity string accepted ("5 mg/L" is 6; a long compound unit is under 60).
+MAX_QUANTITY_CHARS = 200
+# The number at the start of a quantity string. Each part can match in one way only (no
+# nested or adjacent quantifiers over the same characters), so matching is linear in the
+# length; the unit is the rest of the string, taken by slicing rather than by a pattern.
+_NUMBER = re.compile(r"[-+]?(?:(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
+                     r"|(?:infinity|inf|nan)(?![A-Za-z]))", re.IGNORECASE)
+# A power of a power (m**2**2**2…): pint evaluates the exponent tower exactly, which for a
+# few dozen characters takes longer than the age of the universe.
+_POWER_TOWER = re.compile(r"(?:\*\*|\^)[\s(+-]*[\d.]+[\s)]*(?:\*\*|\^)")
 
 
 def parse_quantity(value: Any, *, field: str = "") -> pint.Quantity:
@@ -99,12 +107,16 @@ def parse_quantity(value: Any, *, field: str = "") -> pint.Quantity:
             raise UnitError(f"{where}expected a number for 'magnitude', got {_short(magnitude)}")
         return Q_(_as_float(magnitude, where), _parse_units(value["units"], where))
     if isinstance(value, str):
-        match = _NUMBER.match(value)
+        if len(value) > MAX_QUANTITY_CHARS:
+            raise UnitError(f"{where}a quantity is at most {MAX_QUANTITY_CHARS} characters "
+                            f"long, got {len(value)} ({_short(value)})")
+        text = value.strip()
+        match = _NUMBER.match(text)
         if not match:
             raise UnitError(f"{where}expected a number followed by a unit, such as '5 mg/L', "
-                            f"got {value!r}")
-        magnitude, unit_text = match.groups()
-        return Q_(float(magnitude), _parse_units(unit_text or "dimensionless", where))
+                            f"got {_short(value)}")
+        unit_text = text[match.end():].strip()
+        return Q_(float(match.group()), _parse_units(unit_text or "dimensionless", where))
     raise UnitError(f"{where}expected a quantity such as '5 mg/L', got {type(value).__name__} "
                     f"{_short(value)}")
 
@@ -129,6 +141,12 @@ def _as_float(number: Any, where: str) -> float:
 def _parse_units(text: Any, where: str) -> pint.Unit:
     if not isinstance(text, str):
         raise UnitError(f"{where}expected a unit string, got {_short(text)}")
+    if len(text) > MAX_QUANTITY_CHARS:
+        raise UnitError(f"{where}a unit is at most {MAX_QUANTITY_CHARS} characters long, got "
+                        f"{len(text)} ({_short(text)})")
+    if _POWER_TOWER.search(text):
+        raise UnitError(f"{where}unknown or malformed unit {_short(text)} (a power of a power; "
+                        "write the exponent out, e.g. m**4)")
     try:
         unit = ureg.parse_units(text.strip() or "dimensionless")
     except (pint.UndefinedUnitError, pint.DefinitionSyntaxError, ValueError, AttributeError,
@@ -190,6 +208,26 @@ def format_quantity(q: pint.Quantity) -> str:
     return f"{mag} {unit}".strip()
 
 
+#: The hottest temperature a scenario may give (the surface of the Sun is ~5.8e3 K; laser
+#: ablation and plasma stay well below this).
+MAX_TEMPERATURE_K = 1e5
+
+
+def _implausible_temperature(q: pint.Quantity) -> str | None:
+    """A temperature (not a difference: ``delta_degC`` is left alone) below absolute zero or
+    above :data:`MAX_TEMPERATURE_K`, described; None if it is plausible."""
+    if q.dimensionality != _TEMPERATURE or "delta_" in str(q.units):
+        return None
+    kelvin = float(q.to("K").magnitude)
+    if math.isfinite(kelvin) and 0.0 <= kelvin <= MAX_TEMPERATURE_K:
+        return None
+    shown = format_quantity(q)
+    if kelvin < 0:
+        return f"{shown} is below absolute zero (0 K = -273.15 degC)"
+    return (f"{shown} is not a plausible temperature; expected 0 K to "
+            f"{MAX_TEMPERATURE_K:g} K")
+
+
 @dataclass(frozen=True)
 class QuantitySpec:
     """Pydantic metadata for a quantity field: canonical units and value constraints."""
@@ -210,6 +248,9 @@ class QuantitySpec:
         if not self.allow_nonfinite and not math.isfinite(mag):
             raise PydanticCustomError("quantity", "expected a finite value, got {mag}",
                                       {"mag": mag})
+        problem = _implausible_temperature(q)
+        if problem:
+            raise PydanticCustomError("quantity", "{msg}", {"msg": problem})
         for bound, op, text in ((self.gt, float.__gt__, ">"), (self.ge, float.__ge__, ">="),
                                 (self.lt, float.__lt__, "<"), (self.le, float.__le__, "<=")):
             if bound is not None and not op(mag, float(bound)):

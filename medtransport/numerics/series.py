@@ -162,11 +162,16 @@ def _normalization_sum(series: _Series, n_terms: int) -> float:
 
 
 def _too_many(series: _Series, n_terms: int, tau: float, tol: float) -> ValueError:
+    from medtransport.errors import ScenarioError
+
     achievable = series.tail_bound(MAX_TERM_EVALUATIONS, tau)
-    return ValueError(f"the {series.geometry} series needs {n_terms} terms for tolerance "
-                      f"{tol:g} at Dt/L² = {tau:g}, more than {MAX_TERM_EVALUATIONS}; "
-                      f"the achievable tolerance there is {achievable:.3g} (use the known "
-                      "initial state at t = 0)")
+    # Bad input (a diffusivity or time too small for the series), not a crash: a ScenarioError
+    # (still a ValueError) naming what to change.
+    return ScenarioError([("solver.method", f"the {series.geometry} series needs {n_terms} "
+                           f"terms for tolerance {tol:g} at Dt/L² = {tau:g} (from "
+                           f"parameters.diffusivity and the output times), more than "
+                           f"{MAX_TERM_EVALUATIONS}; the achievable tolerance there is "
+                           f"{achievable:.3g} — use a grid method (e.g. crank_nicolson)")])
 
 
 def _truncation(series: _Series, t: ArrayLike, diffusivity: float, length: float, tol: float,

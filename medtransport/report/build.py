@@ -97,15 +97,33 @@ def report_from_file(result: str | os.PathLike[str], path: str | os.PathLike[str
     ``medtransport run``, or the Zarr store of a chunked population run. ``scenario_dir``:
     where the recorded scenario's relative paths resolve, when the directory the run recorded
     is not there (another machine, a moved project)."""
+    from medtransport.errors import MedtransportError
     from medtransport.report.store_report import is_population_store, load_store
     from medtransport.results import read_netcdf
 
     where = None if scenario_dir is None else str(scenario_dir)
-    if is_population_store(result):
-        ds, records = load_store(result)
+    try:
+        if is_population_store(result):
+            ds, records = load_store(result)
+        else:
+            ds, records = read_netcdf(result), None
+        if "audit_report" not in ds.attrs and records is None:
+            raise ValueError("it has no audit report (attribute 'audit_report')")
+        if records is None:
+            from medtransport.audit.report import AuditReport
+
+            AuditReport.from_json(ds.attrs["audit_report"])
+    except MedtransportError:
+        raise
+    except Exception as exc:  # a corrupted or foreign file is bad input, not a crash
+        from medtransport.isolation import describe
+
+        raise MedtransportError(f"{result}: not a readable medtransport result or population "
+                                f"store ({describe(exc)[:300]})") from exc
+    if records is not None:
         return write_report(path, ds, chunk_records=records, scenario_dir=where,
                             scenario_text=scenario_text)
-    return write_report(path, read_netcdf(result), scenario_dir=where)
+    return write_report(path, ds, scenario_dir=where)
 
 
 def report_from_failure(exc: AuditFailure, path: str | os.PathLike[str], *,
@@ -121,6 +139,10 @@ def scenario_source(path: str | os.PathLike[str], model: Model | None) -> str | 
     that file's (command-line options changed it), so the page shows the recorded one."""
     from medtransport.scenario import load_scenario
 
+    if model is not None and model.scenario.__dict__.get("_source_path") == \
+            Path(path).resolve():
+        # Loaded from that very file: its text was kept, no need to read and parse it again.
+        return model.scenario.__dict__.get("_source_text")
     try:
         text = Path(path).read_text(encoding="utf-8")
         if model is not None and load_scenario(path).to_json() != model.scenario.to_json():

@@ -191,8 +191,12 @@ def _answers(model: Model | None, scenario: dict[str, Any], base_dir: str | None
         try:
             from medtransport.runner import prepare
             from medtransport.scenario import load_scenario
+            from medtransport.trust import reading_result
 
-            model = prepare(load_scenario(scenario, base_dir=base_dir))
+            # What the file holds, never what it names: no input file is read and no
+            # nested scenario run while the model is rebuilt.
+            with reading_result():
+                model = prepare(load_scenario(scenario, base_dir=base_dir))
         except Exception as exc:  # the plugin may be missing where the report is made
             note = (f"the five answers could not be recomputed here: the model "
                     f"{scenario.get('model')!r} could not be built ({type(exc).__name__}: "

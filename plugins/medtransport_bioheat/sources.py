@@ -272,7 +272,7 @@ def schedules(events: list[Event], specs: list[Laser | RadioFrequency | FocusedU
     for i, ev in enumerate(events):
         path = f"events.{i}"
         name = ev.get("source")
-        if name not in by_name:
+        if not isinstance(name, str) or name not in by_name:
             problems.append((f"{path}.source", f"expected one of the sources "
                                                f"{', '.join(by_name) or '(none declared)'}, "
                                                f"got {name!r}"))
@@ -325,7 +325,7 @@ def _control(spec: Any, probes: set[str], path: str
         return None, [(f"{path}.{unknown[0]}", "a control takes probe, target and band")]
     problems = []
     probe = spec.get("probe")
-    if probe not in probes:
+    if not isinstance(probe, str) or probe not in probes:
         problems.append((f"{path}.probe", f"expected one of the probes "
                                           f"{', '.join(sorted(probes)) or '(none declared)'}, "
                                           f"got {probe!r}"))

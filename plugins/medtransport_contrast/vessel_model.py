@@ -66,9 +66,10 @@ __all__ = ["VesselDiffusion", "VesselDiffusionParams"]
 class VesselDiffusionParams(Params):
     """Parameters of ``contrast.vessel_diffusion`` (module docstring)."""
 
-    diffusivity: Qty("m^2/s", gt=0)
+    # at most 1 m^2/s, and ve at least 1e-6: beyond either the implicit factor is singular
+    diffusivity: Qty("m^2/s", gt=0, le=1.0)
     permeability: Qty("m/s", gt=0)
-    ve: Fraction
+    ve: Annotated[Fraction, Field(ge=1e-6)]
     initial_concentration: Qty("mM", ge=0) = Q_(0.0, "mM")
     interstitial_velocity: Qty("m/s", ge=0) = Q_(0.0, "m/s")
     reflection_coefficient: Annotated[float, Field(ge=0, le=1)] = 0.0

@@ -57,7 +57,8 @@ WALKER_METHODS = ("lattice_walk", "brownian")
 class FickParams(Params):
     """Parameters of ``diffusion.fick``."""
 
-    diffusivity: Qty("m^2/s", gt=0)
+    # at most 1 m^2/s (gases ~2e-5): beyond, D·Δt/Δx² overflows the implicit factor
+    diffusivity: Qty("m^2/s", gt=0, le=1.0)
     decay_rate: Qty("1/s", ge=0) = Q_(0.0, "1/s")
     initial: InitialCondition
     source: Source | None = None

@@ -29,7 +29,10 @@ __all__ = ["Compartment", "exact_attenuation", "frame"]
 
 Fraction = Annotated[float, Field(gt=0, le=1)]
 Vector = Annotated[list[float], Field(min_length=3, max_length=3)]
-Diffusivity = Qty("um^2/ms", gt=0)
+# Bounds that keep the series and spectra in float64 range (free water is 3 um^2/ms, a gas
+# ~2e4; restricting geometries from a nanometre to a centimetre).
+Diffusivity = Qty("um^2/ms", gt=0, le=1e5)
+Size = Qty("um", ge=1e-3, le=1e4)
 
 
 class _Base(BaseModel):
@@ -54,7 +57,7 @@ class Tensor(_Base):
 
     kind: Literal["tensor"] = "tensor"
     diffusivity_parallel: Diffusivity
-    diffusivity_perpendicular: Qty("um^2/ms", ge=0)
+    diffusivity_perpendicular: Qty("um^2/ms", ge=0, le=1e5)
     orientation: Vector = [0.0, 0.0, 1.0]
 
     @model_validator(mode="after")
@@ -65,7 +68,7 @@ class Tensor(_Base):
 
 class Planes(_Base):
     kind: Literal["planes"] = "planes"
-    separation: Qty("um", gt=0)
+    separation: Size
     diffusivity: Diffusivity
     orientation: Vector = [1.0, 0.0, 0.0]
 
@@ -77,7 +80,7 @@ class Planes(_Base):
 
 class Cylinder(_Base):
     kind: Literal["cylinder"] = "cylinder"
-    radius: Qty("um", gt=0)
+    radius: Size
     diffusivity: Diffusivity
     orientation: Vector = [0.0, 0.0, 1.0]
 
@@ -89,7 +92,7 @@ class Cylinder(_Base):
 
 class Sphere(_Base):
     kind: Literal["sphere"] = "sphere"
-    radius: Qty("um", gt=0)
+    radius: Size
     diffusivity: Diffusivity
 
 
@@ -99,8 +102,8 @@ class Lattice(_Base):
     pores' volume fraction in the cell."""
 
     kind: Literal["sphere_lattice", "cylinder_lattice"]
-    radius: Qty("um", gt=0)
-    spacing: Qty("um", gt=0)
+    radius: Size
+    spacing: Size
     diffusivity: Diffusivity
     diffusivity_outside: Diffusivity
     permeability: Qty("um/ms", ge=0) = Q_(0.0, "um/ms")

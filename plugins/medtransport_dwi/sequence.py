@@ -118,8 +118,9 @@ class Shell(BaseModel):
     b_value: Qty("s/mm^2", ge=0) | None = None
     gradient_strength: Qty("mT/m", ge=0) | None = None
     directions: Annotated[int, Field(ge=1, le=10_000), NotBool] | list[Direction] = 1
-    pulse_duration: Qty("ms", gt=0) | None = None
-    pulse_separation: Qty("ms", gt=0) | None = None
+    # from a microsecond: shorter pulses divide the gradient to overflow
+    pulse_duration: Qty("ms", ge=1e-3) | None = None
+    pulse_separation: Qty("ms", ge=1e-3) | None = None
 
     @model_validator(mode="after")
     def _one_strength(self) -> Shell:
@@ -161,8 +162,9 @@ class Protocol(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["pgse", "waveform"] = "pgse"
-    pulse_duration: Qty("ms", gt=0) | None = None
-    pulse_separation: Qty("ms", gt=0) | None = None
+    # from a microsecond: shorter pulses divide the gradient to overflow
+    pulse_duration: Qty("ms", ge=1e-3) | None = None
+    pulse_separation: Qty("ms", ge=1e-3) | None = None
     waveform: Waveform | None = None
     echo_time: Qty("ms", gt=0) | None = None
     shells: Annotated[list[Shell], Field(min_length=1, max_length=1000)]

@@ -103,12 +103,11 @@ def load_input(spec: Any, base: Path, field: str = "parameters.input") -> xr.Dat
 
 
 def _existing(base: Path, name: str, field: str) -> Path:
-    path = (base / name).resolve()
-    if not path.is_file():
-        where = "" if Path(name).is_absolute() else \
-            f" (relative to {base.name or '.'}/, the scenario's directory)"
-        raise ScenarioError([(field, f"no such file: {name}{where}")])
-    return path
+    # Confined to the scenario's directory tree unless the command allows more (the core's
+    # rule for every file a scenario names).
+    from medtransport.trust import input_path
+
+    return input_path(base, name, field)
 
 
 def _phantom(spec: PhantomInput) -> xr.DataArray:
@@ -155,10 +154,12 @@ def _run_other(base: Path, spec: ScenarioInput, field: str) -> xr.Dataset:
                                                    "(a cycle of scenarios)")])
     from medtransport.errors import AuditFailure
     from medtransport.runner import run
+    from medtransport.trust import nested_run
 
     _running.stack = [*stack, path]
     try:
-        return run(path)
+        with nested_run(f"{field}.scenario"):
+            return run(path)
     except AuditFailure as exc:
         raise ScenarioError([(f"{field}.scenario", f"{path.name} failed its audits, so its "
                                                    f"result cannot be used: {exc}")]) from None

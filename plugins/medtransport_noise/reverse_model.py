@@ -41,7 +41,8 @@ from medtransport_noise.spec import ScheduleSpec, check_clock, output_steps
 
 __all__ = ["ReverseDiffusion", "ReverseParams"]
 
-Finite = Annotated[float, Field(allow_inf_nan=False)]
+# Data in the units the noise is added in: beyond ±1e150 squares overflow float64.
+Finite = Annotated[float, Field(allow_inf_nan=False, ge=-1e150, le=1e150)]
 #: The most memory the returned samples and densities may take.
 MAX_STATE_BYTES = 4 * 2**30
 
@@ -55,7 +56,7 @@ class Component(BaseModel):
     weight: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1.0
     mean: tuple[Finite, Finite]
     covariance: (tuple[tuple[Finite, Finite], tuple[Finite, Finite]] | tuple[Finite, Finite]
-                 | Annotated[float, Field(gt=0, allow_inf_nan=False)]) = 1.0
+                 | Annotated[float, Field(gt=0, le=1e150, allow_inf_nan=False)]) = 1.0
 
     @field_validator("covariance")
     @classmethod
@@ -63,6 +64,9 @@ class Component(BaseModel):
         m = _matrix(v)
         if not np.allclose(m, m.T) or np.linalg.eigvalsh(m).min() <= 0:
             raise ValueError("must be symmetric and positive definite")
+        if np.abs(m).max() > 1e12 or np.linalg.cond(m) > 1e12:
+            raise ValueError("entries must be at most 1e12, and the matrix well conditioned "
+                             "(condition number at most 1e12), for the score to be computed")
         return v
 
     @property

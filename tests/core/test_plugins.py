@@ -184,8 +184,10 @@ def test_an_exception_in_a_hook_names_the_plugin() -> None:
         raise RuntimeError("boom")
 
     register_plugin(_plugin("crashy", medtransport_audits=medtransport_audits), "crashy", "0.3")
-    with pytest.raises(PluginError, match=r"plugin crashy 0.3: medtransport_audits raised"):
-        run(SLAB)
+    # Skipped for a model of another plugin (issue 20), and the skip names the plugin.
+    run(SLAB)
+    assert any("plugin crashy 0.3: medtransport_audits raised" in w
+               for w in get_registry().warnings)
 
 
 def test_an_exception_in_simulate_names_model_and_plugin(monkeypatch: pytest.MonkeyPatch
