@@ -12,6 +12,7 @@ import yaml
 from medtransport.errors import ScenarioError
 from medtransport.runner import prepare
 from medtransport.suggest import close_matches, did_you_mean
+from medtransport.trust import allow_paths
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "scenarios"
 
@@ -84,7 +85,8 @@ def test_an_absolute_input_path_is_not_described_as_relative(tmp_path: Path) -> 
     missing = tmp_path / "nowhere.nc"
     sc["parameters"]["input"] = {"kind": "netcdf", "path": str(missing),
                                  "variable": "temperature"}
-    with pytest.raises(ScenarioError) as info:
+    # allowed (the command's --allow-path), so the path is checked for existence, not confinement
+    with allow_paths([tmp_path]), pytest.raises(ScenarioError) as info:
         from medtransport import run
 
         run(prepare(sc))
