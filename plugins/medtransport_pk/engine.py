@@ -76,11 +76,11 @@ from medtransport_pk.records import RecordTable
 __all__ = ["EngineResult", "Kinetics", "RecordError", "simulate", "subject_blocks"]
 
 # event kinds
-_CHECK, _SEG, _BOLUS, _RATE, _RESET, _SS, _OUT_REC, _OUT_GRID = range(8)
+_CHECK, _SEG, _BOLUS, _RATE, _RESET, _SS, _OUT_REC = range(7)
 # phases at one time: a steady-state check output sees the state before anything happens at
-# that time; parameter switches; doses implied by earlier records; the records in data order;
-# grid outputs last
-_PH_CHECK, _PH_SEG, _PH_IMPLIED, _PH_RECORD, _PH_GRID = range(5)
+# that time; parameter switches; doses implied by earlier records; the records in data order
+# (grid outputs come after all of them, merged in by the kernel)
+_PH_CHECK, _PH_SEG, _PH_IMPLIED, _PH_RECORD = range(4)
 # sub-order inside one record
 _SUB_RESET, _SUB_SS, _SUB_DOSE, _SUB_OUT = range(4)
 #: ledger columns of the engine's outputs
@@ -291,14 +291,17 @@ def _expm(m: np.ndarray) -> np.ndarray:
 
 @numba.njit(cache=True)
 def _kernel(ptr, kind, time, cmt, value, unabs, index, origin, seg0,
-            vmat, wmat, lam, ev, use_eig, kmat, elim, volume, ss_table,
+            vmat, wmat, lam, ev, use_eig, kmat, elim, volume, ss_table, gtimes, central,
             rec_amt, rec_conc, rec_led, grid_amt, grid_conc, grid_led, check_amt):
+    """Every subject's events in order, merged with the grid times (a grid output at an event
+    time comes after the events at that time)."""
     n = kmat.shape[1]
     a = np.zeros(n)
     r = np.zeros(n)
     z = np.zeros(n)
     iz = np.zeros(n)
     aug = np.zeros((n + 2, n + 2))
+    n_grid = gtimes.size
     for p in range(ptr.size - 1):
         a[:] = 0.0
         r[:] = 0.0
@@ -309,9 +312,19 @@ def _kernel(ptr, kind, time, cmt, value, unabs, index, origin, seg0,
         ssdecl = 0.0
         seg = seg0[p]
         last_reset = -1
-        t = time[ptr[p]] if ptr[p + 1] > ptr[p] else 0.0
-        for e in range(ptr[p], ptr[p + 1]):
-            dt = time[e] - t
+        lo = ptr[p]
+        hi = ptr[p + 1]
+        t = np.inf
+        if hi > lo:
+            t = time[lo]
+        if n_grid > 0 and gtimes[0] < t:
+            t = gtimes[0]
+        e = lo
+        g = 0
+        while e < hi or g < n_grid:
+            take_grid = g < n_grid and (e >= hi or gtimes[g] < time[e])
+            tnext = gtimes[g] if take_grid else time[e]
+            dt = tnext - t
             if dt > 0.0:
                 rsum = 0.0
                 for i in range(n):
@@ -353,9 +366,21 @@ def _kernel(ptr, kind, time, cmt, value, unabs, index, origin, seg0,
                     a[:] = z
                     elim_cum += out
                 given += rsum * dt
-                t = time[e]
+                t = tnext
+            if take_grid:
+                grid_amt[p, g, :] = a
+                grid_conc[p, g] = a[central] / volume[seg]
+                grid_led[p, g, 0] = given
+                grid_led[p, g, 1] = unab
+                grid_led[p, g, 2] = elim_cum
+                grid_led[p, g, 3] = removed
+                grid_led[p, g, 4] = ssdecl
+                g += 1
+                continue
             k = kind[e]
-            if origin[e] >= 0 and origin[e] < last_reset:
+            cancelled = origin[e] >= 0 and origin[e] < last_reset
+            if cancelled:
+                e += 1
                 continue  # cancelled by a later record's reset
             if k == 2:  # bolus
                 a[cmt[e]] += value[e]
@@ -381,27 +406,18 @@ def _kernel(ptr, kind, time, cmt, value, unabs, index, origin, seg0,
                     ssdecl += ss_table[index[e], i]
             elif k == 1:  # parameter segment
                 seg = index[e]
-            elif k == 6 or k == 7 or k == 0:
-                if k == 0:
-                    check_amt[index[e], :] = a
-                    continue
+            elif k == 0:  # steady-state check
+                check_amt[index[e], :] = a
+            elif k == 6:  # record output
                 j = index[e]
-                if k == 6:
-                    rec_amt[j, :] = a
-                    rec_conc[j] = a[cmt[e]] / volume[seg]
-                    rec_led[j, 0] = given
-                    rec_led[j, 1] = unab
-                    rec_led[j, 2] = elim_cum
-                    rec_led[j, 3] = removed
-                    rec_led[j, 4] = ssdecl
-                else:
-                    grid_amt[p, j, :] = a
-                    grid_conc[p, j] = a[cmt[e]] / volume[seg]
-                    grid_led[p, j, 0] = given
-                    grid_led[p, j, 1] = unab
-                    grid_led[p, j, 2] = elim_cum
-                    grid_led[p, j, 3] = removed
-                    grid_led[p, j, 4] = ssdecl
+                rec_amt[j, :] = a
+                rec_conc[j] = a[central] / volume[seg]
+                rec_led[j, 0] = given
+                rec_led[j, 1] = unab
+                rec_led[j, 2] = elim_cum
+                rec_led[j, 3] = removed
+                rec_led[j, 4] = ssdecl
+            e += 1
 
 
 # --------------------------------------------------------------------------- eigen-systems
@@ -682,20 +698,17 @@ def simulate(table: RecordTable, kinetics: Kinetics, *, compartments: tuple[str,
         _SEG, index=segs)
 
     # grid outputs, snapped to event times
-    g_out = None
+    g_out = np.zeros(0)
     if grid is not None:
-        g = np.asarray(grid, float).copy()
-        ev_times = np.unique(np.concatenate(cols["time"]))
+        g = np.sort(np.asarray(grid, float))
+        ev_times = np.unique(np.concatenate(cols["time"])) if cols["time"] else np.zeros(0)
+        ev_times = ev_times[np.isfinite(ev_times)]
         if ev_times.size:
             pos = np.searchsorted(ev_times, g)
             for cand in (np.maximum(pos - 1, 0), np.minimum(pos, ev_times.size - 1)):
                 near = np.abs(ev_times[cand] - g) <= SNAP_RTOL * np.maximum(1.0, np.abs(g))
                 g = np.where(near, ev_times[cand], g)
         g_out = g
-        sub_g = np.repeat(np.arange(n_sub), g.size)
-        add(sub_g, np.tile(g, n_sub), _PH_GRID, np.zeros(sub_g.size, np.int64), 0, _OUT_GRID,
-            cm=central, index=np.tile(np.arange(g.size), n_sub))
-
     cat = {key: np.concatenate(v) if v else np.zeros(0) for key, v in cols.items()}
     order = np.lexsort((cat["subo"], cat["order"], cat["phase"], cat["time"], cat["sub"]))
     ev = {key: np.ascontiguousarray(v[order]) for key, v in cat.items()}
@@ -707,7 +720,7 @@ def simulate(table: RecordTable, kinetics: Kinetics, *, compartments: tuple[str,
     rec_amt = np.zeros((nrec, n))
     rec_conc = np.zeros(nrec)
     rec_led = np.zeros((nrec, len(LEDGER_TERMS)))
-    gsize = 0 if g_out is None else g_out.size
+    gsize = g_out.size
     grid_amt = np.zeros((n_sub if gsize else 0, gsize, n))
     grid_conc = np.zeros((n_sub if gsize else 0, gsize))
     grid_led = np.zeros((n_sub if gsize else 0, gsize, len(LEDGER_TERMS)))
@@ -717,10 +730,11 @@ def simulate(table: RecordTable, kinetics: Kinetics, *, compartments: tuple[str,
             np.ascontiguousarray(kinetics.kmat, float),
             np.ascontiguousarray(kinetics.elimination, float),
             np.ascontiguousarray(kinetics.volume, float), np.ascontiguousarray(sst.table),
-            rec_amt, rec_conc, rec_led, grid_amt, grid_conc, grid_led, check_amt)
-    result = EngineResult(ids, block, rec_amt, rec_conc, rec_led, g_out,
-                          grid_amt if gsize else None, grid_conc if gsize else None,
-                          grid_led if gsize else None)
+            g_out, int(central), rec_amt, rec_conc, rec_led, grid_amt, grid_conc, grid_led,
+            check_amt)
+    result = EngineResult(ids, block, rec_amt, rec_conc, rec_led,
+                          g_out if grid is not None else None, grid_amt if gsize else None,
+                          grid_conc if gsize else None, grid_led if gsize else None)
     if check_rec.size:
         expect = sst.table[check_rec]
         result.check_residual = check_amt - expect
