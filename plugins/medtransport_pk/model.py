@@ -201,7 +201,7 @@ class PKModel(Model):
     # multistep methods preserve them exactly, so the ode books are held as tight.
     methods: ClassVar[dict[str, Tolerance]] = {"exact": Tolerance(rtol=1e-9),
                                                "ode": Tolerance(rtol=1e-9)}
-    event_types = frozenset({"bolus", "infusion", "oral"})
+    event_types = frozenset({"bolus", "infusion", "oral", "reset"})
     population_parameters = frozenset({"clearance", "central_volume", "absorption_rate",
                                        "vmax", "km", *(n for pair in _INTER for n in pair)})
     params: OneCompartmentParams
@@ -413,6 +413,7 @@ class PKModel(Model):
             return
         block, ids = engine.subject_blocks(table.id)
         self._subject_ids = ids
+        self.covariates = None  # the data set's covariates, not sampled ones
         names = self._used_covariates()
         columns = {}
         for name in names:
@@ -438,11 +439,12 @@ class PKModel(Model):
         self._run_records = table
         # covariates the built-in models read, as a batch over segments
         cov = self._seg_covariates
+        self._seg_batch: PatientBatch | None = None
         if "weight" in cov:
             female = None
             if "sex" in cov:
                 female = np.asarray(cov["sex"].magnitude) == _FEMALE_CODE
-            self.covariates = PatientBatch(
+            self._seg_batch = PatientBatch(
                 weight=cov["weight"], age=cov.get("age"), height=cov.get("height"),
                 serum_creatinine=cov.get("serum_creatinine"), female=female)
         pop = self.scenario.population
@@ -496,8 +498,11 @@ class PKModel(Model):
         each patient's log-normal variability (arrays over patients, or over the segments of
         a data set's subjects)."""
         p = self.params
-        # a population's sampled covariates (arrays over patients), else the one patient
+        # a data set's covariates per segment, a population's sampled ones (arrays over
+        # patients), else the one patient
         patient = self.covariates if self.covariates is not None else self.scenario.patient
+        if getattr(self, "from_data", False) and getattr(self, "_seg_batch", None) is not None:
+            patient = self._seg_batch
         fv = volume_factor(p.allometric, patient)
         fq = inter_clearance_factor(p.allometric, patient)
         out = {"clearance": float(p.clearance.m_as("L/h"))
@@ -790,7 +795,9 @@ class PKModel(Model):
             raise ScenarioError(self._record_problems(exc)) from None
 
     def _output_times_h(self) -> np.ndarray:
-        return self.scenario.time.output_times() / 3600.0
+        """The grid and the explicit times ``time.at``, in hours (the engine snaps any of
+        them within rounding of a dose time to that dose time)."""
+        return self.scenario.time.grid_and_explicit_times() / 3600.0
 
     def _ledger_terms(self, led: np.ndarray, nb: int) -> tuple[dict[str, np.ndarray],
                                                                dict[str, np.ndarray]]:
@@ -892,6 +899,12 @@ class PKModel(Model):
         return Trajectory(ds, {"drug": ledger}, notes={"kinetics": self._kinetics(),
                                                        "engine": res, "books": books})
 
+    def audits(self) -> list[Any]:
+        """The books at every record (not only on the grid), and the steady states."""
+        if self.records is None:
+            return []
+        return [_audit_record_books, _audit_steady_state]
+
     def _attach_records(self, ds: xr.Dataset, res: engine.EngineResult,
                         books: engine.EngineResult) -> None:
         """The data set's records in its order, with the prediction at each."""
@@ -905,8 +918,13 @@ class PKModel(Model):
         ds["TIME"] = (rec, table.time, {"units": "h", "long_name": "time of the record"})
         ds["EVID"] = (rec, table.evid, {"units": "1", "long_name": "event identifier"})
         ds["MDV"] = (rec, table.mdv, {"units": "1", "long_name": "missing dependent variable"})
-        ds["DV"] = (rec, table.dv, {"units": table.dv_unit or "dimensionless",
-                                    "long_name": "observed value"})
+        # NONMEM's convention: a record without an observation has MDV 1 and its DV is
+        # ignored; a missing DV is stored as 0 there so that every value stays finite
+        missing = ~np.isfinite(table.dv)
+        ds["MDV"] = (rec, np.where(missing, 1, table.mdv), ds["MDV"].attrs)
+        ds["DV"] = (rec, np.where(missing, 0.0, table.dv),
+                    {"units": table.dv_unit or "dimensionless",
+                     "long_name": "observed value (0 where missing, MDV 1)"})
         ds["concentration"] = (rec, res.record_concentration,
                                {"units": f"{unit}/L", "long_name": "predicted central "
                                 "concentration (PRED)"})
@@ -1040,6 +1058,8 @@ class PKModel(Model):
         rows.append(("auc_last_linear", float(linear.auc_last.magnitude),
                      f"{linear.auc_last.units:~C}"))
         for name, value, units in rows:
+            if not np.isfinite(value):
+                continue  # not estimable here (a flat profile has no terminal slope)
             if name in ("lambda_z_points", "lambda_z_adjusted_r2"):
                 units = "dimensionless"
             ds[f"nca_{name}"] = ((), value, {"units": units or "dimensionless",
@@ -1218,6 +1238,51 @@ class ThreeCompartment(PKModel):
                    "Michaelis–Menten elimination).")
     Params = ThreeCompartmentParams
     n_peripheral = 2
+
+
+def _audit_record_books(ctx: Any) -> list[Any]:
+    """Σ body = steady_state + given − unabsorbed − eliminated − reset at every record of every
+    subject, the books of the declared records against the solver's amounts."""
+    from medtransport.audit import AuditResult
+
+    notes = ctx.trajectory.notes
+    res, books = notes["engine"], notes["books"]
+    unit = ctx.model.unit
+    if res.record_amounts.shape[0] == 0:
+        return [AuditResult("record_books[drug]", True, 0.0, 0.0, unit, "no records")]
+    resid = engine.EngineResult.residual(res.record_amounts, books.record_ledger)
+    scale = float(max(np.max(np.abs(books.record_ledger)),
+                      np.max(np.abs(res.record_amounts.sum(axis=-1)))))
+    tol = ctx.tolerance.atol + ctx.tolerance.rtol * scale
+    bad = ~np.isfinite(resid)
+    worst = float(np.max(np.abs(np.where(bad, np.inf, resid))))
+    passed = bool(worst <= tol)
+    detail = f"max |Σ body − books| over {resid.size} records; scale {scale:.6g} {unit}"
+    where: dict[str, Any] = {}
+    if not passed:
+        i = int(np.argmax(np.abs(np.where(bad, np.inf, resid))))
+        table = ctx.model.records if ctx.model.from_data else None
+        where = {"record": i}
+        if table is not None:
+            detail += f"; worst at {table.where(i)}"
+    return [AuditResult("record_books[drug]", passed, worst, tol, unit, detail, where)]
+
+
+def _audit_steady_state(ctx: Any) -> list[Any]:
+    """Each SS 1 record's declared state is periodic: one interval later, before anything
+    else happens then, the body holds exactly that state again (a steady state that counts
+    the record's own dose twice is not)."""
+    from medtransport.audit import AuditResult
+
+    res = ctx.trajectory.notes["engine"]
+    unit = ctx.model.unit
+    if res.check_residual is None:
+        return []
+    worst = float(np.max(np.abs(res.check_residual)))
+    passed = bool(res.check_ok.all())
+    return [AuditResult("steady_state[drug]", passed, worst, 0.0, unit,
+                        f"state one interval after {res.check_residual.shape[0]} steady-state "
+                        "records against the declared steady state (1e-9 relative)")]
 
 
 #: how a data set's ``sex`` covariate codes female (NONMEM data sets commonly use 1 = female)
