@@ -75,6 +75,7 @@ from medtransport_pk.covariates import (
 )
 from medtransport_pk.events import Regimen, amount_unit, read_regimens, records_from_events
 from medtransport_pk.nca import nca
+from medtransport_pk.nca_intervals import interval_nca
 from medtransport_pk.records import RecordTable
 
 __all__ = ["OneCompartment", "PKModel", "ThreeCompartment", "TwoCompartment"]
@@ -1057,15 +1058,97 @@ class PKModel(Model):
                      auc_method="linear")  # type: ignore[arg-type]
         rows.append(("auc_last_linear", float(linear.auc_last.magnitude),
                      f"{linear.auc_last.units:~C}"))
+        single_dose_only = {"auc_inf", "lambda_z", "half_life", "percent_auc_extrapolated",
+                            "lambda_z_points", "lambda_z_adjusted_r2", "clearance",
+                            "volume_z"}
         for name, value, units in rows:
             if not np.isfinite(value):
                 continue  # not estimable here (a flat profile has no terminal slope)
+            if not single and name in single_dose_only:
+                continue  # a regimen: these belong to a single dose
             if name in ("lambda_z_points", "lambda_z_adjusted_r2"):
                 units = "dimensionless"
             ds[f"nca_{name}"] = ((), value, {"units": units or "dimensionless",
                                              "long_name": f"NCA {name.replace('_', ' ')} of "
                                                           "the central concentration"})
         ds.attrs["nca_route"] = route
+        if not single and self.records is not None:
+            self._attach_interval_nca(ds, route, conc.attrs["units"])
+
+    def _attach_interval_nca(self, ds: xr.Dataset, route: str, unit: str) -> None:
+        """NCA per dosing interval (:mod:`medtransport_pk.nca_intervals`) over a
+        ``dose_interval`` dimension, and CL/F at steady state."""
+        rec = self.records
+        assert rec is not None
+        doses = np.flatnonzero((rec.evid == 1) | (rec.evid == 4))
+        times, amts, steady = [], [], []
+        for i in doses:
+            k = np.arange(int(rec.addl[i]) + 1)
+            times.append(rec.time[i] + k * rec.ii[i])
+            amts.append(np.full(k.size, rec.amt[i]))
+            steady.append(np.full(k.size, rec.ss[i] > 0))
+        if not times:
+            return
+        t_all = np.concatenate(times)
+        order = np.argsort(t_all, kind="stable")
+        t_all, a_all, s_all = t_all[order], np.concatenate(amts)[order], \
+            np.concatenate(steady)[order]
+        starts, idx = np.unique(t_all, return_index=True)
+        dose = np.add.reduceat(a_all, idx)
+        ss = np.logical_or.reduceat(s_all, idx)
+        last_ii = float(rec.ii[doses].max())
+        t_end = float(ds["time"].values[-1]) / 3600.0
+        ends = np.append(starts[1:], starts[-1] + last_ii if last_ii > 0 else np.inf)
+        resets = rec.time[rec.evid == 3]
+        keep = (ends <= t_end + 1e-9) & np.array(
+            [not np.any((resets > s) & (resets <= e)) for s, e in zip(starts, ends, strict=True)])
+        if not keep.any():
+            return
+        starts, ends, dose, ss = starts[keep], ends[keep], dose[keep], ss[keep]
+        grid = np.union1d(ds["time"].values / 3600.0, starts)
+        res = engine.simulate(self._run_records, self._engine_kinetics(),
+                              compartments=self.body, central=self.body.index("central"),
+                              default_dose=0, grid=grid,
+                              before=(np.zeros(ends.size, np.int64), ends))
+        assert res.grid is not None and res.grid_concentration is not None
+        assert res.before_amounts is not None
+        vol = float(np.ravel(self.volumes())[0])
+        c_end = res.before_amounts[:, self.body.index("central")] / vol
+        try:
+            out = interval_nca(res.grid, res.grid_concentration[0], starts, ends, dose, c_end,
+                               ss, route)  # type: ignore[arg-type]
+        except ValueError:
+            return
+        ok = np.isfinite(out.auc_tau)
+        if not ok.any():
+            return
+        dim = "dose_interval"
+        ds.coords[dim] = (dim, np.arange(int(ok.sum())), {"units": "1",
+                                                          "long_name": "dosing interval"})
+        auc_unit = f"{unit}*h"
+        for name, values, units, label in (
+                ("start", out.start, "h", "time of the dose opening the interval"),
+                ("tau", out.tau, "h", "length of the interval"),
+                ("auc_tau", out.auc_tau, auc_unit, "AUC over the interval"),
+                ("cmax", out.cmax, unit, "largest concentration in the interval"),
+                ("tmax", out.tmax, "h", "time of Cmax after the dose"),
+                ("cmin", out.cmin, unit, "lowest concentration in the interval"),
+                ("ctrough", out.ctrough, unit, "concentration just before the next dose"),
+                ("cavg", out.cavg, unit, "AUCτ/τ"),
+                ("accumulation_ratio", out.accumulation_ratio, "dimensionless",
+                 "AUCτ relative to the first interval's"),
+                ("at_steady_state", out.at_steady_state.astype(np.int8), "1",
+                 "1 where the interval is at steady state")):
+            ds[f"nca_interval_{name}"] = (dim, np.asarray(values)[ok],
+                                          {"units": units, "long_name": f"NCA {label} "
+                                           "(central)"})
+        ss_rows = np.flatnonzero(ok & out.at_steady_state)
+        if ss_rows.size:
+            j = ss_rows[-1]
+            cl = Q_(float(out.clearance[j]), f"{self.unit}/({auc_unit})")
+            ds["nca_clearance_ss"] = ((), float(cl.m_as("L/h")), {
+                "units": "L/h", "long_name": "NCA CL/F = Dose/AUCτ at steady state (the last "
+                "interval at steady state)"})
 
     # -- presentation ----------------------------------------------------------------------
     def plot(self, dataset: xr.Dataset, figure: Any) -> None:
