@@ -578,15 +578,18 @@ def infusion_rate_and_duration(amt: np.ndarray, rate: np.ndarray, f: np.ndarray,
 def simulate(table: RecordTable, kinetics: Kinetics, *, compartments: tuple[str, ...],
              central: int, default_dose: int, grid: np.ndarray | None = None,
              check_steady_state: bool = True,
-             before: tuple[np.ndarray, np.ndarray] | None = None) -> EngineResult:
+             before: tuple[np.ndarray, np.ndarray] | None = None,
+             validated: bool = False) -> EngineResult:
     """Run every subject of ``table`` (see the module docstring). ``before`` = (subject
     indices, times) asks for the amounts just before anything happens at those times (a
     trough before a dose), returned as ``EngineResult.before_amounts``. Raises
-    :class:`RecordError` for records the semantics do not define."""
+    :class:`RecordError` for records the semantics do not define (``validated``: the caller
+    has run :func:`validate` on these records and kinetics already)."""
     n = len(compartments)
     if kinetics.n != n:
         raise ValueError(f"kinetics has {kinetics.n} compartments, expected {n}")
-    validate(table, n, kinetics, default_dose)
+    if not validated:
+        validate(table, n, kinetics, default_dose)
     if not np.array_equal(np.unique(kinetics.subject), np.arange(np.unique(kinetics.subject).size)):
         raise ValueError("kinetics.subject must number the subjects 0 … P − 1")
     nrec = len(table)

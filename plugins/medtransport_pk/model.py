@@ -776,8 +776,10 @@ class PKModel(Model):
         # declared from the records alone: the doses at t0 in the body and the steady-state
         # content, as the engine books them before anything is propagated
         t0 = float(self.scenario.time.start.m_as("h"))
-        res = self._engine(self._run_records, np.array([t0]))
-        assert res.grid_ledger is not None
+        res = getattr(self, "_declared_books", None)
+        if res is None:
+            res = self._engine(self._run_records, np.array([t0]))
+        assert res.grid_ledger is not None and res.grid is not None and res.grid[0] == t0
         led = res.grid_ledger[:, 0, :]
         start = led[:, 4] + led[:, 0] - led[:, 1] - led[:, 3]
         return {"drug": Q_(start[0] if self.n_patients is None else start, self.unit)}
@@ -789,9 +791,10 @@ class PKModel(Model):
 
     def _engine(self, table: RecordTable, grid_h: np.ndarray | None) -> engine.EngineResult:
         try:
+            # the declared records were validated when the model was built
             return engine.simulate(table, self._engine_kinetics(), compartments=self.body,
                                    central=self.body.index("central"), default_dose=0,
-                                   grid=grid_h)
+                                   grid=grid_h, validated=table is self._run_records)
         except engine.RecordError as exc:
             raise ScenarioError(self._record_problems(exc)) from None
 
@@ -821,6 +824,7 @@ class PKModel(Model):
         res = self._engine(solver, times_h)
         books = res if solver is self._run_records else self._engine(self._run_records,
                                                                      times_h)
+        self._declared_books = books  # the books of the declared records, from t0
         assert res.grid is not None and res.grid_amounts is not None
         assert books.grid_ledger is not None and res.grid_concentration is not None
         times_s = res.grid * 3600.0
