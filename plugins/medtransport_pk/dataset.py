@@ -71,7 +71,7 @@ KNOWN_COVARIATES: dict[str, tuple[str, ...]] = {
     "weight": ("kg",),
     "height": ("cm",),
     "age": ("year",),
-    "body_surface_area": ("m**2",),
+    "body_surface_area": ("m^2",),
     "serum_creatinine": ("mg/dL", "umol/L"),
     "creatinine_clearance": ("mL/min",),
     "hematocrit": ("dimensionless",),
@@ -311,7 +311,11 @@ def read_nonmem(path: str | Path, spec: NonmemSpec | Mapping[str, Any], *,
     for column, text in spec.units.items():
         key = column.upper()
         if key not in seen:
-            problems.append((f"data.units.{column}", f"the file has no column {column!r}"))
+            # a standard column may be absent (one units map serves several files); any other
+            # name is likelier a typo
+            if key not in STANDARD:
+                problems.append((f"data.units.{column}", f"the file has no column "
+                                                         f"{column!r}"))
         elif key in _UNITLESS:
             problems.append((f"data.units.{column}", f"{key} is a count or code; it takes no "
                                                      "unit"))
@@ -528,7 +532,7 @@ def read_nonmem(path: str | Path, spec: NonmemSpec | Mapping[str, Any], *,
             covariates[name] = values
             continue
         converted = values
-        target_unit = unit
+        match = ""
         if targets:
             match = next((t for t in targets
                           if Q_(1.0, unit).dimensionality == _unit(t).dimensionality), None)
@@ -537,10 +541,9 @@ def read_nonmem(path: str | Path, spec: NonmemSpec | Mapping[str, Any], *,
                                       f"{_compact(unit)} is not a unit of {name} (expected "
                                       f"{' or '.join(targets)})"))
                 continue
-            target_unit = _unit(match)
             converted = values * _factor(unit, match)
         covariates[name] = converted
-        covariate_units[name] = _compact(target_unit) if targets else unit_text[key]
+        covariate_units[name] = match if targets else unit_text[key]
     if unit_problems:
         raise DataSetError(unit_problems, source=source)
     bad.raise_(source)
