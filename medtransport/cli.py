@@ -172,7 +172,7 @@ def _check_target(path: str, option: str, image: bool = False, result: bool = Fa
     target = Path(path)
     problem = None
     kind = None
-    if result:
+    if result and not (target.is_dir() and target.suffix.lower() != ".zarr"):
         try:
             kind = output_format(target)
         except ValueError as exc:
