@@ -1059,7 +1059,7 @@ class PKModel(Model):
         if "record" in dataset.dims:
             from medtransport_pk.dataplot import plot_records
 
-            plot_records(dataset, figure, self.scenario.name)
+            plot_records(dataset, figure, self.scenario.name, table=self.records)
             return
         if "patient" in dataset.dims:
             self._plot_population(dataset, figure)
