@@ -144,6 +144,10 @@ def test_per_kg_dose_without_a_weight_is_refused(tmp_path: Path) -> None:
     msg = problems_of(tmp_path, "ID,TIME,AMT,CMT,WT\n1,0,4,1,.\n2,0,4,1,70\n",
                       units={"AMT": "mg/kg", "WT": "kg"}, covariates={"WT": "weight"})
     assert "data row 2 (ID 1, TIME 0 h)" in msg and "weight" in msg and "ID 2" not in msg
+    # nor does a weight leak forward from the subject before
+    msg = problems_of(tmp_path, "ID,TIME,AMT,CMT,WT\n1,0,4,1,70\n2,0,4,1,.\n",
+                      units={"AMT": "mg/kg", "WT": "kg"}, covariates={"WT": "weight"})
+    assert "data row 3 (ID 2, TIME 0 h)" in msg and "ID 1," not in msg
 
 
 def test_comment_rows_and_blank_lines_are_skipped(tmp_path: Path) -> None:
