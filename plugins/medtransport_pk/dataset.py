@@ -41,7 +41,6 @@ RATE``. Reading never evaluates anything in the file: every field is a number or
 
 from __future__ import annotations
 
-import csv as _csv
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -250,10 +249,8 @@ def _read_rows(path: Path, source: str) -> tuple[list[str], np.ndarray, np.ndarr
     if not texts:
         raise DataSetError([("data.path", "the file has a header but no records")],
                            source=source)
-    if csv_form:
-        rows = list(_csv.reader(texts, skipinitialspace=True))
-    else:
-        rows = [t.split() for t in texts]
+    # one record per line, always (a stray quote must not join lines, as csv quoting would)
+    rows = [t.split(",") for t in texts] if csv_form else [t.split() for t in texts]
     problems = _Problems()
     for number, fields in zip(numbers, rows, strict=True):
         if len(fields) != len(header):
@@ -263,7 +260,7 @@ def _read_rows(path: Path, source: str) -> tuple[list[str], np.ndarray, np.ndarr
     problems.raise_(source)
     table = np.array(rows, dtype=str).reshape(len(rows), len(header))
     if csv_form:
-        table = np.char.strip(table)
+        table = np.char.strip(table, ' \t"')
     return header, np.asarray(numbers, dtype=np.int64), table
 
 
@@ -301,12 +298,14 @@ def _compact(unit: pint.Unit) -> str:
 # --------------------------------------------------------------------------- reading
 
 def read_nonmem(path: str | Path, spec: NonmemSpec | Mapping[str, Any], *,
-                compartments: Mapping[int, str] | None = None) -> RecordTable:
+                compartments: Mapping[int, str] | None = None,
+                model: str = "this model") -> RecordTable:
     """Read a NONMEM-format file into a :class:`RecordTable` (see the module doc).
 
     ``compartments`` (CMT number → name, e.g. from :func:`compartment_numbers`) is the
     model's numbering: CMT outside it is refused and a ``spec.compartments`` map is
-    translated to it. Raises :class:`DataSetError` listing every problem found.
+    translated to it; ``model`` names the model in messages. Raises :class:`DataSetError`
+    listing every problem found.
     """
     if not isinstance(spec, NonmemSpec):
         try:
@@ -467,7 +466,7 @@ def read_nonmem(path: str | Path, spec: NonmemSpec | Mapping[str, Any], *,
             raise DataSetError([("data.compartments", str(exc))], source=source) from None
         standard = {name: number for number, name in compartments.items()}
         out_of_range = (cmt > 0) & ~np.isin(cmt, list(file_numbers))
-        flag(out_of_range, lambda i: f"CMT {cmt[i]:g} is out of range for this model "
+        flag(out_of_range, lambda i: f"CMT {cmt[i]:g} is out of range for {model} "
                                      f"({_describe(file_numbers)})")
         if spec.compartments:
             translate = {n: standard[name] for n, name in file_numbers.items()}
@@ -695,4 +694,7 @@ def read_dataset(scenario: Scenario) -> RecordTable | None:
         raise ScenarioError([("data.path", f"no such file: {spec.path} (relative to "
                                            f"{scenario.source_dir.name or '.'}/, the "
                                            "scenario's directory)")])
-    return read_nonmem(path, spec, compartments=model_compartments(scenario))
+    numbers = model_compartments(scenario)
+    kind = "with" if "depot" in numbers.values() else "without"
+    return read_nonmem(path, spec, compartments=numbers,
+                       model=f"{scenario.model} {kind} first-order absorption")

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from medtransport.errors import ScenarioError
 from medtransport.scenario import load_scenario
@@ -332,7 +334,9 @@ def test_read_dataset_resolves_the_path_and_uses_the_models_numbering(tmp_path: 
     t = read_dataset(scenario(tmp_path, path="sub/d.csv", units={"AMT": "mg"}))
     assert t is not None and t.compartments == {1: "central", 2: "peripheral"}
     write(tmp_path / "sub", "ID,TIME,AMT,CMT\n1,0,100,3\n", "d.csv")
-    with pytest.raises(DataSetError, match="CMT 3 is out of range"):
+    with pytest.raises(DataSetError, match="CMT 3 is out of range for pk.two_compartment "
+                                           r"without first-order absorption \(1 = central, "
+                                           r"2 = peripheral\)"):
         read_dataset(scenario(tmp_path, path="sub/d.csv", units={"AMT": "mg"}))
 
 
@@ -349,3 +353,31 @@ def test_a_bad_data_section_names_the_field(tmp_path: Path, data: dict[str, Any]
     with pytest.raises(ScenarioError) as info:
         read_dataset(scenario(tmp_path, **data))
     assert fragment in str(info.value)
+
+
+# ------------------------------------------------------------------- fuzzing
+
+_FIELD = st.one_of(st.sampled_from([".", "", "0", "1", "2", "-1", "-2", "12", "1.5", "nan",
+                                    "inf", "1e400", "x", "C", "#", "'", '"', "4,5"]),
+                   st.floats(allow_nan=False, allow_infinity=False).map(repr),
+                   st.text(max_size=4))
+_COLUMNS = ["ID", "TIME", "EVID", "AMT", "CMT", "RATE", "II", "ADDL", "SS", "MDV", "DV", "WT"]
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.lists(_FIELD, min_size=len(_COLUMNS), max_size=len(_COLUMNS) + 1),
+                     max_size=6),
+       comma=st.booleans())
+def test_any_file_reads_or_is_refused_as_bad_input(tmp_path: Path, rows: list[list[str]],
+                                                   comma: bool) -> None:
+    sep = "," if comma else " "
+    text = sep.join(_COLUMNS) + "\n" + "\n".join(sep.join(r) for r in rows) + "\n"
+    try:
+        t = read(tmp_path, text, units={**UNITS, "WT": "kg"}, covariates={"WT": "weight"})
+    except ScenarioError:
+        return
+    # what is accepted is consistent
+    assert np.all(np.isfinite(t.time)) and np.all(t.amt >= 0)
+    assert set(t.evid.tolist()) <= {0, 1, 2, 3, 4} and set(t.mdv.tolist()) <= {0, 1}
+    assert np.all(np.isfinite(t.dv[t.mdv == 0]))
