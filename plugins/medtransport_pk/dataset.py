@@ -526,8 +526,14 @@ def read_nonmem(path: str | Path, spec: NonmemSpec | Mapping[str, Any], *,
     covariate_units: dict[str, str] = {}
     covariates: dict[str, np.ndarray] = {}
     columns: dict[str, str] = {}
+    given_to = {name: header[seen[key]] for key, name in covariate_of.items()}
     for key, values in covariate_raw.items():
         name = covariate_of.get(key, header[seen[key]])
+        if key not in covariate_of and name in given_to:
+            unit_problems.append((f"data.covariates.{given_to[name]}",
+                                  f"the name {name!r} is also a column of the file; the "
+                                  "covariate would be ambiguous"))
+            continue
         targets = KNOWN_COVARIATES.get(name, ())
         unit = need(key, key in covariate_of, (), f"as the covariate {name}")
         columns[name] = header[seen[key]]

@@ -181,6 +181,13 @@ def test_other_numeric_columns_are_covariates_and_text_columns_are_not(tmp_path:
     assert unit == "mL/min" and values[0] == 85.0
 
 
+def test_a_covariate_name_that_is_also_a_column_is_refused(tmp_path: Path) -> None:
+    msg = problems_of(tmp_path, "ID,TIME,AMT,CMT,WT,weight\n1,0,100,2,70,71\n",
+                      units={"AMT": "mg", "WT": "kg", "weight": "kg"},
+                      covariates={"WT": "weight"})
+    assert "data.covariates.WT: the name 'weight' is also a column" in msg
+
+
 def test_a_covariate_used_without_a_unit_is_refused_naming_its_column(tmp_path: Path) -> None:
     msg = problems_of(tmp_path, "ID,TIME,AMT,CMT,WT\n1,0,100,2,70\n",
                       covariates={"WT": "weight"})
