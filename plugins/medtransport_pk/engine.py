@@ -73,7 +73,8 @@ import numpy as np
 from medtransport.numerics.compartments import expm_batched
 from medtransport_pk.records import RecordTable
 
-__all__ = ["EngineResult", "Kinetics", "RecordError", "simulate", "subject_blocks"]
+__all__ = ["EngineResult", "Kinetics", "RecordError", "infusion_rate_and_duration", "simulate",
+           "subject_blocks"]
 
 # event kinds
 _CHECK, _SEG, _BOLUS, _RATE, _RESET, _SS, _OUT_REC = range(7)
@@ -206,7 +207,7 @@ def validate(table: RecordTable, n_cmt: int, kinetics: Kinetics | None = None,
     back[1:] = same & (table.time[1:] < table.time[:-1])
     bad(back, "TIME goes backwards within the subject")
     bad((table.cmt < 0) | (table.cmt > n_cmt), f"CMT must be 0 (default) or 1–{n_cmt}")
-    const = dose & (amt == 0) & (rate > 0) & (ss == 1) & (ii == 0)
+    const = _constant_infusion(table)
     bad(dose & ~const & ~(amt > 0), "a dose (EVID 1 or 4) needs AMT > 0 (or AMT 0 with "
         "RATE > 0, SS 1 and II 0 for a constant infusion)")
     bad(dose & ~((rate == 0) | (rate > 0) | (rate == -1) | (rate == -2)),
@@ -229,6 +230,13 @@ def validate(table: RecordTable, n_cmt: int, kinetics: Kinetics | None = None,
             "infusion_duration for this compartment")
     if problems:
         raise RecordError(problems)
+
+
+def _constant_infusion(table: RecordTable) -> np.ndarray:
+    """AMT 0, RATE > 0 (or −1, modelled), SS 1, II 0: a constant infusion at steady state."""
+    dose = (table.evid == 1) | (table.evid == 4)
+    return dose & (table.amt == 0) & ((table.rate > 0) | (table.rate == -1)) & \
+        (table.ss == 1) & (table.ii == 0)
 
 
 def _record_segments(table: RecordTable, block: np.ndarray, kin: Kinetics) -> np.ndarray:
@@ -553,6 +561,19 @@ def _steady_states(recs: np.ndarray, t: np.ndarray, kmat: np.ndarray, c: np.ndar
 
 # --------------------------------------------------------------------------- simulate
 
+def infusion_rate_and_duration(amt: np.ndarray, rate: np.ndarray, f: np.ndarray,
+                               modelled_rate: np.ndarray, modelled_duration: np.ndarray
+                               ) -> tuple[np.ndarray, np.ndarray]:
+    """(rate, duration) of each dose record by NONMEM's rules: F scales the amount, so with
+    a given rate (RATE > 0) or a modelled rate (RATE −1) F·AMT lasts F·AMT/rate, and with a
+    modelled duration D (RATE −2) it is given at F·AMT/D. Boluses get (0, 0)."""
+    r = np.where(rate > 0, rate, np.where(rate == -1, modelled_rate, 0.0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d = np.where(rate == -2, modelled_duration, np.where(r > 0, f * amt / r, 0.0))
+        r = np.where(rate == -2, f * amt / d, r)
+    return np.nan_to_num(r), np.nan_to_num(d)
+
+
 def simulate(table: RecordTable, kinetics: Kinetics, *, compartments: tuple[str, ...],
              central: int, default_dose: int, grid: np.ndarray | None = None,
              check_steady_state: bool = True) -> EngineResult:
@@ -574,14 +595,10 @@ def simulate(table: RecordTable, kinetics: Kinetics, *, compartments: tuple[str,
     dose = (evid == 1) | (evid == 4)
     f = kinetics.bioavailability[seg_rec, cmt]
     lag = kinetics.lag[seg_rec, cmt]
-    # infusion rate and duration of each dose record (F per NONMEM's rules)
-    r_dose = np.where(rate > 0, rate, np.where(rate == -1, kinetics.infusion_rate[seg_rec, cmt],
-                                               0.0))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        d_dose = np.where(rate == -2, kinetics.infusion_duration[seg_rec, cmt],
-                          np.where(r_dose > 0, f * amt / r_dose, 0.0))
-        r_dose = np.where(rate == -2, f * amt / d_dose, r_dose)
-    const = dose & (amt == 0) & (rate > 0) & (ss == 1) & (ii == 0)
+    r_dose, d_dose = infusion_rate_and_duration(
+        amt, rate, f, kinetics.infusion_rate[seg_rec, cmt],
+        kinetics.infusion_duration[seg_rec, cmt])
+    const = _constant_infusion(table)
     infusion = dose & ~const & (r_dose > 0)
     ridx = np.arange(nrec)
 
@@ -651,11 +668,13 @@ def simulate(table: RecordTable, kinetics: Kinetics, *, compartments: tuple[str,
         pr = np.array([x[0] for x in sst.pending])
         pt = np.array([x[1] for x in sst.pending])
         pb = ~infusion[pr]
-        add(block[pr[pb]], pt[pb], _PH_IMPLIED, pr[pb], _SUB_DOSE, _BOLUS, cm=cmt[pr[pb]],
+        # one landing at the record's own time comes after its reset and steady state
+        ph = np.where(pt == table.time[pr], _PH_RECORD, _PH_IMPLIED)
+        add(block[pr[pb]], pt[pb], ph[pb], pr[pb], _SUB_DOSE, _BOLUS, cm=cmt[pr[pb]],
             value=f[pr[pb]] * amt[pr[pb]], unabs=(1 - f[pr[pb]]) * amt[pr[pb]],
             origin=4 * pr[pb] + 1)
         pi = pr[~pb]
-        add(block[pi], pt[~pb], _PH_IMPLIED, pi, _SUB_DOSE, _RATE, cm=cmt[pi], value=r_dose[pi],
+        add(block[pi], pt[~pb], ph[~pb], pi, _SUB_DOSE, _RATE, cm=cmt[pi], value=r_dose[pi],
             unabs=(1 - f[pi]) * amt[pi], origin=4 * pi + 1)
         add(block[pi], pt[~pb] + d_dose[pi], _PH_IMPLIED, pi, _SUB_DOSE, _RATE, cm=cmt[pi],
             value=-r_dose[pi], origin=4 * pi + 1)
