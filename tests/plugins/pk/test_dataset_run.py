@@ -122,3 +122,18 @@ def test_a_bad_data_set_fails_cleanly_and_writes_nothing(tmp_path: Path) -> None
     assert "data row 4 (ID 1, TIME 1 h): TIME goes backwards" in result.stderr
     assert "Traceback" not in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv"]
+
+
+@pytest.mark.parametrize("suffix", [".nc", ".zarr"])
+def test_run_data_writes_the_records_with_units_to_netcdf_and_zarr(tmp_path: Path,
+                                                                   suffix: str) -> None:
+    out = tmp_path / f"vanco{suffix}"
+    result = invoke("run", DATA / "vancomycin.yaml", "-q", "-o", out)
+    assert result.exit_code == 0, result.output
+    ds = xr.open_zarr(out, consolidated=False) if suffix == ".zarr" else xr.open_dataset(out)
+    assert ds.sizes["record"] == 41
+    assert ds["DV"].attrs["units"] == "mg/L" and ds["TIME"].attrs["units"] == "h"
+    obs = ds["EVID"].values == 0
+    # the file's observations, in its order (subject 1: trough, peak, trough)
+    assert ds["DV"].values[obs][:3].tolist() == [13.2, 41.0, 15.1]
+    ds.close()
