@@ -45,6 +45,7 @@ from pydantic import (
 from medtransport.boundary import BoundarySpec
 from medtransport.domain import DomainSpec, NotBool
 from medtransport.errors import ScenarioError
+from medtransport.estimation.residual import ResidualErrorSpec
 from medtransport.population import PopulationSpec
 from medtransport.units import Q_, Qty, format_quantity, parse_quantity
 
@@ -302,6 +303,7 @@ class Scenario(_Section):
     seed: Annotated[int, Field(ge=0, lt=2**63), NotBool] | None = None
     output: OutputSpec = Field(default_factory=OutputSpec)
     population: PopulationSpec | None = None
+    residual_error: ResidualErrorSpec | None = None
 
     @property
     def source_dir(self) -> Path:
