@@ -267,6 +267,16 @@ class ResidualError:
             observed = np.isfinite(dv)
         return np.where(observed, out, 0.0)
 
+    def log_density(self, dv: ArrayLike, pred: ArrayLike) -> FloatArray:
+        """ln p(y | f), the density of DV itself (with log 2π and, for the exponential model,
+        the Jacobian −ln y of the log-normal transform); integrates to 1 over y."""
+        dv = np.asarray(dv, dtype=np.float64)
+        out = -0.5 * (self.neg2_log_likelihood(dv, pred) + math.log(2.0 * math.pi))
+        if self.log_scale:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                out = out - np.log(dv)
+        return out
+
     def weighted_residual(self, dv: ArrayLike, pred: ArrayLike) -> FloatArray:
         """(T(y) − T(f))/SD: IWRES when ``pred`` is the individual prediction."""
         return (self.transform(dv) - self.transform(pred)) / self.sd(pred)
