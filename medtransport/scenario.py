@@ -51,6 +51,7 @@ from medtransport.units import Q_, Qty, format_quantity, parse_quantity
 
 __all__ = [
     "AuditSpec",
+    "DataSpec",
     "Event",
     "OutputSpec",
     "Patient",
@@ -286,6 +287,22 @@ class OutputSpec(_Section):
     path: str | None = None
 
 
+class DataSpec(BaseModel):
+    """An input data set the model reads: ``path`` (relative to the scenario's directory, like
+    every input file) and its ``format``; any further keys (units, column maps …) are the
+    reading plugin's options, kept as given and validated by that plugin."""
+
+    model_config = ConfigDict(extra="allow", ser_json_bytes="base64")
+
+    path: str = Field(min_length=1)
+    #: None lets the reading plugin use its own default format
+    format: str | None = Field(default=None, min_length=1)
+
+    def options(self) -> dict[str, Any]:
+        """The plugin's options: every key but ``path`` and ``format``."""
+        return dict(self.model_extra or {})
+
+
 class Scenario(_Section):
     """A complete scenario; see the module docstring and ``schemas/scenario.schema.json``."""
 
@@ -303,6 +320,7 @@ class Scenario(_Section):
     seed: Annotated[int, Field(ge=0, lt=2**63), NotBool] | None = None
     output: OutputSpec = Field(default_factory=OutputSpec)
     population: PopulationSpec | None = None
+    data: DataSpec | None = None
     residual_error: ResidualErrorSpec | None = None
 
     @property
@@ -314,6 +332,12 @@ class Scenario(_Section):
         # in equality, serialization or the schema.
         source = self.__dict__.get("_source_dir")
         return source if source is not None else Path.cwd()
+
+    def data_path(self) -> Path | None:
+        """The data set's file, resolved against :attr:`source_dir` (None without ``data``)."""
+        if self.data is None:
+            return None
+        return (self.source_dir / self.data.path).resolve()
 
     def to_json(self) -> str:
         """The scenario as JSON, quantities as strings that load back to the same values."""
