@@ -46,6 +46,7 @@ from medtransport.boundary import BoundarySpec
 from medtransport.domain import DomainSpec, NotBool
 from medtransport.errors import ScenarioError
 from medtransport.estimation.residual import ResidualErrorSpec
+from medtransport.estimation.spec import EstimateSpec
 from medtransport.population import PopulationSpec
 from medtransport.units import Q_, Qty, format_quantity, parse_quantity
 
@@ -322,6 +323,7 @@ class Scenario(_Section):
     population: PopulationSpec | None = None
     data: DataSpec | None = None
     residual_error: ResidualErrorSpec | None = None
+    estimate: EstimateSpec | None = None
 
     @property
     def source_dir(self) -> Path:

@@ -166,7 +166,18 @@ class _Covariates:
 
     @property
     def creatinine_clearance(self) -> pint.Quantity:
-        return self._get("creatinine_clearance", "mL/min")
+        """Given, or Cockcroft–Gault from age, sex (0 male, 1 female) and serum creatinine in
+        the data, as :attr:`medtransport.scenario.Patient.creatinine_clearance` computes it."""
+        cov = self._table.covariates
+        if "creatinine_clearance" in cov or not {"age", "serum_creatinine"} <= set(cov):
+            return self._get("creatinine_clearance", "mL/min")
+        age = self._get("age", "year").m_as("year")
+        scr = self._get("serum_creatinine", "mg/dL").m_as("mg/dL")
+        female = (np.asarray(cov["sex"], float)[self._start] == 1) if "sex" in cov else \
+            np.full(self._start.size, getattr(self._patient, "sex", None) == "female")
+        weight = self.weight.m_as("kg")
+        crcl = (140.0 - age) * weight / (72.0 * scr) * np.where(female, 0.85, 1.0)
+        return Q_(crcl, "mL/min")
 
 
 def estimation_problem(scenario: Scenario, table: RecordTable,
@@ -306,8 +317,10 @@ def estimation_problem(scenario: Scenario, table: RecordTable,
                               central=central, default_dose=1 if oral else 0,
                               check_steady_state=False)
         residual_books = np.abs(result.record_residual())
-        scale = np.repeat(np.maximum(max_given[subjects], 1e-300), reps) * \
-            np.maximum(1.0, np.repeat(1 + table.addl[rows] * 0, 1))
+        # the largest amount the books saw: a dose, or a steady-state content
+        scale = np.maximum(np.repeat(max_given[subjects], reps),
+                           np.abs(result.record_ledger).max(axis=1))
+        scale = np.maximum(scale, 1e-300)
         ratio = float(np.nanmax(residual_books / scale)) if rows.size else 0.0
         books.passes += 1
         books.subject_runs += m
