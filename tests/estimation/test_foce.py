@@ -60,8 +60,10 @@ def test_evaluate_only_gives_the_ofv_at_the_initial_values_without_moving_them()
     problem, _ = simulated_oral(10, seed=8)
     result = estimate_foce(problem, evaluate_only=True, covariance=False)
     np.testing.assert_array_equal(result.problem.theta, problem.theta)
-    assert result.ofv == pytest.approx(foce_objective(problem, estimate_map(problem)).sum(),
-                                       rel=1e-9)
+    tight = estimate_map(problem, gtol=1e-9, dtol=1e-16)
+    assert result.ofv == pytest.approx(foce_objective(problem, tight).sum(), rel=1e-9)
+    # the default (looser) modes give the same OFV far inside NONMEM's 0.01 reporting
+    assert abs(foce_objective(problem, estimate_map(problem)).sum() - result.ofv) < 1e-3
 
 
 def test_one_linear_gaussian_subject_ofv_is_the_marginal_likelihood() -> None:
