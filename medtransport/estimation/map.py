@@ -135,7 +135,7 @@ def _jacobian(problem: Problem, eta: FloatArray, subjects: NDArray[np.int64],
 
 
 def estimate_map(problem: Problem, eta0: FloatArray | None = None, *, max_iter: int = 100,
-                 gtol: float = 1e-6, ftol: float = 1e-12, dtol: float = 1e-10) -> MapResult:
+                 gtol: float = 1e-6, ftol: float = 1e-12, dtol: float = 1e-14) -> MapResult:
     """The conditional modes η̂ of every subject of ``problem`` (see the module docstring).
 
     A subject is done when its gradient's largest component is below ``gtol`` (on the −2 log
@@ -209,7 +209,7 @@ def estimate_map(problem: Problem, eta0: FloatArray | None = None, *, max_iter: 
         lam[kept] = np.maximum(lam[kept] / 3.0, 1e-12)
         lam[active[~better]] *= 4.0
         # a step that fails with almost nothing left to gain: the numerical floor is reached
-        done[active[~better & (decrement[~small] <= 1e3 * dtol)]] = True
+        done[active[~better & (decrement[~small] <= max(1e3 * dtol, 1e-9))]] = True
         if kept.size:
             old = obj[kept].copy()
             derivatives(kept)
