@@ -53,6 +53,14 @@ def fit(scenario: Any, *, method: str | None = None,
     """Fit ``scenario`` (a path, mapping or Scenario) to its data; see the module docstring.
 
     ``method`` overrides ``estimate.method``; ``data`` replaces the data section's path."""
+    return fit_with_layout(scenario, method=method, data=data)[0]
+
+
+def fit_with_layout(scenario: Any, *, method: str | None = None,
+                    data: str | Path | None = None) -> tuple[xr.Dataset, Any, Problem]:
+    """:func:`fit`, also returning the records' layout (the plugin's, with its grid
+    prediction for plots) and the final problem. On a failed audit the AuditFailure carries
+    the dataset."""
     from medtransport.scenario import load_scenario
 
     sc = load_scenario(scenario)
@@ -98,7 +106,7 @@ def fit(scenario: Any, *, method: str | None = None,
         raise AuditFailure(f"{sc.model} fit ({method}): {report.summary()}: "
                            + "; ".join(f"{r.name}: {r.detail}" for r in report.failures),
                            report=report, dataset=ds)
-    return ds
+    return ds, layout, problem
 
 
 def _dt_now() -> str:
@@ -153,6 +161,11 @@ def _dataset(sc: Any, problem: Problem, modes: MapResult, layout: Any, ofv: floa
                                             f"{name.replace('_', ' ')} (delta method)"})
         ds[f"typical_{name}"] = ((), float(problem.theta[j]), {
             "units": unit, "long_name": f"typical value of {name.replace('_', ' ')} (θ)"})
+    factor = (problem.covariate_factor if problem.covariate_factor is not None
+              else np.ones((problem.n_subjects, len(problem.parameter_names))))
+    ds.coords["parameter"] = ("parameter", list(problem.parameter_names))
+    ds["covariate_factor"] = (("ID", "parameter"), factor, {
+        "units": "1", "long_name": "covariate factor on the typical value"})
     ds["objective"] = ("ID", modes.objective, {
         "units": "1", "long_name": "−2 log posterior at the mode (without constants)"})
     ds["ofv"] = ((), ofv, {"units": "1", "long_name": "FOCE-I objective function value "

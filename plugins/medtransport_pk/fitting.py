@@ -78,6 +78,23 @@ class FitData:
     default_dose: int
     books: BooksAudit = field(default_factory=BooksAudit)
     kinetics_of: Any = None                   # phi → Kinetics (for a grid prediction)
+    dv_factor: float = 1.0
+
+    def grid(self, phi: NDArray[np.float64], times: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Each subject's concentration (DV unit) at ``times`` (h) with its parameters
+        ``phi`` (one row per subject) — the smooth curves of a plot, books audited too."""
+        with np.errstate(all="ignore"):
+            result = simulate(self.table, self.kinetics_of(phi), compartments=self.compartments,
+                              central=self.central, default_dose=self.default_dose,
+                              grid=np.asarray(times, float), check_steady_state=False)
+        assert result.grid_amounts is not None and result.grid_ledger is not None
+        books = np.abs(result.residual(result.grid_amounts, result.grid_ledger))
+        scale = max(float(np.abs(result.grid_ledger).max()), 1e-300)
+        if not float(books.max()) <= BOOKS_RTOL * scale:
+            raise AuditFailure("the books of the plotted course do not close "
+                               f"({float(books.max()) / scale:.3g} of the largest amount)")
+        assert result.grid_concentration is not None
+        return result.grid_concentration * self.dv_factor
 
 
 def _blocks(ids: NDArray[Any]) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[Any]]:
@@ -357,7 +374,7 @@ def estimation_problem(scenario: Scenario, table: RecordTable,
                       lloq=lloq if lloq_col is not None else None,
                       parameter_units={n: _UNITS[n] for n in names}, time=times)
     data = FitData(table, subject_index, obs_position, table.dv_unit, compartments, central,
-                   1 if oral else 0, books, kinetics_of)
+                   1 if oral else 0, books, kinetics_of, dv_factor)
     return problem, data
 
 
