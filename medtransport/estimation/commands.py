@@ -180,7 +180,7 @@ def recommend_cmd(scenario: str, data_path: str | None, targets: tuple[str, ...]
         _check(output, "-o/--output", (".nc",))
     parsed = [_parse_target(t) for t in targets]
     try:
-        taus = [parse_quantity(x.strip(), field="--interval").m_as("h")
+        taus = [float(parse_quantity(x.strip(), field="--interval").m_as("h"))
                 for x in intervals.split(",") if x.strip()]
     except Exception as exc:
         raise ScenarioError([("--interval", f"expected times such as '8h,12h', got "

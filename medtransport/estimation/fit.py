@@ -145,6 +145,8 @@ def _dataset(sc: Any, problem: Problem, modes: MapResult, layout: Any, ofv: floa
         "units": "1", "long_name": "conditional mode η̂ (MAP, log scale)"})
     ds["eta_se"] = (("ID", "eta"), se_eta, {
         "units": "1", "long_name": "posterior SE of η (Laplace approximation)"})
+    ds["eta_covariance"] = (("ID", "eta", "eta_2"), modes.posterior_covariance, {
+        "units": "1", "long_name": "posterior covariance of η (Laplace approximation)"})
     ds["eta_shrinkage"] = ("eta", shrinkage(modes.eta, problem.omega), {
         "units": "1", "long_name": "η-shrinkage 1 − SD(η̂)/ω"})
     ds["omega"] = (("eta", "eta_2"), problem.omega, {

@@ -79,6 +79,69 @@ class FitData:
     books: BooksAudit = field(default_factory=BooksAudit)
     kinetics_of: Any = None                   # phi → Kinetics (for a grid prediction)
     dv_factor: float = 1.0
+    bioavailability: float = 1.0
+    parameter_index: dict[str, int] = field(default_factory=dict)
+
+    def dose_route(self) -> tuple[int, float]:
+        """(CMT index, infusion duration in h) of the subject's last dose: a new regimen is
+        given the same way (duration 0 for a bolus or an oral dose)."""
+        dose = np.flatnonzero((self.table.evid == 1) | (self.table.evid == 4))
+        if dose.size == 0:
+            return self.default_dose, 0.0
+        i = int(dose[-1])
+        cmt = int(self.table.cmt[i]) - 1 if self.table.cmt[i] > 0 else self.default_dose
+        rate, amt = float(self.table.rate[i]), float(self.table.amt[i])
+        return cmt, (amt / rate if rate > 0 else 0.0)
+
+    def exposure(self, phi: NDArray[np.float64], interval: float,
+                 n_points: int = 241) -> dict[str, NDArray[np.float64]]:
+        """Steady-state exposure of a regimen of 1 ``amount_unit`` every ``interval`` h, given
+        as the last dose was, for each row of ``phi``: ``auc24`` (DV unit·h, = 24/τ · F·D/CL,
+        exact for linear kinetics), ``trough`` (at τ) and ``peak`` (the largest of the
+        interval's course, DV unit), and the ``course`` over the interval at ``times``. Doses
+        scale all of these linearly."""
+        m = phi.shape[0]
+        cmt, duration = self.dose_route()
+        z = np.zeros(m)
+        table = RecordTable(
+            id=np.arange(m), time=z.copy(), evid=np.ones(m, np.int64), amt=np.ones(m),
+            cmt=np.full(m, cmt + 1, np.int64),
+            rate=np.full(m, 1.0 / duration if duration > 0 else 0.0),
+            ii=np.full(m, float(interval)), addl=np.zeros(m, np.int64),
+            ss=np.ones(m, np.int64), mdv=np.ones(m, np.int64), dv=np.full(m, np.nan),
+            row=np.arange(1, m + 1), amount_unit=self.table.amount_unit,
+            dv_unit=self.dv_unit)
+        times = np.unique(np.concatenate([np.linspace(0.0, interval, n_points),
+                                          [min(duration, interval)]]))
+        with np.errstate(all="ignore"):
+            result = simulate(table, self.kinetics_of(phi), compartments=self.compartments,
+                              central=self.central, default_dose=self.default_dose,
+                              grid=times, check_steady_state=False)
+        assert result.grid_concentration is not None and result.grid_amounts is not None
+        assert result.grid_ledger is not None
+        books = np.abs(result.residual(result.grid_amounts, result.grid_ledger))
+        if not float(books.max()) <= BOOKS_RTOL * max(float(np.abs(result.grid_ledger).max()),
+                                                      1.0):
+            raise AuditFailure("the books of a steady-state exposure run do not close")
+        conc = result.grid_concentration * self.dv_factor
+        f = self.bioavailability if cmt == 0 and self.default_dose == 1 else 1.0
+        cl = phi[:, self.parameter_index["clearance"]]
+        return {"auc24": 24.0 / interval * f * 1.0 / cl * self.dv_factor,
+                "trough": conc[:, -1], "peak": conc.max(axis=1), "times": times,
+                "course": conc}
+
+    def regimen_events(self, dose: float, interval: float, count: int) -> list[dict[str, Any]]:
+        """The YAML events of a regimen given as the last dose was."""
+        cmt, duration = self.dose_route()
+        amount = f"{dose:g} {self.table.amount_unit}"
+        if self.default_dose == 1 and cmt == 0:
+            return [{"type": "oral", "amount": amount, "every": f"{interval:g} h",
+                     "count": count}]
+        if duration > 0:
+            return [{"type": "infusion", "amount": amount, "duration": f"{duration:g} h",
+                     "every": f"{interval:g} h", "count": count}]
+        return [{"type": "bolus", "amount": amount, "every": f"{interval:g} h",
+                 "count": count}]
 
     def grid(self, phi: NDArray[np.float64], times: NDArray[np.float64]) -> NDArray[np.float64]:
         """Each subject's concentration (DV unit) at ``times`` (h) with its parameters
@@ -374,7 +437,7 @@ def estimation_problem(scenario: Scenario, table: RecordTable,
                       lloq=lloq if lloq_col is not None else None,
                       parameter_units={n: _UNITS[n] for n in names}, time=times)
     data = FitData(table, subject_index, obs_position, table.dv_unit, compartments, central,
-                   1 if oral else 0, books, kinetics_of, dv_factor)
+                   1 if oral else 0, books, kinetics_of, dv_factor, f_oral, index)
     return problem, data
 
 
