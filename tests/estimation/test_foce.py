@@ -88,6 +88,30 @@ def test_one_linear_gaussian_subject_ofv_is_the_marginal_likelihood() -> None:
                                                                               rel=1e-9)
 
 
+def test_cwres_of_a_linear_gaussian_subject_is_the_whitened_residual() -> None:
+    # For f = a + Bη (additive error) the FOCE mean is a and the covariance C = BΩBᵀ + σ²I
+    # exactly, so CWRES = C^{−1/2}(y − a) (Hooker et al. 2007), with the symmetric root.
+    from medtransport.estimation.diagnostics import diagnostics
+
+    design = np.array([[1.0, 0.5], [1.0, 2.0], [0.3, -1.0], [2.0, 1.0]])
+    offset = np.array([5.0, 3.0, 1.0, 2.0])
+    omega = np.array([[0.09, 0.02], [0.02, 0.16]])
+    y = np.array([5.3, 3.9, 0.6, 2.8])
+    theta = np.ones(2)
+
+    def predict(phi, subjects):
+        return offset[None] + np.log(phi / theta) @ design.T
+
+    problem = Problem(predict=predict, dv=y[None], observed=np.ones((1, 4), bool),
+                      parameter_names=("a", "b"), theta=theta, eta_names=("a", "b"),
+                      omega=omega, residual=ResidualError(additive=0.4, unit="mg/L"))
+    c = design @ omega @ design.T + 0.16 * np.eye(4)
+    w, v = np.linalg.eigh(c)
+    expected = v @ np.diag(w ** -0.5) @ v.T @ (y - offset)
+    got = diagnostics(problem, estimate_map(problem)).cwres[0]
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-8)
+
+
 # ----------------------------------------------------------------------------- mutants
 
 
