@@ -69,8 +69,11 @@ def _estimates_table(ds: Any) -> Any:
               help="Individual courses and goodness-of-fit panels (PNG, SVG, PDF).")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False),
               help="Self-contained HTML report of the fit.")
+@click.option("--vpc", "vpc_path", type=click.Path(dir_okay=False),
+              help="Visual predictive check of the fitted model (PNG, SVG, PDF).")
 def fit_cmd(scenario: str, data_path: str | None, method: str | None, output: str | None,
-            plot_path: str | None, report_path: str | None) -> None:
+            plot_path: str | None, report_path: str | None,
+            vpc_path: str | None = None) -> None:
     """Fit SCENARIO to measured levels: MAP individual parameters, or FOCE-I estimates."""
     from medtransport.audit import AuditReport
     from medtransport.cli import _audit_table, _console
@@ -85,9 +88,11 @@ def fit_cmd(scenario: str, data_path: str | None, method: str | None, output: st
         _check(plot_path, "--plot", _IMAGE)
     if report_path:
         _check(report_path, "--report", (".html",))
+    if vpc_path:
+        _check(vpc_path, "--vpc", _IMAGE)
     console = _console()
     try:
-        ds, layout, _ = fit_with_layout(scenario, method=method, data=data_path)
+        ds, layout, problem = fit_with_layout(scenario, method=method, data=data_path)
     except AuditFailure as exc:
         if exc.report is not None:
             _console(stderr=True).print(_audit_table(exc.report, "fit audit (FAILED)"))
@@ -107,6 +112,12 @@ def fit_cmd(scenario: str, data_path: str | None, method: str | None, output: st
             suffix = Path(plot_path).suffix
             png = files.enter_context(write_atomically(plot_path, suffix))
             save_fit_plot(ds, curves, str(png))
+        if vpc_path:
+            from medtransport.estimation.vpc import save_vpc_plot, vpc
+
+            save_vpc_plot(vpc(problem), problem, str(files.enter_context(
+                write_atomically(vpc_path, Path(vpc_path).suffix))),
+                title=f"VPC of {ds.attrs['title']} ({ds.attrs['method']})")
         if output:
             write_netcdf(ds, files.enter_context(write_atomically(output, ".nc.tmp")))
         if report_path:
@@ -115,7 +126,7 @@ def fit_cmd(scenario: str, data_path: str | None, method: str | None, output: st
             html = fit_report(ds, curves)
             files.enter_context(write_atomically(report_path, ".html.tmp")).write_text(
                 html, encoding="utf-8")
-    written = ", ".join(p for p in (output, plot_path, report_path) if p)
+    written = ", ".join(p for p in (output, plot_path, report_path, vpc_path) if p)
     if written:
         click.echo(f"wrote {written}")
 

@@ -100,13 +100,15 @@ def test_cli_fit_writes_the_result_the_plot_and_the_report(tmp_path: Path) -> No
     out = tmp_path / "ind.nc"
     res = CliRunner().invoke(main, ["fit", str(scenario), "--method", "map", "-o", str(out),
                                     "--plot", str(tmp_path / "ind.png"),
-                                    "--report", str(tmp_path / "ind.html")])
+                                    "--report", str(tmp_path / "ind.html"),
+                                    "--vpc", str(tmp_path / "vpc.png")])
     assert res.exit_code == 0, res.output
     assert "map.converged" in res.output and "OFV" in res.output
     back = mt.read_netcdf(out)
     assert back.sizes["ID"] == 12 and back.attrs["audit_status"] == "passed"
     assert (tmp_path / "ind.png").stat().st_size > 10_000
     assert "Individual parameters" in (tmp_path / "ind.html").read_text()
+    assert (tmp_path / "vpc.png").stat().st_size > 10_000
 
 
 @pytest.mark.parametrize(("args", "message"), [
