@@ -151,12 +151,14 @@ class Patient(_Section):
 
 class TimeGrid(_Section):
     """The simulated interval and its step; outputs every ``output_every`` (default: every
-    step)."""
+    step). ``at`` adds explicit output times for the models that solve exactly between
+    outputs (:meth:`grid_and_explicit_times`); a stepping model keeps to its grid."""
 
     start: Qty("s") = Q_(0.0, "s")
     stop: Qty("s")
     step: Qty("s", gt=0)
     output_every: Qty("s", gt=0) | None = None
+    at: list[Qty("s")] | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> TimeGrid:
@@ -164,6 +166,12 @@ class TimeGrid(_Section):
         if span <= 0:
             raise ValueError(f"'stop' ({format_quantity(self.stop)}) must be after 'start' "
                              f"({format_quantity(self.start)})")
+        if self.at is not None:
+            outside = [format_quantity(q) for q in self.at
+                       if not self.start.m_as("s") <= q.m_as("s") <= self.stop.m_as("s")]
+            if outside:
+                raise ValueError(f"'at' times {', '.join(outside)} lie outside 'start' to "
+                                 "'stop'")
         n = span / self.step.m_as("s")
         if n > MAX_STEPS:
             raise ValueError(f"'start' ({format_quantity(self.start)}) to 'stop' "
@@ -205,6 +213,14 @@ class TimeGrid(_Section):
     def output_times(self) -> np.ndarray:
         """Output times in seconds, including start and stop."""
         return self.start.m_as("s") + self.output_steps() * self.dt
+
+    def grid_and_explicit_times(self) -> np.ndarray:
+        """The output grid and the explicit times ``at``, in seconds, sorted without repeats
+        (for models that solve exactly between any two outputs)."""
+        grid = self.output_times()
+        if not self.at:
+            return grid
+        return np.unique(np.concatenate([grid, [q.m_as("s") for q in self.at]]))
 
 
 class Event(BaseModel):

@@ -73,14 +73,15 @@ import numpy as np
 from medtransport.numerics.compartments import expm_batched
 from medtransport_pk.records import RecordTable
 
-__all__ = ["EngineResult", "Kinetics", "RecordError", "simulate", "subject_blocks"]
+__all__ = ["EngineResult", "Kinetics", "RecordError", "infusion_rate_and_duration", "simulate",
+           "subject_blocks"]
 
 # event kinds
-_CHECK, _SEG, _BOLUS, _RATE, _RESET, _SS, _OUT_REC, _OUT_GRID = range(8)
+_CHECK, _SEG, _BOLUS, _RATE, _RESET, _SS, _OUT_REC = range(7)
 # phases at one time: a steady-state check output sees the state before anything happens at
-# that time; parameter switches; doses implied by earlier records; the records in data order;
-# grid outputs last
-_PH_CHECK, _PH_SEG, _PH_IMPLIED, _PH_RECORD, _PH_GRID = range(5)
+# that time; parameter switches; doses implied by earlier records; the records in data order
+# (grid outputs come after all of them, merged in by the kernel)
+_PH_CHECK, _PH_SEG, _PH_IMPLIED, _PH_RECORD = range(4)
 # sub-order inside one record
 _SUB_RESET, _SUB_SS, _SUB_DOSE, _SUB_OUT = range(4)
 #: ledger columns of the engine's outputs
@@ -206,7 +207,7 @@ def validate(table: RecordTable, n_cmt: int, kinetics: Kinetics | None = None,
     back[1:] = same & (table.time[1:] < table.time[:-1])
     bad(back, "TIME goes backwards within the subject")
     bad((table.cmt < 0) | (table.cmt > n_cmt), f"CMT must be 0 (default) or 1–{n_cmt}")
-    const = dose & (amt == 0) & (rate > 0) & (ss == 1) & (ii == 0)
+    const = _constant_infusion(table)
     bad(dose & ~const & ~(amt > 0), "a dose (EVID 1 or 4) needs AMT > 0 (or AMT 0 with "
         "RATE > 0, SS 1 and II 0 for a constant infusion)")
     bad(dose & ~((rate == 0) | (rate > 0) | (rate == -1) | (rate == -2)),
@@ -229,6 +230,13 @@ def validate(table: RecordTable, n_cmt: int, kinetics: Kinetics | None = None,
             "infusion_duration for this compartment")
     if problems:
         raise RecordError(problems)
+
+
+def _constant_infusion(table: RecordTable) -> np.ndarray:
+    """AMT 0, RATE > 0 (or −1, modelled), SS 1, II 0: a constant infusion at steady state."""
+    dose = (table.evid == 1) | (table.evid == 4)
+    return dose & (table.amt == 0) & ((table.rate > 0) | (table.rate == -1)) & \
+        (table.ss == 1) & (table.ii == 0)
 
 
 def _record_segments(table: RecordTable, block: np.ndarray, kin: Kinetics) -> np.ndarray:
@@ -291,14 +299,17 @@ def _expm(m: np.ndarray) -> np.ndarray:
 
 @numba.njit(cache=True)
 def _kernel(ptr, kind, time, cmt, value, unabs, index, origin, seg0,
-            vmat, wmat, lam, ev, use_eig, kmat, elim, volume, ss_table,
+            vmat, wmat, lam, ev, use_eig, kmat, elim, volume, ss_table, gtimes, central,
             rec_amt, rec_conc, rec_led, grid_amt, grid_conc, grid_led, check_amt):
+    """Every subject's events in order, merged with the grid times (a grid output at an event
+    time comes after the events at that time)."""
     n = kmat.shape[1]
     a = np.zeros(n)
     r = np.zeros(n)
     z = np.zeros(n)
     iz = np.zeros(n)
     aug = np.zeros((n + 2, n + 2))
+    n_grid = gtimes.size
     for p in range(ptr.size - 1):
         a[:] = 0.0
         r[:] = 0.0
@@ -309,9 +320,19 @@ def _kernel(ptr, kind, time, cmt, value, unabs, index, origin, seg0,
         ssdecl = 0.0
         seg = seg0[p]
         last_reset = -1
-        t = time[ptr[p]] if ptr[p + 1] > ptr[p] else 0.0
-        for e in range(ptr[p], ptr[p + 1]):
-            dt = time[e] - t
+        lo = ptr[p]
+        hi = ptr[p + 1]
+        t = np.inf
+        if hi > lo:
+            t = time[lo]
+        if n_grid > 0 and gtimes[0] < t:
+            t = gtimes[0]
+        e = lo
+        g = 0
+        while e < hi or g < n_grid:
+            take_grid = g < n_grid and (e >= hi or gtimes[g] < time[e])
+            tnext = gtimes[g] if take_grid else time[e]
+            dt = tnext - t
             if dt > 0.0:
                 rsum = 0.0
                 for i in range(n):
@@ -353,9 +374,21 @@ def _kernel(ptr, kind, time, cmt, value, unabs, index, origin, seg0,
                     a[:] = z
                     elim_cum += out
                 given += rsum * dt
-                t = time[e]
+                t = tnext
+            if take_grid:
+                grid_amt[p, g, :] = a
+                grid_conc[p, g] = a[central] / volume[seg]
+                grid_led[p, g, 0] = given
+                grid_led[p, g, 1] = unab
+                grid_led[p, g, 2] = elim_cum
+                grid_led[p, g, 3] = removed
+                grid_led[p, g, 4] = ssdecl
+                g += 1
+                continue
             k = kind[e]
-            if origin[e] >= 0 and origin[e] < last_reset:
+            cancelled = origin[e] >= 0 and origin[e] < last_reset
+            if cancelled:
+                e += 1
                 continue  # cancelled by a later record's reset
             if k == 2:  # bolus
                 a[cmt[e]] += value[e]
@@ -381,27 +414,18 @@ def _kernel(ptr, kind, time, cmt, value, unabs, index, origin, seg0,
                     ssdecl += ss_table[index[e], i]
             elif k == 1:  # parameter segment
                 seg = index[e]
-            elif k == 6 or k == 7 or k == 0:
-                if k == 0:
-                    check_amt[index[e], :] = a
-                    continue
+            elif k == 0:  # steady-state check
+                check_amt[index[e], :] = a
+            elif k == 6:  # record output
                 j = index[e]
-                if k == 6:
-                    rec_amt[j, :] = a
-                    rec_conc[j] = a[cmt[e]] / volume[seg]
-                    rec_led[j, 0] = given
-                    rec_led[j, 1] = unab
-                    rec_led[j, 2] = elim_cum
-                    rec_led[j, 3] = removed
-                    rec_led[j, 4] = ssdecl
-                else:
-                    grid_amt[p, j, :] = a
-                    grid_conc[p, j] = a[cmt[e]] / volume[seg]
-                    grid_led[p, j, 0] = given
-                    grid_led[p, j, 1] = unab
-                    grid_led[p, j, 2] = elim_cum
-                    grid_led[p, j, 3] = removed
-                    grid_led[p, j, 4] = ssdecl
+                rec_amt[j, :] = a
+                rec_conc[j] = a[central] / volume[seg]
+                rec_led[j, 0] = given
+                rec_led[j, 1] = unab
+                rec_led[j, 2] = elim_cum
+                rec_led[j, 3] = removed
+                rec_led[j, 4] = ssdecl
+            e += 1
 
 
 # --------------------------------------------------------------------------- eigen-systems
@@ -537,6 +561,19 @@ def _steady_states(recs: np.ndarray, t: np.ndarray, kmat: np.ndarray, c: np.ndar
 
 # --------------------------------------------------------------------------- simulate
 
+def infusion_rate_and_duration(amt: np.ndarray, rate: np.ndarray, f: np.ndarray,
+                               modelled_rate: np.ndarray, modelled_duration: np.ndarray
+                               ) -> tuple[np.ndarray, np.ndarray]:
+    """(rate, duration) of each dose record by NONMEM's rules: F scales the amount, so with
+    a given rate (RATE > 0) or a modelled rate (RATE −1) F·AMT lasts F·AMT/rate, and with a
+    modelled duration D (RATE −2) it is given at F·AMT/D. Boluses get (0, 0)."""
+    r = np.where(rate > 0, rate, np.where(rate == -1, modelled_rate, 0.0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d = np.where(rate == -2, modelled_duration, np.where(r > 0, f * amt / r, 0.0))
+        r = np.where(rate == -2, f * amt / d, r)
+    return np.nan_to_num(r), np.nan_to_num(d)
+
+
 def simulate(table: RecordTable, kinetics: Kinetics, *, compartments: tuple[str, ...],
              central: int, default_dose: int, grid: np.ndarray | None = None,
              check_steady_state: bool = True) -> EngineResult:
@@ -558,14 +595,10 @@ def simulate(table: RecordTable, kinetics: Kinetics, *, compartments: tuple[str,
     dose = (evid == 1) | (evid == 4)
     f = kinetics.bioavailability[seg_rec, cmt]
     lag = kinetics.lag[seg_rec, cmt]
-    # infusion rate and duration of each dose record (F per NONMEM's rules)
-    r_dose = np.where(rate > 0, rate, np.where(rate == -1, kinetics.infusion_rate[seg_rec, cmt],
-                                               0.0))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        d_dose = np.where(rate == -2, kinetics.infusion_duration[seg_rec, cmt],
-                          np.where(r_dose > 0, f * amt / r_dose, 0.0))
-        r_dose = np.where(rate == -2, f * amt / d_dose, r_dose)
-    const = dose & (amt == 0) & (rate > 0) & (ss == 1) & (ii == 0)
+    r_dose, d_dose = infusion_rate_and_duration(
+        amt, rate, f, kinetics.infusion_rate[seg_rec, cmt],
+        kinetics.infusion_duration[seg_rec, cmt])
+    const = _constant_infusion(table)
     infusion = dose & ~const & (r_dose > 0)
     ridx = np.arange(nrec)
 
@@ -635,11 +668,13 @@ def simulate(table: RecordTable, kinetics: Kinetics, *, compartments: tuple[str,
         pr = np.array([x[0] for x in sst.pending])
         pt = np.array([x[1] for x in sst.pending])
         pb = ~infusion[pr]
-        add(block[pr[pb]], pt[pb], _PH_IMPLIED, pr[pb], _SUB_DOSE, _BOLUS, cm=cmt[pr[pb]],
+        # one landing at the record's own time comes after its reset and steady state
+        ph = np.where(pt == table.time[pr], _PH_RECORD, _PH_IMPLIED)
+        add(block[pr[pb]], pt[pb], ph[pb], pr[pb], _SUB_DOSE, _BOLUS, cm=cmt[pr[pb]],
             value=f[pr[pb]] * amt[pr[pb]], unabs=(1 - f[pr[pb]]) * amt[pr[pb]],
             origin=4 * pr[pb] + 1)
         pi = pr[~pb]
-        add(block[pi], pt[~pb], _PH_IMPLIED, pi, _SUB_DOSE, _RATE, cm=cmt[pi], value=r_dose[pi],
+        add(block[pi], pt[~pb], ph[~pb], pi, _SUB_DOSE, _RATE, cm=cmt[pi], value=r_dose[pi],
             unabs=(1 - f[pi]) * amt[pi], origin=4 * pi + 1)
         add(block[pi], pt[~pb] + d_dose[pi], _PH_IMPLIED, pi, _SUB_DOSE, _RATE, cm=cmt[pi],
             value=-r_dose[pi], origin=4 * pi + 1)
@@ -682,20 +717,17 @@ def simulate(table: RecordTable, kinetics: Kinetics, *, compartments: tuple[str,
         _SEG, index=segs)
 
     # grid outputs, snapped to event times
-    g_out = None
+    g_out = np.zeros(0)
     if grid is not None:
-        g = np.asarray(grid, float).copy()
-        ev_times = np.unique(np.concatenate(cols["time"]))
+        g = np.sort(np.asarray(grid, float))
+        ev_times = np.unique(np.concatenate(cols["time"])) if cols["time"] else np.zeros(0)
+        ev_times = ev_times[np.isfinite(ev_times)]
         if ev_times.size:
             pos = np.searchsorted(ev_times, g)
             for cand in (np.maximum(pos - 1, 0), np.minimum(pos, ev_times.size - 1)):
                 near = np.abs(ev_times[cand] - g) <= SNAP_RTOL * np.maximum(1.0, np.abs(g))
                 g = np.where(near, ev_times[cand], g)
         g_out = g
-        sub_g = np.repeat(np.arange(n_sub), g.size)
-        add(sub_g, np.tile(g, n_sub), _PH_GRID, np.zeros(sub_g.size, np.int64), 0, _OUT_GRID,
-            cm=central, index=np.tile(np.arange(g.size), n_sub))
-
     cat = {key: np.concatenate(v) if v else np.zeros(0) for key, v in cols.items()}
     order = np.lexsort((cat["subo"], cat["order"], cat["phase"], cat["time"], cat["sub"]))
     ev = {key: np.ascontiguousarray(v[order]) for key, v in cat.items()}
@@ -707,7 +739,7 @@ def simulate(table: RecordTable, kinetics: Kinetics, *, compartments: tuple[str,
     rec_amt = np.zeros((nrec, n))
     rec_conc = np.zeros(nrec)
     rec_led = np.zeros((nrec, len(LEDGER_TERMS)))
-    gsize = 0 if g_out is None else g_out.size
+    gsize = g_out.size
     grid_amt = np.zeros((n_sub if gsize else 0, gsize, n))
     grid_conc = np.zeros((n_sub if gsize else 0, gsize))
     grid_led = np.zeros((n_sub if gsize else 0, gsize, len(LEDGER_TERMS)))
@@ -717,10 +749,11 @@ def simulate(table: RecordTable, kinetics: Kinetics, *, compartments: tuple[str,
             np.ascontiguousarray(kinetics.kmat, float),
             np.ascontiguousarray(kinetics.elimination, float),
             np.ascontiguousarray(kinetics.volume, float), np.ascontiguousarray(sst.table),
-            rec_amt, rec_conc, rec_led, grid_amt, grid_conc, grid_led, check_amt)
-    result = EngineResult(ids, block, rec_amt, rec_conc, rec_led, g_out,
-                          grid_amt if gsize else None, grid_conc if gsize else None,
-                          grid_led if gsize else None)
+            g_out, int(central), rec_amt, rec_conc, rec_led, grid_amt, grid_conc, grid_led,
+            check_amt)
+    result = EngineResult(ids, block, rec_amt, rec_conc, rec_led,
+                          g_out if grid is not None else None, grid_amt if gsize else None,
+                          grid_conc if gsize else None, grid_led if gsize else None)
     if check_rec.size:
         expect = sst.table[check_rec]
         result.check_residual = check_amt - expect
