@@ -262,6 +262,9 @@ def run_cmd(scenario: str, output: str | None, plot_path: str | None, quiet: boo
     """Run SCENARIO, audit it, print the audit table and write the result."""
     if population or scheduler or chunk_size or store:
         from medtransport.batch import population_command
+
+        if output:
+            _check_target(output, "-o/--output", result=True)
         from medtransport.report import population_report
 
         with population_report(store, report_path, click.echo):

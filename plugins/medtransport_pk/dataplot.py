@@ -6,7 +6,8 @@ the grid prediction ``grid_concentration`` (time × patient × tissue, the subje
 of ``subject_id``), else the predictions at the records.
 
 - Up to :data:`PANELS` subjects: one small panel each, the prediction as a line, the
-  observations as dots, dose times as ticks at the bottom.
+  observations as dots, dose times (with the run's record table, additional doses too) as
+  ticks at the bottom.
 - More: a spaghetti/VPC-style panel (every subject's prediction as a thin line, the 5–95 %
   band and median of the predictions across subjects, every observation as a dot) beside a
   goodness-of-fit panel, observed DV against the prediction at the same record with the line
@@ -22,6 +23,7 @@ import numpy as np
 import xarray as xr
 
 from medtransport.units import Q_
+from medtransport_pk.records import RecordTable
 
 __all__ = ["PANELS", "plot_records"]
 
@@ -53,8 +55,17 @@ def _grid(ds: xr.Dataset, unit: str) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return ds["time"].values / 3600.0, np.asarray(ds["subject_id"].values), values
 
 
-def plot_records(ds: xr.Dataset, figure: Any, title: str = "") -> None:
-    """Draw the data-set plot of ``ds`` on ``figure`` (see the module doc)."""
+def _dose_times(table: RecordTable, ident: Any) -> np.ndarray:
+    """Every dose time of a subject, additional doses (ADDL every II) included."""
+    rows = np.flatnonzero((table.id == ident) & np.isin(table.evid, (1, 4)))
+    return np.concatenate([table.time[i] + table.ii[i] * np.arange(table.addl[i] + 1)
+                           for i in rows]) if rows.size else np.empty(0)
+
+
+def plot_records(ds: xr.Dataset, figure: Any, title: str = "",
+                 table: RecordTable | None = None) -> None:
+    """Draw the data-set plot of ``ds`` on ``figure`` (see the module doc); with the run's
+    ``table``, the additional doses (ADDL) are marked too."""
     ids = np.asarray(ds["ID"].values)
     time = np.asarray(ds["TIME"].values, dtype=float)
     dv = np.asarray(ds["DV"].values, dtype=float)
@@ -88,13 +99,16 @@ def plot_records(ds: xr.Dataset, figure: Any, title: str = "") -> None:
             mine = ids == ident
             ax.plot(time[mine & observed], dv[mine & observed], "o", color="C3", ms=3.5,
                     label="observed")
-            for td in time[mine & dose]:
-                ax.axvline(td, ymax=0.06, color="0.4", lw=1)
+            doses = _dose_times(table, ident) if table is not None else time[mine & dose]
+            for td in doses:
+                ax.axvline(td, ymax=0.05, color="0.4", lw=1)
             ax.set_title(f"ID {ident}", fontsize="small")
             ax.tick_params(labelsize="x-small")
         for ax in axes[subjects.size:]:
             ax.set_visible(False)
-        axes[0].legend(fontsize="x-small", loc="upper right")
+        # one legend for all panels, outside them, so it hides no observation
+        handles, labels = axes[0].get_legend_handles_labels()
+        figure.legend(handles, labels, loc="outside upper right", fontsize="small", ncols=2)
         figure.supxlabel("time [h]", fontsize="small")
         figure.supylabel(f"concentration [{dv_unit}]", fontsize="small")
     else:

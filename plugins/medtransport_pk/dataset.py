@@ -216,8 +216,8 @@ class _Problems:
         raise DataSetError(shown, source=source, more=max(0, len(ordered) - MAX_PROBLEMS))
 
 
-def _read_rows(path: Path, source: str) -> tuple[list[str], np.ndarray, list[list[str]]]:
-    """Header, line numbers, and the fields of every record (as text)."""
+def _read_rows(path: Path, source: str) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Header, line numbers, and the fields of every record as a 2-D array of text."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
@@ -227,36 +227,60 @@ def _read_rows(path: Path, source: str) -> tuple[list[str], np.ndarray, list[lis
         raise DataSetError([("data.path", f"cannot read the file: {exc.strerror or exc}")],
                            source=source) from None
     header: list[str] | None = None
-    csv = False
-    lines: list[int] = []
-    rows: list[list[str]] = []
-    problems = _Problems()
+    csv_form = False
+    header_line = 0
+    numbers: list[int] = []
+    texts: list[str] = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip() or _is_comment(line):
             continue
         if header is None:
-            csv = "," in line
-            header = _split(line, csv)
+            csv_form = "," in line
+            header = _split(line, csv_form)
             header_line = number
             continue
-        fields = _split(line, csv)
-        if len(fields) != len(header):
-            problems.add(number, f"data row {number}", f"{len(fields)} fields, but the header "
-                                                       f"(line {header_line}) names "
-                                                       f"{len(header)} columns")
-            continue
-        lines.append(number)
-        rows.append(fields)
-        if len(rows) > MAX_ROWS:
+        numbers.append(number)
+        texts.append(line)
+        if len(texts) > MAX_ROWS:
             raise DataSetError([("data.path", f"more than {MAX_ROWS} records")], source=source)
     if header is None:
         raise DataSetError([("data.path", "the file has no header line (column names)")],
                            source=source)
-    problems.raise_(source)
-    if not rows:
+    if not texts:
         raise DataSetError([("data.path", "the file has a header but no records")],
                            source=source)
-    return header, np.asarray(lines, dtype=np.int64), rows
+    # one record per line, always (a stray quote must not join lines, as csv quoting would)
+    rows = [t.split(",") for t in texts] if csv_form else [t.split() for t in texts]
+    problems = _Problems()
+    for number, fields in zip(numbers, rows, strict=True):
+        if len(fields) != len(header):
+            problems.add(number, f"data row {number}", f"{len(fields)} fields, but the header "
+                                                       f"(line {header_line}) names "
+                                                       f"{len(header)} columns")
+    problems.raise_(source)
+    table = np.array(rows, dtype=str).reshape(len(rows), len(header))
+    if csv_form:
+        table = np.char.strip(table, ' \t"')
+    return header, np.asarray(numbers, dtype=np.int64), table
+
+
+def _numbers(column: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A column of text as floats ('.' and '' missing: NaN) and the mask of fields that are
+    not finite numbers. Only numeric text converts: nothing is evaluated."""
+    missing = (column == ".") | (column == "")
+    values = np.full(column.size, math.nan)
+    present = ~missing
+    try:
+        values[present] = column[present].astype(np.float64)
+    except ValueError:  # some field is not a number: find which, one by one
+        for i in np.flatnonzero(present):
+            try:
+                values[i] = float(column[i])
+            except ValueError:
+                values[i] = math.inf  # marked bad below
+    bad = present & ~np.isfinite(values)
+    values[bad] = math.nan
+    return values, bad
 
 
 def _unit(text: str) -> pint.Unit:
@@ -274,12 +298,14 @@ def _compact(unit: pint.Unit) -> str:
 # --------------------------------------------------------------------------- reading
 
 def read_nonmem(path: str | Path, spec: NonmemSpec | Mapping[str, Any], *,
-                compartments: Mapping[int, str] | None = None) -> RecordTable:
+                compartments: Mapping[int, str] | None = None,
+                model: str = "this model") -> RecordTable:
     """Read a NONMEM-format file into a :class:`RecordTable` (see the module doc).
 
     ``compartments`` (CMT number → name, e.g. from :func:`compartment_numbers`) is the
     model's numbering: CMT outside it is refused and a ``spec.compartments`` map is
-    translated to it. Raises :class:`DataSetError` listing every problem found.
+    translated to it; ``model`` names the model in messages. Raises :class:`DataSetError`
+    listing every problem found.
     """
     if not isinstance(spec, NonmemSpec):
         try:
@@ -290,7 +316,7 @@ def read_nonmem(path: str | Path, spec: NonmemSpec | Mapping[str, Any], *,
     path = Path(path)
     source = path.name
     header, line_no, rows = _read_rows(path, source)
-    n = len(rows)
+    n = rows.shape[0]
 
     # -- columns
     problems: list[tuple[str, str]] = []
@@ -335,40 +361,20 @@ def read_nonmem(path: str | Path, spec: NonmemSpec | Mapping[str, Any], *,
     if problems:
         raise DataSetError(problems, source=source)
 
-    def column_text(key: str) -> np.ndarray:
-        j = seen[key]
-        return np.array([r[j] for r in rows], dtype=object)
-
     bad = _Problems()
     raw: dict[str, np.ndarray] = {}
-    for key in STANDARD:
-        if key not in seen:
-            continue
-        values = np.empty(n)
-        for i, text in enumerate(column_text(key)):
-            try:
-                values[i] = _number(text)
-            except ValueError:
-                values[i] = math.nan
-                bad.add(int(line_no[i]), f"data row {line_no[i]}",
-                        f"{header[seen[key]]} {text!r} is not a number")
-        raw[key] = values
     covariate_raw: dict[str, np.ndarray] = {}
     for j, h in enumerate(upper):
-        if h in STANDARD or not header[j]:
+        if not header[j] or (h in STANDARD and seen[h] != j):
             continue
-        values = np.empty(n)
-        numeric = True
-        for i, r in enumerate(rows):
-            try:
-                values[i] = _number(r[j])
-            except ValueError:
-                values[i] = math.nan
-                numeric = False
-                if h in covariate_of:
-                    bad.add(int(line_no[i]), f"data row {line_no[i]}",
-                            f"{header[j]} {r[j]!r} is not a number")
-        if numeric or h in covariate_of:
+        values, wrong = _numbers(rows[:, j])
+        if h in STANDARD or h in covariate_of:
+            for i in np.flatnonzero(wrong):
+                bad.add(int(line_no[i]), f"data row {line_no[i]}",
+                        f"{header[j]} {str(rows[i, j])!r} is not a number")
+        if h in STANDARD:
+            raw[h] = values
+        elif h in covariate_of or not wrong.any():
             covariate_raw[h] = values  # a column with text in it is not a covariate
     bad.raise_(source)
 
@@ -460,7 +466,7 @@ def read_nonmem(path: str | Path, spec: NonmemSpec | Mapping[str, Any], *,
             raise DataSetError([("data.compartments", str(exc))], source=source) from None
         standard = {name: number for number, name in compartments.items()}
         out_of_range = (cmt > 0) & ~np.isin(cmt, list(file_numbers))
-        flag(out_of_range, lambda i: f"CMT {cmt[i]:g} is out of range for this model "
+        flag(out_of_range, lambda i: f"CMT {cmt[i]:g} is out of range for {model} "
                                      f"({_describe(file_numbers)})")
         if spec.compartments:
             translate = {n: standard[name] for n, name in file_numbers.items()}
@@ -469,29 +475,26 @@ def read_nonmem(path: str | Path, spec: NonmemSpec | Mapping[str, Any], *,
 
     # -- subjects: contiguous, time never going back (except at a reset)
     ok_id = ~np.isnan(id_raw)
-    first_line: dict[float, tuple[int, int]] = {}
-    previous = None
-    for i in range(n):
-        if not ok_id[i]:
+    ids_known = np.where(ok_id, id_raw, -np.inf)
+    starts = np.flatnonzero(np.r_[True, ids_known[1:] != ids_known[:-1]])
+    ends = np.r_[starts[1:], n] - 1
+    first_block: dict[float, int] = {}
+    for k, (a, ident) in enumerate(zip(starts, ids_known[starts], strict=True)):
+        if not ok_id[a]:
             continue
-        ident = id_raw[i]
-        if ident != previous and ident in first_line:
-            a, b = first_line[ident]
-            bad.add(int(line_no[i]), where(i),
-                    f"ID {ident:g} already had records (rows {a}–{b}); a subject's records "
-                    "must be together")
-        if ident == previous:
-            first_line[ident] = (first_line[ident][0], int(line_no[i]))
-            j = i - 1
-            if (not np.isnan(time_raw[i]) and not np.isnan(time_raw[j])
-                    and time_raw[i] < time_raw[j] and evid[i] not in (3, 4)):
-                bad.add(int(line_no[i]), where(i),
-                        f"TIME goes backwards within ID {ident:g} (previous record at "
-                        f"{time_raw[j]:g} {_compact(time_unit)}); only a reset (EVID 3 or 4) "
-                        "may start again earlier")
-        elif ident not in first_line:
-            first_line[ident] = (int(line_no[i]), int(line_no[i]))
-        previous = ident
+        if ident in first_block:
+            prev = first_block[ident]
+            bad.add(int(line_no[a]), where(int(a)),
+                    f"ID {ident:g} already had records (rows {line_no[starts[prev]]}–"
+                    f"{line_no[ends[prev]]}); a subject's records must be together")
+        else:
+            first_block[ident] = k
+    same = np.r_[False, (ids_known[1:] == ids_known[:-1]) & ok_id[1:]]
+    back = np.zeros(n, dtype=bool)
+    back[1:] = same[1:] & (time_raw[1:] < time_raw[:-1]) & ~np.isin(evid[1:], (3, 4))
+    flag(back, lambda i: f"TIME goes backwards within ID {id_raw[i]:g} (previous record at "
+                         f"{time_raw[i - 1]:g} {_compact(time_unit)}); only a reset (EVID 3 "
+                         "or 4) may start again earlier")
 
     # -- units: every dimensional column that is used needs one
     unit_problems: list[tuple[str, str]] = []
@@ -523,8 +526,14 @@ def read_nonmem(path: str | Path, spec: NonmemSpec | Mapping[str, Any], *,
     covariate_units: dict[str, str] = {}
     covariates: dict[str, np.ndarray] = {}
     columns: dict[str, str] = {}
+    given_to = {name: header[seen[key]] for key, name in covariate_of.items()}
     for key, values in covariate_raw.items():
         name = covariate_of.get(key, header[seen[key]])
+        if key not in covariate_of and name in given_to:
+            unit_problems.append((f"data.covariates.{given_to[name]}",
+                                  f"the name {name!r} is also a column of the file; the "
+                                  "covariate would be ambiguous"))
+            continue
         targets = KNOWN_COVARIATES.get(name, ())
         unit = need(key, key in covariate_of, (), f"as the covariate {name}")
         columns[name] = header[seen[key]]
@@ -595,18 +604,17 @@ def _subject_index(ids: np.ndarray) -> np.ndarray:
 
 def _carried(values: np.ndarray, subject: np.ndarray) -> np.ndarray:
     """Last observation carried forward within each subject, then the first one carried back
-    to the records before it."""
-    out = values.copy()
-    for s in np.unique(subject):
-        idx = np.flatnonzero(subject == s)
-        v = out[idx]
-        for k in range(1, v.size):  # forward
-            if np.isnan(v[k]):
-                v[k] = v[k - 1]
-        for k in range(v.size - 2, -1, -1):  # backward for the leading gap
-            if np.isnan(v[k]):
-                v[k] = v[k + 1]
-        out[idx] = v
+    to the records before it (``subject`` numbers contiguous blocks)."""
+    n = values.size
+    index = np.arange(n)
+    valid = ~np.isnan(values)
+    last = np.maximum.accumulate(np.where(valid, index, -1))
+    forward = (last >= 0) & (subject[np.maximum(last, 0)] == subject)
+    following = np.minimum.accumulate(np.where(valid, index, n)[::-1])[::-1]
+    backward = (following < n) & (subject[np.minimum(following, n - 1)] == subject)
+    out = np.full(n, math.nan)
+    out[backward] = values[following[backward]]
+    out[forward] = values[last[forward]]
     return out
 
 
@@ -692,4 +700,7 @@ def read_dataset(scenario: Scenario) -> RecordTable | None:
         raise ScenarioError([("data.path", f"no such file: {spec.path} (relative to "
                                            f"{scenario.source_dir.name or '.'}/, the "
                                            "scenario's directory)")])
-    return read_nonmem(path, spec, compartments=model_compartments(scenario))
+    numbers = model_compartments(scenario)
+    kind = "with" if "depot" in numbers.values() else "without"
+    return read_nonmem(path, spec, compartments=numbers,
+                       model=f"{scenario.model} {kind} first-order absorption")

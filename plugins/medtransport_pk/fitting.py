@@ -79,7 +79,7 @@ class FitData:
     books: BooksAudit = field(default_factory=BooksAudit)
     kinetics_of: Any = None                   # phi → Kinetics (for a grid prediction)
     dv_factor: float = 1.0
-    bioavailability: float = 1.0
+    bioavailability: Any = 1.0               # F per compartment (array)
     parameter_index: dict[str, int] = field(default_factory=dict)
 
     def dose_route(self) -> tuple[int, float]:
@@ -124,7 +124,7 @@ class FitData:
                                                       1.0):
             raise AuditFailure("the books of a steady-state exposure run do not close")
         conc = result.grid_concentration * self.dv_factor
-        f = self.bioavailability if cmt == 0 and self.default_dose == 1 else 1.0
+        f = float(np.asarray(self.bioavailability)[cmt])
         cl = phi[:, self.parameter_index["clearance"]]
         return {"auc24": 24.0 / interval * f * 1.0 / cl * self.dv_factor,
                 "trough": conc[:, -1], "peak": conc.max(axis=1), "times": times,
@@ -240,6 +240,26 @@ class _Covariates:
                                                      f"patient.{name}")])
         return Q_(np.full(self._start.size, getattr(self._patient, name).m_as(unit)), unit)
 
+    def value(self, name: str) -> Any:
+        """A covariate per subject (its first record), for declarative covariate effects."""
+        if name in ("weight", "creatinine_clearance"):
+            return getattr(self, name)
+        if name in self._table.covariates:
+            values = np.asarray(self._table.covariates[name])[self._start]
+            unit = self._table.covariate_units.get(name)
+            return Q_(values.astype(float), unit) if unit is not None else values
+        if self._patient is None:
+            return None
+        try:
+            v = getattr(self._patient, name, None)
+        except ScenarioError:
+            return None
+        if v is None:
+            return None
+        if isinstance(v, pint.Quantity):
+            return Q_(np.full(self._start.size, float(v.magnitude)), v.units)
+        return np.full(self._start.size, v)
+
     @property
     def weight(self) -> pint.Quantity:
         return self._get("weight", "kg")
@@ -342,8 +362,30 @@ def estimation_problem(scenario: Scenario, table: RecordTable,
             factor[:, j] = (fcl if n == "clearance" else fq if "clearance" in n
                             else fv if "volume" in n else 1.0)
 
-    f_oral = float(params.bioavailability)
-    lag = float(params.lag_time.m_as("h"))
+    if params.covariate_effects:
+        from medtransport_pk.covariates import effect_factors
+
+        effects = effect_factors(params.covariate_effects, cov.value)
+        for j, n in enumerate(names):
+            if n in effects:
+                factor[:, j] = factor[:, j] * np.broadcast_to(effects[n], (n_sub,))
+        fixed = sorted(set(effects) - set(names))
+        if fixed:
+            raise ScenarioError([("parameters.covariate_effects", f"effects on {fixed} are not "
+                                                                  "supported by the fit")])
+    # F and lag per compartment: a scalar is the depot's (oral doses), a mapping names them
+    bio_row, lag_row = np.ones(n_cmt), np.zeros(n_cmt)
+    for value, row, scalar_to, conv in ((params.bioavailability, bio_row, 0, float),
+                                        (params.lag_time, lag_row, 0,
+                                         lambda q: float(q.m_as("h")))):
+        if isinstance(value, dict):
+            for cname, v in value.items():
+                if cname not in compartments:
+                    raise ScenarioError([("parameters", f"{cname!r} is not a compartment of "
+                                                        f"this model ({list(compartments)})")])
+                row[compartments.index(cname)] = conv(v)
+        elif oral:
+            row[scalar_to] = conv(value)
     index = {n: j for j, n in enumerate(names)}
 
     def kinetics_of(phi: NDArray[np.float64]) -> Kinetics:
@@ -368,10 +410,8 @@ def estimation_problem(scenario: Scenario, table: RecordTable,
             p = c + 1 + j
             flow(c, p, phi[:, index[qn]] / v1)
             flow(p, c, phi[:, index[qn]] / phi[:, index[vn]])
-        bio = np.ones((m, n_cmt))
-        lags = np.zeros((m, n_cmt))
-        if oral:
-            bio[:, 0], lags[:, 0] = f_oral, lag
+        bio = np.broadcast_to(bio_row, (m, n_cmt)).copy()
+        lags = np.broadcast_to(lag_row, (m, n_cmt)).copy()
         return Kinetics.constant(m, kmat, elim, v1, bioavailability=bio, lag=lags)
 
     books = BooksAudit()
@@ -437,7 +477,7 @@ def estimation_problem(scenario: Scenario, table: RecordTable,
                       lloq=lloq if lloq_col is not None else None,
                       parameter_units={n: _UNITS[n] for n in names}, time=times)
     data = FitData(table, subject_index, obs_position, table.dv_unit, compartments, central,
-                   1 if oral else 0, books, kinetics_of, dv_factor, f_oral, index)
+                   1 if oral else 0, books, kinetics_of, dv_factor, bio_row, index)
     return problem, data
 
 

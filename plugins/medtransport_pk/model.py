@@ -1071,7 +1071,13 @@ class PKModel(Model):
     def plot(self, dataset: xr.Dataset, figure: Any) -> None:
         """Concentration–time curves (left) and the drug account (right); for a population,
         the median and the 5–95 % and 25–75 % bands of the central concentration and the
-        account summed over the patients."""
+        account summed over the patients. A data set's run: observed DV against the
+        predictions per subject (:mod:`medtransport_pk.dataplot`)."""
+        if "record" in dataset.dims:
+            from medtransport_pk.dataplot import plot_records
+
+            plot_records(dataset, figure, self.scenario.name, table=self.records)
+            return
         if "patient" in dataset.dims:
             self._plot_population(dataset, figure)
             return
@@ -1109,6 +1115,15 @@ class PKModel(Model):
         ax2.set_title("drug account")
         ax2.legend(fontsize="small")
         figure.suptitle(self.scenario.name)
+
+    def summary(self, dataset: xr.Dataset) -> tuple[str, list[str], list[list[str]]] | None:
+        """For a data set's run, one row per subject: doses, observations, the observed-data
+        NCA and how the predictions compare (:mod:`medtransport_pk.observed`)."""
+        if not getattr(self, "from_data", False) or self.records is None:
+            return None
+        from medtransport_pk.observed import subject_summary
+
+        return subject_summary(self.records, dataset)
 
     def _plot_population(self, dataset: xr.Dataset, figure: Any) -> None:
         ax1, ax2 = figure.subplots(1, 2)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from medtransport.units import Q_, ureg
+from medtransport.units import Q_
 from medtransport_pk.nca import nca
 from medtransport_pk.records import RecordTable
 
@@ -57,7 +57,7 @@ def _route(table: RecordTable, i: int) -> str:
 def _units(table: RecordTable) -> dict[str, str]:
     c = table.dv_unit or "1"
     a = table.amount_unit
-    auc = format(ureg.parse_units(c) * ureg.parse_units("h"), "~C")
+    auc = f"h*{c}"
     units = {"c": c, "t": "h", "c*t": auc, "1/t": "1/h", "cl": "", "v": ""}
     per_volume = Q_(1.0, a) / Q_(1.0, c)
     if per_volume.check("[volume]"):

@@ -136,3 +136,17 @@ def test_data_replaces_the_data_sections_path(tmp_path: Path) -> None:
     assert "--data replaces the path of the scenario's data section" in result.stderr
     result = invoke("run", scenario(tmp_path), "-q", "--data", tmp_path / "none.csv")
     assert result.exit_code == 2 and "--data" in result.stderr
+
+
+def test_a_population_runs_summaries_obey_the_same_rule(tmp_path: Path) -> None:
+    path = scenario(tmp_path, population={"size": 8, "variability": {"clearance": 0.3}},
+                    seed=3)
+    result = invoke("run", path, "--population", 8, "--store", tmp_path / "st.zarr",
+                    "-o", tmp_path / "summary.txt")
+    assert result.exit_code == 2 and "summary.txt has extension '.txt'" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.yaml"]  # no store either
+    result = invoke("run", path, "--population", 8, "--store", tmp_path / "st.zarr",
+                    "-o", tmp_path / "summary.csv")
+    assert result.exit_code == 0, result.output
+    header = (tmp_path / "summary.csv").read_text().splitlines()[0]
+    assert header.startswith("time [s],") and "[mg/L]" in header

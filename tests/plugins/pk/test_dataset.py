@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from medtransport.errors import ScenarioError
 from medtransport.scenario import load_scenario
@@ -144,6 +146,10 @@ def test_per_kg_dose_without_a_weight_is_refused(tmp_path: Path) -> None:
     msg = problems_of(tmp_path, "ID,TIME,AMT,CMT,WT\n1,0,4,1,.\n2,0,4,1,70\n",
                       units={"AMT": "mg/kg", "WT": "kg"}, covariates={"WT": "weight"})
     assert "data row 2 (ID 1, TIME 0 h)" in msg and "weight" in msg and "ID 2" not in msg
+    # nor does a weight leak forward from the subject before
+    msg = problems_of(tmp_path, "ID,TIME,AMT,CMT,WT\n1,0,4,1,70\n2,0,4,1,.\n",
+                      units={"AMT": "mg/kg", "WT": "kg"}, covariates={"WT": "weight"})
+    assert "data row 3 (ID 2, TIME 0 h)" in msg and "ID 1," not in msg
 
 
 def test_comment_rows_and_blank_lines_are_skipped(tmp_path: Path) -> None:
@@ -173,6 +179,13 @@ def test_other_numeric_columns_are_covariates_and_text_columns_are_not(tmp_path:
     assert "SITE" not in t.covariates
     values, unit = t.covariate("CRCL")
     assert unit == "mL/min" and values[0] == 85.0
+
+
+def test_a_covariate_name_that_is_also_a_column_is_refused(tmp_path: Path) -> None:
+    msg = problems_of(tmp_path, "ID,TIME,AMT,CMT,WT,weight\n1,0,100,2,70,71\n",
+                      units={"AMT": "mg", "WT": "kg", "weight": "kg"},
+                      covariates={"WT": "weight"})
+    assert "data.covariates.WT: the name 'weight' is also a column" in msg
 
 
 def test_a_covariate_used_without_a_unit_is_refused_naming_its_column(tmp_path: Path) -> None:
@@ -328,7 +341,9 @@ def test_read_dataset_resolves_the_path_and_uses_the_models_numbering(tmp_path: 
     t = read_dataset(scenario(tmp_path, path="sub/d.csv", units={"AMT": "mg"}))
     assert t is not None and t.compartments == {1: "central", 2: "peripheral"}
     write(tmp_path / "sub", "ID,TIME,AMT,CMT\n1,0,100,3\n", "d.csv")
-    with pytest.raises(DataSetError, match="CMT 3 is out of range"):
+    with pytest.raises(DataSetError, match="CMT 3 is out of range for pk.two_compartment "
+                                           r"without first-order absorption \(1 = central, "
+                                           r"2 = peripheral\)"):
         read_dataset(scenario(tmp_path, path="sub/d.csv", units={"AMT": "mg"}))
 
 
@@ -345,3 +360,31 @@ def test_a_bad_data_section_names_the_field(tmp_path: Path, data: dict[str, Any]
     with pytest.raises(ScenarioError) as info:
         read_dataset(scenario(tmp_path, **data))
     assert fragment in str(info.value)
+
+
+# ------------------------------------------------------------------- fuzzing
+
+_FIELD = st.one_of(st.sampled_from([".", "", "0", "1", "2", "-1", "-2", "12", "1.5", "nan",
+                                    "inf", "1e400", "x", "C", "#", "'", '"', "4,5"]),
+                   st.floats(allow_nan=False, allow_infinity=False).map(repr),
+                   st.text(max_size=4))
+_COLUMNS = ["ID", "TIME", "EVID", "AMT", "CMT", "RATE", "II", "ADDL", "SS", "MDV", "DV", "WT"]
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.lists(_FIELD, min_size=len(_COLUMNS), max_size=len(_COLUMNS) + 1),
+                     max_size=6),
+       comma=st.booleans())
+def test_any_file_reads_or_is_refused_as_bad_input(tmp_path: Path, rows: list[list[str]],
+                                                   comma: bool) -> None:
+    sep = "," if comma else " "
+    text = sep.join(_COLUMNS) + "\n" + "\n".join(sep.join(r) for r in rows) + "\n"
+    try:
+        t = read(tmp_path, text, units={**UNITS, "WT": "kg"}, covariates={"WT": "weight"})
+    except ScenarioError:
+        return
+    # what is accepted is consistent
+    assert np.all(np.isfinite(t.time)) and np.all(t.amt >= 0)
+    assert set(t.evid.tolist()) <= {0, 1, 2, 3, 4} and set(t.mdv.tolist()) <= {0, 1}
+    assert np.all(np.isfinite(t.dv[t.mdv == 0]))
