@@ -95,6 +95,7 @@ def test_shrinkage_of_the_map_estimates_is_between_0_and_1_where_data_inform(the
     assert -0.5 < shrink < 0.5
 
 
+@pytest.mark.slow
 def test_cli_fit_writes_the_result_the_plot_and_the_report(tmp_path: Path) -> None:
     scenario = theoph_scenario(tmp_path)
     out = tmp_path / "ind.nc"
