@@ -1302,6 +1302,20 @@ class PKModel(Model):
                           "peripheral_volume"))
         return cases
 
+    @classmethod
+    def estimation_problem(cls, scenario: Any) -> tuple[Any, Any]:
+        """The scenario and its data as an estimation problem (:mod:`medtransport_pk.fitting`);
+        what ``medtransport fit`` calls."""
+        from medtransport_pk.dataset import read_dataset
+        from medtransport_pk.fitting import estimation_problem
+
+        table = read_dataset(scenario)
+        if table is None:
+            raise ScenarioError([("data", "a fit needs observations: give a data section "
+                                          "(data: {path: levels.csv, units: {TIME: h, "
+                                          "DV: mg/L}})")])
+        return estimation_problem(scenario, table, cls.validate_params(scenario.parameters))
+
 
 class OneCompartment(PKModel):
     id = "pk.one_compartment"
