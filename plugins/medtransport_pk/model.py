@@ -950,6 +950,36 @@ class PKModel(Model):
                                                 "PRED in the unit of DV"})
             except pint.DimensionalityError:
                 pass
+        self._attach_dv_sim(ds, res)
+
+    def _attach_dv_sim(self, ds: xr.Dataset, res: engine.EngineResult) -> None:
+        """Seeded simulated observations ``DV_sim`` = PRED with the scenario's residual error
+        (``residual_error``), on the records that are observations (MDV 0), in DV's unit."""
+        spec = getattr(self.scenario, "residual_error", None)
+        table = self.records
+        if spec is None or table is None:
+            return
+        from medtransport.estimation.residual import ResidualError
+
+        dv_unit = table.dv_unit or f"{self.unit}/L"
+        try:
+            model = ResidualError.from_spec(spec, dv_unit)
+            pred = Q_(res.record_concentration, f"{self.unit}/L").m_as(dv_unit)
+        except (ValueError, pint.DimensionalityError) as exc:
+            raise ScenarioError([("residual_error", str(exc))]) from None
+        seed = self.scenario.seed if self.scenario.seed is not None else self.seed
+        if seed is None:
+            import secrets
+
+            seed = secrets.randbits(63)
+        # its own stream, so that adding DV_sim changes no other draw of the run
+        rng = np.random.default_rng([int(seed), 0x5EED_D5])
+        sim = model.simulate(pred, rng)
+        observed = np.asarray(ds["MDV"].values) == 0
+        ds["DV_sim"] = ("record", np.where(observed & np.isfinite(sim), sim, 0.0),
+                        {"units": dv_unit, "long_name": f"simulated observation: PRED with "
+                         f"{model.kind} residual error (0 where MDV 1)"})
+        ds.attrs["dv_sim_seed"] = int(seed)
 
     def _simulate_nonlinear(self, progress: Progress | None = None) -> Trajectory:
         """The ODE solver's run (saturable elimination)."""
