@@ -807,13 +807,18 @@ class PKModel(Model):
                                                                dict[str, np.ndarray]]:
         """Inflow and outflow routes from the engine's cumulative books (…, 5), each counted
         from the first output time (what was there then is the declared initial amount)."""
-        d = led - led[:1]
-        inflow = {"doses": d[..., 0]}
-        if np.any(d[..., 4] != 0):
-            inflow["steady_state"] = d[..., 4]
-        outflow = {"eliminated": d[..., 2], "unabsorbed": d[..., 1]}
+        def term(k: int) -> np.ndarray:
+            x = led[..., k]
+            first = x[:1]
+            # most terms start at 0: a view then, not a copy of a (T, P) array
+            return x - first if np.any(first != 0) else x
+
+        inflow = {"doses": term(0)}
+        if np.any(led[..., 4] != 0):
+            inflow["steady_state"] = term(4)
+        outflow = {"eliminated": term(2), "unabsorbed": term(1)}
         if np.any(led[..., 3] != 0):
-            outflow["reset"] = d[..., 3]
+            outflow["reset"] = term(3)
         return inflow, outflow
 
     def simulate(self, progress: Progress | None = None) -> Trajectory:
