@@ -450,6 +450,19 @@ class PKModel(Model):
                 serum_creatinine=cov.get("serum_creatinine"), female=female)
         pop = self.scenario.population
         if pop is not None:
+            problems = []
+            if pop.size != ids.size:
+                problems.append(("population.size", f"with a data set every subject is one "
+                                 f"patient: expected {ids.size} (the subjects of "
+                                 f"{table.source}), got {pop.size}"))
+            if pop.covariates is not None:
+                problems.append(("population.covariates", "a data set brings its own "
+                                 "covariates; sampled ones are for virtual patients"))
+            if self.patients is not None:
+                problems.append(("population", "a data set runs all its subjects at once, "
+                                 "not in chunks of patients"))
+            if problems:
+                raise ScenarioError(problems)
             assert self.seed is not None
             sample = sample_population(pop, self.seed, 0, ids.size, self.scenario.patient)
             self._subject_etas = sample.etas

@@ -294,6 +294,9 @@ def test_variability_for_the_data_subjects_is_seeded_per_subject() -> None:
     want = np.where(t <= 3, 100 / (V * k2) * (1 - np.exp(-k2 * t)),
                     100 / (V * k2) * (1 - np.exp(-k2 * 3)) * np.exp(-k2 * (t - 3)))
     assert_rel(ds["concentration"].values[4:], want)
+    sc["population"]["size"] = 3
+    with pytest.raises(ScenarioError, match=r"population\.size: with a data set"):
+        prepare(sc, model_class=with_data(table))
 
 
 def test_a_bad_data_row_is_named() -> None:
