@@ -322,3 +322,16 @@ def test_simulated_observations_are_seeded_and_scatter_as_the_residual_error() -
     sc["seed"] = 4
     other = run(build_model(with_data(records(rows)), sc))
     assert not np.array_equal(ds["DV_sim"].values, other["DV_sim"].values)
+
+
+def test_a_subject_alone_equals_the_subject_among_the_others() -> None:
+    sc = scenario([], {"covariate_effects": POWER}, {"stop": "24 h", "step": "1 h"})
+    both = run(build_model(with_data(records(SUBJECTS, {"weight": WEIGHT},
+                                             {"weight": "kg"})), sc))
+    for rows in (slice(0, 4), slice(4, 7)):
+        alone = run(build_model(with_data(records(SUBJECTS[rows], {"weight": WEIGHT[rows]},
+                                                  {"weight": "kg"})), sc))
+        np.testing.assert_array_equal(alone["concentration"].values,
+                                      both["concentration"].values[rows])
+        np.testing.assert_array_equal(alone["record_amount"].values,
+                                      both["record_amount"].values[rows])
