@@ -441,3 +441,10 @@ def new_plugin_cmd(name: str, directory: str | None) -> None:
         click.echo(f"  {path.relative_to(done.directory)}")
     click.echo(f"next:\n  cd {done.directory}\n  pip install -e .\n  medtransport models\n"
                "  pytest")
+
+
+# Estimation's commands live with estimation (imported here so that they are registered).
+from medtransport.estimation.commands import fit_cmd, recommend_cmd  # noqa: E402
+
+main.add_command(fit_cmd)
+main.add_command(recommend_cmd)

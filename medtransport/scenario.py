@@ -45,6 +45,8 @@ from pydantic import (
 from medtransport.boundary import BoundarySpec
 from medtransport.domain import DomainSpec, NotBool
 from medtransport.errors import ScenarioError
+from medtransport.estimation.residual import ResidualErrorSpec
+from medtransport.estimation.spec import EstimateSpec
 from medtransport.population import PopulationSpec
 from medtransport.units import Q_, Qty, format_quantity, parse_quantity
 
@@ -336,6 +338,8 @@ class Scenario(_Section):
     output: OutputSpec = Field(default_factory=OutputSpec)
     population: PopulationSpec | None = None
     data: DataSpec | None = None
+    residual_error: ResidualErrorSpec | None = None
+    estimate: EstimateSpec | None = None
 
     @property
     def source_dir(self) -> Path:

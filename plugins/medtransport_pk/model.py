@@ -807,13 +807,18 @@ class PKModel(Model):
                                                                dict[str, np.ndarray]]:
         """Inflow and outflow routes from the engine's cumulative books (…, 5), each counted
         from the first output time (what was there then is the declared initial amount)."""
-        d = led - led[:1]
-        inflow = {"doses": d[..., 0]}
-        if np.any(d[..., 4] != 0):
-            inflow["steady_state"] = d[..., 4]
-        outflow = {"eliminated": d[..., 2], "unabsorbed": d[..., 1]}
+        def term(k: int) -> np.ndarray:
+            x = led[..., k]
+            first = x[:1]
+            # most terms start at 0: a view then, not a copy of a (T, P) array
+            return x - first if np.any(first != 0) else x
+
+        inflow = {"doses": term(0)}
+        if np.any(led[..., 4] != 0):
+            inflow["steady_state"] = term(4)
+        outflow = {"eliminated": term(2), "unabsorbed": term(1)}
         if np.any(led[..., 3] != 0):
-            outflow["reset"] = d[..., 3]
+            outflow["reset"] = term(3)
         return inflow, outflow
 
     def simulate(self, progress: Progress | None = None) -> Trajectory:
@@ -953,6 +958,36 @@ class PKModel(Model):
                                                 "PRED in the unit of DV"})
             except pint.DimensionalityError:
                 pass
+        self._attach_dv_sim(ds, res)
+
+    def _attach_dv_sim(self, ds: xr.Dataset, res: engine.EngineResult) -> None:
+        """Seeded simulated observations ``DV_sim`` = PRED with the scenario's residual error
+        (``residual_error``), on the records that are observations (MDV 0), in DV's unit."""
+        spec = getattr(self.scenario, "residual_error", None)
+        table = self.records
+        if spec is None or table is None:
+            return
+        from medtransport.estimation.residual import ResidualError
+
+        dv_unit = table.dv_unit or f"{self.unit}/L"
+        try:
+            model = ResidualError.from_spec(spec, dv_unit)
+            pred = Q_(res.record_concentration, f"{self.unit}/L").m_as(dv_unit)
+        except (ValueError, pint.DimensionalityError) as exc:
+            raise ScenarioError([("residual_error", str(exc))]) from None
+        seed = self.scenario.seed if self.scenario.seed is not None else self.seed
+        if seed is None:
+            import secrets
+
+            seed = secrets.randbits(63)
+        # its own stream, so that adding DV_sim changes no other draw of the run
+        rng = np.random.default_rng([int(seed), 0x5EED_D5])
+        sim = model.simulate(pred, rng)
+        observed = np.asarray(ds["MDV"].values) == 0
+        ds["DV_sim"] = ("record", np.where(observed & np.isfinite(sim), sim, 0.0),
+                        {"units": dv_unit, "long_name": f"simulated observation: PRED with "
+                         f"{model.kind} residual error (0 where MDV 1)"})
+        ds.attrs["dv_sim_seed"] = int(seed)
 
     def _simulate_nonlinear(self, progress: Progress | None = None) -> Trajectory:
         """The ODE solver's run (saturable elimination)."""
@@ -1304,6 +1339,20 @@ class PKModel(Model):
             cases.append(({k: v for k, v in base.items() if k != "peripheral_volume"},
                           "peripheral_volume"))
         return cases
+
+    @classmethod
+    def estimation_problem(cls, scenario: Any) -> tuple[Any, Any]:
+        """The scenario and its data as an estimation problem (:mod:`medtransport_pk.fitting`);
+        what ``medtransport fit`` calls."""
+        from medtransport_pk.dataset import read_dataset
+        from medtransport_pk.fitting import estimation_problem
+
+        table = read_dataset(scenario)
+        if table is None:
+            raise ScenarioError([("data", "a fit needs observations: give a data section "
+                                          "(data: {path: levels.csv, units: {TIME: h, "
+                                          "DV: mg/L}})")])
+        return estimation_problem(scenario, table, cls.validate_params(scenario.parameters))
 
 
 class OneCompartment(PKModel):
