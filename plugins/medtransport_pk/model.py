@@ -9,12 +9,17 @@ k10 = CL/V1, k1j = Qj/V1, kj1 = Qj/Vj and the absorption rate ka::
     dA_elim/dt  =  k10·A_1
     A_unabs     ← A_unabs + (1 − F)·D   at each oral dose (after its lag)
 
-Boluses add D to the central compartment, oral doses F·D to the gut depot. The explicit
-``eliminated`` and ``unabsorbed`` sink states make the rate matrix's columns sum to zero, so
-Σ compartments + eliminated + unabsorbed equals the dose given (Gibaldi & Perrier,
-*Pharmacokinetics*, 2nd ed., ch. 1–3). The system is solved exactly by the augmented matrix
-exponential (:mod:`medtransport.numerics.compartments`, Van Loan 1978); a one-compartment oral
-dose reproduces Bateman's C = F·D·ka/(V(ka − k))·(e^{−kt} − e^{−ka·t}).
+A dose of AMT into a compartment puts F·AMT into it (F per compartment, the depot's by
+default) and books (1 − F)·AMT as ``unabsorbed``. The explicit ``eliminated`` and
+``unabsorbed`` sink states make the rate matrix's columns sum to zero, so Σ compartments +
+eliminated + unabsorbed equals the dose given (Gibaldi & Perrier, *Pharmacokinetics*, 2nd ed.,
+ch. 1–3). The events (YAML ``events`` or a data set's records, one
+:class:`~medtransport_pk.records.RecordTable`) are run by the event engine
+(:mod:`medtransport_pk.engine`) with NONMEM's semantics — EVID 0–4, RATE −1/−2, ALAG, F, ADDL,
+SS 1/2 — exactly, by each parameter segment's eigen-decomposition; a one-compartment oral dose
+reproduces Bateman's C = F·D·ka/(V(ka − k))·(e^{−kt} − e^{−ka·t}). A data set's subjects run
+in one batched pass with a prediction at every record (``record`` dimension); see
+``docs/pk-events.md``.
 
 Optional saturable elimination from the central compartment (``michaelis_menten``)::
 
@@ -31,9 +36,12 @@ Biopharm 10:109).
 The five answers: it counts the drug (``amount``, per compartment); in the depot, central and
 peripheral compartments; it leaves by elimination clearance (``eliminated``) and, for oral
 doses, by the unabsorbed fraction 1 − F (``unabsorbed``); it is conserved up to those; it starts
-with the doses given at t0 (bolus D, oral F·D; the state at t0 is recorded just after them) plus
-the body content at steady state for ``steady_state`` regimens — what was given before t0 is not
-in the books, so the SS content is declared as the initial amount.
+with the doses given at t0 (F·D; the state at t0 is recorded just after them) plus the body
+content at steady state for ``steady_state`` regimens — what was given before t0 is not in the
+books, so the SS content is declared as the initial amount (a steady state set up later is
+booked as the inflow ``steady_state``, a reset's removal as the outflow ``reset``). The books
+are audited on the time grid and at every record (``record_books``), and each SS 1 state must
+come back one interval later (``steady_state``).
 
 A ``population`` section (core: :mod:`medtransport.population`) gives each virtual patient
 θ_i = θ·exp(η_i) on clearances, volumes and ka; all patients are solved at once with stacked
