@@ -129,8 +129,10 @@ class OneCompartmentParams(Params):
     infusion_duration: dict[str, Qty("h", gt=0)] | None = None
     #: declarative covariate effects, each a factor on one parameter
     covariate_effects: list[CovariateEffect] = Field(default_factory=list)
-    #: how a time-varying covariate of a data set holds between its records
-    covariate_interpolation: Literal["locf", "nocb"] = "locf"
+    #: how a time-varying covariate of a data set holds between its records: NONMEM's
+    #: PREDPP advances over (t_j, t_j+1] with the covariates of the record at t_j+1 ("nocb",
+    #: the default); "locf" holds a record's values from its time on
+    covariate_interpolation: Literal["nocb", "locf"] = "nocb"
     molar_mass: Qty("g/mol", gt=0) | None = None
     allometric: Allometric | None = None
     renal_function: RenalFunction | None = None
@@ -410,8 +412,9 @@ class PKModel(Model):
 
     def _prepare_subjects(self) -> None:
         """Subjects and parameter segments: one per virtual patient for events; for a data
-        set one per subject plus one wherever a covariate the model uses changes (LOCF: from
-        that record on; NOCB: from the record before)."""
+        set one per subject plus one wherever a covariate the model uses changes (NOCB, as
+        NONMEM: from the record before, the record itself keeping its own values; LOCF: from
+        that record on)."""
         assert self.records is not None
         table = self.records
         if not self.from_data:
@@ -586,7 +589,9 @@ class PKModel(Model):
                                                   np.nan), (size, nb)).copy(),
             np.broadcast_to(self._per_compartment("infusion_duration", "h", np.nan),
                             (size, nb)).copy(),
-            np.ascontiguousarray(vols[:, 0]))
+            np.ascontiguousarray(vols[:, 0]),
+            nocb=bool(getattr(self, "from_data", False))
+            and self.params.covariate_interpolation == "nocb")
 
     def rate_matrix(self) -> np.ndarray:
         """K (1/h) over :attr:`states`, (n, n) or (P, n, n) for a population; its columns
