@@ -75,8 +75,12 @@ def observed_nca(table: RecordTable) -> xr.Dataset:
     n_obs = np.zeros(ids.size, dtype=np.int64)
     n_doses = np.zeros(ids.size, dtype=np.int64)
     routes = np.full(ids.size, "", dtype=object)
-    for s, ident in enumerate(ids):
-        idx = np.flatnonzero(table.id == ident)
+    # every subject's records at once (one sort), not a scan of the table per subject
+    order = np.argsort(table.id, kind="stable")
+    bounds = np.searchsorted(table.id[order], ids, side="left"), \
+        np.searchsorted(table.id[order], ids, side="right")
+    for s, _ident in enumerate(ids):
+        idx = order[bounds[0][s]:bounds[1][s]]
         dose_idx = idx[np.isin(table.evid[idx], (1, 4))]
         n_doses[s] = int(np.sum(1 + table.addl[dose_idx]))
         obs = idx[(table.evid[idx] == 0) & (table.mdv[idx] == 0) & np.isfinite(table.dv[idx])]
@@ -96,6 +100,16 @@ def observed_nca(table: RecordTable) -> xr.Dataset:
         keep = np.concatenate([[True], np.diff(t) > 0])
         t, c = t[keep], np.clip(c[keep], 0.0, None)
         single = dose_idx.size == 1 and table.addl[first] == 0 and table.ss[first] == 0
+        if not single:
+            # after several doses only Cmax, Tmax, Clast and Tlast are reported: nca()'s
+            # definitions of them, without building its other results
+            i_max = int(np.argmax(c))
+            positive = np.flatnonzero(c > 0.0)
+            values["cmax"][s], values["tmax"][s] = float(c[i_max]), float(t[i_max])
+            if positive.size:
+                values["clast"][s] = float(c[positive[-1]])
+                values["tlast"][s] = float(t[positive[-1]])
+            continue
         dose = Q_(float(table.amt[first]), table.amount_unit) \
             if single and units["cl"] and table.amt[first] > 0 else None
         try:
