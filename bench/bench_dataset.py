@@ -117,7 +117,7 @@ def dataset(n: int) -> Any:
         covariates={"weight": out["wt"]}, covariate_units={"weight": "kg"}, source="bench")
 
 
-def scenario() -> dict[str, Any]:
+def scenario(n: int) -> dict[str, Any]:
     return {
         "name": "data set bench", "model": "pk.two_compartment",
         "parameters": {
@@ -131,7 +131,7 @@ def scenario() -> dict[str, Any]:
                 {"parameter": "central_volume", "covariate": "weight", "type": "power",
                  "reference": "70 kg", "exponent": 1.0}]},
         "time": {"stop": "96 h", "step": "48 h"},
-        "population": {"size": 1, "variability": OMEGA},
+        "population": {"size": n, "variability": OMEGA},
         "seed": SEED,
     }
 
@@ -150,7 +150,7 @@ def run_ours(table: Any) -> dict[str, Any]:
     from medtransport.runner import prepare, run
 
     t0 = time.perf_counter()
-    model = prepare(scenario(), model_class=model_class(table))
+    model = prepare(scenario(int(table.id.max())), model_class=model_class(table))
     ds = run(model)
     elapsed = time.perf_counter() - t0
     etas = model._subject_etas
@@ -176,7 +176,7 @@ def run_loop(table: Any, n_timed: int) -> dict[str, Any]:
     picks = np.linspace(0, n - 1, n_timed).astype(int)
     t0 = time.perf_counter()
     for i in picks:
-        run(prepare(scenario(), model_class=model_class(subset(table, np.array([i])))))
+        run(prepare(scenario(1), model_class=model_class(subset(table, np.array([i])))))
     per = (time.perf_counter() - t0) / n_timed
     return {"seconds": per * n, "per_subject": per, "timed": n_timed}
 
