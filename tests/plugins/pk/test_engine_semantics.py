@@ -410,3 +410,21 @@ def test_bad_records_are_refused_with_the_record_named() -> None:
         with pytest.raises(engine.RecordError, match=text) as info:
             run(rows, kin, sort=False)
         assert info.value.problems[0][0].startswith("record ")
+
+
+def test_a_time_limited_extra_clearance_is_two_more_segments() -> None:
+    """The hook a dialysis session uses: clearance CL + CL_d on central from 2 h to 5 h."""
+    k, kd = K10, 1.5 / V
+    base = np.array([[-k]])
+    kin = engine.Kinetics(
+        subject=np.zeros(3, np.int64), start=np.array([-np.inf, 2.0, 5.0]),
+        kmat=np.array([base, base - kd, base]), elimination=np.array([[k], [k + kd], [k]]),
+        bioavailability=np.ones((3, 1)), lag=np.zeros((3, 1)),
+        infusion_rate=np.full((3, 1), np.nan), infusion_duration=np.full((3, 1), np.nan),
+        volume=np.full(3, V))
+    res = run([dict(evid=1, amt=100, cmt=1), *obs(1.0, 3.0, 5.0, 8.0)], kin, ("central",),
+              central=0)
+    t = np.array([1.0, 3.0, 5.0, 8.0])
+    on = np.clip(t - 2.0, 0.0, 3.0)
+    assert_close(res.record_amounts[1:, 0], 100 * np.exp(-k * t - kd * on))
+    assert np.max(np.abs(res.record_residual())) < 1e-12 * 100
