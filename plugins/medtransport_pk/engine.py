@@ -4,7 +4,8 @@ at every record.
 
 Public entry point
 ------------------
-``simulate(table, kinetics, *, compartments, central, default_dose, grid=None) -> EngineResult``
+``simulate(table, kinetics, *, compartments, central, default_dose, grid=None,
+before=None, check_steady_state=True, validated=False) -> EngineResult``
 
 - ``table``: a :class:`RecordTable` (one or more subjects; a subject is a contiguous block of
   equal ``ID``, as in NONMEM). Times in h, amounts in ``table.amount_unit``.
@@ -20,6 +21,13 @@ Public entry point
   index a dose record with CMT 0 goes to (depot with first-order absorption, else central).
 - ``grid``: optional output times (h), the same for every subject; times within rounding
   (1e-9 relative) of any event time are snapped to it.
+- ``before``: optional (subject indices, times): the amounts just before anything happens at
+  those times (a trough before a dose), in ``EngineResult.before_amounts``.
+- ``Kinetics.nocb``: NONMEM's reading of time-varying covariates (see :class:`Kinetics`).
+
+``validate(table, n_cmt, kinetics, default_dose)`` refuses undefined records with
+:class:`RecordError` (``problems``: (where, message) pairs naming the record, e.g.
+``data row 17 (ID 3, TIME 24 h): ADDL needs II > 0``).
 
 :class:`EngineResult` holds, per record, the amounts, the central concentration (NONMEM's PRED)
 and the cumulative ledger terms of that record's subject; per subject and grid time the same
