@@ -177,12 +177,13 @@ def test_foce_objective_through_the_pk_engine_equals_an_independent_implementati
     # Two-compartment IV bolus subjects through the plugin's engine-backed problem, against a
     # per-subject implementation written here: closed-form predictions (Gibaldi & Perrier),
     # each mode by scipy BFGS, forward-difference Jacobian, the FOCE-I formula of Wang (2007).
+    from scipy import optimize
+
     import medtransport as mt
     from medtransport.plugins import get_registry
     from medtransport_pk.closed_forms import iv_bolus_two_compartment
     from medtransport_pk.fitting import estimation_problem
     from medtransport_pk.records import RecordTable
-    from scipy import optimize
 
     times = np.array([0.5, 1.0, 2.0, 4.0, 8.0, 12.0, 24.0])
     sc = mt.load_scenario({
