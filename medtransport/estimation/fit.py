@@ -95,6 +95,7 @@ def fit_with_layout(scenario: Any, *, method: str | None = None,
         ofv = float(foce_objective(problem, modes).sum())
     report.extend(_books(layout))
     ds = _dataset(sc, problem, modes, layout, ofv, method, foce)
+    _grid_predictions(ds, sc, problem, modes, layout)
     ds.attrs.update({
         "title": sc.name, "model_id": sc.model, "method": method,
         "scenario": sc.to_json(), "audit_report": report.to_json(),
@@ -107,6 +108,27 @@ def fit_with_layout(scenario: Any, *, method: str | None = None,
                            + "; ".join(f"{r.name}: {r.detail}" for r in report.failures),
                            report=report, dataset=ds)
     return ds, layout, problem
+
+
+def _grid_predictions(ds: xr.Dataset, sc: Any, problem: Problem, modes: MapResult,
+                      layout: Any) -> None:
+    """IPRED and PRED of every subject on the scenario's time grid, when the plugin's layout
+    can predict on a grid (its passes audited like every other)."""
+    grid = getattr(layout, "grid", None)
+    if grid is None:
+        return
+    times = np.asarray(sc.time.output_times(), dtype=float) / 3600.0
+    if times.size > 5000:
+        return
+    n = problem.n_subjects
+    ipred = grid(problem.individual(modes.eta), times)
+    pred = grid(problem.individual(np.zeros((n, len(problem.eta_names)))), times)
+    unit = layout.dv_unit
+    ds.coords["time"] = ("time", times, {"units": "h", "long_name": "time"})
+    ds["ipred_grid"] = (("ID", "time"), ipred, {
+        "units": unit, "long_name": "individual prediction on the time grid"})
+    ds["pred_grid"] = (("ID", "time"), pred, {
+        "units": unit, "long_name": "population prediction on the time grid"})
 
 
 def _dt_now() -> str:

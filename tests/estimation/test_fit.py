@@ -83,6 +83,20 @@ def test_ipred_is_the_bateman_function_at_the_individual_parameters(theoph_map):
         np.testing.assert_allclose(ds["IPRED"].values[mine], expected, rtol=1e-9, atol=1e-12)
 
 
+def test_ipred_on_the_grid_agrees_with_ipred_at_the_records(theoph_map):
+    ds = theoph_map
+    assert ds["ipred_grid"].dims == ("ID", "time") and ds["ipred_grid"].attrs["units"] == "mg/L"
+    # the grid (every 15 min) holds some of the sampling times exactly: compare there
+    compared = 0
+    for i, sid in enumerate(ds["ID"].values):
+        mine = (ds["ID_record"].values == sid) & np.isfinite(ds["IPRED"].values)
+        for t, value in zip(ds["TIME"].values[mine], ds["IPRED"].values[mine], strict=True):
+            hit = np.flatnonzero(np.abs(ds["time"].values - t) < 1e-9)
+            if hit.size:
+                assert ds["ipred_grid"].values[i, hit[0]] == pytest.approx(value, rel=1e-10)
+                compared += value > 0
+    assert compared >= 10
+
 def test_cwres_are_roughly_standard_normal_on_a_good_fit(theoph_map):
     cwres = theoph_map["CWRES"].values
     cwres = cwres[np.isfinite(cwres)]
