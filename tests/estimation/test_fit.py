@@ -207,3 +207,43 @@ def test_theophylline_foce_i_is_close_to_the_published_mixed_effects_fit(tmp_pat
     assert abs(cl_per_kg - published["cl"]) * 70 < 2 * se["theta:clearance"]
     assert abs(ka - published["ka"]) < 2 * se["theta:absorption_rate"]
     assert value["sigma:additive"] == pytest.approx(0.70, rel=0.05)
+
+
+def test_a_fit_failing_an_audit_is_an_audit_failure_with_its_report(tmp_path, monkeypatch):
+    # Mutant: the optimiser stops after one iteration; the fit must not return a result.
+    import medtransport.estimation.fit as fit_module
+    from medtransport.errors import AuditFailure
+
+    original = fit_module.estimate_map
+    monkeypatch.setattr(fit_module, "estimate_map", lambda p: original(p, max_iter=1))
+    with pytest.raises(AuditFailure) as info:
+        mt.fit(theoph_scenario(tmp_path))
+    failed = {r.name for r in info.value.report.failures}
+    assert "map.converged" in failed
+    assert info.value.dataset.attrs["audit_status"] == "failed"
+    res = CliRunner().invoke(main, ["fit", str(theoph_scenario(tmp_path))])
+    assert res.exit_code not in (0, 2) and "map.converged" in res.output
+
+
+def test_fit_data_option_replaces_the_levels(tmp_path: Path) -> None:
+    scenario = ROOT / "examples" / "estimation" / "vancomycin_patient.yaml"
+    (tmp_path / "later.csv").write_text("ID,TIME,DV,EVID,MDV\n1,38,25.0,0,0\n1,48,12.0,0,0\n")
+    base = mt.fit(scenario)
+    lower = mt.fit(scenario, data=tmp_path / "later.csv")
+    assert lower["DV"].values.tolist()[-2:] != base["DV"].values.tolist()[-2:]
+    # lower levels at the same times: a larger clearance
+    assert float(lower["clearance"].values[0]) > float(base["clearance"].values[0])
+
+
+def test_exponential_error_map_fits_and_passes_its_audits(tmp_path: Path) -> None:
+    path = theoph_scenario(tmp_path, residual_error="{exponential: 0.2}")
+    # Theoph has zero levels at t = 0, which an exponential model cannot explain: refused …
+    with pytest.raises(ScenarioError, match="is not positive"):
+        mt.fit(path)
+    # … and fitted once those records are dropped
+    rows = [line for line in THEOPH.read_text().splitlines()
+            if not (line.split(",")[1:2] == ["0.0"] and ",0,0," in line)]
+    (tmp_path / "theoph.csv").write_text("\n".join(rows) + "\n")
+    ds = mt.fit(path)
+    assert ds.attrs["audit_status"] == "passed"
+    assert json.loads(ds.attrs["residual_error"]) == {"exponential": 0.2}
