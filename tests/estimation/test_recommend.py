@@ -83,3 +83,13 @@ def test_samples_are_seeded(auc_only) -> None:
                       seed=3)
     assert [c["pta"] for c in again.candidates] == [c["pta"] for c in auc_only.candidates]
     np.testing.assert_array_equal(again.course_band, auc_only.course_band)
+
+
+def test_a_data_set_of_several_subjects_is_refused(tmp_path: Path) -> None:
+    from medtransport.errors import ScenarioError
+
+    (tmp_path / "two.csv").write_text("ID,TIME,DV,EVID,MDV\n1,38,31,0,0\n2,38,25,0,0\n")
+    with pytest.raises(ScenarioError, match="a recommendation is for one patient"):
+        recommend(str(SCENARIO), data=str(tmp_path / "two.csv"),
+                  targets=[("auc24", 400.0, 600.0, "mg*h/L")], intervals=[12.0],
+                  round_to=Q_(250, "mg"))
