@@ -76,9 +76,11 @@ class Parametrisation:
 
     @property
     def names(self) -> list[str]:
+        """``theta:<parameter>``, ``omega2:<η>`` (the variance ω², as NONMEM's $OMEGA) and
+        ``sigma:<kind>`` (the residual SD)."""
         p = self.problem
         return ([f"theta:{p.parameter_names[i]}" for i in self.theta_free]
-                + [f"omega:{p.eta_names[i]}" for i in self.omega_free]
+                + [f"omega2:{p.eta_names[i]}" for i in self.omega_free]
                 + [f"sigma:{p.residual.names[i]}" for i in self.sigma_free])
 
     def pack(self, problem: Problem) -> FloatArray:
