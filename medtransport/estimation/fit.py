@@ -80,6 +80,8 @@ def fit_with_layout(scenario: Any, *, method: str | None = None,
     problem, layout = _problem(sc)
     report = AuditReport()
     foce: FoceResult | None = None
+    first = estimate_map(problem)
+    _check_finite(problem, first)
     if method == "foce_i":
         foce = estimate_foce(problem, theta=spec.parameters,
                              omega=spec.variability, sigma=spec.residual_error,
@@ -89,7 +91,7 @@ def fit_with_layout(scenario: Any, *, method: str | None = None,
         report.extend(audit_fit(foce))
         ofv = foce.ofv
     else:
-        modes = estimate_map(problem)
+        modes = first
         report.extend(audit_map(problem, modes))
         report.extend(audit_likelihood(problem.residual, _positive_quantiles(modes.ipred)))
         ofv = float(foce_objective(problem, modes).sum())
@@ -108,6 +110,19 @@ def fit_with_layout(scenario: Any, *, method: str | None = None,
                            + "; ".join(f"{r.name}: {r.detail}" for r in report.failures),
                            report=report, dataset=ds)
     return ds, layout, problem
+
+
+def _check_finite(problem: Problem, modes: MapResult) -> None:
+    """Refuse, with the reason, a subject whose likelihood is infinite wherever η is."""
+    bad = np.flatnonzero(~np.isfinite(modes.objective))
+    if bad.size:
+        i = int(bad[0])
+        zero = problem.counted[i] & ~(np.abs(modes.ipred[i]) > 0)
+        why = (f" (it predicts 0 at {int(zero.sum())} of its levels, which a "
+               f"{problem.residual.kind} error model cannot explain: add an additive part)"
+               if zero.any() and problem.residual.additive == 0 else "")
+        raise ScenarioError(f"subject ID {problem.ids[i]}: the likelihood of its levels is not "
+                            f"finite at any η the optimiser tried{why}")
 
 
 def _grid_predictions(ds: xr.Dataset, sc: Any, problem: Problem, modes: MapResult,

@@ -252,7 +252,7 @@ class ResidualError:
         pred = np.asarray(pred, dtype=np.float64)
         var = self.variance(pred)
         ty, tf = self.transform(dv), self.transform(pred)
-        with np.errstate(invalid="ignore"):
+        with np.errstate(invalid="ignore", divide="ignore"):
             out = np.log(var) + (ty - tf) ** 2 / var
         if blq is not None:
             blq_mask = np.broadcast_to(np.asarray(blq, dtype=bool), out.shape)

@@ -247,3 +247,15 @@ def test_exponential_error_map_fits_and_passes_its_audits(tmp_path: Path) -> Non
     ds = mt.fit(path)
     assert ds.attrs["audit_status"] == "passed"
     assert json.loads(ds.attrs["residual_error"]) == {"exponential": 0.2}
+
+
+def test_a_level_where_the_model_predicts_zero_under_proportional_error_is_explained(
+        tmp_path: Path) -> None:
+    # A sample at the oral dose time (prediction 0) with DV > 0: no proportional model can
+    # explain it; the message says so instead of an optimiser failure.
+    path = _write_levels(tmp_path, "1,0,4,.,1,1,1,70\n1,0,.,0.74,0,0,2,70\n"
+                                   "1,2,.,5.0,0,0,2,70\n")
+    path.write_text(path.read_text().replace("{additive: 0.7 mg/L}", "{proportional: 0.2}"))
+    with pytest.raises(ScenarioError, match=r"ID 1: .*predicts 0 at 1 of its levels.* add an "
+                                            r"additive part"):
+        mt.fit(path)
