@@ -161,6 +161,7 @@ class EngineResult:
     grid_ledger: np.ndarray | None = None  # (P, G, 5)
     check_ok: np.ndarray | None = None  # steady-state periodicity checks (see check_residual)
     check_residual: np.ndarray | None = None
+    before_amounts: np.ndarray | None = None  # (B, n) amounts asked for with ``before``
 
     @staticmethod
     def residual(amounts: np.ndarray, ledger: np.ndarray) -> np.ndarray:
@@ -576,13 +577,19 @@ def infusion_rate_and_duration(amt: np.ndarray, rate: np.ndarray, f: np.ndarray,
 
 def simulate(table: RecordTable, kinetics: Kinetics, *, compartments: tuple[str, ...],
              central: int, default_dose: int, grid: np.ndarray | None = None,
-             check_steady_state: bool = True) -> EngineResult:
-    """Run every subject of ``table`` (see the module docstring). Raises :class:`RecordError`
-    for records the semantics do not define."""
+             check_steady_state: bool = True,
+             before: tuple[np.ndarray, np.ndarray] | None = None,
+             validated: bool = False) -> EngineResult:
+    """Run every subject of ``table`` (see the module docstring). ``before`` = (subject
+    indices, times) asks for the amounts just before anything happens at those times (a
+    trough before a dose), returned as ``EngineResult.before_amounts``. Raises
+    :class:`RecordError` for records the semantics do not define (``validated``: the caller
+    has run :func:`validate` on these records and kinetics already)."""
     n = len(compartments)
     if kinetics.n != n:
         raise ValueError(f"kinetics has {kinetics.n} compartments, expected {n}")
-    validate(table, n, kinetics, default_dose)
+    if not validated:
+        validate(table, n, kinetics, default_dose)
     if not np.array_equal(np.unique(kinetics.subject), np.arange(np.unique(kinetics.subject).size)):
         raise ValueError("kinetics.subject must number the subjects 0 … P − 1")
     nrec = len(table)
@@ -710,6 +717,14 @@ def simulate(table: RecordTable, kinetics: Kinetics, *, compartments: tuple[str,
             add(block[ri2], te, _PH_CHECK, ri2, 0, _CHECK, index=np.arange(ri2.size))
             check_rec = qs
 
+    n_before = 0
+    if before is not None:
+        b_sub, b_time = (np.asarray(x) for x in before)
+        n_before = b_time.size
+        add(b_sub.astype(np.int64), b_time.astype(float), _PH_CHECK,
+            np.full(n_before, -1, np.int64), 0, _CHECK,
+            index=check_rec.size + np.arange(n_before))
+
     # parameter segments after the first of each subject
     later = np.isfinite(kinetics.start)
     segs = np.flatnonzero(later)
@@ -743,7 +758,7 @@ def simulate(table: RecordTable, kinetics: Kinetics, *, compartments: tuple[str,
     grid_amt = np.zeros((n_sub if gsize else 0, gsize, n))
     grid_conc = np.zeros((n_sub if gsize else 0, gsize))
     grid_led = np.zeros((n_sub if gsize else 0, gsize, len(LEDGER_TERMS)))
-    check_amt = np.zeros((check_rec.size, n))
+    check_amt = np.zeros((check_rec.size + n_before, n))
     _kernel(ptr, ev["kind"], ev["time"], ev["cmt"], ev["value"], ev["unabs"], ev["index"],
             ev["origin"], first_seg.astype(np.int64), vmat, wmat, lam, evec, use_eig,
             np.ascontiguousarray(kinetics.kmat, float),
@@ -754,9 +769,11 @@ def simulate(table: RecordTable, kinetics: Kinetics, *, compartments: tuple[str,
     result = EngineResult(ids, block, rec_amt, rec_conc, rec_led,
                           g_out if grid is not None else None, grid_amt if gsize else None,
                           grid_conc if gsize else None, grid_led if gsize else None)
+    if n_before:
+        result.before_amounts = check_amt[check_rec.size:]
     if check_rec.size:
         expect = sst.table[check_rec]
-        result.check_residual = check_amt - expect
-        result.check_ok = np.abs(check_amt - expect).max(axis=1) <= 1e-9 * np.maximum(
+        result.check_residual = check_amt[:check_rec.size] - expect
+        result.check_ok = np.abs(result.check_residual).max(axis=1) <= 1e-9 * np.maximum(
             np.abs(expect).sum(axis=1), 1e-300)
     return result

@@ -75,6 +75,7 @@ from medtransport_pk.covariates import (
 )
 from medtransport_pk.events import Regimen, amount_unit, read_regimens, records_from_events
 from medtransport_pk.nca import nca
+from medtransport_pk.nca_intervals import interval_nca
 from medtransport_pk.records import RecordTable
 
 __all__ = ["OneCompartment", "PKModel", "ThreeCompartment", "TwoCompartment"]
@@ -449,6 +450,19 @@ class PKModel(Model):
                 serum_creatinine=cov.get("serum_creatinine"), female=female)
         pop = self.scenario.population
         if pop is not None:
+            problems = []
+            if pop.size != ids.size:
+                problems.append(("population.size", f"with a data set every subject is one "
+                                 f"patient: expected {ids.size} (the subjects of "
+                                 f"{table.source}), got {pop.size}"))
+            if pop.covariates is not None:
+                problems.append(("population.covariates", "a data set brings its own "
+                                 "covariates; sampled ones are for virtual patients"))
+            if self.patients is not None:
+                problems.append(("population", "a data set runs all its subjects at once, "
+                                 "not in chunks of patients"))
+            if problems:
+                raise ScenarioError(problems)
             assert self.seed is not None
             sample = sample_population(pop, self.seed, 0, ids.size, self.scenario.patient)
             self._subject_etas = sample.etas
@@ -775,8 +789,10 @@ class PKModel(Model):
         # declared from the records alone: the doses at t0 in the body and the steady-state
         # content, as the engine books them before anything is propagated
         t0 = float(self.scenario.time.start.m_as("h"))
-        res = self._engine(self._run_records, np.array([t0]))
-        assert res.grid_ledger is not None
+        res = getattr(self, "_declared_books", None)
+        if res is None:
+            res = self._engine(self._run_records, np.array([t0]))
+        assert res.grid_ledger is not None and res.grid is not None and res.grid[0] == t0
         led = res.grid_ledger[:, 0, :]
         start = led[:, 4] + led[:, 0] - led[:, 1] - led[:, 3]
         return {"drug": Q_(start[0] if self.n_patients is None else start, self.unit)}
@@ -788,9 +804,10 @@ class PKModel(Model):
 
     def _engine(self, table: RecordTable, grid_h: np.ndarray | None) -> engine.EngineResult:
         try:
+            # the declared records were validated when the model was built
             return engine.simulate(table, self._engine_kinetics(), compartments=self.body,
                                    central=self.body.index("central"), default_dose=0,
-                                   grid=grid_h)
+                                   grid=grid_h, validated=table is self._run_records)
         except engine.RecordError as exc:
             raise ScenarioError(self._record_problems(exc)) from None
 
@@ -803,13 +820,18 @@ class PKModel(Model):
                                                                dict[str, np.ndarray]]:
         """Inflow and outflow routes from the engine's cumulative books (…, 5), each counted
         from the first output time (what was there then is the declared initial amount)."""
-        d = led - led[:1]
-        inflow = {"doses": d[..., 0]}
-        if np.any(d[..., 4] != 0):
-            inflow["steady_state"] = d[..., 4]
-        outflow = {"eliminated": d[..., 2], "unabsorbed": d[..., 1]}
+        def term(k: int) -> np.ndarray:
+            x = led[..., k]
+            first = x[:1]
+            # most terms start at 0: a view then, not a copy of a (T, P) array
+            return x - first if np.any(first != 0) else x
+
+        inflow = {"doses": term(0)}
+        if np.any(led[..., 4] != 0):
+            inflow["steady_state"] = term(4)
+        outflow = {"eliminated": term(2), "unabsorbed": term(1)}
         if np.any(led[..., 3] != 0):
-            outflow["reset"] = d[..., 3]
+            outflow["reset"] = term(3)
         return inflow, outflow
 
     def simulate(self, progress: Progress | None = None) -> Trajectory:
@@ -820,6 +842,7 @@ class PKModel(Model):
         res = self._engine(solver, times_h)
         books = res if solver is self._run_records else self._engine(self._run_records,
                                                                      times_h)
+        self._declared_books = books  # the books of the declared records, from t0
         assert res.grid is not None and res.grid_amounts is not None
         assert books.grid_ledger is not None and res.grid_concentration is not None
         times_s = res.grid * 3600.0
@@ -945,6 +968,36 @@ class PKModel(Model):
                                                 "PRED in the unit of DV"})
             except pint.DimensionalityError:
                 pass
+        self._attach_dv_sim(ds, res)
+
+    def _attach_dv_sim(self, ds: xr.Dataset, res: engine.EngineResult) -> None:
+        """Seeded simulated observations ``DV_sim`` = PRED with the scenario's residual error
+        (``residual_error``), on the records that are observations (MDV 0), in DV's unit."""
+        spec = getattr(self.scenario, "residual_error", None)
+        table = self.records
+        if spec is None or table is None:
+            return
+        from medtransport.estimation.residual import ResidualError
+
+        dv_unit = table.dv_unit or f"{self.unit}/L"
+        try:
+            model = ResidualError.from_spec(spec, dv_unit)
+            pred = Q_(res.record_concentration, f"{self.unit}/L").m_as(dv_unit)
+        except (ValueError, pint.DimensionalityError) as exc:
+            raise ScenarioError([("residual_error", str(exc))]) from None
+        seed = self.scenario.seed if self.scenario.seed is not None else self.seed
+        if seed is None:
+            import secrets
+
+            seed = secrets.randbits(63)
+        # its own stream, so that adding DV_sim changes no other draw of the run
+        rng = np.random.default_rng([int(seed), 0x5EED_D5])
+        sim = model.simulate(pred, rng)
+        observed = np.asarray(ds["MDV"].values) == 0
+        ds["DV_sim"] = ("record", np.where(observed & np.isfinite(sim), sim, 0.0),
+                        {"units": dv_unit, "long_name": f"simulated observation: PRED with "
+                         f"{model.kind} residual error (0 where MDV 1)"})
+        ds.attrs["dv_sim_seed"] = int(seed)
 
     def _simulate_nonlinear(self, progress: Progress | None = None) -> Trajectory:
         """The ODE solver's run (saturable elimination)."""
@@ -1057,15 +1110,97 @@ class PKModel(Model):
                      auc_method="linear")  # type: ignore[arg-type]
         rows.append(("auc_last_linear", float(linear.auc_last.magnitude),
                      f"{linear.auc_last.units:~C}"))
+        single_dose_only = {"auc_inf", "lambda_z", "half_life", "percent_auc_extrapolated",
+                            "lambda_z_points", "lambda_z_adjusted_r2", "clearance",
+                            "volume_z"}
         for name, value, units in rows:
             if not np.isfinite(value):
                 continue  # not estimable here (a flat profile has no terminal slope)
+            if not single and name in single_dose_only:
+                continue  # a regimen: these belong to a single dose
             if name in ("lambda_z_points", "lambda_z_adjusted_r2"):
                 units = "dimensionless"
             ds[f"nca_{name}"] = ((), value, {"units": units or "dimensionless",
                                              "long_name": f"NCA {name.replace('_', ' ')} of "
                                                           "the central concentration"})
         ds.attrs["nca_route"] = route
+        if not single and self.records is not None:
+            self._attach_interval_nca(ds, route, conc.attrs["units"])
+
+    def _attach_interval_nca(self, ds: xr.Dataset, route: str, unit: str) -> None:
+        """NCA per dosing interval (:mod:`medtransport_pk.nca_intervals`) over a
+        ``dose_interval`` dimension, and CL/F at steady state."""
+        rec = self.records
+        assert rec is not None
+        doses = np.flatnonzero((rec.evid == 1) | (rec.evid == 4))
+        times, amts, steady = [], [], []
+        for i in doses:
+            k = np.arange(int(rec.addl[i]) + 1)
+            times.append(rec.time[i] + k * rec.ii[i])
+            amts.append(np.full(k.size, rec.amt[i]))
+            steady.append(np.full(k.size, rec.ss[i] > 0))
+        if not times:
+            return
+        t_all = np.concatenate(times)
+        order = np.argsort(t_all, kind="stable")
+        t_all, a_all, s_all = t_all[order], np.concatenate(amts)[order], \
+            np.concatenate(steady)[order]
+        starts, idx = np.unique(t_all, return_index=True)
+        dose = np.add.reduceat(a_all, idx)
+        ss = np.logical_or.reduceat(s_all, idx)
+        last_ii = float(rec.ii[doses].max())
+        t_end = float(ds["time"].values[-1]) / 3600.0
+        ends = np.append(starts[1:], starts[-1] + last_ii if last_ii > 0 else np.inf)
+        resets = rec.time[rec.evid == 3]
+        keep = (ends <= t_end + 1e-9) & np.array(
+            [not np.any((resets > s) & (resets <= e)) for s, e in zip(starts, ends, strict=True)])
+        if not keep.any():
+            return
+        starts, ends, dose, ss = starts[keep], ends[keep], dose[keep], ss[keep]
+        grid = np.union1d(ds["time"].values / 3600.0, starts)
+        res = engine.simulate(self._run_records, self._engine_kinetics(),
+                              compartments=self.body, central=self.body.index("central"),
+                              default_dose=0, grid=grid,
+                              before=(np.zeros(ends.size, np.int64), ends))
+        assert res.grid is not None and res.grid_concentration is not None
+        assert res.before_amounts is not None
+        vol = float(np.ravel(self.volumes())[0])
+        c_end = res.before_amounts[:, self.body.index("central")] / vol
+        try:
+            out = interval_nca(res.grid, res.grid_concentration[0], starts, ends, dose, c_end,
+                               ss, route)  # type: ignore[arg-type]
+        except ValueError:
+            return
+        ok = np.isfinite(out.auc_tau)
+        if not ok.any():
+            return
+        dim = "dose_interval"
+        ds.coords[dim] = (dim, np.arange(int(ok.sum())), {"units": "1",
+                                                          "long_name": "dosing interval"})
+        auc_unit = f"{unit}*h"
+        for name, values, units, label in (
+                ("start", out.start, "h", "time of the dose opening the interval"),
+                ("tau", out.tau, "h", "length of the interval"),
+                ("auc_tau", out.auc_tau, auc_unit, "AUC over the interval"),
+                ("cmax", out.cmax, unit, "largest concentration in the interval"),
+                ("tmax", out.tmax, "h", "time of Cmax after the dose"),
+                ("cmin", out.cmin, unit, "lowest concentration in the interval"),
+                ("ctrough", out.ctrough, unit, "concentration just before the next dose"),
+                ("cavg", out.cavg, unit, "AUCτ/τ"),
+                ("accumulation_ratio", out.accumulation_ratio, "dimensionless",
+                 "AUCτ relative to the first interval's"),
+                ("at_steady_state", out.at_steady_state.astype(np.int8), "1",
+                 "1 where the interval is at steady state")):
+            ds[f"nca_interval_{name}"] = (dim, np.asarray(values)[ok],
+                                          {"units": units, "long_name": f"NCA {label} "
+                                           "(central)"})
+        ss_rows = np.flatnonzero(ok & out.at_steady_state)
+        if ss_rows.size:
+            j = ss_rows[-1]
+            cl = Q_(float(out.clearance[j]), f"{self.unit}/({auc_unit})")
+            ds["nca_clearance_ss"] = ((), float(cl.m_as("L/h")), {
+                "units": "L/h", "long_name": "NCA CL/F = Dose/AUCτ at steady state (the last "
+                "interval at steady state)"})
 
     # -- presentation ----------------------------------------------------------------------
     def plot(self, dataset: xr.Dataset, figure: Any) -> None:

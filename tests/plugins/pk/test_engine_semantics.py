@@ -111,7 +111,7 @@ T_OBS = (0.25, 1.0, 3.0, 7.5, 12.0, 13.0, 20.0, 30.0)
 
 # ----------------------------------------------------------------------------- doses
 
-def test_bolus_into_each_compartment() -> None:
+def test_bolus_and_infusion_into_each_compartment() -> None:
     kin = kinetics(TWO_K, TWO_E)
     ref = Ref(TWO_K)
     for cmt in (1, 2):
@@ -119,6 +119,10 @@ def test_bolus_into_each_compartment() -> None:
                   central=0)
         want = ref.bolus(np.array([0.0, *T_OBS]), 0.0, cmt - 1, 100.0)
         assert_close(res.record_amounts, want)
+        res = run([dict(evid=1, amt=100, cmt=cmt, rate=30), *obs(*T_OBS)], kin,
+                  ("central", "peripheral"), central=0)
+        want = ref.infusion(np.array([0.0, *T_OBS]), 0.0, cmt - 1, 30.0, 100 / 30)
+        assert_close(res.record_amounts[1:], want[1:])
 
 
 def test_infusion_into_each_compartment_including_the_depot() -> None:

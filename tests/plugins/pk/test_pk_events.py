@@ -294,9 +294,31 @@ def test_variability_for_the_data_subjects_is_seeded_per_subject() -> None:
     want = np.where(t <= 3, 100 / (V * k2) * (1 - np.exp(-k2 * t)),
                     100 / (V * k2) * (1 - np.exp(-k2 * 3)) * np.exp(-k2 * (t - 3)))
     assert_rel(ds["concentration"].values[4:], want)
+    sc["population"]["size"] = 3
+    with pytest.raises(ScenarioError, match=r"population\.size: with a data set"):
+        prepare(sc, model_class=with_data(table))
 
 
 def test_a_bad_data_row_is_named() -> None:
     rows = [(1, 0.0, 1, 100.0, 1, 0.0, 0.0, 2, 0, np.nan)]  # ADDL without II
     with pytest.raises(ScenarioError, match=r"data row 2 \(ID 1, TIME 0 h\): ADDL needs II"):
         prepare(scenario([]), model_class=with_data(records(rows)))
+
+
+def test_simulated_observations_are_seeded_and_scatter_as_the_residual_error() -> None:
+    n = 2000
+    rows = [(1, 0.0, 1, 100.0, 1, 0.0, 0.0, 0, 0, np.nan)] + [
+        (1, 0.01 * (i + 1), 0, 0.0, 0, 0.0, 0.0, 0, 0, 1.0) for i in range(n)]
+    sc = scenario([], {}, {"stop": "24 h", "step": "12 h"},
+                  residual_error={"proportional": 0.1}, seed=3)
+    ds = run(build_model(with_data(records(rows)), sc))
+    again = run(build_model(with_data(records(rows)), sc))
+    np.testing.assert_array_equal(ds["DV_sim"].values, again["DV_sim"].values)
+    assert ds["DV_sim"].attrs["units"] == "mg/L" and ds["DV_sim"].values[0] == 0.0  # dose
+    eps = ds["DV_sim"].values[1:] / ds["concentration"].values[1:] - 1
+    # the SD of 2000 draws is within 5 standard errors (SE ≈ 0.1/√(2·2000)) of 0.1
+    assert abs(np.std(eps) - 0.1) < 5 * 0.1 / np.sqrt(2 * n)
+    assert abs(np.mean(eps)) < 5 * 0.1 / np.sqrt(n)
+    sc["seed"] = 4
+    other = run(build_model(with_data(records(rows)), sc))
+    assert not np.array_equal(ds["DV_sim"].values, other["DV_sim"].values)
