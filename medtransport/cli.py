@@ -265,6 +265,11 @@ def run_cmd(scenario: str, output: str | None, plot_path: str | None, quiet: boo
 
         if output:
             _check_target(output, "-o/--output", result=True)
+        if data_path:
+            raise click.BadParameter("a chunked population (--population/--store) runs "
+                                     "virtual patients, not a data set's subjects; a data "
+                                     "set's variability is the scenario's population section",
+                                     param_hint="'--data'")
         from medtransport.report import population_report
 
         with population_report(store, report_path, click.echo):

@@ -12,7 +12,9 @@ The scenario names it in its ``data`` section::
 The file: comma- or whitespace-separated (the header line decides: a comma in it means CSV), a
 header line of column names, then one record per line. Lines whose first non-blank character is
 ``#``, or ``C`` followed by a separator (NONMEM's ``IGNORE=C``), are comments; blank lines are
-skipped. ``.`` (or an empty CSV field) is a missing value: 0 for AMT, RATE, II, ADDL, SS and CMT
+skipped. A first column named ``C`` (``C,ID,TIME,…``) is that convention's comment column: rows
+with ``C`` in it are comments, and the column is not a covariate. ``.`` (or an empty CSV
+field) is a missing value: 0 for AMT, RATE, II, ADDL, SS and CMT
 as in NONMEM, "no observation" for DV, "not recorded here" for a covariate. The standard columns
 are matched case-insensitively: ID, TIME, EVID, AMT, CMT, RATE, II, ADDL, SS, MDV, DV; ID and
 TIME are required. Every other column whose values are all numbers is a covariate (under its
@@ -180,6 +182,15 @@ def _is_comment(line: str) -> bool:
     return s[:1] in ("C", "c") and (len(s) == 1 or s[1] in " \t,;")
 
 
+def _is_c_header(line: str) -> bool:
+    """A header whose first column is NONMEM's comment column ``C`` (``C,ID,TIME,…``): every
+    field an upper-case name (as NONMEM's are; a comment line is prose), ID and TIME among
+    them."""
+    fields = [f for f in _split(line, "," in line) if f]
+    return all(f.replace("_", "A").isalnum() and f.isupper() and not f[:1].isdigit()
+               for f in fields) and {"ID", "TIME"} <= set(fields)
+
+
 def _split(line: str, csv: bool) -> list[str]:
     if csv:
         return [f.strip().strip('"').strip() for f in line.split(",")]
@@ -232,7 +243,9 @@ def _read_rows(path: Path, source: str) -> tuple[list[str], np.ndarray, np.ndarr
     numbers: list[int] = []
     texts: list[str] = []
     for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip() or _is_comment(line):
+        if not line.strip():
+            continue
+        if _is_comment(line) and not (header is None and _is_c_header(line)):
             continue
         if header is None:
             csv_form = "," in line
@@ -365,8 +378,8 @@ def read_nonmem(path: str | Path, spec: NonmemSpec | Mapping[str, Any], *,
     raw: dict[str, np.ndarray] = {}
     covariate_raw: dict[str, np.ndarray] = {}
     for j, h in enumerate(upper):
-        if not header[j] or (h in STANDARD and seen[h] != j):
-            continue
+        if not header[j] or (h in STANDARD and seen[h] != j) or h == "C":
+            continue  # unnamed, repeated, or the comment column (its 'C' rows are skipped)
         values, wrong = _numbers(rows[:, j])
         if h in STANDARD or h in covariate_of:
             for i in np.flatnonzero(wrong):

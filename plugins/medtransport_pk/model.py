@@ -915,6 +915,9 @@ class PKModel(Model):
         ledger = Ledger.of("drug", unit, times_s.size, inflow=inflow, outflow=outflow)
         if self.from_data:
             self._attach_records(ds, res, books)
+            from medtransport_pk.observed import attach_observed_nca
+
+            attach_observed_nca(ds, self.records, "patient")
         elif not batched:
             self._attach_nca(ds)
         if progress is not None:

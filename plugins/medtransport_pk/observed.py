@@ -28,7 +28,7 @@ from medtransport.units import Q_
 from medtransport_pk.nca import nca
 from medtransport_pk.records import RecordTable
 
-__all__ = ["OBSERVED_METRICS", "observed_nca", "subject_summary"]
+__all__ = ["OBSERVED_METRICS", "attach_observed_nca", "observed_nca", "subject_summary"]
 
 #: metric → (long name, how its unit follows from the time unit t, DV unit c and amount unit a)
 OBSERVED_METRICS = {
@@ -126,6 +126,22 @@ def observed_nca(table: RecordTable) -> xr.Dataset:
     ds["dose_route"] = ("subject", routes.astype(str), {"units": "1",
                                                         "long_name": "route of the first dose"})
     return ds
+
+
+def attach_observed_nca(ds: xr.Dataset, table: RecordTable | None, dim: str) -> None:
+    """Add the observed-data NCA to a run's result, over ``dim`` (its subjects, in the table's
+    order): every metric that applies to all subjects (a result holds no NaN), and the counts
+    of observations and doses."""
+    if table is None or dim not in ds.dims or ds.sizes[dim] != table.subjects().size:
+        return
+    obs = observed_nca(table)
+    for name, var in obs.data_vars.items():
+        values = var.values
+        if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
+            continue  # e.g. AUC∞ after several doses: not for every subject
+        if values.dtype.kind in "OU":
+            continue
+        ds[str(name)] = (dim, values, dict(var.attrs))
 
 
 def _fmt(value: float, digits: int = 4) -> str:

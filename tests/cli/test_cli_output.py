@@ -150,3 +150,12 @@ def test_a_population_runs_summaries_obey_the_same_rule(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     header = (tmp_path / "summary.csv").read_text().splitlines()[0]
     assert header.startswith("time [s],") and "[mg/L]" in header
+
+
+def test_data_does_not_combine_with_a_chunked_population(tmp_path: Path) -> None:
+    data = tmp_path / "d.csv"
+    data.write_text("ID,TIME,AMT,CMT\n1,0,100,1\n")
+    result = invoke("run", scenario(tmp_path), "--population", 4, "--store",
+                    tmp_path / "st.zarr", "--data", data)
+    assert result.exit_code == 2 and "'--data'" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.csv", "s.yaml"]

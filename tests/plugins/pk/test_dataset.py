@@ -162,6 +162,16 @@ def test_comment_rows_and_blank_lines_are_skipped(tmp_path: Path) -> None:
     assert t.cmt.tolist() == [2] and t.amt.tolist() == [100.0]
 
 
+def test_a_comment_column_c_as_many_nonmem_files_have(tmp_path: Path) -> None:
+    text = "C,ID,TIME,AMT,CMT\n.,1,0,100,2\nC,1,1,999,2\n.,1,2,50,2\n"
+    t = read(tmp_path, text)
+    assert t.row.tolist() == [2, 4] and t.amt.tolist() == [100.0, 50.0]
+    assert "C" not in t.covariates
+    # a comment that merely starts with C is still a comment before the header
+    t = read(tmp_path, "C data from the ID TIME study\nID,TIME,AMT,CMT\n1,0,100,2\n")
+    assert t.row.tolist() == [3]
+
+
 def test_dot_is_missing(tmp_path: Path) -> None:
     t = read(tmp_path, "ID TIME AMT RATE II ADDL SS CMT DV\n1 0 100 . . . . . .\n"
                        "1 2 . . . . . 2 .\n1 3 . . . . . 2 4.5\n")

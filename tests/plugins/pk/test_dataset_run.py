@@ -137,3 +137,18 @@ def test_run_data_writes_the_records_with_units_to_netcdf_and_zarr(tmp_path: Pat
     # the file's observations, in its order (subject 1: trough, peak, trough)
     assert ds["DV"].values[obs][:3].tolist() == [13.2, 41.0, 15.1]
     ds.close()
+
+
+def test_the_result_carries_the_observed_nca_that_applies(theoph: xr.Dataset) -> None:
+    rows = list(csv.DictReader(line for line in (DATA / "theoph.csv").open()
+                               if not line.startswith("#")))
+    cmax: dict[int, float] = {}
+    for r in rows:
+        if r["EVID"] == "0":
+            cmax[int(r["ID"])] = max(cmax.get(int(r["ID"]), 0.0), float(r["DV"]))
+    assert theoph["observed_cmax"].dims == ("patient",)
+    assert theoph["observed_cmax"].attrs["units"] == "mg/L"
+    assert theoph["observed_cmax"].values.tolist() == [cmax[k] for k in sorted(cmax)]
+    assert theoph["observed_clearance"].attrs["units"] == "L/h"
+    vanco = run(DATA / "vancomycin.yaml")
+    assert "observed_cmax" in vanco and "observed_auc_inf" not in vanco  # several doses
