@@ -214,7 +214,8 @@ def _dataset(sc: Any, problem: Problem, modes: MapResult, layout: Any, ofv: floa
     pos = layout.obs_position
     has = pos >= 0
     dv_unit = layout.dv_unit
-    ds["ID_record"] = ("record", table.id, {"long_name": "subject ID of each record"})
+    ds["ID_record"] = ("record", table.id, {"units": "1",
+                                            "long_name": "subject ID of each record"})
     ds["TIME"] = ("record", table.time, {"units": "h", "long_name": "time of the record"})
     ds["EVID"] = ("record", table.evid, {"units": "1", "long_name": "event identifier"})
     ds["MDV"] = ("record", table.mdv, {"units": "1", "long_name": "missing DV"})
@@ -228,6 +229,7 @@ def _dataset(sc: Any, problem: Problem, modes: MapResult, layout: Any, ofv: floa
         unit = dv_unit if name in ("PRED", "IPRED") else "1"
         ds[name] = ("record", values, {"units": unit, "long_name": long})
     ds.attrs["residual_error"] = json.dumps(problem.residual.to_spec())
+    ds.attrs["residual_error_text"] = problem.residual.describe()
     ds.attrs["n_subjects"] = int(problem.n_subjects)
     ds.attrs["n_observations"] = int(problem.n_observations)
     if foce is not None:
