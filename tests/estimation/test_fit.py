@@ -259,3 +259,21 @@ def test_a_level_where_the_model_predicts_zero_under_proportional_error_is_expla
     with pytest.raises(ScenarioError, match=r"ID 1: .*predicts 0 at 1 of its levels.* add an "
                                             r"additive part"):
         mt.fit(path)
+
+
+def test_mutant_likelihood_without_the_lognormal_jacobian_fails_the_fit(tmp_path, monkeypatch):
+    from medtransport.errors import AuditFailure
+    from medtransport.estimation.residual import ResidualError
+
+    path = theoph_scenario(tmp_path, residual_error="{exponential: 0.2}")
+    rows = [line for line in THEOPH.read_text().splitlines()
+            if not (line.split(",")[1:2] == ["0.0"] and ",0,0," in line)]
+    (tmp_path / "theoph.csv").write_text("\n".join(rows) + "\n")
+
+    def without_jacobian(self, dv, pred):  # the density of ln y, used as the density of y
+        return -0.5 * (self.neg2_log_likelihood(dv, pred) + math.log(2 * math.pi))
+
+    monkeypatch.setattr(ResidualError, "log_density", without_jacobian)
+    with pytest.raises(AuditFailure) as info:
+        mt.fit(path)
+    assert [r.name for r in info.value.report.failures] == ["likelihood.normalised"]
