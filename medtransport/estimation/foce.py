@@ -35,6 +35,9 @@ from medtransport.estimation.problem import Problem
 
 __all__ = ["CovarianceStep", "FoceResult", "estimate_foce", "foce_objective"]
 
+#: R counts as singular when its smallest eigenvalue is below this fraction of its largest
+R_RCOND = 1e-7
+
 FloatArray = NDArray[np.float64]
 
 
@@ -247,11 +250,14 @@ def covariance_step(par: Parametrisation, psi: FloatArray, state: dict[str, Any]
     names = par.names
     r = 0.5 * (r + r.T)
     eig = np.linalg.eigvalsh(r)
-    if not np.all(np.isfinite(r)) or eig[0] <= 0:
-        return CovarianceStep(False, "", f"R matrix is not positive definite (smallest "
-                              f"eigenvalue {eig[0]:.3g}): the OFV surface is flat or the "
-                              "minimum is a saddle; the model may be over-parameterised",
-                              names, None, estimates, None, None, eig, r)
+    # Below this ratio of its eigenvalues R is singular within the finite differences' noise:
+    # some combination of the parameters is not determined by the data.
+    if not np.all(np.isfinite(r)) or eig[0] <= R_RCOND * abs(eig[-1]):
+        return CovarianceStep(False, "", f"R matrix is singular or not positive definite "
+                              f"(eigenvalues {eig[0]:.3g} … {eig[-1]:.3g}): the OFV surface is "
+                              "flat in some direction or the minimum is a saddle; the model may "
+                              "be over-parameterised", names, None, estimates, None, None, eig,
+                              r)
     r_inv = np.linalg.inv(r)
     s_eig = np.linalg.eigvalsh(0.5 * (s + s.T))
     if s_eig[0] > 1e-10 * max(s_eig[-1], 1e-300):

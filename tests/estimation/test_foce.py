@@ -257,3 +257,29 @@ def test_fixed_items_stay_fixed_and_unknown_ones_are_refused() -> None:
     with pytest.raises(Exception, match=r"estimate\.parameters: \['volume'\] are not "
                                         r"parameters"):
         estimate_foce(problem, theta=["volume"])
+
+
+def test_mutant_over_parameterised_model_fails_the_covariance_step() -> None:
+    # Predictions that depend on CL·V only: ln CL − ln V is not determined by any data, R is
+    # singular, and the covariance step must say so rather than report SEs.
+    from medtransport.estimation.audits import audit_foce
+
+    problem, _ = simulated_oral(20, seed=14)
+    inner = problem.predict
+
+    def product_only(phi, subjects):
+        mixed = phi.copy()
+        mixed[:, 0] = phi[:, 0] * phi[:, 1] / 32.0
+        mixed[:, 1] = 32.0
+        return inner(mixed, subjects)
+
+    confounded = Problem(**{**problem.__dict__, "predict": product_only,
+                            "eta_names": ("absorption_rate",),
+                            "omega": problem.omega[2:, 2:]})
+    result = estimate_foce(confounded, theta=["clearance", "central_volume"], omega=False,
+                           sigma=False)
+    assert result.covariance is not None and not result.covariance.succeeded
+    assert "singular" in result.covariance.message
+    verdict = {r.name: r.passed for r in audit_foce(np.zeros(2), None, 0.0, False,
+                                                     result.covariance.message)}
+    assert verdict["foce.covariance_step"] is False
