@@ -277,3 +277,14 @@ def test_mutant_likelihood_without_the_lognormal_jacobian_fails_the_fit(tmp_path
     with pytest.raises(AuditFailure) as info:
         mt.fit(path)
     assert [r.name for r in info.value.report.failures] == ["likelihood.normalised"]
+
+
+def test_evaluate_only_reports_the_ofv_at_the_scenarios_values(tmp_path, theoph_map):
+    # NONMEM's MAXEVAL=0: nothing moves, the OFV is that of the given model — the same
+    # objective the MAP fit reports at those values.
+    path = theoph_scenario(tmp_path, extra="estimate: {method: foce_i, evaluate_only: true, "
+                                           "covariance: false}")
+    ds = mt.fit(path)
+    assert float(ds["typical_clearance"]) == 2.81
+    assert json.loads(ds.attrs["optimiser"])["evaluate_only"] is True
+    assert float(ds["ofv"]) == pytest.approx(float(theoph_map["ofv"]), abs=1e-3)
