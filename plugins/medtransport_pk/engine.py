@@ -109,6 +109,12 @@ class Kinetics:
     sums to −elimination); ``bioavailability``, ``lag`` (h), ``infusion_rate`` (amount/h, NaN
     if not modelled) and ``infusion_duration`` (h, NaN) per compartment; ``volume`` (M,) the
     central volume in L.
+
+    ``nocb`` (NONMEM's reading of a data set's time-varying covariates): a segment starting
+    at t_j holds the values of the *next* record, so a record at t_j still uses the segment in
+    force before t_j for its own dose (F, ALAG, modelled rate and duration) and its prediction
+    (volume), and the switch happens after the records at t_j. Without it (LOCF) a record uses
+    the segment starting at its own time.
     """
 
     subject: np.ndarray
@@ -120,6 +126,7 @@ class Kinetics:
     infusion_rate: np.ndarray
     infusion_duration: np.ndarray
     volume: np.ndarray
+    nocb: bool = False
 
     @classmethod
     def constant(cls, n_subjects: int, kmat: np.ndarray, elimination: np.ndarray,
@@ -241,8 +248,8 @@ def _constant_infusion(table: RecordTable) -> np.ndarray:
 
 
 def _record_segments(table: RecordTable, block: np.ndarray, kin: Kinetics) -> np.ndarray:
-    """Index of the segment in force at each record (last start ≤ TIME of that subject)."""
-    return _segments_at(block, table.time, kin)
+    """Index of the segment of each record's own values (see :class:`Kinetics`)."""
+    return _segments_at(block, table.time, kin, strict=kin.nocb)
 
 
 def _segments_at(subject: np.ndarray, time: np.ndarray, kin: Kinetics, *,
@@ -595,7 +602,7 @@ def simulate(table: RecordTable, kinetics: Kinetics, *, compartments: tuple[str,
     nrec = len(table)
     block, ids = subject_blocks(table.id)
     n_sub = ids.size
-    seg_rec = _segments_at(block, table.time, kinetics)
+    seg_rec = _segments_at(block, table.time, kinetics, strict=kinetics.nocb)
     evid, amt, rate, ii, addl, ss = (table.evid, table.amt, table.rate, table.ii, table.addl,
                                      table.ss)
     cmt = np.where(table.cmt > 0, table.cmt - 1, default_dose).astype(np.int64)
@@ -712,7 +719,8 @@ def simulate(table: RecordTable, kinetics: Kinetics, *, compartments: tuple[str,
             ri2 = np.array([x[1] for x in keep])
             te = np.array([x[2] for x in keep])
             # no parameter change within the interval either
-            same_seg = _segments_at(block[ri2], te, kinetics, strict=True) == seg_rec[ri2]
+            same_seg = (_segments_at(block[ri2], te, kinetics, strict=True) == seg_rec[ri2]) \
+                & (_segments_at(block[ri2], table.time[ri2], kinetics) == seg_rec[ri2])
             qs, ri2, te = qs[same_seg], ri2[same_seg], te[same_seg]
             add(block[ri2], te, _PH_CHECK, ri2, 0, _CHECK, index=np.arange(ri2.size))
             check_rec = qs
@@ -728,7 +736,9 @@ def simulate(table: RecordTable, kinetics: Kinetics, *, compartments: tuple[str,
     # parameter segments after the first of each subject
     later = np.isfinite(kinetics.start)
     segs = np.flatnonzero(later)
-    add(kinetics.subject[segs], kinetics.start[segs], _PH_SEG, np.zeros(segs.size, np.int64), 0,
+    # LOCF: a switch precedes the records at its time; NOCB: it follows them
+    add(kinetics.subject[segs], kinetics.start[segs], _PH_RECORD if kinetics.nocb else _PH_SEG,
+        np.full(segs.size, np.iinfo(np.int64).max if kinetics.nocb else 0), 0,
         _SEG, index=segs)
 
     # grid outputs, snapped to event times

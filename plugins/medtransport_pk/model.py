@@ -9,12 +9,17 @@ k10 = CL/V1, k1j = Qj/V1, kj1 = Qj/Vj and the absorption rate ka::
     dA_elim/dt  =  k10·A_1
     A_unabs     ← A_unabs + (1 − F)·D   at each oral dose (after its lag)
 
-Boluses add D to the central compartment, oral doses F·D to the gut depot. The explicit
-``eliminated`` and ``unabsorbed`` sink states make the rate matrix's columns sum to zero, so
-Σ compartments + eliminated + unabsorbed equals the dose given (Gibaldi & Perrier,
-*Pharmacokinetics*, 2nd ed., ch. 1–3). The system is solved exactly by the augmented matrix
-exponential (:mod:`medtransport.numerics.compartments`, Van Loan 1978); a one-compartment oral
-dose reproduces Bateman's C = F·D·ka/(V(ka − k))·(e^{−kt} − e^{−ka·t}).
+A dose of AMT into a compartment puts F·AMT into it (F per compartment, the depot's by
+default) and books (1 − F)·AMT as ``unabsorbed``. The explicit ``eliminated`` and
+``unabsorbed`` sink states make the rate matrix's columns sum to zero, so Σ compartments +
+eliminated + unabsorbed equals the dose given (Gibaldi & Perrier, *Pharmacokinetics*, 2nd ed.,
+ch. 1–3). The events (YAML ``events`` or a data set's records, one
+:class:`~medtransport_pk.records.RecordTable`) are run by the event engine
+(:mod:`medtransport_pk.engine`) with NONMEM's semantics — EVID 0–4, RATE −1/−2, ALAG, F, ADDL,
+SS 1/2 — exactly, by each parameter segment's eigen-decomposition; a one-compartment oral dose
+reproduces Bateman's C = F·D·ka/(V(ka − k))·(e^{−kt} − e^{−ka·t}). A data set's subjects run
+in one batched pass with a prediction at every record (``record`` dimension); see
+``docs/pk-events.md``.
 
 Optional saturable elimination from the central compartment (``michaelis_menten``)::
 
@@ -31,9 +36,12 @@ Biopharm 10:109).
 The five answers: it counts the drug (``amount``, per compartment); in the depot, central and
 peripheral compartments; it leaves by elimination clearance (``eliminated``) and, for oral
 doses, by the unabsorbed fraction 1 − F (``unabsorbed``); it is conserved up to those; it starts
-with the doses given at t0 (bolus D, oral F·D; the state at t0 is recorded just after them) plus
-the body content at steady state for ``steady_state`` regimens — what was given before t0 is not
-in the books, so the SS content is declared as the initial amount.
+with the doses given at t0 (F·D; the state at t0 is recorded just after them) plus the body
+content at steady state for ``steady_state`` regimens — what was given before t0 is not in the
+books, so the SS content is declared as the initial amount (a steady state set up later is
+booked as the inflow ``steady_state``, a reset's removal as the outflow ``reset``). The books
+are audited on the time grid and at every record (``record_books``), and each SS 1 state must
+come back one interval later (``steady_state``).
 
 A ``population`` section (core: :mod:`medtransport.population`) gives each virtual patient
 θ_i = θ·exp(η_i) on clearances, volumes and ka; all patients are solved at once with stacked
@@ -121,8 +129,10 @@ class OneCompartmentParams(Params):
     infusion_duration: dict[str, Qty("h", gt=0)] | None = None
     #: declarative covariate effects, each a factor on one parameter
     covariate_effects: list[CovariateEffect] = Field(default_factory=list)
-    #: how a time-varying covariate of a data set holds between its records
-    covariate_interpolation: Literal["locf", "nocb"] = "locf"
+    #: how a time-varying covariate of a data set holds between its records: NONMEM's
+    #: PREDPP advances over (t_j, t_j+1] with the covariates of the record at t_j+1 ("nocb",
+    #: the default); "locf" holds a record's values from its time on
+    covariate_interpolation: Literal["nocb", "locf"] = "nocb"
     molar_mass: Qty("g/mol", gt=0) | None = None
     allometric: Allometric | None = None
     renal_function: RenalFunction | None = None
@@ -402,8 +412,9 @@ class PKModel(Model):
 
     def _prepare_subjects(self) -> None:
         """Subjects and parameter segments: one per virtual patient for events; for a data
-        set one per subject plus one wherever a covariate the model uses changes (LOCF: from
-        that record on; NOCB: from the record before)."""
+        set one per subject plus one wherever a covariate the model uses changes (NOCB, as
+        NONMEM: from the record before, the record itself keeping its own values; LOCF: from
+        that record on)."""
         assert self.records is not None
         table = self.records
         if not self.from_data:
@@ -578,7 +589,9 @@ class PKModel(Model):
                                                   np.nan), (size, nb)).copy(),
             np.broadcast_to(self._per_compartment("infusion_duration", "h", np.nan),
                             (size, nb)).copy(),
-            np.ascontiguousarray(vols[:, 0]))
+            np.ascontiguousarray(vols[:, 0]),
+            nocb=bool(getattr(self, "from_data", False))
+            and self.params.covariate_interpolation == "nocb")
 
     def rate_matrix(self) -> np.ndarray:
         """K (1/h) over :attr:`states`, (n, n) or (P, n, n) for a population; its columns

@@ -270,14 +270,34 @@ def test_a_time_varying_covariate_locf_and_nocb() -> None:
             (1, 4.0, 0, 0.0, 0, 0.0, 0.0, 0, 0, 1.0),
             (1, 8.0, 0, 0.0, 0, 0.0, 0.0, 0, 0, 1.0)]
     table = records(rows, {"weight": [70.0, 140.0, 140.0]}, {"weight": "kg"})
-    sc = scenario([], {"covariate_effects": POWER}, {"stop": "8 h", "step": "1 h"})
+    sc = scenario([], {"covariate_effects": POWER, "covariate_interpolation": "locf"},
+                  {"stop": "8 h", "step": "1 h"})
     locf = run(build_model(with_data(table), sc))["concentration"].values
-    # LOCF: CL from 4 h on doubles; NOCB: already from 0 h (the value at 4 h carried back)
+    # LOCF: CL from 4 h on doubles; NOCB (NONMEM, the default): already over (0, 4] — the
+    # value at 4 h carried back
     assert_rel(locf, 100 / V * np.exp(-K * np.minimum([0, 4, 8], 4.0)
                                       - 2 * K * np.maximum(np.array([0, 4, 8]) - 4, 0)))
-    sc["parameters"]["covariate_interpolation"] = "nocb"
+    del sc["parameters"]["covariate_interpolation"]
     nocb = run(build_model(with_data(table), sc))["concentration"].values
     assert_rel(nocb, 100 / V * np.exp(-2 * K * np.array([0, 4, 8])))
+
+
+def test_nocb_keeps_a_records_own_covariates_for_its_dose_and_prediction() -> None:
+    """NONMEM evaluates F, ALAG and the volume of a record with that record's covariates; the
+    next record's values apply only to the interval after it."""
+    rows = [(1, 0.0, 0, 0.0, 0, 0.0, 0.0, 0, 0, 1.0),
+            (1, 2.0, 1, 100.0, 1, 0.0, 0.0, 0, 0, np.nan),
+            (1, 6.0, 0, 0.0, 0, 0.0, 0.0, 0, 0, 1.0)]
+    table = records(rows, {"weight": [70.0, 70.0, 35.0]}, {"weight": "kg"})
+    effects = [{"parameter": "central_volume", "covariate": "weight", "type": "proportional",
+                "reference": "70 kg"}]
+    ds = run(build_model(with_data(table), scenario([], {"covariate_effects": effects},
+                                                   {"stop": "8 h", "step": "1 h"})))
+    c = ds["concentration"].values
+    # at the dose record V is still 32 L; over (2, 6] it is 16 L: the amount decays with
+    # k = CL/16 and is read with V = 16 L at 6 h
+    assert c[1] == pytest.approx(100 / V, rel=1e-14)
+    assert_rel(c[2:], np.array([100 * np.exp(-CL / (V / 2) * 4) / (V / 2)]))
 
 
 def test_variability_for_the_data_subjects_is_seeded_per_subject() -> None:
@@ -322,3 +342,16 @@ def test_simulated_observations_are_seeded_and_scatter_as_the_residual_error() -
     sc["seed"] = 4
     other = run(build_model(with_data(records(rows)), sc))
     assert not np.array_equal(ds["DV_sim"].values, other["DV_sim"].values)
+
+
+def test_a_subject_alone_equals_the_subject_among_the_others() -> None:
+    sc = scenario([], {"covariate_effects": POWER}, {"stop": "24 h", "step": "1 h"})
+    both = run(build_model(with_data(records(SUBJECTS, {"weight": WEIGHT},
+                                             {"weight": "kg"})), sc))
+    for rows in (slice(0, 4), slice(4, 7)):
+        alone = run(build_model(with_data(records(SUBJECTS[rows], {"weight": WEIGHT[rows]},
+                                                  {"weight": "kg"})), sc))
+        np.testing.assert_array_equal(alone["concentration"].values,
+                                      both["concentration"].values[rows])
+        np.testing.assert_array_equal(alone["record_amount"].values,
+                                      both["record_amount"].values[rows])
