@@ -703,7 +703,9 @@ def read_dataset(scenario: Scenario) -> RecordTable | None:
     """The records of the scenario's data set, or None when it has no ``data`` section.
 
     The path resolves against the scenario's directory; CMT is checked against the model's
-    compartments (:func:`model_compartments`)."""
+    compartments (:func:`model_compartments`). ``events`` beside a data set that has dose
+    records are refused (which would win?); a levels-only data set takes its doses from them,
+    given to every subject (:func:`medtransport_pk.fitting.records_from_events`)."""
     spec = data_spec(scenario)
     if spec is None:
         return None
@@ -715,5 +717,17 @@ def read_dataset(scenario: Scenario) -> RecordTable | None:
                                            "scenario's directory)")])
     numbers = model_compartments(scenario)
     kind = "with" if "depot" in numbers.values() else "without"
-    return read_nonmem(path, spec, compartments=numbers,
-                       model=f"{scenario.model} {kind} first-order absorption")
+    table = read_nonmem(path, spec, compartments=numbers,
+                        model=f"{scenario.model} {kind} first-order absorption")
+    if scenario.events:
+        if np.any(np.isin(table.evid, (1, 4))):
+            # both would be doses, and which one wins would be unseen
+            raise ScenarioError([("events", f"the data set {spec.path} has dose records "
+                                            "(EVID 1 or 4) of its own; give the doses in one "
+                                            "or the other")])
+        # a levels-only data set: every subject is given the events' doses (the convention
+        # of fitting one patient's levels), so that a run predicts them too
+        from medtransport_pk.fitting import records_from_events
+
+        table = records_from_events(scenario, table)
+    return table

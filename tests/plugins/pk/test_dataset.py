@@ -341,6 +341,22 @@ def scenario(tmp_path: Path, **data: Any) -> Any:
     return load_scenario(sc, base_dir=tmp_path)
 
 
+def test_events_beside_a_data_set_with_doses_are_refused(tmp_path: Path) -> None:
+    write(tmp_path, "ID,TIME,AMT,CMT\n1,0,100,1\n", "d.csv")
+    sc = load_scenario({"name": "both", "model": "pk.one_compartment",
+                        "parameters": {"clearance": "4 L/h", "central_volume": "30 L"},
+                        "events": [{"type": "bolus", "amount": "100 mg"}],
+                        "data": {"path": "d.csv", "units": {"AMT": "mg"}},
+                        "time": {"stop": "24 h", "step": "1 h"}}, base_dir=tmp_path)
+    with pytest.raises(ScenarioError, match=r"events: the data set d\.csv has dose records"):
+        read_dataset(sc)
+    # a levels-only data set takes its doses from the events
+    write(tmp_path, "ID,TIME,DV\n1,2,3.5\n", "d.csv")
+    table = read_dataset(sc.with_changes(data={"path": "d.csv", "units": {"DV": "mg/L"}}))
+    assert table is not None and table.evid.tolist() == [1, 0]
+    assert table.amt.tolist() == [100.0, 0.0] and table.time.tolist() == [0.0, 2.0]
+
+
 def test_read_dataset_without_a_data_section_is_none(tmp_path: Path) -> None:
     assert read_dataset(scenario(tmp_path)) is None
 
