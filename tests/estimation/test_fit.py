@@ -207,6 +207,10 @@ def test_theophylline_foce_i_is_close_to_the_published_mixed_effects_fit(tmp_pat
     assert abs(cl_per_kg - published["cl"]) * 70 < 2 * se["theta:clearance"]
     assert abs(ka - published["ka"]) < 2 * se["theta:absorption_rate"]
     assert value["sigma:additive"] == pytest.approx(0.70, rel=0.05)
+    # the FOCE-I tables survive a NetCDF round trip
+    back = mt.read_netcdf(mt.write_netcdf(ds, tmp_path / "foce.nc"))
+    np.testing.assert_array_equal(back["correlation"].values, ds["correlation"].values)
+    assert list(back["estimate_unit"].values)[:3] == ["L/h", "L", "1/h"]
 
 
 def test_a_fit_failing_an_audit_is_an_audit_failure_with_its_report(tmp_path, monkeypatch):
