@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from helpers import simulated_oral
@@ -310,3 +312,45 @@ def test_a_correlated_omega_block_is_estimated_with_its_covariance() -> None:
     truth = omega[0, 1]
     assert abs(cov.estimates[k] - truth) < 3 * cov.se[k], (cov.estimates[k], cov.se[k])
     assert np.all(np.linalg.eigvalsh(result.problem.omega) > 0)
+
+
+def test_mutant_optimiser_stopping_at_a_maximum_fails_the_hessian_audit() -> None:
+    # f(η) = c + b·η² with y > c: η = 0 is a stationary point of O and, for b(y − c) large,
+    # a local maximum (O''(0) = −4b(y − c)/σ² + 2/ω² < 0). Started there, a gradient method
+    # stops at once; the Hessian audit must refuse that "mode".
+    theta = np.array([1.0])
+
+    def predict(phi, subjects):
+        eta = np.log(phi / theta)
+        return np.repeat(5.0 + 3.0 * eta ** 2, 3, axis=1)
+
+    problem = Problem(predict=predict, dv=np.full((1, 3), 6.0),
+                      observed=np.ones((1, 3), bool), parameter_names=("a",), theta=theta,
+                      eta_names=("a",), omega=np.array([[0.25]]),
+                      residual=ResidualError(additive=0.5, unit="mg/L"))
+    stuck = estimate_map(problem)
+    assert stuck.eta[0, 0] == 0.0
+    verdict = {r.name: r.passed for r in audit_map(problem, stuck)}
+    assert verdict["map.hessian_positive_definite"] is False
+    assert verdict["map.converged"] is True  # the gradient alone cannot tell
+
+
+def test_mutant_engine_that_leaks_drug_is_caught_by_the_prediction_books(monkeypatch) -> None:
+    import medtransport as mt
+    import medtransport_pk.fitting as fitting
+    from medtransport.errors import AuditFailure
+    from medtransport.plugins import get_registry
+
+    sc = mt.load_scenario(Path(__file__).parents[2] / "examples" / "estimation"
+                          / "vancomycin_patient.yaml")
+    problem, _ = get_registry().model_class(sc.model).estimation_problem(sc)
+    original = fitting.simulate
+
+    def leaky(*args, **kwargs):
+        result = original(*args, **kwargs)
+        result.record_amounts *= 0.999  # 0.1 % of the drug vanishes unbooked
+        return result
+
+    monkeypatch.setattr(fitting, "simulate", leaky)
+    with pytest.raises(AuditFailure, match="books of a prediction pass do not close"):
+        estimate_map(problem)
