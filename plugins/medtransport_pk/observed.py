@@ -75,42 +75,75 @@ def observed_nca(table: RecordTable) -> xr.Dataset:
     n_obs = np.zeros(ids.size, dtype=np.int64)
     n_doses = np.zeros(ids.size, dtype=np.int64)
     routes = np.full(ids.size, "", dtype=object)
-    for s, ident in enumerate(ids):
-        idx = np.flatnonzero(table.id == ident)
-        dose_idx = idx[np.isin(table.evid[idx], (1, 4))]
-        n_doses[s] = int(np.sum(1 + table.addl[dose_idx]))
-        obs = idx[(table.evid[idx] == 0) & (table.mdv[idx] == 0) & np.isfinite(table.dv[idx])]
-        if dose_idx.size == 0:
-            n_obs[s] = obs.size
-            continue
-        first = int(dose_idx[0])
-        t0 = float(table.time[first])
-        obs = obs[table.time[obs] >= t0]
-        n_obs[s] = obs.size
-        routes[s] = _route(table, first)
-        if obs.size == 0:
-            continue
-        t = table.time[obs] - t0
-        c = table.dv[obs]
-        # repeated samples at one time: NCA needs increasing times; keep the first
-        keep = np.concatenate([[True], np.diff(t) > 0])
-        t, c = t[keep], np.clip(c[keep], 0.0, None)
-        single = dose_idx.size == 1 and table.addl[first] == 0 and table.ss[first] == 0
-        dose = Q_(float(table.amt[first]), table.amount_unit) \
-            if single and units["cl"] and table.amt[first] > 0 else None
+    # every record's subject (position in ``ids``), without a scan of the table per subject
+    uniq, inverse = np.unique(table.id, return_inverse=True)
+    position = np.empty(uniq.size, dtype=np.int64)
+    position[np.searchsorted(uniq, ids)] = np.arange(ids.size)
+    subj = position[inverse]
+    rows = np.arange(len(table))
+    dose_rows = rows[np.isin(table.evid, (1, 4))]
+    n_doses[:] = np.bincount(subj[dose_rows], weights=1 + table.addl[dose_rows],
+                             minlength=ids.size).astype(np.int64)
+    n_dose_records = np.bincount(subj[dose_rows], minlength=ids.size)
+    first = np.full(ids.size, len(table), dtype=np.int64)
+    np.minimum.at(first, subj[dose_rows], dose_rows)
+    has_dose = first < len(table)
+    first = np.where(has_dose, first, 0)
+    t0 = np.where(has_dose, table.time[first], -np.inf)
+    seen = (table.evid == 0) & (table.mdv == 0) & np.isfinite(table.dv)
+    used = seen & has_dose[subj] & (table.time >= t0[subj])
+    n_obs[:] = np.bincount(subj[np.where(has_dose[subj], used, seen)], minlength=ids.size)
+    for s in np.flatnonzero(has_dose):
+        routes[s] = _route(table, int(first[s]))
+    # the observations of every subject with a dose, grouped by subject in data order
+    obs = rows[used]
+    obs = obs[np.argsort(subj[obs], kind="stable")]
+    so = subj[obs]
+    t_all = table.time[obs] - t0[so]
+    c_all = np.clip(table.dv[obs], 0.0, None)
+    # repeated samples at one time: NCA needs increasing times; keep the first
+    new_subject = np.r_[True, so[1:] != so[:-1]]
+    keep = new_subject | np.r_[True, np.diff(t_all) > 0]
+    obs, so, t_all, c_all = obs[keep], so[keep], t_all[keep], c_all[keep]
+    single = has_dose & (n_dose_records == 1) & (table.addl[first] == 0) & \
+        (table.ss[first] == 0)
+    # after several doses only Cmax, Tmax, Clast and Tlast are reported, by nca()'s
+    # definitions (Tmax the first time of the largest value; Clast the last positive one)
+    multi = ~single[so]
+    pos = np.arange(so.size)
+    if multi.any():
+        cmax = np.full(ids.size, -np.inf)
+        np.maximum.at(cmax, so[multi], c_all[multi])
+        at_max = multi & (c_all == cmax[so])
+        i_max = np.full(ids.size, so.size, dtype=np.int64)
+        np.minimum.at(i_max, so[at_max], pos[at_max])
+        got = i_max < so.size
+        values["cmax"][got] = c_all[i_max[got]]
+        values["tmax"][got] = t_all[i_max[got]]
+        positive = multi & (c_all > 0)
+        i_last = np.full(ids.size, -1, dtype=np.int64)
+        np.maximum.at(i_last, so[positive], pos[positive])
+        got = i_last >= 0
+        values["clast"][got] = c_all[i_last[got]]
+        values["tlast"][got] = t_all[i_last[got]]
+    starts = np.searchsorted(so, np.arange(ids.size), side="left")
+    ends = np.searchsorted(so, np.arange(ids.size), side="right")
+    for s in np.flatnonzero(single & (ends > starts)):
+        t, c = t_all[starts[s]:ends[s]], c_all[starts[s]:ends[s]]
+        f = int(first[s])
+        dose = Q_(float(table.amt[f]), table.amount_unit) \
+            if units["cl"] and table.amt[f] > 0 else None
         try:
             result = nca(Q_(t, "h"), Q_(c, units["c"]), dose=dose,
                          route=routes[s])  # type: ignore[arg-type]
         except ValueError:
             continue
-        for metric in ("cmax", "tmax", "clast", "tlast"):
+        for metric in ("cmax", "tmax", "clast", "tlast", "auc_last", "lambda_z",
+                       "half_life", "auc_inf"):
             values[metric][s] = float(getattr(result, metric).magnitude)
-        if single:
-            for metric in ("auc_last", "lambda_z", "half_life", "auc_inf"):
-                values[metric][s] = float(getattr(result, metric).magnitude)
-            if result.clearance is not None and result.volume_z is not None:
-                values["clearance"][s] = float(result.clearance.m_as("L/h"))
-                values["volume_z"][s] = float(result.volume_z.m_as("L"))
+        if result.clearance is not None and result.volume_z is not None:
+            values["clearance"][s] = float(result.clearance.m_as("L/h"))
+            values["volume_z"][s] = float(result.volume_z.m_as("L"))
     ds = xr.Dataset(coords={"subject": ("subject", ids, {"units": "1",
                                                          "long_name": "subject (ID)"})})
     for metric, (long_name, kind) in OBSERVED_METRICS.items():
