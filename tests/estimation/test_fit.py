@@ -292,3 +292,14 @@ def test_evaluate_only_reports_the_ofv_at_the_scenarios_values(tmp_path, theoph_
     assert float(ds["typical_clearance"]) == 2.81
     assert json.loads(ds.attrs["optimiser"])["evaluate_only"] is True
     assert float(ds["ofv"]) == pytest.approx(float(theoph_map["ofv"]), abs=1e-3)
+
+
+@pytest.mark.slow
+def test_cli_fit_foce_i_prints_the_population_estimates(tmp_path: Path) -> None:
+    res = CliRunner().invoke(main, ["fit", str(theoph_scenario(tmp_path)), "--method",
+                                    "foce_i", "-o", str(tmp_path / "pop.nc")])
+    assert res.exit_code == 0, res.output
+    assert "population estimates (FOCE-I)" in res.output
+    assert "omega2:clearance" in res.output and "foce.covariance_step" in res.output
+    back = mt.read_netcdf(tmp_path / "pop.nc")
+    assert back.attrs["method"] == "foce_i" and "estimate_se" in back
