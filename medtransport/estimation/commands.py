@@ -102,8 +102,9 @@ def fit_cmd(scenario: str, data_path: str | None, method: str | None, output: st
     console.print(_parameter_table(ds))
     if "estimate" in ds.coords:
         console.print(_estimates_table(ds))
-    console.print(f"OFV {float(ds['ofv']):.3f} ({ds.attrs['n_subjects']} subjects, "
-                  f"{ds.attrs['n_observations']} observations)")
+    n_sub, n_obs = int(ds.attrs["n_subjects"]), int(ds.attrs["n_observations"])
+    console.print(f"OFV {float(ds['ofv']):.3f} ({n_sub} subject{'s' * (n_sub != 1)}, "
+                  f"{n_obs} observation{'s' * (n_obs != 1)})")
     with contextlib.ExitStack() as files:
         png = None
         if plot_path or report_path:
