@@ -172,13 +172,17 @@ def _parse_target(text: str) -> tuple[str, float, float, str]:
 @click.option("--samples", default=1000, show_default=True, type=click.IntRange(100, 100_000),
               help="Posterior draws for the probability of target attainment.")
 @click.option("--seed", default=1, show_default=True, type=int)
+@click.option("--posterior", type=click.Choice(["laplace", "sir"]), default="laplace",
+              show_default=True, help="Draws from the Laplace approximation, or importance "
+                                      "resampled to the exact posterior (sir).")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False),
               help="Predicted course of the recommended regimen with its band and the levels.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
               help="The recommendation as NetCDF (.nc).")
 def recommend_cmd(scenario: str, data_path: str | None, targets: tuple[str, ...],
                   intervals: str, round_to: str, samples: int, seed: int,
-                  plot_path: str | None, output: str | None) -> None:
+                  plot_path: str | None, output: str | None,
+                  posterior: str = "laplace") -> None:
     """Recommend the dose (and interval) whose predicted exposure for this patient meets the
     target, with the probability of target attainment under the posterior."""
     from medtransport.cli import _audit_table, _console
@@ -204,7 +208,7 @@ def recommend_cmd(scenario: str, data_path: str | None, targets: tuple[str, ...]
     except Exception as exc:
         raise ScenarioError([("--round", str(exc))]) from None
     result = recommend(scenario, data=data_path, targets=parsed, intervals=taus,
-                       round_to=step, n_samples=samples, seed=seed)
+                       round_to=step, n_samples=samples, seed=seed, posterior=posterior)
     console = _console()
     console.print(result.table())
     console.print(_audit_table(result.report, "audit of the recommended regimen's run"))
