@@ -305,3 +305,10 @@ def test_cli_fit_foce_i_prints_the_population_estimates(tmp_path: Path) -> None:
     assert "omega2:clearance" in res.output and "foce.covariance_step" in res.output
     back = mt.read_netcdf(tmp_path / "pop.nc")
     assert back.attrs["method"] == "foce_i" and "estimate_se" in back
+
+
+def test_a_model_without_an_estimation_problem_is_refused_with_exit_2() -> None:
+    scenario = sorted((ROOT / "examples" / "scenarios").glob("dye_*.yaml"))[0]
+    res = CliRunner().invoke(main, ["fit", str(scenario)])
+    assert res.exit_code == 2, res.output
+    assert "cannot be fitted" in res.output and "Traceback" not in res.output
