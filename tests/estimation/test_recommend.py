@@ -128,3 +128,14 @@ def test_cli_recommend_with_importance_resampling_states_its_effective_sample_si
                                     "--samples", "400"])
     assert res.exit_code == 0, res.output
     assert "importance resampling, effective sample size" in res.output
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--interval", "8x"], "--interval"),
+    (["--round", "250 mL"], "--round"),
+])
+def test_bad_interval_or_rounding_exit_2_naming_the_option(args, message) -> None:
+    res = CliRunner().invoke(main, ["recommend", str(SCENARIO), "--target",
+                                    "auc24: 400..600 mg*h/L", "--samples", "100", *args])
+    assert res.exit_code == 2, res.output
+    assert message in res.output and "Traceback" not in res.output
