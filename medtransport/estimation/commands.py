@@ -13,6 +13,8 @@ from medtransport.errors import ScenarioError
 __all__ = ["fit_cmd", "recommend_cmd"]
 
 _IMAGE = (".png", ".svg", ".pdf")
+#: subjects listed in the printed table (all are in the result file)
+MAX_ROWS = 20
 
 
 def _check(path: str, option: str, suffixes: tuple[str, ...]) -> None:
@@ -34,8 +36,11 @@ def _parameter_table(ds: Any) -> Any:
                   title_justify="left")
     for col in ["ID", *params]:
         table.add_column(col.replace("_", " "))
-    for row in summary_rows(ds):
+    rows = summary_rows(ds)
+    for row in rows[:MAX_ROWS]:
         table.add_row(*row)
+    if len(rows) > MAX_ROWS:
+        table.add_row(f"… {len(rows) - MAX_ROWS} more", *([""] * len(params)))
     return table
 
 
