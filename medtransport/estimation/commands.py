@@ -13,6 +13,8 @@ from medtransport.errors import ScenarioError
 __all__ = ["fit_cmd", "recommend_cmd"]
 
 _IMAGE = (".png", ".svg", ".pdf")
+#: subjects listed in the printed table (all are in the result file)
+MAX_ROWS = 20
 
 
 def _check(path: str, option: str, suffixes: tuple[str, ...]) -> None:
@@ -34,8 +36,11 @@ def _parameter_table(ds: Any) -> Any:
                   title_justify="left")
     for col in ["ID", *params]:
         table.add_column(col.replace("_", " "))
-    for row in summary_rows(ds):
+    rows = summary_rows(ds)
+    for row in rows[:MAX_ROWS]:
         table.add_row(*row)
+    if len(rows) > MAX_ROWS:
+        table.add_row(f"… {len(rows) - MAX_ROWS} more", *([""] * len(params)))
     return table
 
 
@@ -102,8 +107,9 @@ def fit_cmd(scenario: str, data_path: str | None, method: str | None, output: st
     console.print(_parameter_table(ds))
     if "estimate" in ds.coords:
         console.print(_estimates_table(ds))
-    console.print(f"OFV {float(ds['ofv']):.3f} ({ds.attrs['n_subjects']} subjects, "
-                  f"{ds.attrs['n_observations']} observations)")
+    n_sub, n_obs = int(ds.attrs["n_subjects"]), int(ds.attrs["n_observations"])
+    console.print(f"OFV {float(ds['ofv']):.3f} ({n_sub} subject{'s' * (n_sub != 1)}, "
+                  f"{n_obs} observation{'s' * (n_obs != 1)})")
     with contextlib.ExitStack() as files:
         png = None
         if plot_path or report_path:
@@ -171,13 +177,17 @@ def _parse_target(text: str) -> tuple[str, float, float, str]:
 @click.option("--samples", default=1000, show_default=True, type=click.IntRange(100, 100_000),
               help="Posterior draws for the probability of target attainment.")
 @click.option("--seed", default=1, show_default=True, type=int)
+@click.option("--posterior", type=click.Choice(["laplace", "sir"]), default="laplace",
+              show_default=True, help="Draws from the Laplace approximation, or importance "
+                                      "resampled to the exact posterior (sir).")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False),
               help="Predicted course of the recommended regimen with its band and the levels.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
               help="The recommendation as NetCDF (.nc).")
 def recommend_cmd(scenario: str, data_path: str | None, targets: tuple[str, ...],
                   intervals: str, round_to: str, samples: int, seed: int,
-                  plot_path: str | None, output: str | None) -> None:
+                  plot_path: str | None, output: str | None,
+                  posterior: str = "laplace") -> None:
     """Recommend the dose (and interval) whose predicted exposure for this patient meets the
     target, with the probability of target attainment under the posterior."""
     from medtransport.cli import _audit_table, _console
@@ -203,7 +213,7 @@ def recommend_cmd(scenario: str, data_path: str | None, targets: tuple[str, ...]
     except Exception as exc:
         raise ScenarioError([("--round", str(exc))]) from None
     result = recommend(scenario, data=data_path, targets=parsed, intervals=taus,
-                       round_to=step, n_samples=samples, seed=seed)
+                       round_to=step, n_samples=samples, seed=seed, posterior=posterior)
     console = _console()
     console.print(result.table())
     console.print(_audit_table(result.report, "audit of the recommended regimen's run"))

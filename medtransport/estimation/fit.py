@@ -80,6 +80,8 @@ def fit_with_layout(scenario: Any, *, method: str | None = None,
     problem, layout = _problem(sc)
     report = AuditReport()
     foce: FoceResult | None = None
+    first = estimate_map(problem)
+    _check_finite(problem, first)
     if method == "foce_i":
         foce = estimate_foce(problem, theta=spec.parameters,
                              omega=spec.variability, sigma=spec.residual_error,
@@ -89,12 +91,13 @@ def fit_with_layout(scenario: Any, *, method: str | None = None,
         report.extend(audit_fit(foce))
         ofv = foce.ofv
     else:
-        modes = estimate_map(problem)
+        modes = first
         report.extend(audit_map(problem, modes))
         report.extend(audit_likelihood(problem.residual, _positive_quantiles(modes.ipred)))
         ofv = float(foce_objective(problem, modes).sum())
     report.extend(_books(layout))
     ds = _dataset(sc, problem, modes, layout, ofv, method, foce)
+    _grid_predictions(ds, sc, problem, modes, layout)
     ds.attrs.update({
         "title": sc.name, "model_id": sc.model, "method": method,
         "scenario": sc.to_json(), "audit_report": report.to_json(),
@@ -107,6 +110,40 @@ def fit_with_layout(scenario: Any, *, method: str | None = None,
                            + "; ".join(f"{r.name}: {r.detail}" for r in report.failures),
                            report=report, dataset=ds)
     return ds, layout, problem
+
+
+def _check_finite(problem: Problem, modes: MapResult) -> None:
+    """Refuse, with the reason, a subject whose likelihood is infinite wherever η is."""
+    bad = np.flatnonzero(~np.isfinite(modes.objective))
+    if bad.size:
+        i = int(bad[0])
+        zero = problem.counted[i] & ~(np.abs(modes.ipred[i]) > 0)
+        why = (f" (it predicts 0 at {int(zero.sum())} of its levels, which a "
+               f"{problem.residual.kind} error model cannot explain: add an additive part)"
+               if zero.any() and problem.residual.additive == 0 else "")
+        raise ScenarioError(f"subject ID {problem.ids[i]}: the likelihood of its levels is not "
+                            f"finite at any η the optimiser tried{why}")
+
+
+def _grid_predictions(ds: xr.Dataset, sc: Any, problem: Problem, modes: MapResult,
+                      layout: Any) -> None:
+    """IPRED and PRED of every subject on the scenario's time grid, when the plugin's layout
+    can predict on a grid (its passes audited like every other)."""
+    grid = getattr(layout, "grid", None)
+    if grid is None:
+        return
+    times = np.asarray(sc.time.output_times(), dtype=float) / 3600.0
+    if times.size > 5000:
+        return
+    n = problem.n_subjects
+    ipred = grid(problem.individual(modes.eta), times)
+    pred = grid(problem.individual(np.zeros((n, len(problem.eta_names)))), times)
+    unit = layout.dv_unit
+    ds.coords["time"] = ("time", times, {"units": "h", "long_name": "time"})
+    ds["ipred_grid"] = (("ID", "time"), ipred, {
+        "units": unit, "long_name": "individual prediction on the time grid"})
+    ds["pred_grid"] = (("ID", "time"), pred, {
+        "units": unit, "long_name": "population prediction on the time grid"})
 
 
 def _dt_now() -> str:
@@ -177,7 +214,8 @@ def _dataset(sc: Any, problem: Problem, modes: MapResult, layout: Any, ofv: floa
     pos = layout.obs_position
     has = pos >= 0
     dv_unit = layout.dv_unit
-    ds["ID_record"] = ("record", table.id, {"long_name": "subject ID of each record"})
+    ds["ID_record"] = ("record", table.id, {"units": "1",
+                                            "long_name": "subject ID of each record"})
     ds["TIME"] = ("record", table.time, {"units": "h", "long_name": "time of the record"})
     ds["EVID"] = ("record", table.evid, {"units": "1", "long_name": "event identifier"})
     ds["MDV"] = ("record", table.mdv, {"units": "1", "long_name": "missing DV"})
@@ -191,6 +229,7 @@ def _dataset(sc: Any, problem: Problem, modes: MapResult, layout: Any, ofv: floa
         unit = dv_unit if name in ("PRED", "IPRED") else "1"
         ds[name] = ("record", values, {"units": unit, "long_name": long})
     ds.attrs["residual_error"] = json.dumps(problem.residual.to_spec())
+    ds.attrs["residual_error_text"] = problem.residual.describe()
     ds.attrs["n_subjects"] = int(problem.n_subjects)
     ds.attrs["n_observations"] = int(problem.n_observations)
     if foce is not None:

@@ -11,14 +11,16 @@ without the constant N·ln 2π):
 with w_k = T′(f_k)²/V_k (and, for an M3 record, half its expected curvature). OFV = Σ_i OFV_i.
 
 Estimation minimises OFV over ψ = (ln θ, ln ω, ln σ) of the items being estimated (so that
-every parameter stays positive), by BFGS with finite-difference gradients; each evaluation
+every parameter stays positive) — or, when the given Ω has correlations (a block), over the
+Cholesky factor of the whole Ω (ln of its diagonal, its lower triangle as is) so that every
+step gives a positive-definite Ω — by BFGS with finite-difference gradients; each evaluation
 re-solves every subject's mode, warm-started at the last one.
 
 The covariance step (NONMEM's $COV): R = ∂²OFV/∂ψ², S = Σ_i ∇OFV_i ∇OFV_iᵀ (central
 differences), and Cov(ψ̂) = R⁻¹SR⁻¹ — the sandwich, since R is twice and S four times the
 information in −ln L's scale. When S is singular (fewer subjects than parameters) NONMEM's
-alternative is used, Cov = 2R⁻¹. The estimates' SEs follow by the delta method
-(SE(θ) = θ·SE(ln θ), SE(ω²) = 2ω²·SE(ln ω)); RSE = SE/estimate.
+alternative is used, Cov = 2R⁻¹. The estimates' SEs follow by the delta method, J·Cov·Jᵀ with
+J = ∂(θ, Ω entries, σ)/∂ψ (e.g. SE(θ) = θ·SE(ln θ), SE(ω²) = 2ω²·SE(ln ω)); RSE = SE/estimate.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ from medtransport.estimation.map import MapResult, estimate_map, record_terms
 from medtransport.estimation.problem import Problem
 
 __all__ = ["CovarianceStep", "FoceResult", "estimate_foce", "foce_objective"]
+
+#: R counts as singular when its smallest eigenvalue is below this fraction of its largest
+R_RCOND = 1e-7
 
 FloatArray = NDArray[np.float64]
 
@@ -60,12 +65,18 @@ def foce_objective(problem: Problem, modes: MapResult) -> FloatArray:
 
 @dataclass
 class Parametrisation:
-    """Which items are estimated, and the map ψ ↔ (θ, ω, σ)."""
+    """Which items are estimated, and the map ψ ↔ (θ, Ω, σ).
+
+    Diagonal mode: ψ holds ln ω of the free η (their correlations stay as given). Block mode
+    (``block``, when the given Ω has correlations and all of it is estimated): ψ holds the
+    Cholesky factor L of Ω = L·Lᵀ, ln L_ii on the diagonal and L_ij below it, so that every
+    ψ gives a positive-definite Ω."""
 
     problem: Problem
     theta_free: NDArray[np.int64]
     omega_free: NDArray[np.int64]
     sigma_free: NDArray[np.int64]
+    block: bool = False
     correlation: FloatArray = field(init=False)
 
     def __post_init__(self) -> None:
@@ -74,30 +85,63 @@ class Parametrisation:
             self.correlation = np.nan_to_num(self.problem.omega / np.outer(sd, sd))
         np.fill_diagonal(self.correlation, 1.0)
 
+    def _pairs(self) -> list[tuple[int, int]]:
+        q = len(self.problem.eta_names)
+        return [(i, j) for i in range(q) for j in range(i + 1)]
+
+    @property
+    def n_omega(self) -> int:
+        return len(self._pairs()) if self.block else len(self.omega_free)
+
     @property
     def names(self) -> list[str]:
+        """``theta:<parameter>``, ``omega2:<η>`` (the variance ω², as NONMEM's $OMEGA),
+        ``omega:<η>,<η>`` (a covariance, block mode) and ``sigma:<kind>`` (residual SD)."""
         p = self.problem
-        return ([f"theta:{p.parameter_names[i]}" for i in self.theta_free]
-                + [f"omega:{p.eta_names[i]}" for i in self.omega_free]
+        eta = p.eta_names
+        omega = ([f"omega2:{eta[i]}" if i == j else f"omega:{eta[i]},{eta[j]}"
+                  for i, j in self._pairs()] if self.block
+                 else [f"omega2:{eta[i]}" for i in self.omega_free])
+        return ([f"theta:{p.parameter_names[i]}" for i in self.theta_free] + omega
                 + [f"sigma:{p.residual.names[i]}" for i in self.sigma_free])
 
     def pack(self, problem: Problem) -> FloatArray:
-        sd = np.sqrt(np.diag(problem.omega))
-        return np.log(np.concatenate([problem.theta[self.theta_free], sd[self.omega_free],
-                                      problem.residual.values[self.sigma_free]]))
+        if self.block:
+            chol = np.linalg.cholesky(problem.omega)
+            omega = np.array([np.log(chol[i, i]) if i == j else chol[i, j]
+                              for i, j in self._pairs()])
+        else:
+            omega = np.log(np.sqrt(np.diag(problem.omega))[self.omega_free])
+        return np.concatenate([np.log(problem.theta[self.theta_free]), omega,
+                               np.log(problem.residual.values[self.sigma_free])])
 
     def unpack(self, psi: FloatArray) -> Problem:
         p = self.problem
-        a, b = len(self.theta_free), len(self.omega_free)
-        values = np.exp(np.clip(psi, -700, 700))
+        a, b = len(self.theta_free), self.n_omega
         theta = p.theta.copy()
-        theta[self.theta_free] = values[:a]
-        sd = np.sqrt(np.diag(p.omega)).copy()
-        sd[self.omega_free] = values[a:a + b]
+        theta[self.theta_free] = np.exp(np.clip(psi[:a], -700, 700))
+        if self.block:
+            q = len(p.eta_names)
+            chol = np.zeros((q, q))
+            for (i, j), value in zip(self._pairs(), psi[a:a + b], strict=True):
+                chol[i, j] = np.exp(np.clip(value, -700, 700)) if i == j else value
+            omega = chol @ chol.T
+        else:
+            sd = np.sqrt(np.diag(p.omega)).copy()
+            sd[self.omega_free] = np.exp(np.clip(psi[a:a + b], -700, 700))
+            omega = self.correlation * np.outer(sd, sd)
         sigma = p.residual.values.copy()
-        sigma[self.sigma_free] = values[a + b:]
-        return p.with_population(theta=theta, omega=self.correlation * np.outer(sd, sd),
+        sigma[self.sigma_free] = np.exp(np.clip(psi[a + b:], -700, 700))
+        return p.with_population(theta=theta, omega=omega,
                                  residual=p.residual.with_values(sigma))
+
+    def natural(self, psi: FloatArray) -> FloatArray:
+        """θ, the Ω entries named by :attr:`names` (variances, covariances) and σ."""
+        q = self.unpack(psi)
+        omega = ([q.omega[i, j] for i, j in self._pairs()] if self.block
+                 else list(np.diag(q.omega)[self.omega_free]))
+        return np.concatenate([q.theta[self.theta_free], np.asarray(omega, dtype=float),
+                               q.residual.values[self.sigma_free]])
 
 
 @dataclass
@@ -162,11 +206,13 @@ def estimate_foce(problem: Problem, *, theta: list[str] | None = None,
                               f"model; expected some of {list(problem.parameter_names)}")])
     omega_names = (list(problem.eta_names) if omega is True
                    else [] if omega is False else list(omega))
+    off_diagonal = np.any(problem.omega[~np.eye(len(problem.omega), dtype=bool)] != 0)
     par = Parametrisation(
         problem,
         np.array([problem.parameter_names.index(n) for n in names], dtype=np.int64),
         np.array([problem.eta_names.index(n) for n in omega_names], dtype=np.int64),
-        np.arange(len(problem.residual.names)) if sigma else np.zeros(0, dtype=np.int64))
+        np.arange(len(problem.residual.names)) if sigma else np.zeros(0, dtype=np.int64),
+        block=bool(off_diagonal and omega is True))
     state: dict[str, Any] = {}
     psi0 = par.pack(problem)
     ofv0_i, modes0, _ = _evaluate(par, psi0, state)
@@ -245,11 +291,14 @@ def covariance_step(par: Parametrisation, psi: FloatArray, state: dict[str, Any]
     names = par.names
     r = 0.5 * (r + r.T)
     eig = np.linalg.eigvalsh(r)
-    if not np.all(np.isfinite(r)) or eig[0] <= 0:
-        return CovarianceStep(False, "", f"R matrix is not positive definite (smallest "
-                              f"eigenvalue {eig[0]:.3g}): the OFV surface is flat or the "
-                              "minimum is a saddle; the model may be over-parameterised",
-                              names, None, estimates, None, None, eig, r)
+    # Below this ratio of its eigenvalues R is singular within the finite differences' noise:
+    # some combination of the parameters is not determined by the data.
+    if not np.all(np.isfinite(r)) or eig[0] <= R_RCOND * abs(eig[-1]):
+        return CovarianceStep(False, "", f"R matrix is singular or not positive definite "
+                              f"(eigenvalues {eig[0]:.3g} … {eig[-1]:.3g}): the OFV surface is "
+                              "flat in some direction or the minimum is a saddle; the model may "
+                              "be over-parameterised", names, None, estimates, None, None, eig,
+                              r)
     r_inv = np.linalg.inv(r)
     s_eig = np.linalg.eigvalsh(0.5 * (s + s.T))
     if s_eig[0] > 1e-10 * max(s_eig[-1], 1e-300):
@@ -259,27 +308,26 @@ def covariance_step(par: Parametrisation, psi: FloatArray, state: dict[str, Any]
         msg = (f"S matrix is singular ({base.size} subjects for {p} parameters): "
                "Cov = 2R⁻¹ used instead of R⁻¹SR⁻¹")
     jac = _natural_jacobian(par, psi)
-    cov_nat = jac[:, None] * cov * jac[None, :]
+    cov_nat = jac @ cov @ jac.T
     se = np.sqrt(np.diag(cov_nat))
     corr = cov / np.sqrt(np.outer(np.diag(cov), np.diag(cov)))
     return CovarianceStep(True, method, msg, names, cov, estimates, se, corr, eig, r)
 
 
 def _natural(par: Parametrisation, psi: FloatArray) -> FloatArray:
-    """θ, ω² (variances, as NONMEM's $OMEGA) and σ (SDs) from ψ."""
-    v = np.exp(psi)
-    a, b = len(par.theta_free), len(par.omega_free)
-    v[a:a + b] = v[a:a + b] ** 2
-    return v
+    """θ, Ω entries (variances, as NONMEM's $OMEGA; covariances in block mode) and σ."""
+    return par.natural(psi)
 
 
 def _natural_jacobian(par: Parametrisation, psi: FloatArray) -> FloatArray:
-    """d(natural)/dψ, diagonal: θ for ln θ, 2ω² for ln ω, σ for ln σ."""
-    v = _natural(par, psi)
-    a, b = len(par.theta_free), len(par.omega_free)
-    d = v.copy()
-    d[a:a + b] *= 2.0
-    return d
+    """d(natural)/dψ by central differences of the (cheap, closed-form) map ψ → natural."""
+    step = 1e-6
+    cols = []
+    for j in range(psi.size):
+        e = np.zeros(psi.size)
+        e[j] = step
+        cols.append((par.natural(psi + e) - par.natural(psi - e)) / (2 * step))
+    return np.stack(cols, axis=1)
 
 
 def audit_fit(result: FoceResult) -> list[Any]:

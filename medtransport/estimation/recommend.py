@@ -51,13 +51,17 @@ class Recommendation:
     course_band: np.ndarray                 # (2, T): 5 and 95 % over the draws
     history: dict[str, Any] = field(default_factory=dict)
     units: dict[str, str] = field(default_factory=dict)
+    posterior: str = "laplace"
+    effective_samples: float = 0.0
 
     def sentence(self) -> str:
         parts = ", ".join(f"{m} {self.predicted[m]:.3g} {self.units[m]}"
                           for m in ("auc24", "trough", "peak"))
+        how = ("Laplace approximation" if self.posterior == "laplace" else
+               f"importance resampling, effective sample size {self.effective_samples:.0f}")
         return (f"recommended: {self.dose:g} {self.dose_unit} every {self.interval:g} h — "
-                f"probability of target attainment {100 * self.pta:.0f} % under the posterior; "
-                f"predicted for this patient: {parts}")
+                f"probability of target attainment {100 * self.pta:.0f} % under the posterior "
+                f"({how}); predicted for this patient: {parts}")
 
     def table(self) -> Any:
         from rich.table import Table
@@ -90,7 +94,7 @@ class Recommendation:
 
 def recommend(scenario: Any, *, data: str | None, targets: list[tuple[str, float, float, str]],
               intervals: list[float], round_to: pint.Quantity, n_samples: int = 1000,
-              seed: int = 1) -> Recommendation:
+              seed: int = 1, posterior: str = "laplace") -> Recommendation:
     """See the module docstring. ``targets`` are (metric, low, high, unit) with metric one of
     auc24, trough, peak."""
     from medtransport.estimation.fit import fit_with_layout
@@ -123,6 +127,11 @@ def recommend(scenario: Any, *, data: str | None, targets: list[tuple[str, float
     cov = ds["eta_covariance"].values[0]
     rng = np.random.default_rng(seed)
     draws = rng.multivariate_normal(eta_hat, cov, size=n_samples)
+    ess = float(n_samples)
+    if posterior == "sir":
+        draws, ess = importance_resample(problem, draws, eta_hat, cov, rng)
+    elif posterior != "laplace":
+        raise ScenarioError([("--posterior", f"expected laplace or sir, got {posterior!r}")])
     zeros = np.zeros(n_samples, dtype=np.int64)
     phi = problem.individual(draws, subjects=zeros)
     phi_hat = problem.individual(eta_hat[None], subjects=zeros[:1])
@@ -167,7 +176,32 @@ def recommend(scenario: Any, *, data: str | None, targets: list[tuple[str, float
                           predicted=best["predicted"], targets=targets, candidates=candidates,
                           report=report, run=run_ds, fit=ds, course_times=t, course_map=c_map,
                           course_band=band, units=units,
-                          history=_history(ds, layout, problem, draws))
+                          history=_history(ds, layout, problem, draws),
+                          posterior=posterior, effective_samples=ess)
+
+
+def importance_resample(problem: Any, draws: np.ndarray, mean: np.ndarray, cov: np.ndarray,
+                        rng: np.random.Generator) -> tuple[np.ndarray, float]:
+    """Sampling–importance resampling (Rubin 1988): draws from the Laplace approximation
+    q = N(η̂, Σ) are weighted by p(η | y)/q(η) ∝ exp(−O(η)/2)/q(η), with O the −2 log
+    posterior of :func:`~medtransport.estimation.map.map_objective` (one batched prediction
+    of every draw), and resampled with replacement. Returns the resampled draws and the
+    effective sample size (Σw)²/Σw² of the weights."""
+    from medtransport.estimation.map import map_objective
+
+    n = draws.shape[0]
+    zeros = np.zeros(n, dtype=np.int64)
+    f = problem.predict(problem.individual(draws, subjects=zeros), zeros)
+    sub = problem.subset(zeros)
+    objective = map_objective(sub, draws, f)
+    diff = draws - mean
+    log_q = -0.5 * np.einsum("ni,ij,nj->n", diff, np.linalg.inv(cov), diff)
+    log_w = -0.5 * objective - log_q
+    log_w = np.where(np.isfinite(log_w), log_w, -np.inf)
+    w = np.exp(log_w - log_w.max())
+    w /= w.sum()
+    ess = float(1.0 / np.sum(w ** 2))
+    return draws[rng.choice(n, size=n, replace=True, p=w)], ess
 
 
 def problem_scenario(scenario: Any, ds: xr.Dataset, problem: Any, layout: Any, dose: float,

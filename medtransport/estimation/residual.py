@@ -252,7 +252,7 @@ class ResidualError:
         pred = np.asarray(pred, dtype=np.float64)
         var = self.variance(pred)
         ty, tf = self.transform(dv), self.transform(pred)
-        with np.errstate(invalid="ignore"):
+        with np.errstate(invalid="ignore", divide="ignore"):
             out = np.log(var) + (ty - tf) ** 2 / var
         if blq is not None:
             blq_mask = np.broadcast_to(np.asarray(blq, dtype=bool), out.shape)
@@ -284,12 +284,11 @@ class ResidualError:
     def describe(self) -> str:
         parts = []
         if self.additive > 0:
-            sd = ureg.Quantity(self.additive, self.unit or "dimensionless")
-            parts.append(f"additive SD {format_quantity(sd)}")
+            parts.append(f"additive SD {self.additive:.4g} {self.unit or ''}".rstrip())
         if self.proportional > 0:
-            parts.append(f"proportional SD {self.proportional:g}")
+            parts.append(f"proportional SD {self.proportional:.4g}")
         if self.exponential > 0:
-            parts.append(f"exponential SD {self.exponential:g} (of ln DV)")
+            parts.append(f"exponential SD {self.exponential:.4g} (of ln DV)")
         return f"{self.kind} residual error: " + ", ".join(parts)
 
 

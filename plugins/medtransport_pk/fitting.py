@@ -441,11 +441,18 @@ def estimation_problem(scenario: Scenario, table: RecordTable,
         scale = np.maximum(np.repeat(max_given[subjects], reps),
                            np.abs(result.record_ledger).max(axis=1))
         scale = np.maximum(scale, 1e-300)
-        ratio = float(np.nanmax(residual_books / scale)) if rows.size else 0.0
+        # a trial step may overflow a subject's parameters (its predictions are then NaN and
+        # the step is refused); the books are held only for subjects with finite parameters
+        # (and a subject whose solution overflowed: NaN predictions, refused the same way)
+        finite = np.repeat(np.all(np.isfinite(phi) & (phi > 0), axis=1), reps)
+        share = np.where(finite, residual_books / scale, 0.0)
+        failed = ~np.isfinite(share)
+        share = np.where(failed, 0.0, share)
+        ratio = float(share.max()) if rows.size else 0.0
         books.passes += 1
         books.subject_runs += m
-        books.worst = max(books.worst, ratio if np.isfinite(ratio) else np.inf)
-        if not ratio <= BOOKS_RTOL and np.all(np.isfinite(phi)):
+        books.worst = max(books.worst, ratio)
+        if not ratio <= BOOKS_RTOL:
             raise AuditFailure(f"{scenario.model}: the books of a prediction pass do not close "
                                f"(residual {ratio:.3g} of the largest dose, tolerance "
                                f"{BOOKS_RTOL:g})")
@@ -453,6 +460,8 @@ def estimation_problem(scenario: Scenario, table: RecordTable,
         take = counted_rec[rows]
         out[np.repeat(np.arange(m), reps)[take], obs_position[rows][take]] = \
             result.record_concentration[take] * dv_factor
+        if failed.any():
+            out[np.unique(np.repeat(np.arange(m), reps)[failed])] = np.nan
         return out
 
     etas = scenario.population.eta_names() if scenario.population is not None else []

@@ -83,6 +83,20 @@ def test_ipred_is_the_bateman_function_at_the_individual_parameters(theoph_map):
         np.testing.assert_allclose(ds["IPRED"].values[mine], expected, rtol=1e-9, atol=1e-12)
 
 
+def test_ipred_on_the_grid_agrees_with_ipred_at_the_records(theoph_map):
+    ds = theoph_map
+    assert ds["ipred_grid"].dims == ("ID", "time") and ds["ipred_grid"].attrs["units"] == "mg/L"
+    # the grid (every 15 min) holds some of the sampling times exactly: compare there
+    compared = 0
+    for i, sid in enumerate(ds["ID"].values):
+        mine = (ds["ID_record"].values == sid) & np.isfinite(ds["IPRED"].values)
+        for t, value in zip(ds["TIME"].values[mine], ds["IPRED"].values[mine], strict=True):
+            hit = np.flatnonzero(np.abs(ds["time"].values - t) < 1e-9)
+            if hit.size:
+                assert ds["ipred_grid"].values[i, hit[0]] == pytest.approx(value, rel=1e-10)
+                compared += value > 0
+    assert compared >= 10
+
 def test_cwres_are_roughly_standard_normal_on_a_good_fit(theoph_map):
     cwres = theoph_map["CWRES"].values
     cwres = cwres[np.isfinite(cwres)]
@@ -193,3 +207,108 @@ def test_theophylline_foce_i_is_close_to_the_published_mixed_effects_fit(tmp_pat
     assert abs(cl_per_kg - published["cl"]) * 70 < 2 * se["theta:clearance"]
     assert abs(ka - published["ka"]) < 2 * se["theta:absorption_rate"]
     assert value["sigma:additive"] == pytest.approx(0.70, rel=0.05)
+    # the FOCE-I tables survive a NetCDF round trip
+    back = mt.read_netcdf(mt.write_netcdf(ds, tmp_path / "foce.nc"))
+    np.testing.assert_array_equal(back["correlation"].values, ds["correlation"].values)
+    assert list(back["estimate_unit"].values)[:3] == ["L/h", "L", "1/h"]
+
+
+def test_a_fit_failing_an_audit_is_an_audit_failure_with_its_report(tmp_path, monkeypatch):
+    # Mutant: the optimiser stops after one iteration; the fit must not return a result.
+    import medtransport.estimation.fit as fit_module
+    from medtransport.errors import AuditFailure
+
+    original = fit_module.estimate_map
+    monkeypatch.setattr(fit_module, "estimate_map", lambda p: original(p, max_iter=1))
+    with pytest.raises(AuditFailure) as info:
+        mt.fit(theoph_scenario(tmp_path))
+    failed = {r.name for r in info.value.report.failures}
+    assert "map.converged" in failed
+    assert info.value.dataset.attrs["audit_status"] == "failed"
+    res = CliRunner().invoke(main, ["fit", str(theoph_scenario(tmp_path))])
+    from medtransport.cli import EXIT_AUDIT
+
+    assert res.exit_code == EXIT_AUDIT and "map.converged" in res.output
+
+
+def test_fit_data_option_replaces_the_levels(tmp_path: Path) -> None:
+    scenario = ROOT / "examples" / "estimation" / "vancomycin_patient.yaml"
+    (tmp_path / "later.csv").write_text("ID,TIME,DV,EVID,MDV\n1,38,25.0,0,0\n1,48,12.0,0,0\n")
+    base = mt.fit(scenario)
+    lower = mt.fit(scenario, data=tmp_path / "later.csv")
+    assert lower["DV"].values.tolist()[-2:] != base["DV"].values.tolist()[-2:]
+    # lower levels at the same times: a larger clearance
+    assert float(lower["clearance"].values[0]) > float(base["clearance"].values[0])
+
+
+def test_exponential_error_map_fits_and_passes_its_audits(tmp_path: Path) -> None:
+    path = theoph_scenario(tmp_path, residual_error="{exponential: 0.2}")
+    # Theoph has zero levels at t = 0, which an exponential model cannot explain: refused …
+    with pytest.raises(ScenarioError, match="is not positive"):
+        mt.fit(path)
+    # … and fitted once those records are dropped
+    rows = [line for line in THEOPH.read_text().splitlines()
+            if not (line.split(",")[1:2] == ["0.0"] and ",0,0," in line)]
+    (tmp_path / "theoph.csv").write_text("\n".join(rows) + "\n")
+    ds = mt.fit(path)
+    assert ds.attrs["audit_status"] == "passed"
+    assert json.loads(ds.attrs["residual_error"]) == {"exponential": 0.2}
+
+
+def test_a_level_where_the_model_predicts_zero_under_proportional_error_is_explained(
+        tmp_path: Path) -> None:
+    # A sample at the oral dose time (prediction 0) with DV > 0: no proportional model can
+    # explain it; the message says so instead of an optimiser failure.
+    path = _write_levels(tmp_path, "1,0,4,.,1,1,1,70\n1,0,.,0.74,0,0,2,70\n"
+                                   "1,2,.,5.0,0,0,2,70\n")
+    path.write_text(path.read_text().replace("{additive: 0.7 mg/L}", "{proportional: 0.2}"))
+    with pytest.raises(ScenarioError, match=r"ID 1: .*predicts 0 at 1 of its levels.* add an "
+                                            r"additive part"):
+        mt.fit(path)
+
+
+def test_mutant_likelihood_without_the_lognormal_jacobian_fails_the_fit(tmp_path, monkeypatch):
+    from medtransport.errors import AuditFailure
+    from medtransport.estimation.residual import ResidualError
+
+    path = theoph_scenario(tmp_path, residual_error="{exponential: 0.2}")
+    rows = [line for line in THEOPH.read_text().splitlines()
+            if not (line.split(",")[1:2] == ["0.0"] and ",0,0," in line)]
+    (tmp_path / "theoph.csv").write_text("\n".join(rows) + "\n")
+
+    def without_jacobian(self, dv, pred):  # the density of ln y, used as the density of y
+        return -0.5 * (self.neg2_log_likelihood(dv, pred) + math.log(2 * math.pi))
+
+    monkeypatch.setattr(ResidualError, "log_density", without_jacobian)
+    with pytest.raises(AuditFailure) as info:
+        mt.fit(path)
+    assert [r.name for r in info.value.report.failures] == ["likelihood.normalised"]
+
+
+def test_evaluate_only_reports_the_ofv_at_the_scenarios_values(tmp_path, theoph_map):
+    # NONMEM's MAXEVAL=0: nothing moves, the OFV is that of the given model — the same
+    # objective the MAP fit reports at those values.
+    path = theoph_scenario(tmp_path, extra="estimate: {method: foce_i, evaluate_only: true, "
+                                           "covariance: false}")
+    ds = mt.fit(path)
+    assert float(ds["typical_clearance"]) == 2.81
+    assert json.loads(ds.attrs["optimiser"])["evaluate_only"] is True
+    assert float(ds["ofv"]) == pytest.approx(float(theoph_map["ofv"]), abs=1e-3)
+
+
+@pytest.mark.slow
+def test_cli_fit_foce_i_prints_the_population_estimates(tmp_path: Path) -> None:
+    res = CliRunner().invoke(main, ["fit", str(theoph_scenario(tmp_path)), "--method",
+                                    "foce_i", "-o", str(tmp_path / "pop.nc")])
+    assert res.exit_code == 0, res.output
+    assert "population estimates (FOCE-I)" in res.output
+    assert "omega2:clearance" in res.output and "foce.covariance_step" in res.output
+    back = mt.read_netcdf(tmp_path / "pop.nc")
+    assert back.attrs["method"] == "foce_i" and "estimate_se" in back
+
+
+def test_a_model_without_an_estimation_problem_is_refused_with_exit_2() -> None:
+    scenario = sorted((ROOT / "examples" / "scenarios").glob("dye_*.yaml"))[0]
+    res = CliRunner().invoke(main, ["fit", str(scenario)])
+    assert res.exit_code == 2, res.output
+    assert "cannot be fitted" in res.output and "Traceback" not in res.output

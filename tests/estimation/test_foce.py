@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from helpers import simulated_oral
@@ -177,12 +179,13 @@ def test_foce_objective_through_the_pk_engine_equals_an_independent_implementati
     # Two-compartment IV bolus subjects through the plugin's engine-backed problem, against a
     # per-subject implementation written here: closed-form predictions (Gibaldi & Perrier),
     # each mode by scipy BFGS, forward-difference Jacobian, the FOCE-I formula of Wang (2007).
+    from scipy import optimize
+
     import medtransport as mt
     from medtransport.plugins import get_registry
     from medtransport_pk.closed_forms import iv_bolus_two_compartment
     from medtransport_pk.fitting import estimation_problem
     from medtransport_pk.records import RecordTable
-    from scipy import optimize
 
     times = np.array([0.5, 1.0, 2.0, 4.0, 8.0, 12.0, 24.0])
     sc = mt.load_scenario({
@@ -256,3 +259,98 @@ def test_fixed_items_stay_fixed_and_unknown_ones_are_refused() -> None:
     with pytest.raises(Exception, match=r"estimate\.parameters: \['volume'\] are not "
                                         r"parameters"):
         estimate_foce(problem, theta=["volume"])
+
+
+def test_mutant_over_parameterised_model_fails_the_covariance_step() -> None:
+    # Predictions that depend on CL·V only: ln CL − ln V is not determined by any data, R is
+    # singular, and the covariance step must say so rather than report SEs.
+    from medtransport.estimation.audits import audit_foce
+
+    problem, _ = simulated_oral(20, seed=14)
+    inner = problem.predict
+
+    def product_only(phi, subjects):
+        mixed = phi.copy()
+        mixed[:, 0] = phi[:, 0] * phi[:, 1] / 32.0
+        mixed[:, 1] = 32.0
+        return inner(mixed, subjects)
+
+    confounded = Problem(**{**problem.__dict__, "predict": product_only,
+                            "eta_names": ("absorption_rate",),
+                            "omega": problem.omega[2:, 2:]})
+    result = estimate_foce(confounded, theta=["clearance", "central_volume"], omega=False,
+                           sigma=False)
+    assert result.covariance is not None and not result.covariance.succeeded
+    assert "singular" in result.covariance.message
+    verdict = {r.name: r.passed for r in audit_foce(np.zeros(2), None, 0.0, False,
+                                                     result.covariance.message)}
+    assert verdict["foce.covariance_step"] is False
+
+
+@pytest.mark.slow
+def test_a_correlated_omega_block_is_estimated_with_its_covariance() -> None:
+    # η_CL and η_V correlated 0.6 in the simulation; the fit starts from ρ = 0.2 and must
+    # recover Ω's covariance within 3 SE (and keep Ω positive definite throughout).
+    from helpers import oral_predict
+
+    rng = np.random.default_rng(31)
+    sd = np.array([0.3, 0.25, 0.4])
+    corr = np.array([[1, 0.6, 0], [0.6, 1, 0], [0, 0, 1.0]])
+    omega = corr * np.outer(sd, sd)
+    problem, _ = simulated_oral(80, seed=31, omega_sd=tuple(sd))
+    eta = rng.multivariate_normal(np.zeros(3), omega, size=80)
+    f = problem.predict(problem.theta * np.exp(eta), np.arange(80))
+    dv = problem.residual.simulate(f, rng)
+    start_corr = np.array([[1, 0.2, 0], [0.2, 1, 0], [0, 0, 1.0]])
+    data = Problem(**{**problem.__dict__, "dv": dv, "predict": oral_predict(problem.time[0]),
+                      "omega": start_corr * np.outer(sd, sd)})
+    result = estimate_foce(data)
+    cov = result.covariance
+    assert cov.succeeded
+    assert "omega:central_volume,clearance" in cov.names
+    k = cov.names.index("omega:central_volume,clearance")
+    truth = omega[0, 1]
+    assert abs(cov.estimates[k] - truth) < 3 * cov.se[k], (cov.estimates[k], cov.se[k])
+    assert np.all(np.linalg.eigvalsh(result.problem.omega) > 0)
+
+
+def test_mutant_optimiser_stopping_at_a_maximum_fails_the_hessian_audit() -> None:
+    # f(η) = c + b·η² with y > c: η = 0 is a stationary point of O and, for b(y − c) large,
+    # a local maximum (O''(0) = −4b(y − c)/σ² + 2/ω² < 0). Started there, a gradient method
+    # stops at once; the Hessian audit must refuse that "mode".
+    theta = np.array([1.0])
+
+    def predict(phi, subjects):
+        eta = np.log(phi / theta)
+        return np.repeat(5.0 + 3.0 * eta ** 2, 3, axis=1)
+
+    problem = Problem(predict=predict, dv=np.full((1, 3), 6.0),
+                      observed=np.ones((1, 3), bool), parameter_names=("a",), theta=theta,
+                      eta_names=("a",), omega=np.array([[0.25]]),
+                      residual=ResidualError(additive=0.5, unit="mg/L"))
+    stuck = estimate_map(problem)
+    assert stuck.eta[0, 0] == 0.0
+    verdict = {r.name: r.passed for r in audit_map(problem, stuck)}
+    assert verdict["map.hessian_positive_definite"] is False
+    assert verdict["map.converged"] is True  # the gradient alone cannot tell
+
+
+def test_mutant_engine_that_leaks_drug_is_caught_by_the_prediction_books(monkeypatch) -> None:
+    import medtransport as mt
+    import medtransport_pk.fitting as fitting
+    from medtransport.errors import AuditFailure
+    from medtransport.plugins import get_registry
+
+    sc = mt.load_scenario(Path(__file__).parents[2] / "examples" / "estimation"
+                          / "vancomycin_patient.yaml")
+    problem, _ = get_registry().model_class(sc.model).estimation_problem(sc)
+    original = fitting.simulate
+
+    def leaky(*args, **kwargs):
+        result = original(*args, **kwargs)
+        result.record_amounts *= 0.999  # 0.1 % of the drug vanishes unbooked
+        return result
+
+    monkeypatch.setattr(fitting, "simulate", leaky)
+    with pytest.raises(AuditFailure, match="books of a prediction pass do not close"):
+        estimate_map(problem)

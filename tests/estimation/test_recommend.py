@@ -83,3 +83,59 @@ def test_samples_are_seeded(auc_only) -> None:
                       seed=3)
     assert [c["pta"] for c in again.candidates] == [c["pta"] for c in auc_only.candidates]
     np.testing.assert_array_equal(again.course_band, auc_only.course_band)
+
+
+def test_a_data_set_of_several_subjects_is_refused(tmp_path: Path) -> None:
+    from medtransport.errors import ScenarioError
+
+    (tmp_path / "two.csv").write_text("ID,TIME,DV,EVID,MDV\n1,38,31,0,0\n2,38,25,0,0\n")
+    with pytest.raises(ScenarioError, match="a recommendation is for one patient"):
+        recommend(str(SCENARIO), data=str(tmp_path / "two.csv"),
+                  targets=[("auc24", 400.0, 600.0, "mg*h/L")], intervals=[12.0],
+                  round_to=Q_(250, "mg"))
+
+
+def test_importance_resampling_keeps_every_draw_when_laplace_is_exact() -> None:
+    # Linear-Gaussian subject: the posterior is exactly N(η̂, (H/2)⁻¹), so every importance
+    # weight is equal and the effective sample size is the number of draws.
+    from medtransport.estimation.map import estimate_map
+    from medtransport.estimation.problem import Problem
+    from medtransport.estimation.recommend import importance_resample
+    from medtransport.estimation.residual import ResidualError
+
+    design = np.array([[1.0, 0.5], [1.0, 2.0], [0.3, -1.0]])
+    offset = np.array([5.0, 3.0, 1.0])
+    theta = np.ones(2)
+
+    def predict(phi, subjects):
+        return offset[None] + np.log(phi / theta) @ design.T
+
+    problem = Problem(predict=predict, dv=np.array([[5.3, 3.9, 0.6]]),
+                      observed=np.ones((1, 3), bool), parameter_names=("a", "b"),
+                      theta=theta, eta_names=("a", "b"), omega=np.diag([0.09, 0.16]),
+                      residual=ResidualError(additive=0.4, unit="mg/L"))
+    modes = estimate_map(problem)
+    rng = np.random.default_rng(0)
+    draws = rng.multivariate_normal(modes.eta[0], modes.posterior_covariance[0], size=500)
+    _, ess = importance_resample(problem, draws, modes.eta[0], modes.posterior_covariance[0],
+                                 rng)
+    assert ess == pytest.approx(500, rel=1e-6)
+
+
+def test_cli_recommend_with_importance_resampling_states_its_effective_sample_size() -> None:
+    res = CliRunner().invoke(main, ["recommend", str(SCENARIO), "--target",
+                                    "auc24: 400..600 mg*h/L", "--posterior", "sir",
+                                    "--samples", "400"])
+    assert res.exit_code == 0, res.output
+    assert "importance resampling, effective sample size" in res.output
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--interval", "8x"], "--interval"),
+    (["--round", "250 mL"], "--round"),
+])
+def test_bad_interval_or_rounding_exit_2_naming_the_option(args, message) -> None:
+    res = CliRunner().invoke(main, ["recommend", str(SCENARIO), "--target",
+                                    "auc24: 400..600 mg*h/L", "--samples", "100", *args])
+    assert res.exit_code == 2, res.output
+    assert message in res.output and "Traceback" not in res.output
