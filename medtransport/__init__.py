@@ -33,6 +33,7 @@ __all__ = [
     "ScenarioError",
     "UnitError",
     "__version__",
+    "fit",
     "load_scenario",
     "models",
     "open_population",
@@ -45,6 +46,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from medtransport.batch import run_population
+    from medtransport.estimation.fit import fit
     from medtransport.results import read_netcdf, write_netcdf
     from medtransport.runner import run
     from medtransport.scenario import load_scenario
@@ -52,6 +54,7 @@ if TYPE_CHECKING:
 
 _LAZY = {
     "load_scenario": "medtransport.scenario",
+    "fit": "medtransport.estimation.fit",
     "run": "medtransport.runner",
     "run_population": "medtransport.batch",
     "open_population": "medtransport.store",

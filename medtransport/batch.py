@@ -537,8 +537,6 @@ def population_command(scenario: str, *, n: int | None, scheduler: str | None,
     """``medtransport run SCENARIO --population N …``: run, then print and write the
     summaries (``-o``: a NetCDF of percentile bands, NCA distributions and PTA; ``--plot``:
     the percentile bands)."""
-    from medtransport.results import write_netcdf
-
     if store is None:
         raise MedtransportError("--store: a population run streams its results to a Zarr "
                                 "directory; give --store OUT.zarr")
@@ -572,7 +570,10 @@ def population_command(scenario: str, *, n: int | None, scheduler: str | None,
             echo(f"  {name[4:]:9s} median {q[len(q) // 2]:.4g} "
                  f"(5–95 %: {q[0]:.4g}–{q[-1]:.4g}) {nca[name].attrs.get('units', '')}")
     if output:
-        write_netcdf(summary["dataset"], output)
+        from medtransport.export import staged, write_result
+
+        with staged(output) as tmp:  # the format by the extension, as for a single run
+            write_result(summary["dataset"], tmp, Path(output).suffix.lower())
         echo(f"wrote the summaries to {output}")
     if plot_path:
         from medtransport.summaries import plot_bands

@@ -1,6 +1,7 @@
 """The ``medtransport`` command.
 
-    medtransport run SCENARIO [-o OUT.nc] [--plot OUT.png] [--report REPORT.html]
+    medtransport run SCENARIO [-o OUT.nc|.csv|.zarr] [--data FILE] [--plot OUT.png]
+                     [--report REPORT.html]
     medtransport report RESULT.nc -o REPORT.html
     medtransport models
     medtransport schema [MODEL] [--write [--dir schemas]]
@@ -232,11 +233,25 @@ def _plugin_notes(model_id: str) -> None:
     reg.warnings.clear()
 
 
-def _check_target(path: str, option: str, image: bool = False) -> None:
-    """Refuse an output path that cannot be written, naming the option that gave it."""
+def _check_target(path: str, option: str, image: bool = False, result: bool = False) -> None:
+    """Refuse an output path that cannot be written, naming the option that gave it; a
+    ``result`` path must also have one of the extensions that name a format."""
+    from medtransport.export import is_zarr_store, output_format
+
     target = Path(path)
     problem = None
-    if target.is_dir():
+    kind = None
+    if result and not (target.is_dir() and target.suffix.lower() != ".zarr"):
+        try:
+            kind = output_format(target)
+        except ValueError as exc:
+            problem = str(exc)
+    if problem is not None:
+        pass
+    elif kind == ".zarr" and target.exists():
+        if not is_zarr_store(target):  # an existing store is replaced; anything else is not
+            problem = f"{path} exists and is not a Zarr store"
+    elif target.is_dir():
         problem = f"{path} is a directory, expected a file path"
     elif not (target.parent if str(target.parent) else Path(".")).is_dir():
         problem = f"the directory {target.parent} does not exist"
@@ -253,6 +268,32 @@ def _check_target(path: str, option: str, image: bool = False) -> None:
     if option == "output.path":
         raise ScenarioError([(option, problem)])
     raise click.BadParameter(problem, param_hint=f"'{option}'")
+
+
+def _summary_table(title: str, columns: list[str], rows: list[list[str]]) -> Any:
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=escape(title), title_justify="left")
+    for col in columns:
+        table.add_column(escape(col), overflow="fold")
+    for row in rows:
+        table.add_row(*(escape(str(cell)) for cell in row))
+    return table
+
+
+def _with_data(scenario: str, data_path: str) -> Any:
+    """SCENARIO with its data section's path replaced by ``data_path`` (a path relative to
+    the working directory); the section's other keys (format, units …) still apply."""
+    from medtransport.scenario import load_scenario
+
+    sc = load_scenario(scenario)
+    if sc.data is None:
+        raise ScenarioError([("data", "--data replaces the path of the scenario's data "
+                                      "section, and this scenario has none (the section gives "
+                                      "the file's format and units)")], source=scenario)
+    section = json.loads(sc.data.model_dump_json(exclude_none=True, round_trip=True))
+    return sc.with_changes(data={**section, "path": str(Path(data_path).resolve())})
 
 
 # ------------------------------------------------------------------------------ commands
@@ -273,8 +314,13 @@ _ALLOW_PATH = click.option(
 
 @main.command("run")
 @click.argument("scenario", type=click.Path(dir_okay=False))
-@click.option("-o", "--output", type=click.Path(dir_okay=False),
-              help="NetCDF file to write (default: the scenario's output.path, if any).")
+@click.option("-o", "--output", type=click.Path(),
+              help="Result to write, its format by its extension: .nc (NetCDF), .csv (the "
+                   "record table, or the time series; units in the header), .zarr (Zarr "
+                   "store). Default: the scenario's output.path, if any.")
+@click.option("--data", "data_path", type=click.Path(exists=True, dir_okay=False),
+              help="Data set to run instead of the one the scenario's data section names "
+                   "(that section still gives its format and units).")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False),
               help="Image file for the model's plot (PNG, SVG, PDF).")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False),
@@ -297,10 +343,19 @@ _ALLOW_PATH = click.option(
 def run_cmd(scenario: str, output: str | None, plot_path: str | None, quiet: bool,
             report_path: str | None = None, population: int | None = None,
             scheduler: str | None = None, chunk_size: int | None = None,
-            store: str | None = None, overwrite: bool = False) -> None:
+            store: str | None = None, overwrite: bool = False,
+            data_path: str | None = None) -> None:
     """Run SCENARIO, audit it, print the audit table and write the result."""
     if population or scheduler or chunk_size or store:
         from medtransport.batch import population_command
+
+        if output:
+            _check_target(output, "-o/--output", result=True)
+        if data_path:
+            raise click.BadParameter("a chunked population (--population/--store) runs "
+                                     "virtual patients, not a data set's subjects; a data "
+                                     "set's variability is the scenario's population section",
+                                     param_hint="'--data'")
         from medtransport.report import population_report
 
         with population_report(store, report_path, click.echo, scenario):
@@ -309,11 +364,14 @@ def run_cmd(scenario: str, output: str | None, plot_path: str | None, quiet: boo
                                output=output, plot_path=plot_path, echo=click.echo)
         return
     from medtransport.audit import AuditReport
-    from medtransport.results import write_atomically, write_netcdf
+    from medtransport.export import staged, write_result
+    from medtransport.results import write_atomically
     from medtransport.runner import prepare
 
     console = _console()
-    model = prepare(scenario)
+    if output:  # a wrong extension is refused before the scenario is even read
+        _check_target(output, "-o/--output", result=True)
+    model = prepare(_with_data(scenario, data_path) if data_path else scenario)
     _plugin_notes(model.id)
     target = output or model.scenario.output.path
     # Before a long run, not after it: where the results go must be writable.
@@ -323,7 +381,7 @@ def run_cmd(scenario: str, output: str | None, plot_path: str | None, quiet: boo
         option = "-o/--output" if output else "output.path"
         target = str(output_path(target, option=option, scenario_dir=model.scenario.source_dir,
                                  overwrite=overwrite))
-        _check_target(target, option)
+        _check_target(target, option, result=True)
     if plot_path:
         _check_target(plot_path, "--plot", image=True)
     if report_path:
@@ -355,7 +413,7 @@ def run_cmd(scenario: str, output: str | None, plot_path: str | None, quiet: boo
             source = scenario_source(scenario, model)
             if source is not None:
                 ds.attrs["scenario_source"] = source
-            write_netcdf(ds, files.enter_context(write_atomically(target, ".nc.tmp")))
+            write_result(ds, files.enter_context(staged(target)), Path(target).suffix.lower())
         if plot_path:
             from medtransport.plotting import save_plot
 
@@ -370,6 +428,9 @@ def run_cmd(scenario: str, output: str | None, plot_path: str | None, quiet: boo
     # a model may export further files (e.g. parameter maps as NIfTI) — only now, after its
     # audits passed
     exported = [str(p) for p in getattr(model, "export", lambda _ds: [])(ds)]
+    summary = model.summary(ds)
+    if summary is not None and not quiet:
+        console.print(_summary_table(*summary))
     written = ", ".join([p for p in (target, plot_path, report_path) if p] + exported) or \
         "nothing (no -o given)"
     console.print(f"{report.summary()}; wrote {written}")
@@ -495,3 +556,10 @@ def new_plugin_cmd(name: str, directory: str | None) -> None:
     click.echo("next (medtransport itself installed in this environment, see the "
                f"README):\n  cd {done.directory}\n  pip install -e .\n  medtransport models\n"
                "  pytest")
+
+
+# Estimation's commands live with estimation (imported here so that they are registered).
+from medtransport.estimation.commands import fit_cmd, recommend_cmd  # noqa: E402
+
+main.add_command(fit_cmd)
+main.add_command(recommend_cmd)

@@ -303,6 +303,11 @@ class Model:
 
         default_plot(self, dataset, figure)
 
+    def summary(self, dataset: xr.Dataset) -> tuple[str, list[str], list[list[str]]] | None:
+        """A table the CLI prints after a run, as (title, column headers, rows of text) — e.g.
+        one row per subject of a data set; None (the default) for none."""
+        return None
+
     @classmethod
     def example_scenarios(cls) -> list[dict[str, Any]]:
         """Small scenarios (mappings) the conformance suite runs; each must pass its audits."""

@@ -45,11 +45,14 @@ from pydantic import (
 from medtransport.boundary import BoundarySpec
 from medtransport.domain import DomainSpec, NotBool
 from medtransport.errors import ScenarioError
+from medtransport.estimation.residual import ResidualErrorSpec
+from medtransport.estimation.spec import EstimateSpec
 from medtransport.population import PopulationSpec
 from medtransport.units import Q_, Qty, format_quantity, parse_quantity
 
 __all__ = [
     "AuditSpec",
+    "DataSpec",
     "Event",
     "OutputSpec",
     "Patient",
@@ -151,12 +154,14 @@ class Patient(_Section):
 
 class TimeGrid(_Section):
     """The simulated interval and its step; outputs every ``output_every`` (default: every
-    step)."""
+    step). ``at`` adds explicit output times for the models that solve exactly between
+    outputs (:meth:`grid_and_explicit_times`); a stepping model keeps to its grid."""
 
     start: Qty("s") = Q_(0.0, "s")
     stop: Qty("s")
     step: Qty("s", gt=0)
     output_every: Qty("s", gt=0) | None = None
+    at: list[Qty("s")] | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> TimeGrid:
@@ -164,6 +169,12 @@ class TimeGrid(_Section):
         if span <= 0:
             raise ValueError(f"'stop' ({format_quantity(self.stop)}) must be after 'start' "
                              f"({format_quantity(self.start)})")
+        if self.at is not None:
+            outside = [format_quantity(q) for q in self.at
+                       if not self.start.m_as("s") <= q.m_as("s") <= self.stop.m_as("s")]
+            if outside:
+                raise ValueError(f"'at' times {', '.join(outside)} lie outside 'start' to "
+                                 "'stop'")
         n = span / self.step.m_as("s")
         if n < 1 - 1e-9:
             raise ValueError(f"'step' ({format_quantity(self.step)}) is longer than the whole "
@@ -214,6 +225,14 @@ class TimeGrid(_Section):
     def output_times(self) -> np.ndarray:
         """Output times in seconds, including start and stop."""
         return self.start.m_as("s") + self.output_steps() * self.dt
+
+    def grid_and_explicit_times(self) -> np.ndarray:
+        """The output grid and the explicit times ``at``, in seconds, sorted without repeats
+        (for models that solve exactly between any two outputs)."""
+        grid = self.output_times()
+        if not self.at:
+            return grid
+        return np.unique(np.concatenate([grid, [q.m_as("s") for q in self.at]]))
 
 
 class Event(BaseModel):
@@ -307,6 +326,22 @@ class OutputSpec(_Section):
     path: str | None = None
 
 
+class DataSpec(BaseModel):
+    """An input data set the model reads: ``path`` (relative to the scenario's directory, like
+    every input file) and its ``format``; any further keys (units, column maps …) are the
+    reading plugin's options, kept as given and validated by that plugin."""
+
+    model_config = ConfigDict(extra="allow", ser_json_bytes="base64")
+
+    path: str = Field(min_length=1)
+    #: None lets the reading plugin use its own default format
+    format: str | None = Field(default=None, min_length=1)
+
+    def options(self) -> dict[str, Any]:
+        """The plugin's options: every key but ``path`` and ``format``."""
+        return dict(self.model_extra or {})
+
+
 class Scenario(_Section):
     """A complete scenario; see the module docstring and ``schemas/scenario.schema.json``."""
 
@@ -324,6 +359,9 @@ class Scenario(_Section):
     seed: Annotated[int, Field(ge=0, lt=2**63), NotBool] | None = None
     output: OutputSpec = Field(default_factory=OutputSpec)
     population: PopulationSpec | None = None
+    data: DataSpec | None = None
+    residual_error: ResidualErrorSpec | None = None
+    estimate: EstimateSpec | None = None
 
     @field_validator("name", "description")
     @classmethod
@@ -342,6 +380,12 @@ class Scenario(_Section):
         # in equality, serialization or the schema.
         source = self.__dict__.get("_source_dir")
         return source if source is not None else Path.cwd()
+
+    def data_path(self) -> Path | None:
+        """The data set's file, resolved against :attr:`source_dir` (None without ``data``)."""
+        if self.data is None:
+            return None
+        return (self.source_dir / self.data.path).resolve()
 
     def to_json(self) -> str:
         """The scenario as JSON, quantities as strings that load back to the same values."""

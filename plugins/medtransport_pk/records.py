@@ -57,6 +57,10 @@ class RecordTable:
     covariate_units: dict[str, str] = field(default_factory=dict)
     #: where the records came from, for messages: a file name or ``"events"``
     source: str = "events"
+    #: covariate name → the data set's column it was read from (for messages)
+    columns: dict[str, str] = field(default_factory=dict)
+    #: the CMT numbering of ``cmt`` (number → compartment name), when the reader knew the model
+    compartments: dict[int, str] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.time.size)
@@ -65,6 +69,23 @@ class RecordTable:
         """Subject IDs in order of first appearance."""
         _, first = np.unique(self.id, return_index=True)
         return self.id[np.sort(first)]
+
+    def covariate(self, name: str) -> tuple[np.ndarray, str]:
+        """A covariate the model uses: its values per record and its unit. Refuses (naming the
+        column) one that is absent or was given without a unit."""
+        from medtransport.errors import ScenarioError
+
+        column = self.columns.get(name, name)
+        if name not in self.covariates:
+            known = ", ".join(sorted(self.covariates)) or "none"
+            raise ScenarioError([("data.covariates", f"the model needs the covariate {name!r}; "
+                                                     f"map a column to it (covariates read: "
+                                                     f"{known})")])
+        if name not in self.covariate_units:
+            raise ScenarioError([(f"data.units.{column}", f"column {column} is used as the "
+                                                          f"covariate {name} but has no unit; "
+                                                          f"give data.units.{column}")])
+        return self.covariates[name], self.covariate_units[name]
 
     def where(self, i: int) -> str:
         """How a message names record ``i``: ``data row 17 (ID 3, TIME 24 h)``."""

@@ -227,21 +227,20 @@ class LeakyRateMatrix(TwoCompartment):
 class MicrogramsReadAsMilligrams(OneCompartment):
     """The solver is handed the dose in µg where it expects mg (a factor 1000)."""
 
-    def _schedule(self) -> Any:
-        adds, ins, start = super()._schedule()
-        from medtransport.numerics.compartments import Addition
+    def _solver_records(self) -> Any:
+        import dataclasses
 
-        return [Addition(a.time, a.amount * 1000.0) for a in adds], ins, start
+        table = super()._solver_records()
+        return dataclasses.replace(table, amt=table.amt * 1000.0)
 
 
 class ForgetsUnabsorbed(OneCompartment):
     """The fraction 1 − f_bio of an oral dose is dropped instead of booked as unabsorbed."""
 
-    def _dose_parts(self, r: Any) -> list[tuple[float, np.ndarray]]:
-        parts = super()._dose_parts(r)
-        for _, v in parts:
-            v[self.states.index("unabsorbed")] = 0.0
-        return parts
+    def _ledger_terms(self, led: Any, nb: int) -> Any:
+        inflow, outflow = super()._ledger_terms(led, nb)
+        outflow.pop("unabsorbed")
+        return inflow, outflow
 
 
 BOLUS_2CMT = scenario("pk.two_compartment", TWO, [{"type": "bolus", "amount": "1 g",

@@ -1,0 +1,161 @@
+"""A result written in the format its file name asks for, atomically.
+
+===========  ==========================================================================
+extension    what is written
+===========  ==========================================================================
+``.nc``      NetCDF-4, the whole result (:func:`medtransport.results.write_netcdf`)
+``.csv``     a table: one row per ``record`` (a data set's records) or, without records,
+             per output ``time``; one column per variable along that dimension, its unit
+             in the header (``concentration [mg/L]``); a variable with further
+             dimensions gives one column per label (``amount[central] [mg]``)
+``.zarr``    a Zarr (v3) store, the whole result
+===========  ==========================================================================
+
+Any other extension is refused before anything runs (:func:`output_format`). Files are staged
+under a temporary name beside the target and renamed into place only when complete
+(:func:`staged`), so a failure leaves the old file, or none.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import itertools
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from medtransport.errors import MedtransportError
+from medtransport.results import write_atomically, write_netcdf
+
+__all__ = ["FORMATS", "csv_table", "is_zarr_store", "output_format", "staged", "write_result"]
+
+FORMATS = {".nc": "NetCDF", ".csv": "CSV table", ".zarr": "Zarr store"}
+#: Unit strings that mean "no unit": left out of a CSV header.
+_NO_UNIT = ("", "1", "dimensionless")
+
+
+def output_format(path: str | os.PathLike[str]) -> str:
+    """The format of an output path by its extension; ValueError naming the accepted ones."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        shown = f"extension {suffix!r}" if suffix else "no extension"
+        raise ValueError(f"{Path(path).name} has {shown}; the extension decides the format: "
+                         + ", ".join(f"{ext} ({kind})" for ext, kind in FORMATS.items()))
+    return suffix
+
+
+def is_zarr_store(path: Path) -> bool:
+    """Whether ``path`` is a directory holding a Zarr group (v3 or v2)."""
+    return (path / "zarr.json").is_file() or (path / ".zgroup").is_file()
+
+
+@contextlib.contextmanager
+def staged(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write to, renamed onto it when the block finishes
+    and deleted otherwise (a directory for ``.zarr``, which replaces only a Zarr store)."""
+    target = Path(path)
+    if output_format(target) != ".zarr":
+        with write_atomically(target, f"{target.suffix}.tmp") as tmp:
+            yield tmp
+        return
+    if target.exists() and not (target.is_dir() and is_zarr_store(target)):
+        raise MedtransportError(f"output: {target} exists and is not a Zarr store; it is left "
+                                "alone")
+    directory = target.parent if str(target.parent) else Path(".")
+    if not directory.is_dir():
+        raise MedtransportError(f"output: the directory {directory} does not exist")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory))
+    try:
+        yield tmp
+        if target.exists():
+            # two renames, so that a store is in place at every moment but between them
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old",
+                                        dir=directory))
+            os.replace(target, old / "store")
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def write_result(ds: xr.Dataset, path: str | os.PathLike[str],
+                 fmt: str | None = None) -> None:
+    """Write ``ds`` to ``path`` (a final path, or one :func:`staged` gave) in ``fmt`` (an
+    extension of :data:`FORMATS`; default: ``path``'s own)."""
+    fmt = fmt or output_format(path)
+    if fmt == ".nc":
+        write_netcdf(ds, path)
+    elif fmt == ".csv":
+        Path(path).write_text(csv_table(ds), encoding="utf-8")
+    elif fmt == ".zarr":
+        from medtransport.results import _encodable
+
+        store = _encodable(ds)
+        for name in store.variables:
+            store[name].encoding = {}
+        store.to_zarr(str(path), mode="w", zarr_format=3, consolidated=False)
+    else:  # pragma: no cover - output_format refuses first
+        raise ValueError(fmt)
+
+
+def _row_dim(ds: xr.Dataset) -> str:
+    for dim in ("record", "time"):
+        if dim in ds.dims:
+            return dim
+    raise MedtransportError("a CSV table needs a 'record' or 'time' dimension; this result has "
+                            f"{', '.join(map(str, ds.dims)) or 'none'} — write .nc or .zarr")
+
+
+def _header(name: str, unit: str | None) -> str:
+    return name if unit is None or str(unit) in _NO_UNIT else f"{name} [{unit}]"
+
+
+def _text(value: object) -> str:
+    if isinstance(value, float | np.floating):
+        return "" if np.isnan(value) else repr(float(value))
+    if isinstance(value, np.integer):
+        return str(int(value))
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def csv_table(ds: xr.Dataset) -> str:
+    """The result as CSV text (see the module doc): the row dimension's coordinate first,
+    then the coordinates and variables along it, in the dataset's order; missing values are
+    empty fields."""
+    dim = _row_dim(ds)
+    columns: list[tuple[str, np.ndarray]] = []
+    seen: set[str] = set()
+    for name, var in itertools.chain([(dim, ds[dim])] if dim in ds.coords else [],
+                                     ds.coords.items(), ds.data_vars.items()):
+        if name in seen or dim not in var.dims:
+            continue
+        seen.add(str(name))
+        unit = var.attrs.get("units")
+        var = var.transpose(dim, ...)
+        others = [d for d in var.dims if d != dim]
+        if not others:
+            columns.append((_header(str(name), unit), var.values))
+            continue
+        labels = [ds[d].values if d in ds.coords else np.arange(var.sizes[d]) for d in others]
+        flat = var.values.reshape(var.sizes[dim], -1)
+        for k, combo in enumerate(itertools.product(*labels)):
+            label = ", ".join(_text(c) for c in combo)
+            columns.append((_header(f"{name}[{label}]", unit), flat[:, k]))
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([h for h, _ in columns])
+    for i in range(ds.sizes[dim]):
+        writer.writerow([_text(values[i]) for _, values in columns])
+    return out.getvalue()
