@@ -37,7 +37,8 @@ def stability_panel(ax: Any, model: Any, ds: xr.Dataset) -> None:
     top = 2.0 * max(h, h_star if np.isfinite(h_star) else h)
     hs = np.linspace(top / 400, top, 400)
     r = [ms_growth(sde, x, scheme) for x in hs]
-    scale, unit = (3600.0, "h") if top > 7200 else (1.0, "s")
+    # the unit the run's step is spoken in (a 15 min step on an axis of minutes)
+    scale, unit = (3600.0, "h") if top > 7200 else (60.0, "min") if top > 120 else (1.0, "s")
     ax.plot(hs / scale, r, lw=2, label=f"R(Δt), {scheme}")
     ax.axhline(1.0, color="k", ls="--", lw=1, label="limit R = 1")
     if np.isfinite(h_star):
