@@ -41,7 +41,9 @@ def audit_moment(name: str, times: np.ndarray, estimate: np.ndarray, standard_er
     idx = np.unravel_index(i, ratio.shape)
     k = idx[0]
     z = dev[idx] / se[idx] if se[idx] > 0 else np.inf
-    detail = (f"worst at t = {t[k]:.6g} s: estimate {est[idx]:.6g} vs exact {ex[idx]:.6g} "
+    from medtransport.display import duration
+
+    detail = (f"worst at t = {duration(t[k])}: estimate {est[idx]:.6g} vs exact {ex[idx]:.6g} "
               f"{units} ({z:.2f} SE; allowed {n_sigma:g} SE"
               + (f" + {allowance:g} {units}" if allowance else "") + ")")
     return AuditResult(name, passed, float(ratio[idx]) if finite.all() else float("nan"), 1.0,

@@ -107,9 +107,20 @@ def ms_stability_margin(sde: AffineSDE, h: float, scheme: str,
     h_max = largest_ms_stable_step(sde, scheme)
     formula = {"euler_maruyama": "|1 + hλ|² + hμ²", "milstein": "|1 + hλ|² + hμ² + ½h²μ⁴",
                "exact": "exp((2λ + μ²)h)"}[scheme]
-    detail = (f"R(h) = {formula} = {r:.6g} (stable below 1; margin {1.0 - r:.3g}); largest "
-              f"stable step {h_max:.6g} {time_unit}, this step {h:.6g} {time_unit}")
+    largest = "every step is stable" if not math.isfinite(h_max) else \
+        f"largest stable step {_step(h_max, time_unit)}"
+    detail = (f"R(h) = {formula} = {r:.6g} (stable below 1; margin {1.0 - r:.3g}); "
+              f"{largest}, this step {_step(h, time_unit)}")
     # R(h) = 1 exactly is not stable: the limit sits just below 1
     return StabilityMargin(name, r, float(np.nextafter(1.0, 0.0)), detail,
-                           f"use a time step below {h_max:.6g} {time_unit} (the SDE is stable, "
+                           f"use a time step below {_step(h_max, time_unit)} (the SDE is stable, "
                            f"the {scheme} step is not)")
+
+
+def _step(value: float, unit: str) -> str:
+    """A step exactly, and as a person says it when seconds are not its natural unit
+    (``900 s (15 min)``)."""
+    from medtransport.display import duration
+
+    text = f"{value:.6g} {unit}"
+    return f"{text} ({duration(value)})" if unit == "s" and abs(value) >= 60 else text

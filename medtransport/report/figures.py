@@ -115,15 +115,20 @@ def ledger_plot(ds: xr.Dataset, species: str, report: AuditReport,
             factor = 1.0
         lines = {k: v * factor for k, v in lines.items()}
     lines, relative_to = _as_changes(lines)
+    # a dimensionless species (a probability) has no unit to show: no empty brackets
+    from medtransport.display import pretty as _pretty
+
+    unit = _pretty(unit)
+    bracket, spaced = (f" [{unit}]", f" {unit}") if unit else ("", "")
     for i, (label, values) in enumerate(lines.items()):
         top.plot(t / scale, values, "--" if i == 1 else "-", label=label,
                  linewidth=2.2 if i == 0 else 1.4)
     who = f", summed over {n_patients} patients" if population else ""
-    top.set_ylabel(f"{species} [{unit}]" if relative_to is None else
-                   f"change in {species} since t0 [{unit}]")
+    top.set_ylabel(f"{species}{bracket}" if relative_to is None else
+                   f"change in {species} since t0{bracket}")
     top.set_title(f"conservation ledger of {species}{who}" + (
         "" if relative_to is None else
-        f": changes since t0 (content at t0 {format_number(relative_to)} {unit})"))
+        f": changes since t0 (content at t0 {format_number(relative_to)}{spaced})"))
     top.legend(fontsize="small")
     residual = ds[f"{species}_residual"] * factor
     if mb is not None:
@@ -131,11 +136,11 @@ def ledger_plot(ds: xr.Dataset, species: str, report: AuditReport,
     if population:
         shown = _over_patients(residual, "max")
         bottom.plot(t / scale, shown, color="C3", label="max over patients of |residual|")
-        bottom.set_ylabel(f"|residual| [{unit}]")
+        bottom.set_ylabel(f"|residual|{bracket}")
     else:
         shown = np.asarray(residual.values, dtype=float)
         bottom.plot(t / scale, shown, color="C3", label="residual = stored − ledger")
-        bottom.set_ylabel(f"residual [{unit}]")
+        bottom.set_ylabel(f"residual{bracket}")
     finite = shown[np.isfinite(shown)]
     worst = float(np.max(np.abs(finite))) if finite.size else float("nan")
     title = "residual on its own scale"
@@ -147,7 +152,7 @@ def ledger_plot(ds: xr.Dataset, species: str, report: AuditReport,
                 bottom.axhline(-mb.tolerance, color="0.4", linestyle=":")
         else:
             # Drawn, the tolerance would flatten the residual to a line at zero.
-            title += f" (tolerance ±{mb.tolerance:.3g} {unit}, off this scale)"
+            title += f" (tolerance ±{mb.tolerance:.3g}{spaced}, off this scale)"
     failed_at = None
     if mb is not None and not mb.passed and "time_s" in mb.where:
         failed_at = float(mb.where["time_s"])
@@ -164,12 +169,13 @@ def ledger_plot(ds: xr.Dataset, species: str, report: AuditReport,
     bottom.set_title(title)
     bottom.legend(fontsize="small")
     alt = (f"Two stacked line plots over time from {t[0] / scale:.3g} to {t[-1] / scale:.3g} "
-           f"{unit_t}. Top: the conservation ledger of {species} in {unit}{who}: "
+           f"{unit_t}. Top: the conservation ledger of {species}{' in ' + unit if unit else ''}"
+           f"{who}: "
            + "; ".join(f"{k} from {format_number(float(v[0]))} to {format_number(float(v[-1]))}"
                        for k, v in lines.items())
-           + f". Bottom: the residual, largest magnitude {format_number(worst)} {unit}")
+           + f". Bottom: the residual, largest magnitude {format_number(worst)}{spaced}")
     if mb is not None:
-        alt += f", against a tolerance of {format_number(mb.tolerance)} {unit}"
+        alt += f", against a tolerance of {format_number(mb.tolerance)}{spaced}"
         alt += " (passed)." if mb.passed else " (FAILED)."
     if failed_at is not None:
         alt += (f" A dashed black line marks where the audit failed, at t = "

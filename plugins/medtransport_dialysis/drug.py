@@ -148,6 +148,9 @@ class DialysisDrug(Model):
                    "Solved exactly piece by piece; the books split elimination into renal, "
                    "non-renal, dialysate and CRRT, and report what each session removed.")
     Params = DrugParams
+    #: what a person reads (medtransport.display): doses in mg, levels in mg/L
+    display_units: ClassVar[dict[str, str]] = {"drug": "mg", "amount": "mg",
+                                               "concentration": "mg/L"}
     conserved = (Species("drug", "amount", "amount of drug",
                          "the drug in the central and peripheral compartments"),)
     tags = frozenset({"compartments", "deterministic"})

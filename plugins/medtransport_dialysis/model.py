@@ -114,6 +114,11 @@ class UreaModel(Model):
     """Base of the urea models; ``pool_names`` decides single or two pools."""
 
     pool_names: ClassVar[tuple[str, ...]]
+    #: what a nephrologist reads (medtransport.display): urea in mmol and mmol/L (BUN is its
+    #: own variable, in mg/dL), body water in L — never mol or m³
+    display_units: ClassVar[dict[str, str]] = {
+        "urea": "mmol", "urea_amount": "mmol", "concentration": "mmol/L",
+        "urea_nitrogen": "mg/dL", "water": "L", "water_volume": "L"}
     version = __version__
     conserved = (Species("urea", "urea_amount", "amount of urea",
                          "urea dissolved in the body water pools"),

@@ -17,22 +17,51 @@ def shade_sessions(ax: Any, starts_h: np.ndarray, stops_h: np.ndarray, scale: fl
                    label="dialysis session" if k == 0 else None)
 
 
+#: Legends sit beside the panels (inside they hide the curves: the last pre-dialysis peak,
+#: the cumulative books), far enough right to clear the urea panel's BUN axis.
+_BESIDE = {"loc": "center left", "bbox_to_anchor": (1.1, 0.5), "fontsize": "x-small"}
+
+
+#: The urea and water books' terms as a nephrologist names them (all cumulative).
+_BOOK_TERMS = {"urea_generated": "generated", "dialysate_removed": "removed by dialysis",
+               "renal_removed": "removed by residual renal function",
+               "water_intake": "intake", "water_ultrafiltration": "ultrafiltration",
+               "water_urine": "urine"}
+
+
+def _time_axis(ds: xr.Dataset) -> tuple[float, str]:
+    """Hours per axis unit and its name: days beyond two days (a dialysis week), else h."""
+    span_h = float(ds["time"].values[-1] - ds["time"].values[0]) / 3600.0
+    return (24.0, "days") if span_h > 48 else (1.0, "h")
+
+
+def _headroom(ax: Any, share: float = 0.18) -> None:
+    """Room above the highest curve for the per-session labels, inside the frame."""
+    low, high = ax.get_ylim()
+    ax.set_ylim(low, high + share * (high - low))
+
+
 def _median(var: xr.DataArray) -> np.ndarray:
     return var.median("patient").values if "patient" in var.dims else var.values
 
 
 def plot_urea(model: Any, ds: xr.Dataset, figure: Any) -> None:
+    from medtransport.display import pretty
+
     axes = figure.subplots(3, 1, sharex=True, gridspec_kw={"height_ratios": [2, 1, 1]})
-    span_h = float(ds["time"].values[-1] - ds["time"].values[0]) / 3600.0
-    scale, tunit = (24.0, "days") if span_h > 48 else (1.0, "h")
+    scale, tunit = _time_axis(ds)
     t_d = ds["time"].values / 3600.0 / scale
     starts = np.array([s.start for s in model.sessions])
     stops = np.array([s.stop for s in model.sessions])
     ax = axes[0]
     conc = ds["concentration"]
     label_p = " (median patient)" if "patient" in conc.dims else ""
-    for name in conc["compartment"].values:
-        ax.plot(t_d, _median(conc.sel(compartment=name)), label=f"{name}{label_p}")
+    pools = [str(name) for name in conc["compartment"].values]
+    for name in pools:
+        # one pool is the whole urea space; two are named by where the urea is
+        pool = "urea (single pool)" if len(pools) == 1 else f"urea, {name.replace('_', ' ')}"
+        ax.plot(t_d, _median(conc.sel(compartment=name)), label=f"{pool}{label_p}")
+    _headroom(ax)
     shade_sessions(ax, starts, stops, scale)
     if "sp_ktv" in ds:
         sp = _median(ds["sp_ktv"])
@@ -42,7 +71,7 @@ def plot_urea(model: Any, ds: xr.Dataset, figure: Any) -> None:
             ax.annotate(f"Kt/V {sp[k]:.2f}{flag}", (t_s, pre[k]), textcoords="offset points",
                         xytext=(2, 4), fontsize="x-small",
                         color="black" if sp[k] >= 1.2 else "tab:red")
-    ax.set_ylabel("urea [mmol/L]")
+    ax.set_ylabel(f"urea [{pretty(str(conc.attrs['units']))}]")
     bun = ax.secondary_yaxis("right", functions=(lambda c: c * 2.80134,
                                                  lambda b: b / 2.80134))
     bun.set_ylabel("BUN [mg/dL]")
@@ -56,7 +85,7 @@ def plot_urea(model: Any, ds: xr.Dataset, figure: Any) -> None:
                   f"{float(np.mean(_median(ds['e_ktv_rate_equation']))):.2f}), rebound "
                   f"{100 * float(np.mean(_median(ds['rebound']))):.0f} %")
     ax.set_title(f"urea over time{extra}", fontsize="small")
-    ax.legend(fontsize="x-small", loc="upper right")
+    ax.legend(**_BESIDE)
     for ax, species, terms in ((axes[1], "urea", ("urea_generated", "dialysate_removed",
                                                   "renal_removed")),
                                (axes[2], "water", ("water_intake", "water_ultrafiltration",
@@ -69,60 +98,71 @@ def plot_urea(model: Any, ds: xr.Dataset, figure: Any) -> None:
             # a term every patient shares is stored once
             return v.values * (ds.sizes[total] if total else 1)
 
-        unit = ds[terms[0]].attrs["units"]
+        unit = pretty(str(ds[terms[0]].attrs["units"]))
         stored = ds["urea_amount" if species == "urea" else "water_volume"].sum("compartment")
         ax.plot(t_d, summed(stored), lw=2, label="in the body (from the states)")
         if f"{species}_expected" in ds:
             ax.plot(t_d, summed(ds[f"{species}_expected"]), "--", label="ledger expects")
         for name in terms:
-            ax.plot(t_d, summed(ds[name]), label=name.replace("_", " "))
+            ax.plot(t_d, summed(ds[name]), label=_BOOK_TERMS.get(name, name.replace("_", " ")))
         if f"{species}_residual" in ds:
             worst = float(np.abs(ds[f"{species}_residual"]).max())
             who = f", all {ds.sizes['patient']} patients" if total else ""
             ax.set_title(f"{species} books{who} (max |residual| {worst:.1e} {unit})",
                          fontsize="small")
         ax.set_ylabel(f"{species} [{unit}]")
-        # beside the panel: inside, the legend would hide the first day's books
-        ax.legend(fontsize="x-small", loc="center left", bbox_to_anchor=(1.01, 0.5))
+        ax.legend(**_BESIDE)
     axes[-1].set_xlabel(f"time [{tunit}]")
     if figure.get_layout_engine() is None:  # the CLI's constrained layout places them itself
         figure.subplots_adjust(right=0.8, hspace=0.35)
     figure.suptitle(model.scenario.name)
 
 
+#: The drug books' terms as a clinician names them.
+_DRUG_TERMS = {"given": "given (cumulative)", "renal_eliminated": "eliminated, renal",
+               "nonrenal_eliminated": "eliminated, non-renal",
+               "dialysate_removed": "removed by dialysis"}
+
+
 def plot_drug(model: Any, ds: xr.Dataset, figure: Any) -> None:
+    from medtransport.display import pretty
+
     ax1, ax2 = figure.subplots(2, 1, sharex=True)
-    t = ds["time"].values / 3600.0
+    scale, tunit = _time_axis(ds)
+    t = ds["time"].values / 3600.0 / scale
     conc = ds["concentration"]
     med = _median(conc.sel(tissue="central"))
     ax1.plot(t, med, label="central" + (" (median)" if "patient" in conc.dims else ""))
     starts = np.array([s.start for s in model.sessions])
     stops = np.array([s.stop for s in model.sessions])
-    shade_sessions(ax1, starts, stops, 1.0)
+    shade_sessions(ax1, starts, stops, scale)
+    _headroom(ax1, 0.25)
     if "session_removed" in ds:
         removed = _median(ds["session_removed"])
         frac = _median(ds["session_removed_fraction"])
         for k, (a, b) in enumerate(zip(starts, stops, strict=True)):
             if k < removed.size:
-                ax1.annotate(f"−{removed[k]:.0f} {ds['session_removed'].attrs['units']}\n"
-                             f"({100 * frac[k]:.0f} %)", ((a + b) / 2, np.nanmax(med) * 0.92),
-                             ha="center", fontsize="x-small")
-    ax1.set_ylabel(f"concentration [{conc.attrs['units']}]")
-    ax1.legend(fontsize="small", loc="upper right")
+                # in the headroom above the curve, centred on the session
+                ax1.annotate(f"−{removed[k]:.0f} {pretty(ds['session_removed'].attrs['units'])}"
+                             f"\n({100 * frac[k]:.0f} %)", ((a + b) / 2 / scale, 0.97),
+                             xycoords=("data", "axes fraction"), ha="center", va="top",
+                             fontsize="x-small")
+    ax1.set_ylabel(f"concentration [{pretty(str(conc.attrs['units']))}]")
+    ax1.legend(**_BESIDE)
     total = "patient" if "patient" in ds.dims else None
-    unit = ds["amount"].attrs["units"]
+    unit = pretty(str(ds["amount"].attrs["units"]))
 
     def summed(v: xr.DataArray) -> np.ndarray:
         return v.sum(total).values if total else v.values
 
     ax2.plot(t, summed(ds["amount"].sum("compartment")), lw=2, label="in the body")
-    for name in ("given", "renal_eliminated", "nonrenal_eliminated", "dialysate_removed"):
+    for name, label in _DRUG_TERMS.items():
         if name in ds:
-            ax2.plot(t, summed(ds[name]), label=name.replace("_", " "))
+            ax2.plot(t, summed(ds[name]), label=label)
     if "drug_residual" in ds:
         worst = float(np.abs(ds["drug_residual"]).max())
         ax2.set_title(f"drug books (max |residual| {worst:.1e} {unit})", fontsize="small")
-    ax2.set_xlabel("time [h]")
-    ax2.set_ylabel(f"amount [{unit}]")
-    ax2.legend(fontsize="x-small")
+    ax2.set_xlabel(f"time [{tunit}]")
+    ax2.set_ylabel(f"amount of drug [{unit}]")
+    ax2.legend(**_BESIDE)
     figure.suptitle(model.scenario.name)

@@ -102,6 +102,7 @@ def audits(model: FickDiffusion) -> list[Any]:
 def plot(model: FickDiffusion, ds: Any, figure: Any) -> None:
     """The front at several times against Fick's law on the same grid (dashed), the reach
     x₀ + ct (dotted), and the distance to diffusion as τ → 0 (same grid and step)."""
+    from medtransport.display import DisplayUnits, convert, pretty
     from medtransport.numerics.finite_volume import DiffusionProblem, solve
 
     tg = model.scenario.time
@@ -113,7 +114,14 @@ def plot(model: FickDiffusion, ds: Any, figure: Any) -> None:
                  output_every=tg.steps_per_output, method="backward_euler")
     x = grid.centers(0) * 1e3
     t = ds["time"].values - ds["time"].values[0]
-    u = ds["concentration"].values
+    # concentrations as a person reads them (mM for this dye), the difference in the same unit
+    canonical = str(ds["concentration"].attrs["units"])
+    unit = DisplayUnits(model).unit("concentration", canonical, ds["concentration"].values)
+
+    def shown(values: Any) -> np.ndarray:
+        return convert(values, canonical, unit)
+
+    u = shown(ds["concentration"].values)
     figure.set_size_inches(13, 4.5)
     ax1, ax2 = figure.subplots(1, 2)
     occupied = np.flatnonzero(u0 != 0)
@@ -122,24 +130,25 @@ def plot(model: FickDiffusion, ds: Any, figure: Any) -> None:
     for n, i in enumerate(np.unique(np.linspace(1, len(t) - 1, 4).astype(int))):
         colour = f"C{n}"
         ax1.plot(x, u[i], color=colour, lw=2, label=f"telegrapher, t = {t[i]:.3g} s")
-        ax1.plot(x, np.asarray(fick.states)[i], color=colour, ls="--", lw=1)
+        ax1.plot(x, shown(np.asarray(fick.states)[i]), color=colour, ls="--", lw=1)
         if math.isfinite(speed):
             ax1.axvline((edge + speed * t[i]) * 1e3, color=colour, ls=":", lw=1)
     ax1.plot([], [], "k--", lw=1, label="Fick's law (τ = 0), same grid")
     ax1.plot([], [], "k:", lw=1, label="reach x₀ + ct")
     ax1.set_xlabel("position x [mm]")
-    ax1.set_ylabel(f"concentration [{ds['concentration'].attrs['units']}]")
+    ax1.set_ylabel(f"concentration [{pretty(unit)}]")
     ax1.set_title(f"finite-speed front, τ = {tau:g} s, c = {speed * 1e6:.3g} µm/s")
     ax1.legend(fontsize="x-small")
     taus = [tau * f for f in (1.0, 0.3, 0.1, 0.03, 0.01, 0.003, 0.001)] if tau > 0 else []
     dev = []
     for tk in taus:
         sol = solve_telegrapher(grid, d, tk, u0, tg.dt, tg.n_steps, tg.n_steps)
-        dev.append(float(np.max(np.abs(sol.u[-1] - np.asarray(fick.states)[-1]))))
+        dev.append(float(np.max(np.abs(shown(sol.u[-1] - np.asarray(fick.states)[-1])))))
     if taus:
-        ax2.loglog(taus, dev, "o-", label="max |u_τ − u_Fick| at the end")
+        ax2.loglog(taus, dev, "o-",
+                   label=f"max over x of |telegrapher − Fick| at t = {t[-1]:.3g} s")
         ax2.set_xlabel("relaxation time τ [s]")
-        ax2.set_ylabel(f"difference [{ds['concentration'].attrs['units']}]")
+        ax2.set_ylabel(f"difference [{pretty(unit)}]")
         ax2.legend(fontsize="x-small")
     ax2.set_title("convergence to diffusion as τ → 0 (same grid, same step)")
     figure.suptitle(model.scenario.name)

@@ -87,6 +87,10 @@ class StochasticOneCompartment(Model):
                    "Milstein with a mean-square stability check before the first step.")
     Params = PKParams
     params: PKParams
+    #: what a person reads (medtransport.display): doses in mg, levels in mg/L
+    display_units: ClassVar[dict[str, str]] = {"drug": "mg", "amount": "mg",
+                                               "concentration": "mg/L",
+                                               "concentration_mean": "mg/L"}
     conserved = (Species("drug", "amount", "amount of drug",
                          "the ensemble mean amount in the body"),)
     tags = frozenset({"stochastic", "compartments"})

@@ -20,9 +20,10 @@ def _time_axis(t: np.ndarray) -> tuple[np.ndarray, str]:
 
 
 def stability_panel(ax: Any, model: Any, ds: xr.Dataset) -> None:
-    """R(h), the growth of the second moment per step, against the step: the run's step, the
+    """R(Δt), the growth of the second moment per step, against the step Δt: the run's step, the
     largest stable one, and the limit 1."""
     from medtransport.audit.ms_stability import largest_ms_stable_step, ms_growth, sde_ms_stable
+    from medtransport.display import duration
 
     sde, h = model.sde(), model.scenario.time.dt
     scheme = model.method
@@ -36,30 +37,58 @@ def stability_panel(ax: Any, model: Any, ds: xr.Dataset) -> None:
     top = 2.0 * max(h, h_star if np.isfinite(h_star) else h)
     hs = np.linspace(top / 400, top, 400)
     r = [ms_growth(sde, x, scheme) for x in hs]
-    scale, unit = (3600.0, "h") if top > 7200 else (1.0, "s")
-    ax.plot(hs / scale, r, lw=2, label=f"R(h), {scheme}")
+    # the unit the run's step is spoken in (a 15 min step on an axis of minutes)
+    scale, unit = (3600.0, "h") if top > 7200 else (60.0, "min") if top > 120 else (1.0, "s")
+    ax.plot(hs / scale, r, lw=2, label=f"R(Δt), {scheme}")
     ax.axhline(1.0, color="k", ls="--", lw=1, label="limit R = 1")
     if np.isfinite(h_star):
         ax.axvline(h_star / scale, color="tab:red", ls=":", label=f"largest stable step "
-                   f"{h_star / scale:.3g} {unit}")
+                   f"{duration(h_star)}")
     r_run = ms_growth(sde, h, scheme)
     ax.plot([h / scale], [r_run], "o", color="tab:green" if r_run < 1 else "tab:red", ms=8,
-            label=f"this run: h = {h / scale:.3g} {unit}, R = {r_run:.4g}")
-    ax.set_xlabel(f"time step h [{unit}]")
-    ax.set_ylabel("R(h): growth of E[X²] per step")
+            label=f"this run: Δt = {duration(h)}, R = {r_run:.4g}")
+    ax.set_xlabel(f"time step Δt [{unit}]")
+    ax.set_ylabel("R(Δt): growth of E[X²] per step")
     ax.set_title("mean-square stability margin")
     ax.legend(fontsize="x-small", loc="best")
+
+
+def _shown_unit(model: Any, ds: xr.Dataset) -> tuple[str, float, str]:
+    """The state's unit on the axes, the factor from it to the stored unit, and the density's
+    unit: the unit the scenario was written in (µm, mmHg, mg/L), counts in 10³ or 10⁶ (not
+    with matplotlib's detached ``1e6`` offset), a dimensionless state without brackets."""
+    from medtransport.display import DisplayUnits, convert, pretty
+
+    canonical = str(ds["mean"].attrs["units"])
+    values = ds["state"].values
+    if canonical in ("dimensionless", "1", ""):
+        return "", 1.0, ""
+    if canonical in ("cell", "cells"):
+        reach = float(np.nanmax(np.abs(values)))
+        power = 6 if reach >= 1e6 else 3 if reach >= 1e4 else 0
+        if power:
+            unit = f"10{'⁶' if power == 6 else '³'} cells"
+            return unit, 10.0 ** power, f"per {unit}"
+        return "cells", 1.0, "per cell"
+    unit = DisplayUnits(model).unit(model.state_name, canonical, values)
+    try:
+        scale = float(convert(1.0, unit, canonical))
+    except Exception:  # an unconvertible choice: show what the result holds
+        unit, scale = canonical, 1.0
+    shown = pretty(unit)
+    if "/" in shown and "(" not in shown and shown.count("/") == 1:
+        top, bottom = shown.split("/")
+        inverse = bottom if top == "1" else f"{bottom}/{top}"
+    else:
+        inverse = f"1/{shown}" if " " not in shown and "·" not in shown else f"1/({shown})"
+    return shown, scale, inverse
 
 
 def process_plot(model: Any, ds: xr.Dataset, figure: Any) -> None:
     figure.set_size_inches(11, 8)
     t, tu = _time_axis(ds["time"].values - ds["time"].values[0])
-    units = ds["mean"].attrs["units"]
-    scale = 1.0
-    if units == "m":  # a particle's position: show it in µm or mm
-        reach = float(np.nanmax(np.abs(ds["state"].values)))
-        units, scale = ("µm", 1e-6) if reach < 1e-3 else ("mm", 1e-3) if reach < 1 else ("m", 1.0)
-    label_u = "" if units == "dimensionless" else f" [{units}]"
+    units, scale, inverse = _shown_unit(model, ds)
+    label_u = f" [{units}]" if units else ""
     axes = figure.subplots(2, 2)
     ax = axes[0, 0]
     paths = ds["sample_paths"].values / scale
@@ -88,8 +117,7 @@ def process_plot(model: Any, ds: xr.Dataset, figure: Any) -> None:
     for i in np.unique(np.linspace(1, ds.sizes["time"] - 1, 4).astype(int)):
         ax.step(x, ds["density"].values[i] * scale, where="mid", label=f"t = {t[i]:.3g} {tu}")
     ax.set_xlabel(f"{model.state_name}{label_u}")
-    inv = ds["density"].attrs["units"] if scale == 1.0 else f"1/{units}"
-    ax.set_ylabel(f"density [{inv}]")
+    ax.set_ylabel(f"probability density [{inverse}]" if inverse else "probability density")
     ax.set_title("histogram density")
     ax.legend(fontsize="x-small")
 

@@ -51,6 +51,9 @@ def test_the_audit_table_shows_the_check_in_the_scenarios_unit() -> None:
 
 def test_labels() -> None:
     assert pretty("kg/m**3") == "kg/m³" and pretty("degC") == "°C" and pretty("um") == "µm"
+    # pint writes the litre "l"; the label writes L, and leaves words with an l alone
+    assert pretty("mg/l") == "mg/L" and pretty("l/mg") == "L/mg" and pretty("1/(ml)") == "1/(mL)"
+    assert pretty("cell") == "cell" and pretty("mmol/l") == "mmol/L"
     assert convert(1.0, "um^2/ms", "m^2/s") == pytest.approx(1e-9)
 
 

@@ -293,3 +293,17 @@ def test_the_cli_refuses_a_bad_session_with_exit_2_naming_the_field(tmp_path: An
     assert "events.0.days" in result.output + result.stderr
     assert "Traceback" not in result.output + result.stderr
     assert not (tmp_path / "x.nc").exists()
+
+
+def test_urea_is_shown_in_mmol_and_water_in_litres_whatever_the_scenario_wrote() -> None:
+    # the week's scenario writes urea as mg/dL (a mass) and no amount of substance: without
+    # the model's declaration a week's 2531 mmol of urea would be shown as "2.53 mol" and
+    # 0.5 mmol/L as 500 µM
+    from medtransport.display import DisplayUnits
+    from medtransport.runner import prepare
+
+    model = prepare(_week())
+    display = DisplayUnits(model)
+    assert display.unit("urea", "mmol", [2531.0]) == "mmol"
+    assert display.unit("urea_amount", "mmol", [2531.0]) == "mmol"
+    assert display.unit("concentration", "mmol/L", [0.5]) == "mmol/L"  # not 500 µM
