@@ -39,7 +39,6 @@ import numpy as np
 import pint
 from numpy.typing import ArrayLike, NDArray
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from scipy.special import log_ndtr
 
 from medtransport.errors import ScenarioError, UnitError
 from medtransport.units import Qty, format_quantity, ureg
@@ -260,6 +259,8 @@ class ResidualError:
                 raise ValueError("blq records need an lloq")
             limit = self.transform(np.broadcast_to(np.asarray(lloq, dtype=np.float64),
                                                    out.shape))
+            from scipy.special import log_ndtr  # only for BLQ records; slow to import
+
             m3 = -2.0 * log_ndtr((limit - tf) / np.sqrt(var))
             out = np.where(blq_mask, m3, out)
             observed = blq_mask | np.isfinite(dv)
