@@ -27,7 +27,7 @@ from medtransport.errors import MedtransportError, ScenarioError
 from medtransport.units import Q_
 
 __all__ = ["BIDS_UNITS", "Image", "ImageError", "read_image", "read_mask", "read_sidecar",
-           "sidecar_quantity", "write_image", "write_map"]
+           "sidecar_quantity", "write_image", "write_map", "write_maps"]
 
 #: The units the BIDS specification fixes for the sidecar fields read here (BIDS 1.9,
 #: "MRI: sequence specifics"): times in seconds, angles in degrees.
@@ -247,6 +247,26 @@ def write_map(path: str | Path, values: np.ndarray, like: Image, unit: str, *,
         with write_atomically(audit_path, ".json.tmp") as tmp:
             tmp.write_text(text + "\n", encoding="utf-8")
     return target
+
+
+def write_maps(dataset: Any, directory: Path, like: Image, mask: np.ndarray, *,
+               extra: dict[str, Any] | None = None) -> list[Path]:
+    """Every ``map_<name>`` variable of a fit's ``dataset`` (values over the voxels of
+    ``mask``, optionally with one trailing axis) as ``<directory>/<name>.nii.gz`` on ``like``'s
+    grid, with its unit, its long name and the dataset's audit report (:func:`write_map`)."""
+    report = dataset.attrs.get("audit_report", "")
+    written = []
+    for name in dataset.data_vars:
+        if not str(name).startswith("map_"):
+            continue
+        var = dataset[name]
+        values = np.asarray(var.values)
+        full = np.zeros(like.shape + values.shape[1:])
+        full[mask] = values
+        written.append(write_map(directory / f"{str(name)[4:]}.nii.gz", full, like,
+                                 var.attrs["units"], description=var.attrs["long_name"],
+                                 audit=report, extra=extra))
+    return written
 
 
 def write_image(path: str | Path, values: np.ndarray, affine: np.ndarray,

@@ -126,6 +126,21 @@ def is_our_result(path: str | os.PathLike[str]) -> bool:
         return False
 
 
+def output_directory(path: str, *, field: str, scenario_dir: Path | None) -> Path:
+    """A directory a scenario names for files it writes (``field`` names it in errors):
+    resolved against ``scenario_dir`` and confined to it or the working directory, like
+    ``output.path``; created when missing."""
+    root = (scenario_dir or Path.cwd()).resolve()
+    target = (root / path).resolve()
+    if not any(_within(target, r) for r in (root, Path.cwd().resolve())):
+        raise ScenarioError([(field, f"{path!r} is outside the scenario's directory and the "
+                                     "working directory; files are written only there")])
+    if target.exists() and not target.is_dir():
+        raise ScenarioError([(field, f"{path!r} exists and is not a directory")])
+    target.mkdir(parents=True, exist_ok=True)
+    return target
+
+
 def output_path(path: str, *, option: str, scenario_dir: Path | None,
                 overwrite: bool) -> Path:
     """Where a result goes. ``option`` is ``"output.path"`` (the scenario named it: resolved

@@ -294,30 +294,19 @@ class ContrastMaps(Model):
 
     def export(self, dataset: xr.Dataset) -> list[Path]:
         """After the audits passed: every map as NIfTI + sidecar + audit report in
-        ``maps_directory`` (relative to the scenario); [] without one."""
-        from medtransport.images import write_map
+        ``maps_directory`` (relative to the scenario, and confined to its directory or the
+        working directory, like ``output.path``); [] without one."""
+        from medtransport.images import write_maps
+        from medtransport.trust import output_directory
 
         if self.params.maps_directory is None:
             return []
-        out = Path(self.params.maps_directory)
-        if not out.is_absolute():
-            out = self.scenario.source_dir / out
-        out.mkdir(parents=True, exist_ok=True)
+        out = output_directory(self.params.maps_directory, field="parameters.maps_directory",
+                               scenario_dir=self.scenario.source_dir)
         d = self._data
-        report = dataset.attrs.get("audit_report", "")
-        written = []
-        for name in dataset.data_vars:
-            if not str(name).startswith("map_"):
-                continue
-            var = dataset[name]
-            full = np.zeros(d["dce"].shape)
-            full[d["mask"]] = var.values
-            written.append(write_map(out / f"{str(name)[4:]}.nii.gz", full, d["dce"],
-                                     var.attrs["units"], description=var.attrs["long_name"],
-                                     audit=report, extra={"Fit": f"{self.id} "
-                                                                 f"{self.params.kinetic_model}",
-                                                          "AuditPassed": True}))
-        return written
+        return write_maps(dataset, out, d["dce"], d["mask"],
+                          extra={"Fit": f"{self.id} {self.params.kinetic_model}",
+                                 "AuditPassed": True})
 
     # -- conformance -----------------------------------------------------------------------
     @classmethod

@@ -175,30 +175,18 @@ class DWIMaps(Model):
 
     def export(self, dataset: xr.Dataset) -> list[Path]:
         """After the audits passed: every map as NIfTI + sidecar + audit report in
-        ``maps_directory`` (relative to the scenario); [] without one."""
-        from medtransport.images import write_map
+        ``maps_directory`` (relative to the scenario, and confined to its directory or the
+        working directory, like ``output.path``); [] without one."""
+        from medtransport.images import write_maps
+        from medtransport.trust import output_directory
 
         if self.params.maps_directory is None:
             return []
-        out = Path(self.params.maps_directory)
-        if not out.is_absolute():
-            out = self.scenario.source_dir / out
-        out.mkdir(parents=True, exist_ok=True)
+        out = output_directory(self.params.maps_directory, field="parameters.maps_directory",
+                               scenario_dir=self.scenario.source_dir)
         d = self._data
-        report = dataset.attrs.get("audit_report", "")
-        written = []
-        for name in dataset.data_vars:
-            if not str(name).startswith("map_"):
-                continue
-            var = dataset[name]
-            values = np.asarray(var.values)
-            full = np.zeros(d["image"].shape + values.shape[1:])
-            full[d["mask"]] = values
-            written.append(write_map(out / f"{str(name)[4:]}.nii.gz", full, d["image"],
-                                     var.attrs["units"], description=var.attrs["long_name"],
-                                     audit=report, extra={"Fit": self.id,
-                                                          "AuditPassed": True}))
-        return written
+        return write_maps(dataset, out, d["image"], d["mask"],
+                          extra={"Fit": self.id, "AuditPassed": True})
 
     @classmethod
     def example_scenarios(cls) -> list[dict[str, Any]]:

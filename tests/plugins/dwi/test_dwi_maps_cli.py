@@ -66,3 +66,18 @@ def test_mismatched_bval_is_refused_by_name(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "parameters.bvec: ex.bvec has 29 directions but ex.bval has 28 b-values" in result.output
     assert "Traceback" not in result.output
+
+
+def test_maps_directory_outside_the_scenario_tree_is_refused(tmp_path: Path) -> None:
+    """A scenario cannot make the CLI write maps where it was not told (issue: hardening)."""
+    inner = tmp_path / "study"
+    inner.mkdir()
+    outside = tmp_path / "elsewhere"
+    scenario = _scenario(inner, False, ["adc"])
+    doc = yaml.safe_load(scenario.read_text())
+    doc["parameters"]["maps_directory"] = str(outside)
+    scenario.write_text(yaml.safe_dump(doc))
+    result = CliRunner().invoke(main, ["run", str(scenario)])
+    assert result.exit_code == 2, result.output
+    assert "parameters.maps_directory" in result.output and "outside" in result.output
+    assert not outside.exists()
