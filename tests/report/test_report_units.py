@@ -16,3 +16,14 @@ def test_the_units_column_is_spelled_for_people() -> None:
     assert [r.units for r in rows] == ["mol/m³", "mol/m²", ""]
     # the numbers stay those of the canonical unit
     assert rows[0].tolerance == -5e-8
+
+
+def test_a_boundarys_description_spells_its_units_for_people() -> None:
+    from medtransport.boundary import BoundaryCondition
+
+    robin = BoundaryCondition("x+", "robin", value=0.0, coefficient=1e-6,
+                              field_units="mol/m**3", flux_units="mol/m**2/s")
+    text = robin.describe()
+    assert "ambient 0 mol/m³" in text and "**" not in text
+    held = BoundaryCondition("x-", "dirichlet", value=2.0, field_units="mol/m**3")
+    assert held.describe() == "held at 2 mol/m³"
