@@ -573,7 +573,8 @@ def population_command(scenario: str, *, n: int | None, scheduler: str | None,
         from medtransport.export import staged, write_result
 
         with staged(output) as tmp:  # the format by the extension, as for a single run
-            write_result(summary["dataset"], tmp, Path(output).suffix.lower())
+            write_result(summary["dataset"], tmp, Path(output).suffix.lower(),
+                         _display_units(scenario))
         echo(f"wrote the summaries to {output}")
     if plot_path:
         from medtransport.summaries import plot_bands
@@ -584,6 +585,20 @@ def population_command(scenario: str, *, n: int | None, scheduler: str | None,
         plot_bands(summary["bands"], plot_path, title=str(
             result.dataset.attrs.get("title", "")), pta=summary.get("pta"))
         echo(f"wrote the percentile bands to {plot_path}")
+
+
+def _display_units(scenario: Any) -> Any:
+    """The units a CSV of the summaries is written in: the scenario's own, then those its
+    model declares (:mod:`medtransport.display`)."""
+    from medtransport.display import DisplayUnits, written_units
+    from medtransport.plugins import get_registry
+
+    sc = load_scenario(scenario)
+    try:
+        declared = getattr(get_registry().model_class(sc.model), "display_units", None)
+    except Exception:  # the run found the model; a failing look-up only costs the preference
+        declared = None
+    return DisplayUnits(declared=declared or {}, written=written_units(sc))
 
 
 def summarize(result: PopulationResult, mics: Any = (0.25, 0.5, 1.0, 2.0, 4.0)

@@ -157,9 +157,13 @@ class BoundaryCondition:
         raise ValueError(f"{self.kind} has no finite-volume face flux")
 
     def describe(self) -> str:
-        u, f = self.field_units, self.flux_units
-        h = f"({f})/({u})" if u and f else ""
+        from medtransport.display import pretty
+
+        h = f"({self.flux_units})/({self.field_units})" \
+            if self.field_units and self.flux_units else ""
         h = f"{ureg.parse_units(h):~P}" if h else ""
+        # the report's "what may leave" is read by people: mol/m³, not mol/m**3
+        u, f = pretty(self.field_units or ""), pretty(self.flux_units or "")
         return {
             "no_flux": "no flux (reflecting)",
             "dirichlet": f"held at {self.value:g} {u}",

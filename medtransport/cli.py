@@ -413,7 +413,11 @@ def run_cmd(scenario: str, output: str | None, plot_path: str | None, quiet: boo
             source = scenario_source(scenario, model)
             if source is not None:
                 ds.attrs["scenario_source"] = source
-            write_result(ds, files.enter_context(staged(target)), Path(target).suffix.lower())
+            from medtransport.display import DisplayUnits
+
+            # a CSV table in the units people read (time [h], the scenario's mg)
+            write_result(ds, files.enter_context(staged(target)), Path(target).suffix.lower(),
+                         DisplayUnits(model))
         if plot_path:
             from medtransport.plotting import save_plot
 

@@ -5,8 +5,9 @@ For a variable of canonical unit ``u`` the displayed unit is, in order:
 
 1. the unit the scenario was written in for that dimension (``amount: 2 mg`` → amounts in mg,
    ``37 degC`` → temperatures in °C): the first quantity of the same dimension found in the
-   scenario's ``parameters`` and ``events`` (not ``patient``: a 70 kg weight says nothing of
-   how the drug is counted);
+   scenario's ``parameters`` and ``events`` (not ``patient``, nor an entry named for a
+   weight such as ``reference_weight``: a 70 kg weight says nothing of how the drug is
+   counted);
 2. the field's customary unit, declared per variable by the model class::
 
        class PennesBioheat(Model):
@@ -29,7 +30,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["DisplayUnits", "convert", "dimensionality", "duration", "length", "pretty",
-           "readable_prefix", "written_units"]
+           "readable_prefix", "time_unit", "written_units"]
 
 _QUANTITY = re.compile(r"^\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s+(\S.*)$")
 
@@ -75,8 +76,9 @@ def _walk(node: Any) -> Iterable[str]:
     if isinstance(node, str):
         yield node
     elif isinstance(node, Mapping):
-        for value in node.values():
-            yield from _walk(value)
+        for key, value in node.items():
+            if "weight" not in str(key):  # a body weight is not the unit of a dose
+                yield from _walk(value)
     elif isinstance(node, list | tuple):
         for value in node:
             yield from _walk(value)
@@ -163,6 +165,18 @@ class DisplayUnits:
             return convert(values, canonical, unit), unit
         except Exception:  # an unconvertible declaration: show what the result holds
             return np.asarray(values, dtype=float), canonical
+
+
+def time_unit(seconds: Any) -> str:
+    """The unit a time axis or column of these times (in s) is shown in: h when they span
+    at least 3 h, min when at least 3 min, else s — a 72-h run reads in hours."""
+    t = np.asarray(seconds, dtype=float)
+    t = t[np.isfinite(t)]
+    span = float(t.max() - t.min()) if t.size else 0.0
+    for unit, size in (("h", 3600.0), ("min", 60.0)):
+        if span >= 3 * size:
+            return unit
+    return "s"
 
 
 def duration(seconds: float) -> str:

@@ -7,7 +7,12 @@ extension    what is written
 ``.csv``     a table: one row per ``record`` (a data set's records) or, without records,
              per output ``time``; one column per variable along that dimension, its unit
              in the header (``concentration [mg/L]``); a variable with further
-             dimensions gives one column per label (``amount[central] [mg]``)
+             dimensions gives one column per label (``amount[central] [mg]``). Given the
+             model's :class:`~medtransport.display.DisplayUnits`, each column is in the
+             unit people read it in: the scenario's or the model's declared one, output
+             times in h or min (``time [h]``, :func:`~medtransport.display.time_unit`);
+             a data set's record table stays in the data file's units (``TIME [h]``,
+             DV as the file gives it), which its prediction columns already follow
 ``.zarr``    a Zarr (v3) store, the whole result
 ===========  ==========================================================================
 
@@ -27,6 +32,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -89,14 +95,16 @@ def staged(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 def write_result(ds: xr.Dataset, path: str | os.PathLike[str],
-                 fmt: str | None = None) -> None:
+                 fmt: str | None = None, display: Any = None) -> None:
     """Write ``ds`` to ``path`` (a final path, or one :func:`staged` gave) in ``fmt`` (an
-    extension of :data:`FORMATS`; default: ``path``'s own)."""
+    extension of :data:`FORMATS`; default: ``path``'s own); a CSV table in the units of
+    ``display`` (a :class:`~medtransport.display.DisplayUnits`), if given — NetCDF and Zarr
+    keep the canonical units, with which a result is read back."""
     fmt = fmt or output_format(path)
     if fmt == ".nc":
         write_netcdf(ds, path)
     elif fmt == ".csv":
-        Path(path).write_text(csv_table(ds), encoding="utf-8")
+        Path(path).write_text(csv_table(ds, display), encoding="utf-8")
     elif fmt == ".zarr":
         from medtransport.results import _encodable
 
@@ -117,7 +125,32 @@ def _row_dim(ds: xr.Dataset) -> str:
 
 
 def _header(name: str, unit: str | None) -> str:
-    return name if unit is None or str(unit) in _NO_UNIT else f"{name} [{unit}]"
+    from medtransport.display import pretty
+
+    return name if unit is None or str(unit) in _NO_UNIT else f"{name} [{pretty(unit)}]"
+
+
+def _shown(name: str, var: xr.DataArray, unit: Any, display: Any) -> tuple[np.ndarray, Any]:
+    """The values of ``var`` and their unit as the CSV writes them: converted to the display
+    unit (``display.unit`` without values: only a unit the scenario wrote or the model
+    declares, not a prefix picked by size), output times in h or min."""
+    values = var.values
+    if display is None or unit is None or str(unit) in _NO_UNIT or \
+            not np.issubdtype(values.dtype, np.number):
+        return values, unit
+    from medtransport.display import convert, dimensionality, time_unit
+
+    unit = str(unit)
+    if name == "time" and dimensionality(unit) == "[time]":
+        target = time_unit(values)
+    else:
+        target = display.unit(name, unit)
+    if target == unit:
+        return values, unit
+    try:
+        return convert(values, unit, target), target
+    except Exception:  # an unconvertible declaration: the canonical numbers, so labelled
+        return values, unit
 
 
 def _text(value: object) -> str:
@@ -130,11 +163,14 @@ def _text(value: object) -> str:
     return str(value)
 
 
-def csv_table(ds: xr.Dataset) -> str:
+def csv_table(ds: xr.Dataset, display: Any = None) -> str:
     """The result as CSV text (see the module doc): the row dimension's coordinate first,
     then the coordinates and variables along it, in the dataset's order; missing values are
-    empty fields."""
+    empty fields. ``display`` (a :class:`~medtransport.display.DisplayUnits`): the units to
+    write the columns in; without it, the result's canonical ones."""
     dim = _row_dim(ds)
+    if dim == "record":  # a data set's records: in the data file's units, as it was read
+        display = None
     columns: list[tuple[str, np.ndarray]] = []
     seen: set[str] = set()
     for name, var in itertools.chain([(dim, ds[dim])] if dim in ds.coords else [],
@@ -142,14 +178,14 @@ def csv_table(ds: xr.Dataset) -> str:
         if name in seen or dim not in var.dims:
             continue
         seen.add(str(name))
-        unit = var.attrs.get("units")
         var = var.transpose(dim, ...)
+        values, unit = _shown(str(name), var, var.attrs.get("units"), display)
         others = [d for d in var.dims if d != dim]
         if not others:
-            columns.append((_header(str(name), unit), var.values))
+            columns.append((_header(str(name), unit), values))
             continue
         labels = [ds[d].values if d in ds.coords else np.arange(var.sizes[d]) for d in others]
-        flat = var.values.reshape(var.sizes[dim], -1)
+        flat = np.asarray(values).reshape(var.sizes[dim], -1)
         for k, combo in enumerate(itertools.product(*labels)):
             label = ", ".join(_text(c) for c in combo)
             columns.append((_header(f"{name}[{label}]", unit), flat[:, k]))

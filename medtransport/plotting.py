@@ -93,11 +93,10 @@ def default_plot(model: Model, ds: xr.Dataset, figure: Any) -> None:
 
 
 def _time_axis(t: np.ndarray) -> tuple[str, float]:
-    span = float(t[-1] - t[0]) if len(t) else 0.0
-    for unit, scale in (("h", 3600.0), ("min", 60.0)):
-        if span >= 3 * scale:
-            return unit, scale
-    return "s", 1.0
+    from medtransport.display import time_unit
+
+    unit = time_unit(t)  # one rule for plot axes and CSV columns
+    return unit, {"h": 3600.0, "min": 60.0, "s": 1.0}[unit]
 
 
 def _length_axis(x: np.ndarray) -> tuple[str, float]:

@@ -46,6 +46,8 @@ def audit_mass_balance(ctx: AuditContext) -> list[AuditResult]:
             continue
         assert ctx.trajectory is not None and ctx.times is not None
         units = ctx.trajectory.ledgers[sp.name].units
+        # the detail in words uses the display unit; measured and tolerance stay canonical
+        shown = ctx.display_unit(sp.name, units)
         try:
             res, scale = residual(ctx, sp.name)
         except ValueError as exc:
@@ -58,7 +60,7 @@ def audit_mass_balance(ctx: AuditContext) -> list[AuditResult]:
         if se is None and worst <= tol:
             # the usual verdict, without the full-size arrays that locate a failure
             out.append(AuditResult(name, True, worst, tol, units,
-                                   _detail(len(res), batch, scale, units)))
+                                   _detail(len(res), batch, scale, units, shown)))
             continue
         allowed = np.broadcast_to(
             tol if se is None else tol + ctx.tolerance.n_sigma * np.reshape(
@@ -73,7 +75,7 @@ def audit_mass_balance(ctx: AuditContext) -> list[AuditResult]:
         if bad.any():
             worst = float("nan")
         passed = bool(not bad.any() and np.all(excess <= 0))
-        detail = _detail(len(res), batch, scale, units)
+        detail = _detail(len(res), batch, scale, units, shown)
         where: dict[str, object] = {}
         if not passed:
             where = {"time_s": float(ctx.times[i])}
@@ -84,9 +86,10 @@ def audit_mass_balance(ctx: AuditContext) -> list[AuditResult]:
             expected = stored - float(res[where_index])
             # both amounts may agree to nine digits: state the residual, not two equal-looking
             # numbers
-            gap = difference_in_words(stored, expected, units, float(allowed[where_index]))
+            gap = difference_in_words(stored, expected, units, float(allowed[where_index]),
+                                     shown)
             detail += (f"; worst at t = {ctx.times[i]:.6g} s{_patient(where)}: stored "
-                       f"{amount(stored, units)} {gap} from what the ledger expects")
+                       f"{amount(stored, units, shown)} {gap} from what the ledger expects")
         if bad.any():
             first = np.unravel_index(int(np.argmax(bad)), res.shape)
             detail += f"; non-finite residual first at t = {ctx.times[first[0]]:.6g} s"
@@ -99,6 +102,6 @@ def _patient(where: dict[str, object]) -> str:
     return f", patient {where['patient']}" if "patient" in where else ""
 
 
-def _detail(times: int, batch: str, scale: float, units: str) -> str:
+def _detail(times: int, batch: str, scale: float, units: str, shown: str | None) -> str:
     return (f"max |stored − (initial + inflow + source − outflow − sink)| over {times} "
-            f"times{batch}; scale {amount(scale, units)}")
+            f"times{batch}; scale {amount(scale, units, shown)}")

@@ -39,6 +39,23 @@ def audit_nonnegativity(ctx: AuditContext) -> list[AuditResult]:
                 where[str(dim)] = coord.item() if hasattr(coord, "item") else coord
         units = var.attrs.get("units", "")
         out.append(AuditResult(f"nonnegativity[{var_name}]", passed, lowest, -allowance, units,
-                               f"minimum {lowest:.6g} {units}; values down to "
-                               f"−{allowance:.3g} {units} are accepted as round-off", where))
+                               _detail(ctx, var_name, lowest, allowance, units), where))
     return out
+
+
+def _detail(ctx: AuditContext, name: str, lowest: float, allowance: float, units: str) -> str:
+    """The check in words, in the unit the run is shown in (``minimum 0 mg/L``); the
+    allowance is a difference, so a temperature's stays in its own unit."""
+    from medtransport.display import convert, dimensionality, pretty
+
+    shown = (ctx.display_unit(name, units) if units else None) or units
+    low, tol, low_unit, tol_unit = lowest, allowance, units, units
+    if shown != units:
+        try:
+            low, low_unit = float(convert(lowest, units, shown)), shown
+            if dimensionality(units) != "[temperature]":
+                tol, tol_unit = float(convert(allowance, units, shown)), shown
+        except Exception:  # an unconvertible declaration: the canonical numbers
+            low, tol, low_unit, tol_unit = lowest, allowance, units, units
+    return (f"minimum {low:.6g} {pretty(low_unit)}; values down to "
+            f"−{tol:.3g} {pretty(tol_unit)} are accepted as round-off")

@@ -40,11 +40,14 @@ def audit_normalization(ctx: AuditContext) -> list[AuditResult]:
         d = float(np.ravel(declared)[j if declared.ndim else 0])
         r = float(np.ravel(represented)[j if represented.ndim else 0])
         who = f" (patient {j})" if represented.ndim and not passed else ""
-        detail = f"declared {amount(d, units)}, represented at t0 {amount(r, units)}{who}"
+        # in words, in the unit the scenario or the model shows amounts in (1000 mg, not 1 g)
+        shown = ctx.display_unit(sp.name, units)
+        detail = (f"declared {amount(d, units, shown)}, represented at t0 "
+                  f"{amount(r, units, shown)}{who}")
         if not passed:
             allowed = float(np.ravel(np.broadcast_to(tol, np.shape(diff)))[j]) \
                 if np.ndim(diff) else float(tol)
-            detail += f": {difference_in_words(r, d, units, allowed)}"
+            detail += f": {difference_in_words(r, d, units, allowed, shown)}"
             ratio = r / d if d != 0 and r != 0 else float("nan")
             # a factor of 10ⁿ, 60 or 1000 between the two smells of units; 1.0000001 does not
             if np.isfinite(ratio) and abs(np.log10(abs(ratio))) >= 0.5:

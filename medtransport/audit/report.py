@@ -105,6 +105,23 @@ class AuditContext:
     _extremes: dict[str, tuple[float, float]] = field(default_factory=dict, repr=False)
     _expected: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     _residual: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    _display: Any = field(default=None, repr=False)
+
+    def display_unit(self, name: str, canonical: str) -> str | None:
+        """The unit tables show variable or species ``name`` in when the scenario wrote one
+        of its dimension or the model declares one (see :mod:`medtransport.display`), else
+        None: the audits' details in words use it, their measured numbers stay canonical."""
+        from medtransport.display import DisplayUnits, dimensionality
+
+        if self._display is None:
+            try:
+                self._display = DisplayUnits(self.model)
+            except Exception:  # a model without declarations only costs the preference
+                self._display = DisplayUnits()
+        display = self._display
+        if dimensionality(canonical) not in display.written and name not in display.declared:
+            return None
+        return str(display.unit(name, canonical))
 
     def expected(self, species: str) -> np.ndarray:
         """What the ledger accounts for, initial + inflow + source − outflow − sink: (T,), or

@@ -42,11 +42,13 @@ def number(value: float, digits: int = 3) -> str:
     return text.replace("-", "−") if not text.startswith("-inf") else "−inf"
 
 
-def amount(value: float, unit: str) -> str:
-    """``2e-06 kg`` as ``2 mg``: a quantity with the SI prefix that makes it readable."""
+def amount(value: float, unit: str, shown: str | None = None) -> str:
+    """``2e-06 kg`` as ``2 mg``: a quantity in the unit ``shown`` (the model's display unit)
+    if given, else with the SI prefix that makes it readable."""
     from medtransport.display import convert, pretty, readable_prefix
 
-    shown = readable_prefix(unit, [value]) if value else unit
+    if not shown:
+        shown = readable_prefix(unit, [value]) if value else unit
     try:
         value = float(convert(value, unit, shown))
     except Exception:
@@ -72,9 +74,21 @@ def check_in_words(result: Any, display: Any = None) -> str:
     return f"{text} ({held})" if held else text
 
 
-def difference_in_words(value: float, reference: float, units: str, allowed: float) -> str:
+def difference_in_words(value: float, reference: float, units: str, allowed: float,
+                        shown: str | None = None) -> str:
     """How far ``value`` is from ``reference``: the difference, relative to the reference,
-    and as a multiple of what was allowed — numbers a person can compare at a glance."""
+    and as a multiple of what was allowed — numbers a person can compare at a glance; in the
+    unit ``shown`` if given (amounts: no offset units)."""
+    from medtransport.display import convert, pretty
+
+    if shown and shown != units:
+        try:
+            factor = float(convert(1.0, units, shown))
+            value, reference, allowed, units = (value * factor, reference * factor,
+                                                allowed * factor, shown)
+        except Exception:
+            pass
+    units = pretty(units)
     diff = value - reference
     rel = abs(diff) / abs(reference) if reference else math.inf
     text = f"differs by {number(diff)} {units} ({number(rel, 2)} relative)"

@@ -24,6 +24,7 @@ import numpy as np
 import xarray as xr
 
 from medtransport.audit.report import AuditReport, AuditResult
+from medtransport.display import pretty
 
 if TYPE_CHECKING:
     from medtransport.model import Model
@@ -162,7 +163,8 @@ def _audit_rows(report: AuditReport, ds: xr.Dataset | None,
     from medtransport.audit.wording import check_in_words
     from medtransport.display import DisplayUnits
 
-    # the check in the units the scenario was written in; the exact values stay canonical
+    # the check in the units the scenario was written in; the exact values stay canonical,
+    # their unit spelled as the CLI's table spells it (mol/m³, not mol/m**3)
     display = DisplayUnits(model) if model is not None else None
     rows = []
     for r in report.results:
@@ -171,7 +173,7 @@ def _audit_rows(report: AuditReport, ds: xr.Dataset | None,
             # The balance is over the domain integral: no one point carries the blame.
             where = (where + "; " if where else "") + "over the whole domain"
         rows.append(AuditRow(r.name, r.stage, r.source, r.passed, float(r.measured),
-                             float(r.tolerance), r.units, r.detail, where,
+                             float(r.tolerance), pretty(r.units), r.detail, where,
                              check_in_words(r, display)))
     return rows
 
@@ -305,7 +307,8 @@ def _chunks(ds: xr.Dataset, species: list[str], report: AuditReport) -> tuple[li
             worst = int(np.argmax(np.where(np.isfinite(block), block, np.inf)))
             over = int(np.sum(~(block <= tol))) if math.isfinite(tol) else 0
             rows.append(ChunkRow(sp, label, first, last, float(np.max(block)),
-                                 first + worst, tol, over, str(res.attrs.get("units", ""))))
+                                 first + worst, tol, over,
+                                 pretty(str(res.attrs.get("units", "")))))
     return rows, note
 
 

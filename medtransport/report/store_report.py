@@ -22,6 +22,7 @@ import numpy as np
 import xarray as xr
 
 from medtransport.audit.report import AuditReport, AuditResult
+from medtransport.display import pretty
 from medtransport.report.content import ChunkRow
 
 __all__ = ["aggregate_report", "chunk_rows", "is_population_store", "load_store",
@@ -128,6 +129,6 @@ def chunk_rows(records: dict[int, dict[str, Any]]) -> list[ChunkRow]:
                                  last, r.measured,
                                  start + int(patient) if patient is not None else -1,
                                  r.tolerance, 0 if r.passed else max(1, len(failed)),
-                                 r.units, detail=f"{report.summary() if report else ''}; "
+                                 pretty(r.units), detail=f"{report.summary() if report else ''}; "
                                                  f"{record.get('seconds', 0):.3g} s"))
     return rows

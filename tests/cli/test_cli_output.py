@@ -57,10 +57,11 @@ def test_csv_writes_the_table_with_units_in_the_header(tmp_path: Path) -> None:
     rows = list(csv.DictReader(io.StringIO(text)))
     assert len(rows) == 5
     header = list(rows[0])
-    assert header[0] == "time [s]"
+    assert header[0] == "time [h]"  # a 4-h run is read in hours (issue 21)
     assert "concentration[central] [mg/L]" in header and "eliminated [mg]" in header
+    assert [float(row["time [h]"]) for row in rows] == pytest.approx([0, 1, 2, 3, 4])
     for row in rows:
-        t_h = float(row["time [s]"]) / 3600.0
+        t_h = float(row["time [h]"])
         assert float(row["concentration[central] [mg/L]"]) == pytest.approx(
             bolus_conc(t_h), rel=1e-9)
 
@@ -149,7 +150,7 @@ def test_a_population_runs_summaries_obey_the_same_rule(tmp_path: Path) -> None:
                     "-o", tmp_path / "summary.csv")
     assert result.exit_code == 0, result.output
     header = (tmp_path / "summary.csv").read_text().splitlines()[0]
-    assert header.startswith("time [s],") and "[mg/L]" in header
+    assert header.startswith("time [h],") and "[mg/L]" in header
 
 
 def test_data_does_not_combine_with_a_chunked_population(tmp_path: Path) -> None:

@@ -71,3 +71,12 @@ def test_explain_speaks_in_readable_units() -> None:
     text = console.export_text()
     assert "radius 1.5 mm, 60 shells of 25 µm" in text
     assert "0 s to 10 day, 240 steps of 1 h" in text
+
+
+def test_a_reference_weight_is_not_taken_for_the_drugs_unit() -> None:
+    import yaml
+
+    # theoph.yaml: allometric reference_weight 70 kg in parameters, doses in mg/kg, DV mg/L
+    data = yaml.safe_load((EXAMPLES.parent / "data" / "theoph.yaml").read_text())
+    written = written_units(data)
+    assert "[mass]" not in written and written["[length] ** 3"] == "L"
