@@ -59,9 +59,11 @@ Semantics (NONMEM Users Guide VI, "PREDPP"; the same rules in mrgsolve's and rxo
 Solution: for each segment, the body rate matrix K = V·diag(λ)·V⁻¹ is diagonalised once; an
 interval Δ with constant input r then maps z = V⁻¹A by z ← e^{λΔ}z + Δ·φ₁(λΔ)·V⁻¹r, and the
 drug eliminated over it is e·∫A = e·V·(Δφ₁(λΔ)·z + Δ²φ₂(λΔ)·V⁻¹r) with φ₁(x) = (eˣ − 1)/x,
-φ₂(x) = (eˣ − 1 − x)/x² — exact, O(n²) per event, compiled with numba and run for every
-subject in one call. Segments whose eigenvectors are ill-conditioned (ka close to an
-eigenvalue of the disposition) use the augmented matrix exponential instead (Van Loan 1978).
+φ₂(x) = (eˣ − 1 − x)/x² — exact, O(n²) per event, run for every subject in one call: compiled
+with numba, or for a small run (one patient's profile) the same function in plain Python, with
+the same bits and without loading numba (:func:`kernel_for`). Segments whose eigenvectors are
+ill-conditioned (ka close to an eigenvalue of the disposition) use the augmented matrix
+exponential instead (Van Loan 1978).
 The eliminated amount is integrated from the central amount, not taken as the balance, so
 
     Σ body(t) = steady_state(t) + given(t) − unabsorbed(t) − eliminated(t) − reset(t)
@@ -72,10 +74,11 @@ runs plus its (1 − F)·AMT at its start).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
+from typing import Any
 
-import numba
 import numpy as np
 
 from medtransport.numerics.compartments import expm_batched
@@ -277,43 +280,26 @@ def _segments_at(subject: np.ndarray, time: np.ndarray, kin: Kinetics, *,
 
 # --------------------------------------------------------------------------- the kernel
 
-@numba.njit(cache=True, inline="always")
-def _phi12(x: float) -> tuple[float, float]:
-    """φ₁(x) = (eˣ − 1)/x and φ₂(x) = (eˣ − 1 − x)/x², by their series near 0."""
-    if abs(x) < 1e-2:
-        p1 = 1.0 + x * (0.5 + x * (1.0 / 6 + x * (1.0 / 24 + x * (1.0 / 120 + x / 720))))
-        p2 = 0.5 + x * (1.0 / 6 + x * (1.0 / 24 + x * (1.0 / 120 + x * (1.0 / 720
-                                                                         + x / 5040))))
-        return p1, p2
-    em1 = math.expm1(x)
-    return em1 / x, (em1 - x) / (x * x)
+#: Events plus grid outputs (over all subjects) × n² up to which :func:`_kernel` runs in plain
+#: Python: numba's import and its on-disk kernel cache cost about half a second per process,
+#: more than one patient's few hundred events take interpreted.
+INTERPRETED_WORK = 20_000
 
 
-@numba.njit(cache=True)
-def _expm(m: np.ndarray) -> np.ndarray:
-    """exp of a small matrix: scaling and squaring with an 18th-degree Taylor polynomial."""
-    k = m.shape[0]
-    norm = 0.0
-    for j in range(k):
-        s = 0.0
-        for i in range(k):
-            s += abs(m[i, j])
-        norm = max(norm, s)
-    sq = 0
-    while norm > 0.5:
-        norm *= 0.5
-        sq += 1
-    x = m / (2.0 ** sq)
-    eye = np.eye(k)
-    result = eye + x / 18.0
-    for d in range(17, 0, -1):
-        result = eye + (x @ result) / d
-    for _ in range(sq):
-        result = result @ result
-    return result
+def kernel_for(work: int) -> Any:
+    """The event loop for ``work`` = (events + grid outputs) × n²: :func:`_kernel` itself in
+    plain Python for small runs, else its compiled twin. The two do the same arithmetic in the
+    same order (compiled without fast-math), so they give the same bits (tested)."""
+    return _kernel if work <= INTERPRETED_WORK else _compiled_kernel()
 
 
-@numba.njit(cache=True)
+@functools.cache
+def _compiled_kernel() -> Any:
+    import numba  # here, so that a small run never loads it
+
+    return numba.njit(cache=True)(_kernel)
+
+
 def _kernel(ptr, kind, time, cmt, value, unabs, index, origin, seg0,
             vmat, wmat, lam, ev, use_eig, kmat, elim, volume, ss_table, gtimes, central,
             rec_amt, rec_conc, rec_led, grid_amt, grid_conc, grid_led, check_amt):
@@ -325,6 +311,7 @@ def _kernel(ptr, kind, time, cmt, value, unabs, index, origin, seg0,
     z = np.zeros(n)
     iz = np.zeros(n)
     aug = np.zeros((n + 2, n + 2))
+    eye = np.eye(n + 2)
     n_grid = gtimes.size
     for p in range(ptr.size - 1):
         a[:] = 0.0
@@ -361,7 +348,16 @@ def _kernel(ptr, kind, time, cmt, value, unabs, index, origin, seg0,
                             zi += wmat[seg, i, j] * a[j]
                             wi += wmat[seg, i, j] * r[j]
                         x = lam[seg, i] * dt
-                        p1, p2 = _phi12(x)
+                        # φ₁(x) = (eˣ − 1)/x, φ₂(x) = (eˣ − 1 − x)/x², by their series near 0
+                        if abs(x) < 1e-2:
+                            p1 = 1.0 + x * (0.5 + x * (1.0 / 6 + x * (1.0 / 24 + x * (
+                                1.0 / 120 + x / 720))))
+                            p2 = 0.5 + x * (1.0 / 6 + x * (1.0 / 24 + x * (1.0 / 120 + x * (
+                                1.0 / 720 + x / 5040))))
+                        else:
+                            em1 = math.expm1(x)
+                            p1 = em1 / x
+                            p2 = (em1 - x) / (x * x)
                         z[i] = math.exp(x) * zi + dt * p1 * wi
                         iz[i] = dt * p1 * zi + dt * dt * p2 * wi
                     out = 0.0
@@ -379,7 +375,24 @@ def _kernel(ptr, kind, time, cmt, value, unabs, index, origin, seg0,
                             aug[i, j] = kmat[seg, i, j] * dt
                         aug[n, i] = elim[seg, i] * dt
                         aug[i, n + 1] = r[i] * dt
-                    ex = _expm(aug)
+                    # exp(aug): scaling and squaring with an 18th-degree Taylor polynomial
+                    # (inline: the plain-Python and the compiled kernel are one function)
+                    nrm = 0.0
+                    for j in range(n + 2):
+                        s = 0.0
+                        for i in range(n + 2):
+                            s += abs(aug[i, j])
+                        nrm = max(nrm, s)
+                    sq = 0
+                    while nrm > 0.5:
+                        nrm *= 0.5
+                        sq += 1
+                    scaled = aug / (2.0 ** sq)
+                    ex = eye + scaled / 18.0
+                    for d in range(17, 0, -1):
+                        ex = eye + (scaled @ ex) / d
+                    for _ in range(sq):
+                        ex = ex @ ex
                     out = ex[n, n + 1]
                     for i in range(n):
                         s = ex[i, n + 1]
@@ -777,7 +790,8 @@ def simulate(table: RecordTable, kinetics: Kinetics, *, compartments: tuple[str,
     grid_conc = np.zeros((n_sub if gsize else 0, gsize))
     grid_led = np.zeros((n_sub if gsize else 0, gsize, len(LEDGER_TERMS)))
     check_amt = np.zeros((check_rec.size + n_before, n))
-    _kernel(ptr, ev["kind"], ev["time"], ev["cmt"], ev["value"], ev["unabs"], ev["index"],
+    work = (ev["kind"].size + n_sub * gsize) * n * n
+    kernel_for(work)(ptr, ev["kind"], ev["time"], ev["cmt"], ev["value"], ev["unabs"], ev["index"],
             ev["origin"], first_seg.astype(np.int64), vmat, wmat, lam, evec, use_eig,
             np.ascontiguousarray(kinetics.kmat, float),
             np.ascontiguousarray(kinetics.elimination, float),
