@@ -20,6 +20,7 @@ def explain(model: Model) -> Any:
     declared = model.initial_amounts()
     routes = model.routes()
     counted = "; ".join(f"{s.dimension} ({s.name}), state variable '{s.variable}'"
+                        + (f" + '{s.outside}' beyond the cells" if s.outside else "")
                         for s in model.conserved)
     table.add_row("what is counted", counted)
     where = model.domain.describe()

@@ -5,9 +5,11 @@ Per conserved species, over the time coordinate, cumulative amounts since the st
     residual(t) = stored(t) − (initial + inflow(t) + source(t) − outflow(t) − sink(t))
 
 ``stored`` is never taken from the model: the framework recomputes it from the returned states
-with the domain's quadrature (:meth:`medtransport.domain.Domain.integrate`). ``initial`` is the
-amount the model *declares* before it runs (from the scenario: a dose, an initial field), so a
-unit slip in the initial state shows up both in the normalization audit and here.
+with the domain's quadrature (:meth:`medtransport.domain.Domain.integrate`), plus the amount a
+species keeps beyond the domain's cells when it declares one (:attr:`Species.outside`).
+``initial`` is the amount the model *declares* before it runs (from the scenario: a dose, an
+initial field), so a unit slip in the initial state shows up both in the normalization audit
+and here.
 
 The audit passes when ``max |residual| ≤ atol + rtol · scale``, ``scale`` being the largest
 amount the ledger saw.
@@ -28,7 +30,10 @@ class Species:
 
     ``variable`` is the state (data variable) holding its density; ``capacity`` optionally names
     a per-place data variable multiplied in before integrating (ρc for thermal energy).
-    ``dimension`` says in words what the amount is (``"amount of drug"``).
+    ``dimension`` says in words what the amount is (``"amount of drug"``). ``outside``
+    optionally names a per-time data variable holding the amount kept beyond the domain's cells
+    (a histogram's paths past its last cell): it is part of what is stored, not a flow, since
+    it can come back — stored = Σ w·u + outside.
     """
 
     name: str
@@ -36,6 +41,7 @@ class Species:
     dimension: str
     description: str = ""
     capacity: str | None = None
+    outside: str | None = None
 
 
 def _as_terms(value: np.ndarray | dict[str, np.ndarray] | None, n: int) -> dict[str, np.ndarray]:

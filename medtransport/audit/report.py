@@ -90,9 +90,10 @@ class AuditContext:
     """What audits read: the model (its declarations), its trajectory, and amounts the
     framework computed itself.
 
-    ``stored[species]`` is Σ w·u recomputed from the states, in the ledger's unit — (T,), or
-    (T, P) for a batch of patients; ``initial[species]`` the declared initial amount in that
-    unit (a float, or one per patient); ``times`` in seconds.
+    ``stored[species]`` is Σ w·u recomputed from the states (+ the amount the species keeps
+    beyond the domain's cells, :attr:`medtransport.ledger.Species.outside`), in the ledger's
+    unit — (T,), or (T, P) for a batch of patients; ``initial[species]`` the declared initial
+    amount in that unit (a float, or one per patient); ``times`` in seconds.
     """
 
     model: Model
@@ -198,8 +199,15 @@ class AuditContext:
                     # As quantities, so that an offset unit (degC × J/(m³·K)) is refused.
                     units = (ureg.Quantity(1.0, units)
                              * ureg.Quantity(1.0, cap.attrs["units"])).units
-                stored = model.domain.integrate(values, units)
-                ctx.stored[species.name] = np.asarray(stored.m_as(ledger.units), dtype=float)
+                stored = np.asarray(model.domain.integrate(values, units).m_as(ledger.units),
+                                    dtype=float)
+                if species.outside is not None:
+                    # amount held beyond the domain's cells: stored, since it can come back
+                    apart = states[species.outside]
+                    stored = stored + ureg.Quantity(
+                        apart.transpose("time", *batch).values,
+                        apart.attrs["units"]).m_as(ledger.units)
+                ctx.stored[species.name] = stored
                 initial = np.asarray(declared[species.name].m_as(ledger.units), dtype=float)
                 ctx.initial[species.name] = float(initial) if initial.ndim == 0 else initial
             except Exception as exc:  # a unit mismatch is a failed audit, not a crash

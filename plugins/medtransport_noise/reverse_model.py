@@ -7,8 +7,9 @@ practice) or from the exact marginal q(x_{k₀}) (``start: marginal``), and are 
 k = 0. The samples are 2-D; their histogram on a square window is the state.
 
 The five answers: it counts probability — each of n samples carries 1/n, binned to a density on
-the window (``density``); in the window; a sample may leave it (``outflow``: the fraction outside,
-counted), so the books balance by counting; it starts with probability 1.
+the window (``density``); in the window; a sample beyond the window is still held
+(``outside_window``: the fraction outside, counted — stored with the density, not a flow, since
+samples come back), so the books balance by counting; it starts with probability 1.
 
 Audit ``reverse_moments``: the samples' mean and variance along each axis at every output step
 against an exact reference, within n_σ standard errors (SE of the mean √(v/n), of the variance
@@ -103,7 +104,8 @@ class ReverseDiffusion(Model):
                    "recursion or the exact marginals.")
     Params = ReverseParams
     conserved = (Species("probability", "density", "probability",
-                         "each sample carries 1/n; binned on the window"),)
+                         "each sample carries 1/n; binned on the window",
+                         outside="outside_window"),)
     tags = frozenset({"stochastic", "samples"})
     # Samples are counted, so the books balance to round-off.
     methods: ClassVar[dict[str, Tolerance]] = {
@@ -175,7 +177,7 @@ class ReverseDiffusion(Model):
         return {"probability": "dimensionless"}
 
     def routes(self) -> dict[str, list[str]]:
-        return {"probability": ["samples outside the window (counted)"]}
+        return {"probability": []}  # samples outside the window are stored, not gone
 
     # -- the run ---------------------------------------------------------------------------
     def _start(self, rng: np.random.Generator) -> np.ndarray:
@@ -212,6 +214,9 @@ class ReverseDiffusion(Model):
             {
                 "density": (("time", "y", "x"), density, {
                     "units": "dimensionless", "long_name": "sample density"}),
+                "outside_window": ("time", outside, {
+                    "units": "dimensionless", "long_name": "fraction of samples outside the "
+                    "window"}),
                 "samples": (("time", "sample", "axis"), samples, {
                     "units": "dimensionless", "long_name": "samples x_k"}),
                 "sample_mean": (("time", "axis"), mean, {"units": "dimensionless",
@@ -240,8 +245,7 @@ class ReverseDiffusion(Model):
             ds["reference_variance"] = (("time", "axis"), ref[1], {
                 "units": "dimensionless", "long_name": "exact variance"})
         ds.attrs["moment_reference"] = self.reference_kind() or "none (no closed form)"
-        ledger = Ledger.of("probability", "dimensionless", len(steps),
-                           outflow={"outside the window": outside})
+        ledger = Ledger.of("probability", "dimensionless", len(steps))
         return Trajectory(ds, {"probability": ledger})
 
     # -- exact references ------------------------------------------------------------------

@@ -2,7 +2,8 @@
 checks from the paths or the returned states, never from the model's own summary.
 
 - ``probability_ledger``: alive + absorbed per wall = started (counted from the paths), and the
-  returned density integrates to the surviving fraction;
+  returned density integrates to the surviving fraction; the ledger's absorbed fractions never
+  decrease (``irreversible_flows``: paths beyond the histogram are stored, not a flow);
 - ``moments``: the returned mean and variance against the exact moments of the process
   (:mod:`medtransport.numerics.sde_moments`) within n_sigma standard errors — the SEs of the
   exact law (from its 2nd and 4th central moments), at every output;
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from medtransport.audit.fokker_planck import audit_fokker_planck
+from medtransport.audit.irreversible import audit_irreversible
 from medtransport.audit.moments import audit_moment
 from medtransport.audit.probability_ledger import audit_probability_ledger
 from medtransport.audit.report import AuditContext, AuditResult
@@ -50,8 +52,12 @@ def probability_ledger(ctx: AuditContext) -> list[AuditResult]:
                 if walls is not None and walls[0][2 * code] == "absorbing"}
     ds = ctx.states
     integral = ds["density"].values @ model.bins.weights
-    return audit_probability_ledger(ctx.times, res.n_paths, alive, absorbed, integral,
-                                    ds["beyond_histogram"].values)
+    out = audit_probability_ledger(ctx.times, res.n_paths, alive, absorbed, integral,
+                                   ds["beyond_histogram"].values)
+    # every outflow of a process is absorption, which no path undoes
+    ledger = ctx.trajectory.ledgers["probability"]  # type: ignore[union-attr]
+    out.append(audit_irreversible(ctx.times, ledger.outflow, ledger.units))
+    return out
 
 
 def moments(ctx: AuditContext) -> list[AuditResult]:

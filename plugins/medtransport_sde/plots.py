@@ -85,7 +85,7 @@ def _shown_unit(model: Any, ds: xr.Dataset) -> tuple[str, float, str]:
 
 
 def process_plot(model: Any, ds: xr.Dataset, figure: Any) -> None:
-    figure.set_size_inches(11, 8)
+    figure.set_size_inches(13, 8)
     t, tu = _time_axis(ds["time"].values - ds["time"].values[0])
     units, scale, inverse = _shown_unit(model, ds)
     label_u = f" [{units}]" if units else ""
@@ -110,7 +110,9 @@ def process_plot(model: Any, ds: xr.Dataset, figure: Any) -> None:
     ax.set_xlabel(f"time [{tu}]")
     ax.set_ylabel(f"{model.state_name}{label_u}")
     ax.set_title(f"{ds.attrs.get('paths', '')} paths, {ds.attrs.get('scheme', '')}")
-    ax.legend(fontsize="x-small", loc="best")
+    # beside the panel: inside, "best" still covered part of a band that fills the axes
+    ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1.0),
+              borderaxespad=0.0)
 
     ax = axes[0, 1]
     x = ds["state"].values / scale
@@ -131,12 +133,15 @@ def process_plot(model: Any, ds: xr.Dataset, figure: Any) -> None:
                     label=str(name).replace("absorbed_", "absorbed at ").replace("_", " "))
             total = total + ds[name].values
     ax.plot(t, total / n, "k--", lw=1, label="alive + absorbed (must be 1)")
-    ax.plot(t, ds["beyond_histogram"].values, lw=1, label="alive beyond the histogram")
+    ax.plot(t, ds["beyond_histogram"].values, lw=1,
+            label="alive beyond the histogram\n(stored, may come back)")
     ax.set_ylim(-0.05, 1.1)
     ax.set_xlabel(f"time [{tu}]")
     ax.set_ylabel("fraction of paths")
     ax.set_title("probability ledger")
-    ax.legend(fontsize="x-small")
+    # beside, like the paths' legend above: the column's margin is there anyway
+    ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1.0),
+              borderaxespad=0.0)
 
     stability_panel(axes[1, 1], model, ds)
     figure.suptitle(model.scenario.name)

@@ -16,8 +16,9 @@ Each is a member of the core's affine-drift, square-root-quadratic-noise family
   finite-volume Fokker–Planck solution.
 
 The five answers: it counts probability (the paths, each 1/N); on histogram cells of the state;
-it may leave by absorption at a wall (and is booked apart while beyond the histogram's cells);
-it is conserved — alive + absorbed = started, path by path; it starts with 1.
+it may leave by absorption at a wall (paths beyond the histogram's cells are alive: stored,
+counted apart from the density); it is conserved — alive + absorbed = started, path by path;
+it starts with 1.
 
 Methods: ``euler_maruyama``, ``milstein``, ``exact`` (where a transition law exists). Solver
 options: ``paths`` (number of paths), ``sample_paths`` (how many paths to return whole),
@@ -72,8 +73,10 @@ class ProcessModel(Model):
     methods: ClassVar[dict[str, Tolerance]] = {"euler_maruyama": _TOL, "milstein": _TOL,
                                                "exact": _TOL}
     stochastic_methods = frozenset({"euler_maruyama", "milstein", "exact"})
+    # paths beyond the histogram's cells are alive and may come back: stored apart, not a flow
     conserved = (Species("probability", "density", "probability",
-                         "the paths, each carrying 1/N of the probability"),)
+                         "the paths, each carrying 1/N of the probability",
+                         outside="beyond_histogram"),)
     #: what the state is, for labels
     state_name: ClassVar[str] = "state"
 
@@ -168,7 +171,6 @@ class ProcessModel(Model):
     def routes(self) -> dict[str, list[str]]:
         out = [f"absorbed at the {name}" for i, name in self.wall_names().items()
                if self.has_walls and self.walls()[0][2 * i] == "absorbing"]  # type: ignore[index]
-        out.append("beyond the histogram's cells (alive, counted apart)")
         return {"probability": out}
 
     # -- before the run ----------------------------------------------------------------------
@@ -258,7 +260,6 @@ class ProcessModel(Model):
                                                {"units": "dimensionless",
                                                 "long_name": f"paths absorbed at the {name}"})
                     outflow[f"absorbed at the {name}"] = absorbed / n
-        outflow["beyond the histogram's cells"] = hist.outside
         exact = self.exact_moments(times - times[0])
         if exact is not None:
             data["exact_mean"] = ("time", exact[0], {"units": units,

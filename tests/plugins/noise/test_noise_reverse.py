@@ -4,7 +4,9 @@ marginals, the biased samplers against their recursion by Monte Carlo, mixtures,
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,7 +15,7 @@ from scipy import stats
 
 from medtransport.errors import ScenarioError
 from medtransport.runner import run
-from medtransport.testing import build_model
+from medtransport.testing import build_model, failed_audits
 from medtransport_noise.reverse import GaussianMixture, affine_moments, ddim_steps, sample_reverse
 from medtransport_noise.reverse_model import ReverseDiffusion
 from medtransport_noise.schedules import Schedule
@@ -170,3 +172,24 @@ def test_model_audits_moments_against_the_recursion(solver: dict[str, Any]) -> N
     assert ds.attrs["audit_status"] == "passed"
     assert "affine recursion" in ds.attrs["moment_reference"]
     assert "reference_variance" in ds and ds["probability_stored"].values[-1] <= 1.0 + 1e-12
+
+
+MIXTURE_EXAMPLE = (Path(__file__).parents[3] / "examples" / "scenarios"
+                   / "noise_mixture_reverse.yaml")
+
+
+def test_samples_outside_the_window_are_stored_not_booked_as_an_outflow() -> None:
+    # samples start from N(0, I) and gather onto the mixture: the fraction outside the window
+    # falls again, so as an "outflow" its cumulative curve went down
+    ds = run(str(MIXTURE_EXAMPLE))
+    outside = ds["outside_window"].values
+    assert np.any(np.diff(outside) < 0) and np.max(outside) > 0
+    assert "probability_outflow" not in ds
+    # every sample is somewhere: in the window's density or outside it
+    np.testing.assert_allclose(ds["probability_stored"].values, 1.0, rtol=1e-12)
+
+    class Forgets(ReverseDiffusion):  # the mutant: the outside part left out of the store
+        conserved = tuple(dataclasses.replace(sp, outside=None)
+                          for sp in ReverseDiffusion.conserved)
+
+    assert "mass_balance[probability]" in failed_audits(Forgets, str(MIXTURE_EXAMPLE))

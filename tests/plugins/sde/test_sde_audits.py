@@ -5,7 +5,8 @@
 - state space: Euler–Maruyama on CIR with no fix returns negative concentrations; ``bounds:
   refuse`` refuses before running;
 - probability ledger: a model that loses track of absorbed paths, and one whose density does
-  not integrate to the survivors;
+  not integrate to the survivors; paths beyond the histogram booked as an outflow (it goes
+  down: caught as an irreversible flow running backwards) or left out of the store;
 - moments: a model whose simulation uses twice the declared reversion rate;
 - Fokker–Planck: a particle simulated with noise √D instead of √(2D) (a factor-2 slip);
 - path conservation (PK): eliminated amounts booked from the deterministic flux only.
@@ -14,7 +15,9 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -146,13 +149,63 @@ def test_a_density_that_does_not_integrate_to_the_survivors_is_caught() -> None:
         def simulate(self, progress: Any = None) -> Any:
             traj = super().simulate(progress)
             ds = traj.states
-            # the density doubled but the ledger's 'beyond the histogram' kept consistent
+            # the density doubled, the paths beyond the histogram left as they were
             ds["density"] = ds["density"] * 2.0
             ds["density"].attrs.update(traj.states["density"].attrs)
             return traj
 
     names = failed_audits(Unnormalised, example("sde.ornstein_uhlenbeck"))
     assert "density_normalization" in names
+
+
+GBM_EXAMPLE = Path(__file__).parents[3] / "examples" / "scenarios" / "sde_gbm_tumour_cells.yaml"
+
+
+def old_booking(model_id: str) -> Any:
+    """The model as it was: paths beyond the histogram booked as an outflow, not stored."""
+    cls = cls_of(model_id)
+
+    class OldBooking(cls):  # type: ignore[misc, valid-type]
+        conserved = tuple(dataclasses.replace(sp, outside=None) for sp in cls.conserved)
+
+        def simulate(self, progress: Any = None) -> Any:
+            traj = super().simulate(progress)
+            traj.ledgers["probability"].outflow["beyond the histogram's cells"] = \
+                traj.states["beyond_histogram"].values.copy()
+            return traj
+
+    return OldBooking
+
+
+def test_paths_beyond_the_histogram_are_stored_and_every_outflow_only_grows() -> None:
+    # GBM's log-normal tail crosses the histogram's upper edge and comes back: a current
+    # fraction, so booked as an outflow its "cumulative" curve went down
+    ds = medtransport.run(str(GBM_EXAMPLE))
+    beyond = ds["beyond_histogram"].values
+    assert np.any(np.diff(beyond) < 0), "the example no longer shows paths coming back"
+    # no walls: every path survives, so the stored probability (∫ density + beyond) is 1 at
+    # every time, the density alone less where paths are beyond its cells
+    np.testing.assert_allclose(ds["probability_stored"].values, 1.0, rtol=1e-12)
+    assert np.max(beyond) > 0
+    assert report(ds)["irreversible_flows"]["passed"]
+    assert "irreversible_flows" in failed_audits(old_booking("sde.geometric_brownian"),
+                                                 str(GBM_EXAMPLE))
+
+
+def test_paths_beyond_the_histogram_left_out_of_the_store_break_the_mass_balance() -> None:
+    cls = cls_of("sde.geometric_brownian")
+
+    class Forgets(cls):  # type: ignore[misc, valid-type]
+        conserved = tuple(dataclasses.replace(sp, outside=None) for sp in cls.conserved)
+
+    assert "mass_balance[probability]" in failed_audits(Forgets, str(GBM_EXAMPLE))
+
+
+def test_absorbed_fractions_only_grow_at_walls() -> None:
+    ds = medtransport.run(example("sde.drifted_brownian", 1))
+    absorbed = [v for v in ds.data_vars if str(v).startswith("absorbed_")]
+    assert absorbed and all(np.all(np.diff(ds[v].values) >= 0) for v in absorbed)
+    assert report(ds)["irreversible_flows"]["passed"]
 
 
 # ----------------------------------------------------------------------------- moments
