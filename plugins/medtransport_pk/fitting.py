@@ -87,6 +87,9 @@ class FitData:
     parameter_index: dict[str, int] = field(default_factory=dict)
     #: (phi per subject, subject indices) → Kinetics over the subjects' covariate segments
     segmented: Any = None
+    #: (n_subjects, n_parameters) factor from a subject's first-record parameters to those of
+    #: its latest covariates (1 when they do not change): a new regimen is for the patient now
+    latest: Any = None
 
     def dose_route(self) -> tuple[int, float]:
         """(CMT index, infusion duration in h) of the subject's last dose: a new regimen is
@@ -105,7 +108,10 @@ class FitData:
         as the last dose was, for each row of ``phi``: ``auc24`` (DV unit·h, = 24/τ · F·D/CL,
         exact for linear kinetics), ``trough`` (at τ) and ``peak`` (the largest of the
         interval's course, DV unit), and the ``course`` over the interval at ``times``. Doses
-        scale all of these linearly."""
+        scale all of these linearly. ``phi`` is the (one) subject's parameters at its first
+        record; the regimen is for its latest covariates (:attr:`latest`)."""
+        if self.latest is not None:
+            phi = phi * self.latest[0]
         m = phi.shape[0]
         cmt, duration = self.dose_route()
         z = np.zeros(m)
@@ -524,7 +530,8 @@ def estimation_problem(scenario: Scenario, table: RecordTable,
                       lloq=lloq if lloq_col is not None else None,
                       parameter_units={n: _UNITS[n] for n in names}, time=times)
     data = FitData(table, subject_index, obs_position, table.dv_unit, compartments, central,
-                   1 if oral else 0, books, kinetics_of, dv_factor, bio_row, index, segmented)
+                   1 if oral else 0, books, kinetics_of, dv_factor, bio_row, index, segmented,
+                   seg_ratio[seg_first + seg_count - 1])
     return problem, data
 
 

@@ -138,3 +138,27 @@ def test_evaluate_only_ofv_uses_the_time_varying_covariate(tmp_path: Path) -> No
                                covariance=False).ofv
     assert abs(first_only - expected) > 1.0       # the test can tell the two apart
     assert ofv == pytest.approx(expected, abs=1e-3)
+
+
+def test_a_recommendation_is_for_the_patients_latest_covariates(tmp_path: Path) -> None:
+    # subject 1's CRCL halves at its second dose: the next regimen is for CL at CRCL 50 mL/min
+    from medtransport.estimation.recommend import recommend
+    from medtransport.units import Q_
+
+    path = write_case(tmp_path, interpolation=None, population=True)
+    lines = (tmp_path / "levels.csv").read_text().splitlines()
+    (tmp_path / "one.csv").write_text("\n".join(
+        [lines[0], *(r for r in lines[1:] if r.startswith("1,"))]) + "\n")
+    rec = recommend(str(path), data=str(tmp_path / "one.csv"),
+                    targets=[("auc24", 400.0, 600.0, "mg*h/L")], intervals=[12.0, 24.0],
+                    round_to=Q_(250, "mg"), n_samples=200, seed=1)
+    cl_first = float(rec.fit["clearance"].values[0])     # at the first record's CRCL 100
+    for c in rec.candidates:
+        assert c["predicted"]["auc24"] == pytest.approx(
+            24.0 / c["interval"] * c["dose"] / (cl_first * 0.5), rel=1e-9)
+    # the audited run of the regimen uses the same clearance (covariates not applied twice):
+    # after ≥ 9 half-lives its last trough is the steady-state trough predicted
+    conc = rec.run["concentration"]
+    if "tissue" in conc.dims:
+        conc = conc.sel(tissue="central")
+    assert float(conc.values[-1]) == pytest.approx(rec.predicted["trough"], rel=1e-2)
