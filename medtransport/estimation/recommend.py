@@ -207,14 +207,18 @@ def importance_resample(problem: Any, draws: np.ndarray, mean: np.ndarray, cov: 
 def problem_scenario(scenario: Any, ds: xr.Dataset, problem: Any, layout: Any, dose: float,
                      tau: float) -> Any:
     """The scenario of the recommended regimen for the MAP patient: the individual
-    parameters replace the typical ones (covariate models already applied), doses for 4 days."""
+    parameters replace the typical ones (covariate models already applied, with the patient's
+    latest covariates where the layout says they changed), doses for 4 days."""
     from medtransport.scenario import load_scenario
 
     sc = load_scenario(scenario)
     params = {k: v for k, v in sc.parameters.items()
-              if k not in ("allometric", "renal_function") and k not in problem.parameter_names}
-    for name in problem.parameter_names:
-        params[name] = f"{float(ds[name].values[0]):.10g} {problem.parameter_units[name]}"
+              if k not in ("allometric", "renal_function", "covariate_effects",
+                           "covariate_interpolation") and k not in problem.parameter_names}
+    latest = getattr(layout, "latest", None)
+    for j, name in enumerate(problem.parameter_names):
+        value = float(ds[name].values[0]) * (1.0 if latest is None else float(latest[0][j]))
+        params[name] = f"{value:.10g} {problem.parameter_units[name]}"
     count = max(2, math.ceil(96.0 / tau))
     stop = count * tau
     raw = sc.model_dump(mode="json", exclude_none=True)

@@ -15,9 +15,13 @@ to 1e-9 of the largest amount given (the engine is exact). A failed audit raises
 Estimated structural parameters (θ, log-normal η where ``population.variability`` names them):
 clearance, central_volume, absorption_rate (oral models), intercompartmental_clearance(_2) and
 peripheral_volume(_2). Bioavailability and lag time stay as given. Covariates (allometric
-weight, renal function) act as a fixed factor per subject, from the subject's first record
-(time-varying covariates are not used by the fit), or from the scenario's ``patient`` when the
-data carry none.
+weight, renal function, declarative effects) act as a known factor c on θ, from the data (or
+from the scenario's ``patient`` when the data carry none). A covariate that changes over a
+subject's records changes c from that record on, in the same piecewise-constant segments and
+by the same rule (NOCB as NONMEM, or ``covariate_interpolation: locf``) as a run of the data
+set (:func:`medtransport_pk.model.covariate_segments`): the predictions of segment s are made
+with φ_s = φ_i · c_s / c_i1, where φ_i = θ·c_i1·exp(η_i) are the subject's parameters at its
+first record (those the results report).
 
 Levels without doses: when the data set has no dose records, the scenario's ``events`` are
 given to every subject (an observation at a dose time is taken before that dose, as a trough).
@@ -27,7 +31,7 @@ linear).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -77,10 +81,15 @@ class FitData:
     central: int
     default_dose: int
     books: BooksAudit = field(default_factory=BooksAudit)
-    kinetics_of: Any = None                   # phi → Kinetics (for a grid prediction)
+    kinetics_of: Any = None                   # phi → Kinetics, one segment per row
     dv_factor: float = 1.0
     bioavailability: Any = 1.0               # F per compartment (array)
     parameter_index: dict[str, int] = field(default_factory=dict)
+    #: (phi per subject, subject indices) → Kinetics over the subjects' covariate segments
+    segmented: Any = None
+    #: (n_subjects, n_parameters) factor from a subject's first-record parameters to those of
+    #: its latest covariates (1 when they do not change): a new regimen is for the patient now
+    latest: Any = None
 
     def dose_route(self) -> tuple[int, float]:
         """(CMT index, infusion duration in h) of the subject's last dose: a new regimen is
@@ -99,7 +108,10 @@ class FitData:
         as the last dose was, for each row of ``phi``: ``auc24`` (DV unit·h, = 24/τ · F·D/CL,
         exact for linear kinetics), ``trough`` (at τ) and ``peak`` (the largest of the
         interval's course, DV unit), and the ``course`` over the interval at ``times``. Doses
-        scale all of these linearly."""
+        scale all of these linearly. ``phi`` is the (one) subject's parameters at its first
+        record; the regimen is for its latest covariates (:attr:`latest`)."""
+        if self.latest is not None:
+            phi = phi * self.latest[0]
         m = phi.shape[0]
         cmt, duration = self.dose_route()
         z = np.zeros(m)
@@ -146,8 +158,10 @@ class FitData:
     def grid(self, phi: NDArray[np.float64], times: NDArray[np.float64]) -> NDArray[np.float64]:
         """Each subject's concentration (DV unit) at ``times`` (h) with its parameters
         ``phi`` (one row per subject) — the smooth curves of a plot, books audited too."""
+        kinetics = (self.kinetics_of(phi) if self.segmented is None else
+                    self.segmented(phi, np.arange(phi.shape[0], dtype=np.int64)))
         with np.errstate(all="ignore"):
-            result = simulate(self.table, self.kinetics_of(phi), compartments=self.compartments,
+            result = simulate(self.table, kinetics, compartments=self.compartments,
                               central=self.central, default_dose=self.default_dose,
                               grid=np.asarray(times, float), check_steady_state=False)
         assert result.grid_amounts is not None and result.grid_ledger is not None
@@ -350,17 +364,29 @@ def estimation_problem(scenario: Scenario, table: RecordTable,
 
     residual = ResidualError.parse(scenario.residual_error, table.dv_unit)
 
-    cov = _Covariates(table, start, scenario.patient)
+    # the covariate factor c of every segment, read where a run of the data set reads it
+    from medtransport_pk.model import _find_key, covariate_segments, used_covariates
+
+    nocb = params.covariate_interpolation == "nocb"
+    columns, seg_rows, seg_start = covariate_segments(table, used_covariates(params), nocb)
+    filled = dict(table.covariates)
+    for cname, (values, _) in columns.items():
+        key = _find_key(table.covariates, cname)
+        assert key is not None
+        filled[key] = values
+        filled.setdefault(cname, values)
+    cov = _Covariates(replace(table, covariates=filled), seg_rows, scenario.patient)
+    n_seg = seg_rows.size
     need_cov = params.allometric is not None or params.renal_function is not None
-    factor = np.ones((n_sub, len(names)))
+    seg_factor = np.ones((n_seg, len(names)))
     if need_cov:
         fcl = np.broadcast_to(clearance_factor(params.allometric, params.renal_function, cov),
-                              (n_sub,))
-        fq = np.broadcast_to(inter_clearance_factor(params.allometric, cov), (n_sub,))
-        fv = np.broadcast_to(volume_factor(params.allometric, cov), (n_sub,))
+                              (n_seg,))
+        fq = np.broadcast_to(inter_clearance_factor(params.allometric, cov), (n_seg,))
+        fv = np.broadcast_to(volume_factor(params.allometric, cov), (n_seg,))
         for j, n in enumerate(names):
-            factor[:, j] = (fcl if n == "clearance" else fq if "clearance" in n
-                            else fv if "volume" in n else 1.0)
+            seg_factor[:, j] = (fcl if n == "clearance" else fq if "clearance" in n
+                                else fv if "volume" in n else 1.0)
 
     if params.covariate_effects:
         from medtransport_pk.covariates import effect_factors
@@ -368,7 +394,7 @@ def estimation_problem(scenario: Scenario, table: RecordTable,
         effects = effect_factors(params.covariate_effects, cov.value)
         for j, n in enumerate(names):
             if n in effects:
-                factor[:, j] = factor[:, j] * np.broadcast_to(effects[n], (n_sub,))
+                seg_factor[:, j] = seg_factor[:, j] * np.broadcast_to(effects[n], (n_seg,))
         fixed = sorted(set(effects) - set(names))
         if fixed:
             raise ScenarioError([("parameters.covariate_effects", f"effects on {fixed} are not "
@@ -387,6 +413,13 @@ def estimation_problem(scenario: Scenario, table: RecordTable,
         elif oral:
             row[scalar_to] = conv(value)
     index = {n: j for j, n in enumerate(names)}
+    # a subject's reported parameters are those of its first segment; later segments scale them
+    seg_subject = subject_index[seg_rows]
+    seg_count = np.bincount(seg_subject, minlength=n_sub)
+    seg_first = np.concatenate([[0], np.cumsum(seg_count)[:-1]]).astype(np.int64)
+    factor = seg_factor[seg_first]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        seg_ratio = np.where(factor[seg_subject] != 0, seg_factor / factor[seg_subject], 1.0)
 
     def kinetics_of(phi: NDArray[np.float64]) -> Kinetics:
         m = phi.shape[0]
@@ -414,6 +447,17 @@ def estimation_problem(scenario: Scenario, table: RecordTable,
         lags = np.broadcast_to(lag_row, (m, n_cmt)).copy()
         return Kinetics.constant(m, kmat, elim, v1, bioavailability=bio, lag=lags)
 
+    def segmented(phi: NDArray[np.float64], subjects: NDArray[np.int64]) -> Kinetics:
+        """Kinetics over the covariate segments of ``subjects`` (row i of ``phi`` is the
+        parameters of subject ``subjects[i]`` at its first record; local subject i)."""
+        counts = seg_count[subjects]
+        local = np.repeat(np.arange(subjects.size), counts)
+        segs = np.arange(int(counts.sum())) + np.repeat(
+            seg_first[subjects] - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
+        kinetics = kinetics_of(phi[local] * seg_ratio[segs])
+        return replace(kinetics, subject=local.astype(np.int64), start=seg_start[segs].copy(),
+                       nocb=nocb)
+
     books = BooksAudit()
     lengths = stop - start
     max_given = np.zeros(n_sub)
@@ -433,7 +477,7 @@ def estimation_problem(scenario: Scenario, table: RecordTable,
             row=table.row[rows], amount_unit=table.amount_unit, dv_unit=table.dv_unit,
             source=table.source)
         with np.errstate(all="ignore"):
-            result = simulate(stacked, kinetics_of(phi), compartments=compartments,
+            result = simulate(stacked, segmented(phi, subjects), compartments=compartments,
                               central=central, default_dose=1 if oral else 0,
                               check_steady_state=False)
         residual_books = np.abs(result.record_residual())
@@ -486,7 +530,8 @@ def estimation_problem(scenario: Scenario, table: RecordTable,
                       lloq=lloq if lloq_col is not None else None,
                       parameter_units={n: _UNITS[n] for n in names}, time=times)
     data = FitData(table, subject_index, obs_position, table.dv_unit, compartments, central,
-                   1 if oral else 0, books, kinetics_of, dv_factor, bio_row, index)
+                   1 if oral else 0, books, kinetics_of, dv_factor, bio_row, index, segmented,
+                   seg_ratio[seg_first + seg_count - 1])
     return problem, data
 
 

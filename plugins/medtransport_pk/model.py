@@ -429,23 +429,8 @@ class PKModel(Model):
         block, ids = engine.subject_blocks(table.id)
         self._subject_ids = ids
         self.covariates = None  # the data set's covariates, not sampled ones
-        names = self._used_covariates()
-        columns = {}
-        for name in names:
-            key = _find_key(table.covariates, name)
-            if key is not None:
-                columns[name] = (_fill(np.asarray(table.covariates[key], float), block),
-                                 table.covariate_units.get(key, ""))
-        n = len(table)
-        first = np.ones(n, bool)
-        first[1:] = block[1:] != block[:-1]
-        change = np.zeros(n, bool)
-        for values, _ in columns.values():
-            change[1:] |= (values[1:] != values[:-1]) & ~first[1:]
-        nocb = self.params.covariate_interpolation == "nocb"
-        rows = np.flatnonzero(first | change)
-        start = np.where(first[rows], -np.inf, table.time[np.maximum(rows - 1, 0)] if nocb
-                         else table.time[rows])
+        columns, rows, start = covariate_segments(
+            table, self._used_covariates(), self.params.covariate_interpolation == "nocb")
         self._seg_subject = block[rows]
         self._seg_start = start
         self._seg_covariates = {name: Q_(values[rows], unit) if unit not in ("", "1") else
@@ -483,13 +468,7 @@ class PKModel(Model):
             self.etas = {k: v[self._seg_subject] for k, v in sample.etas.items()}
 
     def _used_covariates(self) -> list[str]:
-        p = self.params
-        names = {e.covariate for e in p.covariate_effects}
-        if p.allometric is not None or p.renal_function is not None:
-            names.add("weight")
-        if p.renal_function is not None:
-            names.update({"age", "sex", "serum_creatinine"})
-        return sorted(names)
+        return used_covariates(self.params)
 
     def _covariate_value(self, name: str) -> Any:
         """A covariate as a Quantity (or labels): per segment of a data set, per virtual
@@ -1441,6 +1420,45 @@ def _fill(values: np.ndarray, block: np.ndarray) -> np.ndarray:
     end_of = ends[np.searchsorted(np.flatnonzero(first), np.arange(n), side="right") - 1]
     ok2 = nxt < end_of
     return np.where(np.isnan(out) & ok2, out[np.minimum(nxt, n - 1)], out)
+
+
+def used_covariates(p: Any) -> list[str]:
+    """The covariates the parameters ``p`` read (their covariate models and effects)."""
+    names = {e.covariate for e in p.covariate_effects}
+    if p.allometric is not None or p.renal_function is not None:
+        names.add("weight")
+    if p.renal_function is not None:
+        names.update({"age", "sex", "serum_creatinine"})
+    return sorted(names)
+
+
+def covariate_segments(table: RecordTable, names: list[str], nocb: bool
+                       ) -> tuple[dict[str, tuple[np.ndarray, str]], np.ndarray, np.ndarray]:
+    """Where a data set's parameters change: each subject's first record and every record at
+    which one of the covariates ``names`` changes (gaps filled, :func:`_fill`).
+
+    Returns the covariate columns used (filled values over records, unit), the first record of
+    each segment and the segment's start time: −inf for a subject's first; under NOCB (NONMEM)
+    the time of the record before, under LOCF the record's own time. The run and the fit both
+    read a data set's covariates through this, so their predictions agree.
+    """
+    block, _ = engine.subject_blocks(table.id)
+    columns = {}
+    for name in names:
+        key = _find_key(table.covariates, name)
+        if key is not None:
+            columns[name] = (_fill(np.asarray(table.covariates[key], float), block),
+                             table.covariate_units.get(key, ""))
+    n = len(table)
+    first = np.ones(n, bool)
+    first[1:] = block[1:] != block[:-1]
+    change = np.zeros(n, bool)
+    for values, _ in columns.values():
+        change[1:] |= (values[1:] != values[:-1]) & ~first[1:]
+    rows = np.flatnonzero(first | change)
+    start = np.where(first[rows], -np.inf, table.time[np.maximum(rows - 1, 0)] if nocb
+                     else table.time[rows])
+    return columns, rows, start
 
 
 def _replicate(table: RecordTable, n: int) -> RecordTable:
