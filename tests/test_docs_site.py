@@ -62,9 +62,10 @@ def test_readme_starts_with_the_quickstart_commands() -> None:
 
 @pytest.mark.slow
 def test_the_site_builds_with_warnings_as_errors(tmp_path: Path) -> None:
+    # not --quiet: it silences the warnings strict mode counts, and the build then passes
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1", "MPLBACKEND": "Agg"}
     done = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet",
+        [sys.executable, "-m", "mkdocs", "build", "--strict",
          "--config-file", str(ROOT / "mkdocs.yml"), "--site-dir", str(tmp_path / "site")],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     log = done.stdout + done.stderr
@@ -82,3 +83,21 @@ def test_the_site_builds_with_warnings_as_errors(tmp_path: Path) -> None:
     gallery = (site / "gallery" / "index.html").read_text(encoding="utf-8")
     examples = sorted((ROOT / "examples" / "scenarios").glob("*.yaml"))
     assert all(p.name in gallery for p in examples)
+
+
+def test_a_broken_link_fails_the_strict_build(tmp_path: Path) -> None:
+    """The mutant: the same theme and strictness refuse a page linking to a missing page, so a
+    clean build above means no warning, not a check that cannot fail."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "index.md").write_text("# Home\n\nSee [the models](models/missing.md).\n",
+                                   encoding="utf-8")
+    (tmp_path / "mkdocs.yml").write_text(
+        "site_name: mutant\nstrict: true\ntheme:\n  name: material\n  font: false\n",
+        encoding="utf-8")
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict",
+                           "--site-dir", str(tmp_path / "site")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert "models/missing.md" in done.stdout + done.stderr
