@@ -17,9 +17,10 @@ from mkdocs.structure.files import File, Files
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "scenarios"
-#: Examples quick enough to run at every build (a second or two each).
+#: Examples quick enough to run at every build (a few seconds at most each).
 DRAWN = ("dye_tissue_slab", "implant_sphere_release", "theophylline_oral",
-         "contrast_brain_tumour_extended_tofts", "bioheat_burn_cooling")
+         "contrast_brain_tumour_extended_tofts", "bioheat_burn_cooling",
+         "dialysis_thrice_weekly_hd", "dialysis_two_pool_rebound", "noise_mixture_reverse")
 
 
 def _png(path: Path) -> bytes:
