@@ -202,6 +202,8 @@ def records_from_events(scenario: Scenario, unit: str, molar_mass: pint.Quantity
         base = f"events.{i}"
         extra = dict(event.model_extra or {})
         kind = event.type
+        if kind in ("dialysis", "crrt"):
+            continue  # a clearance, not a record (medtransport_pk.extracorporeal)
         for key in sorted(set(extra) - _RECORD_KEYS.get(kind, set())):
             problems.append((f"{base}.{key}", f"a {kind} event does not take {key!r}"))
         at = float(event.at.m_as("h"))
