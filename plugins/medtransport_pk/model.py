@@ -34,8 +34,10 @@ Lambert's W (Schnell & Mendoza 1997, J Theor Biol 187:207; Beal 1982, J Pharmaco
 Biopharm 10:109).
 
 The five answers: it counts the drug (``amount``, per compartment); in the depot, central and
-peripheral compartments; it leaves by elimination clearance (``eliminated``) and, for oral
-doses, by the unabsorbed fraction 1 − F (``unabsorbed``); it is conserved up to those; it starts
+peripheral compartments; it leaves by elimination clearance (``eliminated``), into the
+dialysate during ``dialysis`` and ``crrt`` events (``dialysate``, apart from ``eliminated``;
+:mod:`medtransport_pk.extracorporeal`) and, for oral doses, by the unabsorbed fraction 1 − F
+(``unabsorbed``); it is conserved up to those; it starts
 with the doses given at t0 (F·D; the state at t0 is recorded just after them) plus the body
 content at steady state for ``steady_state`` regimens — what was given before t0 is not in the
 books, so the SS content is declared as the initial amount (a steady state set up later is
