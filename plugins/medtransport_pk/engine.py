@@ -15,7 +15,8 @@ before=None, check_steady_state=True, validated=False) -> EngineResult``
   to every propagation after that time and to every record at or after it. **Hook:** a time-
   limited process (a dialysis session adding a clearance on central from t1 to t2) is two more
   segments of that subject, starting at t1 (rate matrix with the extra clearance) and at t2
-  (without it); the engine needs nothing else.
+  (without it), whose ``dialysis`` row carries that clearance over V so the engine books it
+  as ``dialysate`` (:func:`with_clearance` builds those segments).
 - ``compartments``: the body compartment names in NONMEM's CMT order (``("depot", "central",
   "peripheral")``); ``central`` is the index of the observed compartment; ``default_dose`` the
   index a dose record with CMT 0 goes to (depot with first-order absorption, else central).
@@ -67,9 +68,11 @@ exponential instead (Van Loan 1978).
 The eliminated amount is integrated from the central amount, not taken as the balance, so
 
     Σ body(t) = steady_state(t) + given(t) − unabsorbed(t) − eliminated(t) − reset(t)
+                − dialysate(t)
 
 is a real check at every record (``given`` counts AMT as a bolus is given, and as an infusion
-runs plus its (1 − F)·AMT at its start).
+runs plus its (1 − F)·AMT at its start). ``dialysate`` = ∫ d·A dt, the drug removed by a
+time-limited extra clearance (``Kinetics.dialysis``), is integrated the same way.
 """
 
 from __future__ import annotations
@@ -85,7 +88,7 @@ from medtransport.numerics.compartments import expm_batched
 from medtransport_pk.records import RecordTable
 
 __all__ = ["EngineResult", "Kinetics", "RecordError", "infusion_rate_and_duration", "simulate",
-           "subject_blocks"]
+           "subject_blocks", "with_clearance"]
 
 # event kinds
 _CHECK, _SEG, _BOLUS, _RATE, _RESET, _SS, _OUT_REC = range(7)
@@ -96,7 +99,7 @@ _PH_CHECK, _PH_SEG, _PH_IMPLIED, _PH_RECORD = range(4)
 # sub-order inside one record
 _SUB_RESET, _SUB_SS, _SUB_DOSE, _SUB_OUT = range(4)
 #: ledger columns of the engine's outputs
-LEDGER_TERMS = ("given", "unabsorbed", "eliminated", "reset", "steady_state")
+LEDGER_TERMS = ("given", "unabsorbed", "eliminated", "reset", "steady_state", "dialysate")
 #: a grid time this close (relative, in h) to an event time is that event time
 SNAP_RTOL = 1e-9
 
@@ -119,7 +122,9 @@ class Kinetics:
     ``elimination`` (M, n) the rate constants to the eliminated sink (so that each column of K
     sums to −elimination); ``bioavailability``, ``lag`` (h), ``infusion_rate`` (amount/h, NaN
     if not modelled) and ``infusion_duration`` (h, NaN) per compartment; ``volume`` (M,) the
-    central volume in L.
+    central volume in L; ``dialysis`` (M, n) or None the rate constants to the dialysate sink
+    (a dialysis session's or CRRT's clearance over V on central; each column of K then sums
+    to −(elimination + dialysis)).
 
     ``nocb`` (NONMEM's reading of a data set's time-varying covariates): a segment starting
     at t_j holds the values of the *next* record, so a record at t_j still uses the segment in
@@ -138,6 +143,7 @@ class Kinetics:
     infusion_duration: np.ndarray
     volume: np.ndarray
     nocb: bool = False
+    dialysis: np.ndarray | None = None
 
     @classmethod
     def constant(cls, n_subjects: int, kmat: np.ndarray, elimination: np.ndarray,
@@ -172,20 +178,21 @@ class EngineResult:
     record_subject: np.ndarray  # (R,) subject index of each record
     record_amounts: np.ndarray  # (R, n) body amounts at each record
     record_concentration: np.ndarray  # (R,) central amount / central volume
-    record_ledger: np.ndarray  # (R, 5) cumulative terms of the record's subject
+    record_ledger: np.ndarray  # (R, 6) cumulative terms of the record's subject
     grid: np.ndarray | None = None  # (G,) output times (h) after snapping
     grid_amounts: np.ndarray | None = None  # (P, G, n)
     grid_concentration: np.ndarray | None = None  # (P, G)
-    grid_ledger: np.ndarray | None = None  # (P, G, 5)
+    grid_ledger: np.ndarray | None = None  # (P, G, 6)
     check_ok: np.ndarray | None = None  # steady-state periodicity checks (see check_residual)
     check_residual: np.ndarray | None = None
     before_amounts: np.ndarray | None = None  # (B, n) amounts asked for with ``before``
 
     @staticmethod
     def residual(amounts: np.ndarray, ledger: np.ndarray) -> np.ndarray:
-        """Σ body − (steady_state + given − unabsorbed − eliminated − reset)."""
+        """Σ body − (steady_state + given − unabsorbed − eliminated − reset − dialysate)."""
+        dialysate = ledger[..., 5] if ledger.shape[-1] > 5 else 0.0
         return amounts.sum(axis=-1) - (ledger[..., 4] + ledger[..., 0] - ledger[..., 1]
-                                       - ledger[..., 2] - ledger[..., 3])
+                                       - ledger[..., 2] - ledger[..., 3] - dialysate)
 
     def record_residual(self) -> np.ndarray:
         return self.residual(self.record_amounts, self.record_ledger)
@@ -301,7 +308,8 @@ def _compiled_kernel() -> Any:
 
 
 def _kernel(ptr, kind, time, cmt, value, unabs, index, origin, seg0,
-            vmat, wmat, lam, ev, use_eig, kmat, elim, volume, ss_table, gtimes, central,
+            vmat, wmat, lam, ev, dv, use_eig, kmat, elim, dial, volume, ss_table, gtimes,
+            central,
             rec_amt, rec_conc, rec_led, grid_amt, grid_conc, grid_led, check_amt):
     """Every subject's events in order, merged with the grid times (a grid output at an event
     time comes after the events at that time)."""
@@ -310,8 +318,8 @@ def _kernel(ptr, kind, time, cmt, value, unabs, index, origin, seg0,
     r = np.zeros(n)
     z = np.zeros(n)
     iz = np.zeros(n)
-    aug = np.zeros((n + 2, n + 2))
-    eye = np.eye(n + 2)
+    aug = np.zeros((n + 3, n + 3))
+    eye = np.eye(n + 3)
     n_grid = gtimes.size
     for p in range(ptr.size - 1):
         a[:] = 0.0
@@ -319,6 +327,7 @@ def _kernel(ptr, kind, time, cmt, value, unabs, index, origin, seg0,
         given = 0.0
         unab = 0.0
         elim_cum = 0.0
+        dial_cum = 0.0
         removed = 0.0
         ssdecl = 0.0
         seg = seg0[p]
@@ -361,26 +370,30 @@ def _kernel(ptr, kind, time, cmt, value, unabs, index, origin, seg0,
                         z[i] = math.exp(x) * zi + dt * p1 * wi
                         iz[i] = dt * p1 * zi + dt * dt * p2 * wi
                     out = 0.0
+                    dout = 0.0
                     for i in range(n):
                         s = 0.0
                         for j in range(n):
                             s += vmat[seg, i, j] * z[j]
                         a[i] = s
                         out += ev[seg, i] * iz[i]
+                        dout += dv[seg, i] * iz[i]
                     elim_cum += out
+                    dial_cum += dout
                 else:
                     aug[:, :] = 0.0
                     for i in range(n):
                         for j in range(n):
                             aug[i, j] = kmat[seg, i, j] * dt
                         aug[n, i] = elim[seg, i] * dt
-                        aug[i, n + 1] = r[i] * dt
+                        aug[n + 1, i] = dial[seg, i] * dt
+                        aug[i, n + 2] = r[i] * dt
                     # exp(aug): scaling and squaring with an 18th-degree Taylor polynomial
                     # (inline: the plain-Python and the compiled kernel are one function)
                     nrm = 0.0
-                    for j in range(n + 2):
+                    for j in range(n + 3):
                         s = 0.0
-                        for i in range(n + 2):
+                        for i in range(n + 3):
                             s += abs(aug[i, j])
                         nrm = max(nrm, s)
                     sq = 0
@@ -393,15 +406,18 @@ def _kernel(ptr, kind, time, cmt, value, unabs, index, origin, seg0,
                         ex = eye + (scaled @ ex) / d
                     for _ in range(sq):
                         ex = ex @ ex
-                    out = ex[n, n + 1]
+                    out = ex[n, n + 2]
+                    dout = ex[n + 1, n + 2]
                     for i in range(n):
-                        s = ex[i, n + 1]
+                        s = ex[i, n + 2]
                         for j in range(n):
                             s += ex[i, j] * a[j]
                         z[i] = s
                         out += ex[n, i] * a[i]
+                        dout += ex[n + 1, i] * a[i]
                     a[:] = z
                     elim_cum += out
+                    dial_cum += dout
                 given += rsum * dt
                 t = tnext
             if take_grid:
@@ -412,6 +428,7 @@ def _kernel(ptr, kind, time, cmt, value, unabs, index, origin, seg0,
                 grid_led[p, g, 2] = elim_cum
                 grid_led[p, g, 3] = removed
                 grid_led[p, g, 4] = ssdecl
+                grid_led[p, g, 5] = dial_cum
                 g += 1
                 continue
             k = kind[e]
@@ -454,6 +471,7 @@ def _kernel(ptr, kind, time, cmt, value, unabs, index, origin, seg0,
                 rec_led[j, 2] = elim_cum
                 rec_led[j, 3] = removed
                 rec_led[j, 4] = ssdecl
+                rec_led[j, 5] = dial_cum
             e += 1
 
 
@@ -464,7 +482,8 @@ _MAX_COND = 1e5
 
 
 def _eigensystems(kin: Kinetics) -> tuple[np.ndarray, ...]:
-    """V, V⁻¹, λ, e·V and whether the diagonalisation is trustworthy, per segment."""
+    """V, V⁻¹, λ, e·V, d·V (dialysis) and whether the diagonalisation is trustworthy, per
+    segment."""
     kmat = kin.kmat
     m, n = kmat.shape[0], kmat.shape[-1]
     lam_c, v_c = np.linalg.eig(kmat)
@@ -483,12 +502,55 @@ def _eigensystems(kin: Kinetics) -> tuple[np.ndarray, ...]:
     scale = np.max(np.abs(kmat), axis=(1, 2)) + 1e-300
     ok &= np.max(np.abs(recon - kmat), axis=(1, 2)) <= 1e-12 * scale
     ev = np.einsum("mi,mij->mj", kin.elimination, v)
+    dv = np.einsum("mi,mij->mj", _dialysis(kin), v)
     v[~ok] = 0.0
     w[~ok] = 0.0
     lam[~ok] = 0.0
     ev[~ok] = 0.0
+    dv[~ok] = 0.0
     return (np.ascontiguousarray(v), np.ascontiguousarray(w), np.ascontiguousarray(lam),
-            np.ascontiguousarray(ev), ok if m else np.zeros(0, bool), n)
+            np.ascontiguousarray(ev), np.ascontiguousarray(dv),
+            ok if m else np.zeros(0, bool), n)
+
+
+def _dialysis(kin: Kinetics) -> np.ndarray:
+    """The dialysis rate constants (M, n), zeros when there are none."""
+    if kin.dialysis is None:
+        return np.zeros_like(kin.elimination)
+    return np.asarray(kin.dialysis, float)
+
+
+def with_clearance(kin: Kinetics, central: int, sessions: list[tuple[float, float, float]]
+                   ) -> Kinetics:
+    """``kin`` with an extra clearance on the central compartment over time-limited sessions
+    (t1 h, t2 h, CL L/h), the same for every subject: each session adds the rate constant
+    CL/V (V the segment's central volume) to K and to ``dialysis`` from t1 to t2 (t2 may be
+    inf, as for continuous therapy). Every breakpoint, old or new, becomes a segment start."""
+    if not sessions:
+        return kin
+    bounds = np.array(sorted({t for s in sessions for t in s[:2] if np.isfinite(t)}))
+    sub_rows, start_rows, base_rows = [], [], []
+    for p in np.unique(kin.subject):
+        own = kin.start[kin.subject == p]
+        starts = np.unique(np.concatenate([own, bounds]))
+        sub = np.full(starts.size, p, np.int64)
+        sub_rows.append(sub)
+        start_rows.append(starts)
+        base_rows.append(_segments_at(sub, starts, kin))
+    start = np.concatenate(start_rows)
+    base = np.concatenate(base_rows)
+    extra = np.zeros(start.size)
+    for t1, t2, cl in sessions:
+        extra += np.where((start >= t1) & (start < t2), cl, 0.0)
+    k_extra = extra / kin.volume[base]
+    kmat = kin.kmat[base].copy()
+    kmat[:, central, central] -= k_extra
+    dial = _dialysis(kin)[base].copy()
+    dial[:, central] += k_extra
+    return Kinetics(np.concatenate(sub_rows), start, kmat, kin.elimination[base].copy(),
+                    kin.bioavailability[base].copy(), kin.lag[base].copy(),
+                    kin.infusion_rate[base].copy(), kin.infusion_duration[base].copy(),
+                    kin.volume[base].copy(), nocb=kin.nocb, dialysis=dial)
 
 
 # --------------------------------------------------------------------------- steady state
@@ -780,7 +842,7 @@ def simulate(table: RecordTable, kinetics: Kinetics, *, compartments: tuple[str,
     ptr = np.searchsorted(ev["sub"], np.arange(n_sub + 1))
     # the first segment of each subject
     first_seg = _segments_at(np.arange(n_sub), np.full(n_sub, -np.inf), kinetics)
-    vmat, wmat, lam, evec, use_eig, _ = _eigensystems(kinetics)
+    vmat, wmat, lam, evec, dvec, use_eig, _ = _eigensystems(kinetics)
 
     rec_amt = np.zeros((nrec, n))
     rec_conc = np.zeros(nrec)
@@ -792,9 +854,10 @@ def simulate(table: RecordTable, kinetics: Kinetics, *, compartments: tuple[str,
     check_amt = np.zeros((check_rec.size + n_before, n))
     work = (ev["kind"].size + n_sub * gsize) * n * n
     kernel_for(work)(ptr, ev["kind"], ev["time"], ev["cmt"], ev["value"], ev["unabs"], ev["index"],
-            ev["origin"], first_seg.astype(np.int64), vmat, wmat, lam, evec, use_eig,
+            ev["origin"], first_seg.astype(np.int64), vmat, wmat, lam, evec, dvec, use_eig,
             np.ascontiguousarray(kinetics.kmat, float),
             np.ascontiguousarray(kinetics.elimination, float),
+            np.ascontiguousarray(_dialysis(kinetics)),
             np.ascontiguousarray(kinetics.volume, float), np.ascontiguousarray(sst.table),
             g_out, int(central), rec_amt, rec_conc, rec_led, grid_amt, grid_conc, grid_led,
             check_amt)

@@ -8,7 +8,8 @@ with exactly the semantics of a NONMEM data set. The vocabulary, per event:
 ``type``               ``bolus`` (into central unless ``compartment`` says otherwise),
                        ``oral`` (a bolus into the depot), ``infusion``, or ``reset``
                        (EVID 3: every amount to zero, pending doses and running infusions
-                       cancelled)
+                       cancelled); ``dialysis`` and ``crrt`` are clearances, not records
+                       (:mod:`medtransport_pk.extracorporeal`)
 ``amount``             AMT, a mass or an amount of substance
 ``compartment``        CMT by name: ``depot``, ``central``, ``peripheral``, ``peripheral_2``
 ``rate``               RATE: an amount per time, or ``modelled`` (RATE −1: the parameter
@@ -202,6 +203,8 @@ def records_from_events(scenario: Scenario, unit: str, molar_mass: pint.Quantity
         base = f"events.{i}"
         extra = dict(event.model_extra or {})
         kind = event.type
+        if kind in ("dialysis", "crrt"):
+            continue  # a clearance, not a record (medtransport_pk.extracorporeal)
         for key in sorted(set(extra) - _RECORD_KEYS.get(kind, set())):
             problems.append((f"{base}.{key}", f"a {kind} event does not take {key!r}"))
         at = float(event.at.m_as("h"))

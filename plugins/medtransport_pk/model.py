@@ -34,8 +34,10 @@ Lambert's W (Schnell & Mendoza 1997, J Theor Biol 187:207; Beal 1982, J Pharmaco
 Biopharm 10:109).
 
 The five answers: it counts the drug (``amount``, per compartment); in the depot, central and
-peripheral compartments; it leaves by elimination clearance (``eliminated``) and, for oral
-doses, by the unabsorbed fraction 1 − F (``unabsorbed``); it is conserved up to those; it starts
+peripheral compartments; it leaves by elimination clearance (``eliminated``), into the
+dialysate during ``dialysis`` and ``crrt`` events (``dialysate``, apart from ``eliminated``;
+:mod:`medtransport_pk.extracorporeal`) and, for oral doses, by the unabsorbed fraction 1 − F
+(``unabsorbed``); it is conserved up to those; it starts
 with the doses given at t0 (F·D; the state at t0 is recorded just after them) plus the body
 content at steady state for ``steady_state`` regimens — what was given before t0 is not in the
 books, so the SS content is declared as the initial amount (a steady state set up later is
@@ -82,6 +84,7 @@ from medtransport_pk.covariates import (
     volume_factor,
 )
 from medtransport_pk.events import Regimen, amount_unit, read_regimens, records_from_events
+from medtransport_pk.extracorporeal import Session, read_sessions
 from medtransport_pk.nca import nca
 from medtransport_pk.nca_intervals import interval_nca
 from medtransport_pk.records import RecordTable
@@ -215,7 +218,7 @@ class PKModel(Model):
     # multistep methods preserve them exactly, so the ode books are held as tight.
     methods: ClassVar[dict[str, Tolerance]] = {"exact": Tolerance(rtol=1e-9),
                                                "ode": Tolerance(rtol=1e-9)}
-    event_types = frozenset({"bolus", "infusion", "oral", "reset"})
+    event_types = frozenset({"bolus", "infusion", "oral", "reset", "dialysis", "crrt"})
     population_parameters = frozenset({"clearance", "central_volume", "absorption_rate",
                                        "vmax", "km", *(n for pair in _INTER for n in pair)})
     params: OneCompartmentParams
@@ -237,6 +240,14 @@ class PKModel(Model):
         table = self._dataset()
         self.from_data = table is not None
         self.records: RecordTable | None = None
+        self.sessions: list[Session] = []
+        if any(e.type in ("dialysis", "crrt") for e in sc.events):
+            i = next(i for i, e in enumerate(sc.events) if e.type in ("dialysis", "crrt"))
+            if table is not None or self.params.michaelis_menten is not None:
+                raise ScenarioError([(f"events.{i}.type", "dialysis and CRRT are available "
+                                      "for linear kinetics from the scenario's events only "
+                                      "(not with a data set or michaelis_menten)")])
+            self.sessions = read_sessions(sc)
         if self.params.michaelis_menten is not None:
             if table is not None:
                 raise ScenarioError([("parameters.michaelis_menten", "saturable elimination "
@@ -561,7 +572,7 @@ class PKModel(Model):
             subject, start = np.arange(size), np.full(size, -np.inf)
         else:
             start = self._seg_start
-        return engine.Kinetics(
+        kin = engine.Kinetics(
             subject, start, np.ascontiguousarray(kmat[:, :nb, :nb]),
             np.ascontiguousarray(kmat[:, e, :nb]),
             np.broadcast_to(self._per_compartment("bioavailability", "", 1.0),
@@ -574,6 +585,11 @@ class PKModel(Model):
             np.ascontiguousarray(vols[:, 0]),
             nocb=bool(getattr(self, "from_data", False))
             and self.params.covariate_interpolation == "nocb")
+        sessions = getattr(self, "sessions", [])
+        if not sessions:
+            return kin
+        return engine.with_clearance(kin, self.body.index("central"),
+                                     [(s.start, s.stop, s.clearance) for s in sessions])
 
     def rate_matrix(self) -> np.ndarray:
         """K (1/h) over :attr:`states`, (n, n) or (P, n, n) for a population; its columns
@@ -827,6 +843,8 @@ class PKModel(Model):
         outflow = {"eliminated": term(2), "unabsorbed": term(1)}
         if np.any(led[..., 3] != 0):
             outflow["reset"] = term(3)
+        if getattr(self, "sessions", None):
+            outflow["dialysate"] = term(5)
         return inflow, outflow
 
     def simulate(self, progress: Progress | None = None) -> Trajectory:
@@ -892,7 +910,14 @@ class PKModel(Model):
             data["removed"] = (("time", *batch), removed,
                                {"units": unit, "long_name": "cumulative drug removed by "
                                                             "resets (EVID 3/4, SS 1)"})
+        if getattr(self, "sessions", None):
+            dial = state_led[..., 5].T if batched else state_led[0, :, 5]
+            data["dialysate"] = (("time", *batch), dial,
+                                 {"units": unit, "long_name": "cumulative drug removed into "
+                                  "the dialysate (dialysis and CRRT)"})
         ds = xr.Dataset(data, coords=coords)
+        if getattr(self, "sessions", None):
+            self._attach_sessions(ds, solver, batched)
         if batched:
             kin = self._kinetics()
             rows = first_seg
@@ -919,6 +944,34 @@ class PKModel(Model):
             progress(1.0)
         return Trajectory(ds, {"drug": ledger}, notes={"kinetics": self._kinetics(),
                                                        "engine": res, "books": books})
+
+    def _attach_sessions(self, ds: xr.Dataset, table: RecordTable, batched: bool) -> None:
+        """Per session, the drug removed into the dialysate by it up to time.stop: the
+        engine's dialysate books at the session's start and end (or time.stop)."""
+        t_stop = float(self.scenario.time.stop.m_as("h"))
+        shown = [s for s in self.sessions if s.start < t_stop]
+        if not shown:
+            return
+        t1 = np.array([s.start for s in shown])
+        t2 = np.minimum([s.stop for s in shown], t_stop)
+        grid = np.unique(np.concatenate([t1, t2]))
+        res = self._engine(table, grid)
+        assert res.grid_ledger is not None and res.grid is not None
+        dial = res.grid_ledger[..., 5]  # (P, G)
+        at = {float(t): j for j, t in enumerate(grid)}
+        removed = dial[:, [at[float(t)] for t in t2]] - dial[:, [at[float(t)] for t in t1]]
+        batch: tuple[str, ...] = ("patient",) if batched else ()
+        ds.coords["session"] = ("session", np.arange(len(shown)),
+                                {"units": "1", "long_name": "dialysis or CRRT session"})
+        ds["session_start"] = ("session", t1, {"units": "h", "long_name": "session start"})
+        ds["session_end"] = ("session", t2, {"units": "h", "long_name": "session end (or "
+                                             "time.stop)"})
+        ds["session_clearance"] = ("session", [s.clearance for s in shown],
+                                   {"units": "L/h", "long_name": "extra clearance on central "
+                                    "(CL_D)"})
+        ds["dialysis_removed"] = (("session", *batch), removed.T if batched else removed[0],
+                                  {"units": self.unit, "long_name": "drug removed into the "
+                                   "dialysate by the session"})
 
     def audits(self) -> list[Any]:
         """The books at every record (not only on the grid), and the steady states."""

@@ -1,7 +1,8 @@
 """The PK models' plots: concentration–time curves and the drug account, in hours, mg and mg/L.
 
 One patient: the concentrations (left) with the NCA of the central compartment, and the drug
-account (right): in the body, what the ledger expects, given, eliminated, unabsorbed.
+account (right): in the body, what the ledger expects, given, eliminated, dialysate,
+unabsorbed.
 
 A population: percentile bands of the central concentration (left) and — per patient, never
 summed over patients, which has no clinical meaning — the bands of the drug in the body and of
@@ -108,6 +109,8 @@ def plot_one(model: Any, dataset: xr.Dataset, figure: Any) -> None:
             else 0.0
         ax2.plot(t, start + dataset["drug_inflow"].values, label="given (from t0)")
     ax2.plot(t, dataset["eliminated"].values, label="eliminated")
+    if "dialysate" in dataset:
+        ax2.plot(t, dataset["dialysate"].values, label="dialysate (dialysis, CRRT)")
     if "unabsorbed" in dataset and float(dataset["unabsorbed"].max()) > 0:
         ax2.plot(t, dataset["unabsorbed"].values, label="unabsorbed")
     ax2.set_xlabel("time [h]")
