@@ -106,6 +106,8 @@ class ReportContent:
     display: Any = None
     #: a report from a file: what the result recorded of its model (for the default plot)
     recorded: Any = None
+    #: where the five answers come from
+    answers_origin: str = "from the model the run built"
     #: a population's covariates as sampled: (name, unit, median, 5–95 %, range)
     covariates: list[tuple[str, str, str, str, str]] = field(default_factory=list)
 
@@ -394,6 +396,9 @@ def gather(ds: xr.Dataset | None, *, report: AuditReport | None = None,
         content.chunks, content.chunk_note = _chunks(ds, species, report)
     content.model = model
     content.display = display
+    if model is None:
+        content.answers_origin = "as the run recorded them in the result; the model is not " \
+                                 "rebuilt from the file"
     if model is None and facts.get("conserved"):
         from medtransport.report.facts import RecordedModel
 
