@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from medtransport.model import Model
 
-__all__ = ["ATTRIBUTE", "NOT_RECORDED", "RecordedModel", "explain_rows", "model_facts",
-           "read_facts"]
+__all__ = ["ATTRIBUTE", "NOT_RECORDED", "RecordedModel", "explain_rows", "for_population",
+           "model_facts", "read_facts"]
 
 ATTRIBUTE = "report_model"
 
@@ -97,6 +97,19 @@ def read_facts(attrs: Mapping[str, Any]) -> dict[str, Any] | None:
     return {"answers": answers, "answers_note": str(data.get("answers_note") or ""),
             "display_units": _strings(data.get("display_units")),
             "ledger_units": _strings(data.get("ledger_units")), "conserved": conserved}
+
+
+def for_population(text: Any, size: int) -> str:
+    """The facts a population store keeps: those of the one-patient probe the store was laid
+    out from, without its five answers (they would describe one patient, not ``size``)."""
+    facts = read_facts({ATTRIBUTE: text}) if text is not None else None
+    facts = facts or {"display_units": {}, "ledger_units": {}, "conserved": []}
+    facts["answers"] = []
+    facts["answers_note"] = (f"the five answers are not shown: this population store of {size} "
+                             "patients records none (its runs are chunks of patients); "
+                             "`medtransport explain SCENARIO` gives them for the population")
+    facts["conserved"] = [list(c) for c in facts.get("conserved") or []]
+    return json.dumps(facts)
 
 
 class _Scenario(dict[str, Any]):

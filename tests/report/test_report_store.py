@@ -45,6 +45,10 @@ def test_a_store_report_has_one_audit_summary_per_chunk(tmp_path: Path) -> None:
     report_from_file(store, html)
     page = parse(html.read_text(encoding="utf-8"))
     assert page.by_id("status").attrs["data-status"] == "passed"
+    # the store was laid out from a one-patient probe: its answers are not the population's
+    answers = page.by_id("answers")
+    assert "five-answers" not in html.read_text(encoding="utf-8")
+    assert "store of 90 patients" in answers.all_text
     rows = page.by_id("chunks").find_all("tbody")[0].find_all("tr")
     assert [r.attrs["data-chunk"] for r in rows] == ["chunk 0", "chunk 1", "chunk 2"]
     for row, record in zip(rows, (result.records[i] for i in range(3)), strict=True):
