@@ -422,6 +422,10 @@ def run_population(scenario: str | Path | Mapping[str, Any] | Scenario, n: int |
             from medtransport.runner import run
 
             template = _stored_part(run(probe_model), variables)
+            from medtransport.report.facts import ATTRIBUTE, for_population
+
+            # the probe is one patient: its five answers are not the population's
+            template.attrs[ATTRIBUTE] = for_population(template.attrs.get(ATTRIBUTE), size)
             pstore = PopulationStore.create(path, template, size=size, chunk_size=chunk,
                                             manifest=manifest, dtype=dtype, overwrite=overwrite)
         done = pstore.completed()

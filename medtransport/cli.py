@@ -471,8 +471,8 @@ def audit_cmd(scenario: str, as_json: bool) -> None:
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="HTML file to write (self-contained: styles and images embedded).")
 @click.option("--scenario-dir", type=click.Path(file_okay=False, exists=True), default=None,
-              help="Directory the recorded scenario's relative paths resolve against "
-                   "(default: the one the run recorded, when it exists here).")
+              help="Accepted for compatibility and not used: the report is made from "
+                   "the file alone, without reading the inputs its scenario names.")
 def report_cmd(result: str, output: str, scenario_dir: str | None) -> None:
     """Write the audit report of RESULT (a NetCDF file from `medtransport run`, or a chunked
     population's store) as one self-contained HTML page."""

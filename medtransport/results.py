@@ -94,7 +94,7 @@ def stamp(ds: xr.Dataset, model: Model, report: AuditReport, plugin: tuple[str, 
         "medtransport_version": package_version(),
         "solver_method": model.method,
         "scenario": model.scenario.to_json(),
-        # where its relative paths resolve, so that a report can rebuild the model elsewhere
+        # where its relative paths resolved (provenance; a report never rebuilds the model)
         "scenario_dir": str(model.scenario.source_dir),
         "audit_report": report.to_json(),
         "audit_status": "passed" if report.passed else "failed",
@@ -102,6 +102,10 @@ def stamp(ds: xr.Dataset, model: Model, report: AuditReport, plugin: tuple[str, 
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "Conventions": "CF-1.10 (units are pint-parseable)",
     })
+    from medtransport.report.facts import ATTRIBUTE, model_facts
+
+    # what a report made later from this file shows of the model, so that it needs no rebuild
+    ds.attrs[ATTRIBUTE] = model_facts(model)
 
 
 #: What marks a temporary file or directory of ours: ``.<name>.<pid>.<random>`` + this.

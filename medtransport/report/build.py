@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING, Any
 import xarray as xr
 
 from medtransport.report.content import ReportContent, format_number, format_seconds, gather
-from medtransport.report.figures import Plot, family_plot, ledger_plot, population_bands
+from medtransport.report.figures import (
+    Plot,
+    family_plot,
+    ledger_plot,
+    population_bands,
+    recorded_plot,
+)
 
 if TYPE_CHECKING:
     from medtransport.audit.report import AuditReport
@@ -48,9 +54,11 @@ def _plots(content: ReportContent, ds: xr.Dataset | None,
     # switched, nothing is shown, and the caller's own figures are left alone.
     from medtransport.display import DisplayUnits
 
-    display = DisplayUnits(content.model) if content.model is not None else None
+    display = content.display if content.display is not None else \
+        DisplayUnits(content.model) if content.model is not None else None
     ledgers = [ledger_plot(ds, sp, report, display) for sp in content.species]
-    family = [family_plot(content.model, ds)]
+    family = [family_plot(content.model, ds) if content.model is not None or
+              content.recorded is None else recorded_plot(content.recorded, ds)]
     bands = population_bands(ds, content.species) if content.n_patients else None
     return ledgers, family, bands
 
@@ -94,9 +102,10 @@ def report_from_file(result: str | os.PathLike[str], path: str | os.PathLike[str
                      scenario_dir: str | os.PathLike[str] | None = None,
                      scenario_text: str | None = None) -> Path:
     """``medtransport report RESULT -o report.html``: RESULT is a NetCDF file from
-    ``medtransport run``, or the Zarr store of a chunked population run. ``scenario_dir``:
-    where the recorded scenario's relative paths resolve, when the directory the run recorded
-    is not there (another machine, a moved project)."""
+    ``medtransport run``, or the Zarr store of a chunked population run. The page is made
+    from what the file holds: the model is not rebuilt, no input its scenario names is read
+    and no scenario is run (:mod:`.facts`). ``scenario_dir`` is accepted for compatibility
+    and not used."""
     from medtransport.errors import MedtransportError
     from medtransport.report.store_report import is_population_store, load_store
     from medtransport.results import read_netcdf

@@ -7,9 +7,9 @@ JSON, model id and version, package version, seed) and the ledger variables
     <species>_inflow, _outflow, _sink, _source cumulative, summed over routes
 
 so that the same code serves a passing result read back from NetCDF and the raw dataset an
-:class:`~medtransport.errors.AuditFailure` carries. The five answers are recomputed by building
-the model from the recorded scenario (as ``medtransport explain`` does, without running it);
-where that is impossible (the plugin is not installed here) the page says so.
+:class:`~medtransport.errors.AuditFailure` carries. The five answers come from the model when
+the run writes the report, otherwise from what the result recorded of it (:mod:`.facts`):
+reading a result never rebuilds its model, reads its inputs or runs a scenario it names.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -101,8 +100,15 @@ class ReportContent:
     chunks: list[ChunkRow] = field(default_factory=list)
     chunk_note: str = ""
     has_data: bool = True
-    #: the model built from the scenario (for the family plot), if it could be built
+    #: the model, when the report is made by the run itself (for the family plot); a report
+    #: made from a file has none: the model is never rebuilt from what a file names
     model: Any = None
+    #: the display units (:class:`medtransport.display.DisplayUnits`)
+    display: Any = None
+    #: a report from a file: what the result recorded of its model (for the default plot)
+    recorded: Any = None
+    #: where the five answers come from
+    answers_origin: str = "from the model the run built"
     #: a population's covariates as sampled: (name, unit, median, 5–95 %, range)
     covariates: list[tuple[str, str, str, str, str]] = field(default_factory=list)
 
@@ -158,14 +164,25 @@ def format_where(where: dict[str, Any], ds: xr.Dataset | None) -> str:
     return ", ".join(parts)
 
 
+def _display(model: Model | None, scenario: dict[str, Any], facts: dict[str, Any]) -> Any:
+    """The display units: the model's, or those the result recorded and its scenario wrote."""
+    from medtransport.display import DisplayUnits, written_units
+
+    if model is not None:
+        return DisplayUnits(model)
+    try:
+        written = written_units(scenario)
+    except Exception:  # a scenario that cannot be read only costs the preference
+        written = {}
+    return DisplayUnits(declared=facts.get("display_units") or {}, written=written)
+
+
 def _audit_rows(report: AuditReport, ds: xr.Dataset | None,
-                model: Any = None) -> list[AuditRow]:
+                display: Any = None) -> list[AuditRow]:
     from medtransport.audit.wording import check_in_words
-    from medtransport.display import DisplayUnits
 
     # the check in the units the scenario was written in; the exact values stay canonical,
     # their unit spelled as the CLI's table spells it (mol/m³, not mol/m**3)
-    display = DisplayUnits(model) if model is not None else None
     rows = []
     for r in report.results:
         where = format_where(r.where, ds)
@@ -184,35 +201,20 @@ def _scenario_yaml(scenario: dict[str, Any]) -> str:
     return yaml.safe_dump(scenario, sort_keys=False, allow_unicode=True, width=96)
 
 
-def _answers(model: Model | None, scenario: dict[str, Any], base_dir: str | None = None
-             ) -> tuple[list[tuple[str, str]], str, Model | None]:
-    """The rows of ``medtransport explain`` for the recorded scenario; its relative paths
-    resolve against ``base_dir``."""
-    note = ""
-    if model is None:
-        try:
-            from medtransport.runner import prepare
-            from medtransport.scenario import load_scenario
-            from medtransport.trust import reading_result
+def _answers(model: Model | None, scenario: dict[str, Any], attrs: dict[str, Any]
+             ) -> tuple[list[tuple[str, str]], str, dict[str, Any]]:
+    """The rows of ``medtransport explain``: from the model when the report is made by the
+    run itself, otherwise as the result recorded them (:mod:`.facts`) — never by rebuilding
+    the model from the recorded scenario. Also the recorded display and ledger units."""
+    from medtransport.report.facts import NOT_RECORDED, explain_rows, read_facts
 
-            # What the file holds, never what it names: no input file is read and no
-            # nested scenario run while the model is rebuilt.
-            with reading_result():
-                model = prepare(load_scenario(scenario, base_dir=base_dir))
-        except Exception as exc:  # the plugin may be missing where the report is made
-            note = (f"the five answers could not be recomputed here: the model "
-                    f"{scenario.get('model')!r} could not be built ({type(exc).__name__}: "
-                    f"{exc})")
-            return [], note, None
-    try:
-        from medtransport.explain import explain
-
-        table = explain(model)
-        questions = [str(c) for c in table.columns[0].cells]
-        answers = [str(c) for c in table.columns[1].cells]
-        return list(zip(questions, answers, strict=True)), note, model
-    except Exception as exc:
-        return [], f"the five answers could not be computed: {type(exc).__name__}: {exc}", model
+    if model is not None:
+        answers, note = explain_rows(model)
+        return answers, note, {}
+    facts = read_facts(attrs)
+    if facts is None:
+        return [], (NOT_RECORDED if scenario else "no scenario recorded"), {}
+    return facts["answers"], facts["answers_note"], facts
 
 
 def _doses(scenario: dict[str, Any], ledger_units: dict[str, str]) -> list[tuple[str, str]]:
@@ -340,11 +342,8 @@ def gather(ds: xr.Dataset | None, *, report: AuditReport | None = None,
         scenario = json.loads(model.scenario.to_json())
     else:
         scenario = {}
-    recorded = attrs.get("scenario_dir")
-    if scenario_dir is None and recorded and Path(str(recorded)).is_dir():
-        scenario_dir = str(recorded)
-    answers, note, model = _answers(model, scenario, scenario_dir) if scenario else \
-        ([], "no scenario recorded", model)
+    # ``scenario_dir`` is no longer used: nothing the recorded scenario names is read
+    answers, note, facts = _answers(model, scenario, attrs)
     species = ledger_species(ds)
     ledger_units = {sp: str(ds[f"{sp}_stored"].attrs.get("units", "")) for sp in species} \
         if ds is not None else {}
@@ -354,6 +353,9 @@ def gather(ds: xr.Dataset | None, *, report: AuditReport | None = None,
             ledger_units = dict(model.ledger_units())
         except Exception:
             ledger_units = {}
+    if not ledger_units:
+        ledger_units = dict(facts.get("ledger_units") or {})
+    display = _display(model, scenario, facts)
     from medtransport import __version__
 
     failed = not report.passed or attrs.get("audit_status") == "failed"
@@ -382,7 +384,7 @@ def gather(ds: xr.Dataset | None, *, report: AuditReport | None = None,
         answers=answers,
         answers_note=note,
         doses=_doses(scenario, ledger_units),
-        audits=_audit_rows(report, ds, model),
+        audits=_audit_rows(report, ds, display),
         summary=report.summary(),
         species=species,
         n_patients=_patient_dim(ds, species) if ds is not None else None,
@@ -396,6 +398,14 @@ def gather(ds: xr.Dataset | None, *, report: AuditReport | None = None,
     elif ds is not None:
         content.chunks, content.chunk_note = _chunks(ds, species, report)
     content.model = model
+    content.display = display
+    if model is None:
+        content.answers_origin = "as the run recorded them in the result; the model is not " \
+                                 "rebuilt from the file"
+    if model is None and facts.get("conserved"):
+        from medtransport.report.facts import RecordedModel
+
+        content.recorded = RecordedModel(facts, scenario, attrs)
     if ds is not None and content.n_patients:
         content.covariates = covariate_distributions(ds, scenario)
     return content

@@ -27,7 +27,7 @@ from medtransport.report.content import LEDGER_TERMS, format_number, is_ledger_v
 if TYPE_CHECKING:
     from medtransport.audit.report import AuditReport
 
-__all__ = ["Plot", "family_plot", "ledger_plot", "population_bands"]
+__all__ = ["Plot", "family_plot", "ledger_plot", "population_bands", "recorded_plot"]
 
 PERCENTILES = (5, 50, 95)
 
@@ -214,8 +214,10 @@ def family_plot(model: Any, ds: xr.Dataset) -> Plot:
     """The model family's own plot (:meth:`Model.plot`); a note if it cannot be drawn."""
     title = "Model family plot"
     if model is None:
-        return Plot("family", title, note="the model could not be built here, so its own "
-                                          "plot cannot be drawn")
+        return Plot("family", title, note="the model's own plot is drawn only in the report "
+                                          "a run writes (`medtransport run SCENARIO --report "
+                                          "R.html`): a report made from a result file never "
+                                          "rebuilds the model, whose inputs it would read")
     try:
         fig = _figure(11.0, 4.5)
         model.plot(ds, fig)
@@ -290,3 +292,29 @@ def population_bands(ds: xr.Dataset, species: list[str]) -> Plot | None:
                 "Shaded: 5th to 95th percentile over patients; line: median.", _png(fig),
                 table=rows, table_header=("when", "time", *(f"P{p} [{unit}]"
                                                            for p in PERCENTILES)))
+
+
+def recorded_plot(recorded: Any, ds: xr.Dataset) -> Plot:
+    """A report made from a file: the default plot (ledger and final density of the first
+    conserved species) from what the result recorded, since the model is not rebuilt."""
+    from medtransport.plotting import default_plot
+
+    title = "Model plot"
+    why = ("the model family's own plot is drawn only in the report a run writes "
+           "(`medtransport run SCENARIO --report R.html`): a report made from a result file "
+           "never rebuilds the model, whose inputs it would read")
+    if recorded.conserved[0].variable not in ds:
+        return Plot("family", title, note=why)  # the default plot has nothing to draw here
+    try:
+        fig = _figure(11.0, 4.5)
+        default_plot(recorded, ds, fig)
+        data = _png(fig)
+    except Exception as exc:
+        return Plot("family", title, note=f"{why}; the default plot could not be drawn from "
+                                          f"the file: {type(exc).__name__}: {exc}")
+    species = recorded.conserved[0]
+    alt = (f"The default plot of {recorded.id} from the result file: the ledger of "
+           f"{species.name} over time and its {species.dimension} ('{species.variable}') at "
+           "the last output time.")
+    return Plot("family", f"{title}: {recorded.title or recorded.id}", alt,
+                f"The default plot, drawn from the file; {why}.", data)

@@ -185,7 +185,53 @@ def test_report_of_a_forged_result_runs_and_reads_nothing_named_in_it(
     assert ran == [], "report ran a scenario named inside the result"
     assert result.exit_code == 0, result.output
     page = (tmp_path / "r.html").read_text()
-    assert "could not be recomputed" in page
+    assert "could not be recomputed" not in page and "what is counted" in page
+
+
+@pytest.mark.parametrize("named", ["netcdf", "scenario"])
+def test_report_of_a_forged_result_builds_no_model_and_opens_no_input(
+        named: str, nested: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The recorded scenario names an input file (present, inside the recorded directory) or
+    a nested scenario: the report neither builds the model, nor resolves an input path, nor
+    runs anything — its five answers are those the run recorded."""
+    import h5py
+    import numpy as np
+    import xarray as xr
+
+    from medtransport.model import Model
+    from medtransport.results import write_netcdf
+
+    out = tmp_path / "slab.nc"
+    assert _cli("run", tmp_path / "slab.yaml", "-o", out).exit_code == 0
+    write_netcdf(xr.Dataset({"temperature": (("y", "x"), np.full((4, 5), 310.0),
+                                             {"units": "K"})}), tmp_path / "map.nc")
+    spec = {"kind": "netcdf", "path": "map.nc", "variable": "temperature"} \
+        if named == "netcdf" else {"kind": "scenario", "scenario": "slab.yaml",
+                                   "variable": "concentration"}
+    with h5py.File(out, "a") as f:
+        f.attrs["scenario"] = json.dumps(_noise(spec))
+        f.attrs["scenario_dir"] = str(tmp_path)
+        f.attrs["model_id"] = "noise.forward"
+    calls: list[str] = []
+
+    def refuse(what: str) -> Any:
+        def call(*a: Any, **k: Any) -> Any:
+            calls.append(what)
+            raise AssertionError(f"report called {what}")
+        return call
+
+    import medtransport.trust
+
+    monkeypatch.setattr(medtransport.runner, "prepare", refuse("prepare"))
+    monkeypatch.setattr(medtransport.runner, "run", refuse("run"))
+    monkeypatch.setattr(medtransport.trust, "input_path", refuse("input_path"))
+    monkeypatch.setattr(Model, "__init__", refuse("Model.__init__"))
+    result = _cli("report", out, "-o", tmp_path / "r.html")
+    assert calls == [], f"reading a result built or read: {calls}"
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "r.html").read_text()
+    # the slab run's recorded answers: 1 µmol/cm² to start with
+    assert "what is counted" in page and "1.0 µmol/cm²" in page
 
 
 def test_nesting_depth_is_limited() -> None:

@@ -94,11 +94,11 @@ def test_a_population_run_reports_from_its_store(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "--store" in result.output
 
 
-def test_a_scenario_with_a_relative_input_is_rebuilt_from_anywhere(
+def test_a_scenario_with_a_relative_input_is_reported_from_anywhere(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The run records where the scenario's relative paths resolve, so `report` rebuilds the
-    model (its five answers) from another directory; when that directory is gone (another
-    machine), the page says so, and --scenario-dir points to the inputs."""
+    """The run records the five answers in the result, so `report` shows them from another
+    directory — and the same once the scenario's directory and its input are gone (another
+    machine): the report never reads the inputs the recorded scenario names."""
     import numpy as np
     import xarray as xr
 
@@ -123,16 +123,13 @@ def test_a_scenario_with_a_relative_input_is_rebuilt_from_anywhere(
     result = invoke("report", "noised.nc", "-o", "page.html")
     assert result.exit_code == 0, result.output
     answers = parse((elsewhere / "page.html").read_text(encoding="utf-8")).by_id("answers")
-    assert "could not be built" not in answers.all_text
+    rows = {r.find_all("th")[0].all_text for r in answers.find_all("tr")[1:]}
+    assert {"what is counted", "where", "how much it starts with"} <= rows
 
-    moved = tmp_path / "moved"
-    project.rename(moved)  # the recorded directory is gone, as on another machine
+    (project / "map.nc").unlink()
+    project.rename(tmp_path / "moved")  # the recorded directory is gone, as on another machine
     assert invoke("report", "noised.nc", "-o", "gone.html").exit_code == 0
     gone = parse((elsewhere / "gone.html").read_text(encoding="utf-8")).by_id("answers")
-    assert "could not be built" in gone.all_text and "parameters.input" in gone.all_text
-    result = invoke("report", "noised.nc", "-o", "found.html", "--scenario-dir", moved)
-    assert result.exit_code == 0, result.output
-    found = parse((elsewhere / "found.html").read_text(encoding="utf-8")).by_id("answers")
-    assert "could not be built" not in found.all_text
+    assert gone.all_text == answers.all_text
     result = invoke("report", "noised.nc", "-o", "x.html", "--scenario-dir", tmp_path / "nope")
     assert result.exit_code != 0 and "--scenario-dir" in result.output

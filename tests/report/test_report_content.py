@@ -228,10 +228,24 @@ def test_a_result_whose_model_is_not_installed_is_still_reported(
     scenario = json.loads(ds.attrs["scenario"])
     scenario["model"] = "elsewhere.unknown_model"
     alien.attrs["scenario"] = json.dumps(scenario)
+    alien.attrs["model_id"] = "elsewhere.unknown_model"
     page = parse(render_report(alien))
-    assert "could not be built" in page.by_id("answers").all_text
+    # the five answers the run recorded: nothing needs the model here
+    assert "how much it starts with" in page.by_id("answers").all_text
     check_audits_match(page, AuditReport.from_json(ds.attrs["audit_report"]))
     assert page.find_all("img", class_="ledger")
+
+
+def test_a_result_written_before_the_answers_were_recorded_says_so(
+        dye: tuple[xr.Dataset, Element, str]) -> None:
+    ds, _, _ = dye
+    old = ds.copy()
+    del old.attrs["report_model"]
+    page = parse(render_report(old))
+    answers = page.by_id("answers")
+    assert not page.find_all("table", id="five-answers") and "written before" in answers.all_text
+    assert "never rebuilds the model" in answers.all_text
+    assert page.find_all("img", class_="ledger")  # the rest of the report is still there
 
 
 def test_not_a_result_is_refused_clearly() -> None:

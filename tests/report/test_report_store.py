@@ -45,6 +45,10 @@ def test_a_store_report_has_one_audit_summary_per_chunk(tmp_path: Path) -> None:
     report_from_file(store, html)
     page = parse(html.read_text(encoding="utf-8"))
     assert page.by_id("status").attrs["data-status"] == "passed"
+    # the store was laid out from a one-patient probe: its answers are not the population's
+    answers = page.by_id("answers")
+    assert "five-answers" not in html.read_text(encoding="utf-8")
+    assert "store of 90 patients" in answers.all_text
     rows = page.by_id("chunks").find_all("tbody")[0].find_all("tr")
     assert [r.attrs["data-chunk"] for r in rows] == ["chunk 0", "chunk 1", "chunk 2"]
     for row, record in zip(rows, (result.records[i] for i in range(3)), strict=True):
@@ -138,7 +142,7 @@ def test_a_store_without_chunk_books_is_reported_without_a_ledger_plot(tmp_path:
     assert not page.find_all("img", class_="ledger") and page.find_all("img", class_="bands")
 
 
-def test_a_virtual_trial_store_report_draws_its_plot_and_the_drawn_covariates(
+def test_a_virtual_trial_store_report_shows_the_drawn_covariates(
         tmp_path: Path) -> None:
     trial = POPULATION.with_name("vancomycin_population_virtual_trial.yaml")
     store, html = tmp_path / "trial.zarr", tmp_path / "trial.html"
@@ -148,6 +152,8 @@ def test_a_virtual_trial_store_report_draws_its_plot_and_the_drawn_covariates(
     text = html.read_text(encoding="utf-8")
     assert "could not be drawn" not in text  # the family plot used to need 'amount'
     page = parse(text)
+    # made from the store alone: the model (and so its own plot) is not rebuilt, and says so
+    assert "never rebuilds the model" in page.by_id("family").all_text
     rows = {r.find_all("th")[0].text: [td.text for td in r.find_all("td")]
             for r in page.by_id("covariates").find_all("tbody")[0].find_all("tr")}
     assert {"weight", "age", "sex", "serum creatinine"} <= set(rows)
