@@ -934,6 +934,7 @@ class PKModel(Model):
             from medtransport_pk.observed import attach_observed_nca
 
             attach_observed_nca(ds, self.records, "patient")
+            self._attach_subject_interval_nca(ds, res)
         elif not batched:
             self._attach_nca(ds)
         if progress is not None:
@@ -1220,6 +1221,68 @@ class PKModel(Model):
             ds["nca_clearance_ss"] = ((), float(cl.m_as("L/h")), {
                 "units": "L/h", "long_name": "NCA CL/F = Dose/AUCτ at steady state (the last "
                 "interval at steady state)"})
+
+    def _attach_subject_interval_nca(self, ds: xr.Dataset, res: engine.EngineResult) -> None:
+        """NCA per dosing interval of every subject's predicted central concentration
+        (:mod:`medtransport_pk.subject_intervals`), over (``patient``, ``dose_interval``)."""
+        from medtransport_pk import subject_intervals as si
+
+        table = self._run_records
+        block, _ = engine.subject_blocks(table.id)
+        iv = si.dosing_intervals(table, block)
+        assert res.grid is not None
+        inside = np.isfinite(iv.end) & (iv.end <= res.grid[-1] + 1e-9)
+        if not inside.any():
+            return
+        kin = self._engine_kinetics()
+        grid = res.grid
+        # one more pass: the troughs just before each interval's end, and each start on the
+        # grid (a grid value at a dose time is after the dose)
+        grid = np.union1d(grid, iv.start[inside])
+        ends = iv.end[inside]
+        run = engine.simulate(table, kin, compartments=self.body,
+                              central=self.body.index("central"), default_dose=0, grid=grid,
+                              before=(iv.subject[inside], ends), validated=True)
+        assert run.grid_concentration is not None and run.before_amounts is not None
+        seg = engine._segments_at(iv.subject[inside], ends, kin, strict=kin.nocb)
+        c_end = np.full(iv.start.size, np.nan)
+        c_end[inside] = run.before_amounts[:, self.body.index("central")] / kin.volume[seg]
+        rows, out = si.profile_interval_nca(iv, run.grid, run.grid_concentration, c_end)
+        if rows.size == 0:
+            return
+        ratio, at_ss, clearance = si.regimen_metrics(iv, rows, out.auc)
+        unit = f"{self.unit}/L"
+        tau = (iv.end - iv.start)[rows]
+        cl = Q_(clearance, f"{self.unit}/({unit}*h)").m_as("L/h")
+        columns = (
+            ("patient", iv.subject[rows], "1", "subject (index along patient)"),
+            ("number", iv.rank[rows], "1", "the subject's k-th interval (0: from its first "
+             "dose)"),
+            ("start", iv.start[rows], "h", "time of the dose opening the interval"),
+            ("tau", tau, "h", "length of the interval"),
+            ("dose", iv.dose[rows], self.unit, "dose opening the interval"),
+            ("auc_tau", out.auc, f"{unit}*h", "AUC over the interval"),
+            ("cmax", out.cmax, unit, "largest concentration in the interval"),
+            ("tmax", out.tmax, "h", "time of Cmax after the dose"),
+            ("cmin", out.cmin, unit, "lowest concentration in the interval"),
+            ("ctrough", c_end[rows], unit, "concentration just before the next dose"),
+            ("cavg", out.auc / tau, unit, "AUCτ/τ"),
+            ("accumulation_ratio", ratio, "dimensionless",
+             "AUCτ relative to the subject's first interval's"),
+            ("at_steady_state", at_ss.astype(np.int8), "1",
+             "1 where the interval is at steady state"),
+            ("clearance", cl, "L/h", "Dose/AUCτ: CL/F where at_steady_state is 1"))
+        # one row per (subject, interval): subjects have different numbers of intervals, and
+        # a result holds no NaN padding (finiteness audit)
+        finite = np.all([np.isfinite(np.asarray(v, float)) for _, v, _, _ in columns], axis=0)
+        if not finite.any():
+            return
+        dim = "dose_interval"
+        ds.coords[dim] = (dim, np.arange(int(finite.sum())), {
+            "units": "1", "long_name": "dosing interval of a subject (row)"})
+        for name, values, units, label in columns:
+            ds[f"nca_interval_{name}"] = (dim, np.asarray(values)[finite], {
+                "units": units, "long_name": f"NCA {label} (central)"})
 
     # -- presentation ----------------------------------------------------------------------
     def plot(self, dataset: xr.Dataset, figure: Any) -> None:
