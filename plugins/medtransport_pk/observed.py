@@ -231,9 +231,7 @@ def attach_observed_nca(ds: xr.Dataset, table: RecordTable | None, dim: str) -> 
         ds[str(name)] = (dim, values, dict(var.attrs))
     per_interval = observed_interval_nca(table)
     if per_interval.sizes["observed_interval"]:
-        ds.coords["observed_interval"] = per_interval["observed_interval"]
-        for name, var in per_interval.data_vars.items():
-            ds[str(name)] = var
+        ds.update(per_interval)  # one merge into the (large) result
 
 
 def _fmt(value: float, digits: int = 4) -> str:
