@@ -813,12 +813,14 @@ class PKModel(Model):
         """The records the solver is given (a seam for tests of broken models)."""
         return self._run_records
 
-    def _engine(self, table: RecordTable, grid_h: np.ndarray | None) -> engine.EngineResult:
+    def _engine(self, table: RecordTable, grid_h: np.ndarray | None,
+                before: tuple[np.ndarray, np.ndarray] | None = None) -> engine.EngineResult:
         try:
             # the declared records were validated when the model was built
             return engine.simulate(table, self._engine_kinetics(), compartments=self.body,
                                    central=self.body.index("central"), default_dose=0,
-                                   grid=grid_h, validated=table is self._run_records)
+                                   grid=grid_h, validated=table is self._run_records,
+                                   before=before)
         except engine.RecordError as exc:
             raise ScenarioError(self._record_problems(exc)) from None
 
@@ -852,7 +854,8 @@ class PKModel(Model):
             return self._simulate_nonlinear(progress)
         times_h = self._output_times_h()
         solver = self._solver_records()
-        res = self._engine(solver, times_h)
+        intervals, before = self._dose_intervals(times_h) if self.from_data else (None, None)
+        res = self._engine(solver, times_h, before)
         books = res if solver is self._run_records else self._engine(self._run_records,
                                                                      times_h)
         self._declared_books = books  # the books of the declared records, from t0
@@ -938,6 +941,8 @@ class PKModel(Model):
             from medtransport_pk.observed import attach_observed_nca
 
             attach_observed_nca(ds, self.records, "patient")
+            if intervals is not None:
+                self._attach_subject_interval_nca(ds, res, *intervals)
         elif not batched:
             self._attach_nca(ds)
         if progress is not None:
@@ -1252,6 +1257,86 @@ class PKModel(Model):
             ds["nca_clearance_ss"] = ((), float(cl.m_as("L/h")), {
                 "units": "L/h", "long_name": "NCA CL/F = Dose/AUCτ at steady state (the last "
                 "interval at steady state)"})
+
+    def _dose_intervals(self, times_h: np.ndarray) -> tuple[Any, Any]:
+        """Every subject's dosing intervals (:mod:`medtransport_pk.subject_intervals`), which
+        of them close within the output times, and the engine's query for the troughs just
+        before their ends (asked in the run's own pass: no second pass for them)."""
+        from medtransport_pk import subject_intervals as si
+
+        table = self._run_records
+        block, _ = engine.subject_blocks(table.id)
+        iv = si.dosing_intervals(table, block)
+        inside = np.isfinite(iv.end) & (iv.end <= times_h[-1] + 1e-9) & \
+            (iv.start >= times_h[0] - 1e-9)
+        if not inside.any():
+            return None, None
+        return (iv, inside), (iv.subject[inside], iv.end[inside])
+
+    def _attach_subject_interval_nca(self, ds: xr.Dataset, res: engine.EngineResult,
+                                     iv: Any, inside: np.ndarray) -> None:
+        """NCA per dosing interval of every subject's predicted central concentration
+        (:mod:`medtransport_pk.subject_intervals`), one row per (subject, interval)."""
+        from medtransport_pk import subject_intervals as si
+
+        table = self._run_records
+        kin = self._engine_kinetics()
+        assert res.grid is not None and res.grid_concentration is not None
+        assert res.before_amounts is not None
+        grid, conc = res.grid, res.grid_concentration
+        ends = iv.end[inside]
+        missing = np.setdiff1d(iv.start[inside], res.grid)
+        if missing.size:
+            # a small pass for the starts off the output grid (a grid value at a dose time
+            # is after the dose), merged into the run's grid
+            run = engine.simulate(table, kin, compartments=self.body,
+                                  central=self.body.index("central"), default_dose=0,
+                                  grid=missing, validated=True)
+            assert run.grid is not None and run.grid_concentration is not None
+            grid = np.union1d(res.grid, run.grid)
+            conc = np.empty((res.grid_concentration.shape[0], grid.size))
+            conc[:, np.searchsorted(grid, res.grid)] = res.grid_concentration
+            conc[:, np.searchsorted(grid, run.grid)] = run.grid_concentration
+        seg = engine._segments_at(iv.subject[inside], ends, kin, strict=kin.nocb)
+        c_end = np.full(iv.start.size, np.nan)
+        c_end[inside] = res.before_amounts[:, self.body.index("central")] / kin.volume[seg]
+        rows, out = si.profile_interval_nca(iv, grid, conc, c_end)
+        if rows.size == 0:
+            return
+        ratio, at_ss, clearance = si.regimen_metrics(iv, rows, out.auc)
+        unit = f"{self.unit}/L"
+        tau = (iv.end - iv.start)[rows]
+        cl = Q_(clearance, f"{self.unit}/({unit}*h)").m_as("L/h")
+        columns = (
+            ("patient", iv.subject[rows], "1", "subject (index along patient)"),
+            ("number", iv.rank[rows], "1", "the subject's k-th interval (0: from its first "
+             "dose)"),
+            ("start", iv.start[rows], "h", "time of the dose opening the interval"),
+            ("tau", tau, "h", "length of the interval"),
+            ("dose", iv.dose[rows], self.unit, "dose opening the interval"),
+            ("auc_tau", out.auc, f"{unit}*h", "AUC over the interval"),
+            ("cmax", out.cmax, unit, "largest concentration in the interval"),
+            ("tmax", out.tmax, "h", "time of Cmax after the dose"),
+            ("cmin", out.cmin, unit, "lowest concentration in the interval"),
+            ("ctrough", c_end[rows], unit, "concentration just before the next dose"),
+            ("cavg", out.auc / tau, unit, "AUCτ/τ"),
+            ("accumulation_ratio", ratio, "dimensionless",
+             "AUCτ relative to the subject's first interval's"),
+            ("at_steady_state", at_ss.astype(np.int8), "1",
+             "1 where the interval is at steady state"),
+            ("clearance", cl, "L/h", "Dose/AUCτ: CL/F where at_steady_state is 1"))
+        # one row per (subject, interval): subjects have different numbers of intervals, and
+        # a result holds no NaN padding (finiteness audit)
+        finite = np.all([np.isfinite(np.asarray(v, float)) for _, v, _, _ in columns], axis=0)
+        if not finite.any():
+            return
+        dim = "dose_interval"
+        # one merge into the (large) result: a merge per variable costs ms each
+        ds.update(xr.Dataset({f"nca_interval_{name}": (dim, np.asarray(values)[finite], {
+            "units": units, "long_name": f"NCA {label} (central)"})
+            for name, values, units, label in columns}, coords={dim: (dim, np.arange(
+                int(finite.sum())), {"units": "1", "long_name": "dosing interval of a "
+                                     "subject (row)"})}))
 
     # -- presentation ----------------------------------------------------------------------
     def plot(self, dataset: xr.Dataset, figure: Any) -> None:

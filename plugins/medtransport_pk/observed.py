@@ -12,6 +12,14 @@ first sample is later). Observations before the first dose are left out.
   through sparse troughs and peaks would mislead, and the per-interval AUCτ is the multiple-dose
   NCA's (:mod:`medtransport_pk.nca`).
 
+Per dosing interval (:mod:`medtransport_pk.subject_intervals`: from each dose time of the
+subject to its next, the last to dose + II) with at least two observations, one row of
+``observed_interval_*`` (the subject, the interval's number, its start): the number of
+observations in it, Cmax, Tmax (since the interval's dose), Cmin and the AUC from the first
+to the last observation in the interval (linear-up/log-down). That is AUCτ when the samples
+span the interval (a sample at the dose and one at the next); with sparser samples it is a
+partial AUC, and no point is extrapolated to the interval's ends.
+
 The route decides the start of the AUC and the λz window: an infusion (RATE ≠ 0), an
 extravascular dose (into the depot), or an IV bolus.
 """
@@ -28,7 +36,8 @@ from medtransport.units import Q_
 from medtransport_pk.nca import nca
 from medtransport_pk.records import RecordTable
 
-__all__ = ["OBSERVED_METRICS", "attach_observed_nca", "observed_nca", "subject_summary"]
+__all__ = ["OBSERVED_METRICS", "attach_observed_nca", "observed_interval_nca", "observed_nca",
+           "subject_summary"]
 
 #: metric → (long name, how its unit follows from the time unit t, DV unit c and amount unit a)
 OBSERVED_METRICS = {
@@ -161,6 +170,51 @@ def observed_nca(table: RecordTable) -> xr.Dataset:
     return ds
 
 
+def observed_interval_nca(table: RecordTable, min_points: int = 2) -> xr.Dataset:
+    """NCA per dosing interval of every subject's observed DV (see the module docstring):
+    one row (``observed_interval``) per interval with at least ``min_points`` observations,
+    with the subject's position in :func:`observed_nca`'s ``subject`` and the interval's
+    number within the subject."""
+    from medtransport_pk.subject_intervals import dosing_intervals, grouped_nca
+
+    ids = table.subjects()
+    uniq, inverse = np.unique(table.id, return_inverse=True)
+    position = np.empty(uniq.size, dtype=np.int64)
+    position[np.searchsorted(uniq, ids)] = np.arange(ids.size)
+    subj = position[inverse]
+    iv = dosing_intervals(table, subj)
+    units = _units(table)
+    seen = np.flatnonzero((table.evid == 0) & (table.mdv == 0) & np.isfinite(table.dv))
+    seen = seen[np.lexsort((table.time[seen], subj[seen]))]
+    so, t = subj[seen], table.time[seen]
+    k = np.searchsorted(iv.key(iv.subject, iv.start), iv.key(so, t), side="right") - 1
+    kk = np.maximum(k, 0)
+    inside = (k >= 0) & (iv.subject[kk] == so) & (t < iv.end[kk]) if iv.start.size else \
+        np.zeros(so.size, bool)
+    # repeated samples at one time: keep the first (NCA needs increasing times)
+    inside &= np.r_[True, (so[1:] != so[:-1]) | (np.diff(t) > 0)][:so.size]
+    k, rows = k[inside], seen[inside]
+    out = grouped_nca(k, table.time[rows] - iv.start[k], np.clip(table.dv[rows], 0.0, None),
+                      iv.start.size, min_points=min_points)
+    keep = np.flatnonzero(out.n >= min_points)
+    dim = "observed_interval"
+    ds = xr.Dataset(coords={dim: (dim, np.arange(keep.size), {
+        "units": "1", "long_name": "dosing interval of a subject with observations (row)"})})
+    for name, values, unit, label in (
+            ("subject", iv.subject, "1", "subject (its position among the subjects)"),
+            ("number", iv.rank, "1", "the subject's k-th interval (0: from its first dose)"),
+            ("start", iv.start, "h", "time of the dose opening the interval"),
+            ("n", out.n, "1", "observations in the interval"),
+            ("auc", out.auc, units["c*t"], "AUC of the observed DV from the first to the last "
+             "observation in the interval (AUCτ when they span it)"),
+            ("cmax", out.cmax, units["c"], "largest observed DV in the interval"),
+            ("tmax", out.tmax, "h", "time of the largest observed DV after the dose"),
+            ("cmin", out.cmin, units["c"], "lowest observed DV in the interval")):
+        ds[f"observed_interval_{name}"] = (dim, np.asarray(values)[keep],
+                                           {"units": unit, "long_name": f"NCA: {label}"})
+    return ds
+
+
 def attach_observed_nca(ds: xr.Dataset, table: RecordTable | None, dim: str) -> None:
     """Add the observed-data NCA to a run's result, over ``dim`` (its subjects, in the table's
     order): every metric that applies to all subjects (a result holds no NaN), and the counts
@@ -175,6 +229,9 @@ def attach_observed_nca(ds: xr.Dataset, table: RecordTable | None, dim: str) -> 
         if values.dtype.kind in "OU":
             continue
         ds[str(name)] = (dim, values, dict(var.attrs))
+    per_interval = observed_interval_nca(table)
+    if per_interval.sizes["observed_interval"]:
+        ds.update(per_interval)  # one merge into the (large) result
 
 
 def _fmt(value: float, digits: int = 4) -> str:
