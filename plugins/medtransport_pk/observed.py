@@ -111,8 +111,9 @@ def observed_nca(table: RecordTable) -> xr.Dataset:
     t_all = table.time[obs] - t0[so]
     c_all = np.clip(table.dv[obs], 0.0, None)
     # repeated samples at one time: NCA needs increasing times; keep the first
-    new_subject = np.r_[True, so[1:] != so[:-1]]
-    keep = new_subject | np.r_[True, np.diff(t_all) > 0]
+    # (built by position, so that a data set without any observation gives empty masks)
+    keep = np.ones(so.size, dtype=bool)
+    keep[1:] = (so[1:] != so[:-1]) | (np.diff(t_all) > 0)
     obs, so, t_all, c_all = obs[keep], so[keep], t_all[keep], c_all[keep]
     single = has_dose & (n_dose_records == 1) & (table.addl[first] == 0) & \
         (table.ss[first] == 0)

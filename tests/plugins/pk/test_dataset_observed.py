@@ -183,3 +183,23 @@ def test_the_plot_draws_every_observation(copies: int) -> None:
         assert len(visible) == 2
         scatter = visible[1].lines[0]
         assert len(scatter.get_ydata()) == copies * int(observed.sum())
+
+
+def test_a_data_set_without_observations_runs_and_counts_none(tmp_path: Path) -> None:
+    """Doses only (a regimen to simulate, no levels yet): the observed-data NCA has nothing to
+    analyse, which must not stop the run (it raised an IndexError on empty masks)."""
+    import medtransport as mt
+    from medtransport.runner import prepare
+
+    source = ROOT / "examples" / "data"
+    lines = (source / "vancomycin.csv").read_text().splitlines()
+    header = lines[1].split()
+    evid = header.index("EVID")
+    kept = lines[:2] + [ln for ln in lines[2:] if ln.split()[evid] != "0"]
+    (tmp_path / "vancomycin.csv").write_text("\n".join(kept) + "\n")
+    (tmp_path / "vancomycin.yaml").write_text((source / "vancomycin.yaml").read_text())
+    table = read_dataset(load_scenario(tmp_path / "vancomycin.yaml"))
+    assert table is not None and not np.any(table.evid == 0)
+    assert np.all(observed_nca(table)["observed_n"].values == 0)
+    ds = mt.run(prepare(str(tmp_path / "vancomycin.yaml")))
+    assert ds.sizes["record"] == len(table)
