@@ -6,6 +6,16 @@ no physics. Submodules are imported when used, so ``import medtransport`` stays 
 
 from __future__ import annotations
 
-from medtransport.estimation.residual import ResidualError, ResidualErrorSpec
+from typing import Any
 
 __all__ = ["ResidualError", "ResidualErrorSpec"]
+
+
+def __getattr__(name: str) -> Any:
+    # lazily: the CLI registers the estimation commands at start-up, and pint (which the
+    # residual error model needs) is not needed for `--help` or `models`
+    if name in __all__:
+        from medtransport.estimation import residual
+
+        return getattr(residual, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
