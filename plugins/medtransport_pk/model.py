@@ -287,6 +287,18 @@ class PKModel(Model):
     def _build_nonlinear(self, compartments: Any) -> Any:
         """Saturable elimination: the ODE solver with the older event reading."""
         sc = self.scenario
+        # The ODE path reads doses the older way: say what it does not take, naming the event,
+        # rather than let a reset read as a dose without an amount.
+        for i, event in enumerate(sc.events):
+            if event.type not in ("bolus", "infusion", "oral"):
+                raise ScenarioError([(f"events.{i}.type", f"{event.type!r} is not available "
+                                      "with michaelis_menten elimination, which takes bolus, "
+                                      "infusion and oral doses (NONMEM's resets, compartments "
+                                      "and modelled rates need linear kinetics here)")])
+            for key in ("compartment", "reset"):
+                if event.get(key) is not None:
+                    raise ScenarioError([(f"events.{i}.{key}", "not available with "
+                                          "michaelis_menten elimination")])
         self.unit = amount_unit(sc)
         self.regimens = read_regimens(sc, self.unit, self.params.molar_mass)
         self.has_oral = any(r.route == "oral" for r in self.regimens)

@@ -355,3 +355,22 @@ def test_a_subject_alone_equals_the_subject_among_the_others() -> None:
                                       both["concentration"].values[rows])
         np.testing.assert_array_equal(alone["record_amount"].values,
                                       both["record_amount"].values[rows])
+
+
+@pytest.mark.parametrize(("event", "field"), [
+    ({"type": "reset", "at": "6 h"}, "events.1.type"),
+    ({"type": "bolus", "amount": "100 mg", "at": "6 h", "compartment": "central"},
+     "events.1.compartment"),
+])
+def test_saturable_elimination_names_the_event_it_cannot_take(event: dict[str, Any],
+                                                              field: str) -> None:
+    """The Michaelis–Menten (ODE) path takes bolus, infusion and oral doses only: a reset or a
+    compartment is refused naming that event, not read as a dose without an amount."""
+    sc = {"name": "saturable", "model": "pk.one_compartment",
+          "parameters": {"central_volume": "30 L", "clearance": "0 L/h",
+                         "michaelis_menten": {"vmax": "50 mg/h", "km": "5 mg/L"}},
+          "events": [{"type": "bolus", "amount": "500 mg"}, event],
+          "time": {"stop": "12 h", "step": "1 h"}}
+    with pytest.raises(ScenarioError) as info:
+        prepare(sc)
+    assert field in str(info.value) and "michaelis_menten" in str(info.value)
