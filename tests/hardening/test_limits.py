@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import resource
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +18,10 @@ import yaml
 
 from medtransport.limits import MAX_EVENT_OCCURRENCES, memory_limit
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from plugin_fixtures import SLAB
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "scenarios"
-SLAB: dict[str, Any] = {
-    "name": "slab",
-    "model": "diffusion.fick",
-    "domain": {"shape": "box", "size": ["1 mm"], "cells": [10]},
-    "parameters": {"diffusivity": "1e-9 m^2/s",
-                   "initial": {"kind": "uniform", "amount": "1 umol/cm^2"}},
-    "time": {"stop": "10 s", "step": "1 s"},
-}
 
 
 def _example(name: str) -> dict[str, Any]:

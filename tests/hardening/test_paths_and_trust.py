@@ -4,7 +4,7 @@ and that reading a result or explaining a scenario never runs a scenario named i
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,17 +15,10 @@ from click.testing import CliRunner
 import medtransport.runner
 from medtransport.cli import main
 from medtransport.errors import ScenarioError
-from medtransport.plugins import reset_registry
 from medtransport.trust import MAX_NESTING, nested_run
 
-SLAB: dict[str, Any] = {
-    "name": "slab",
-    "model": "diffusion.fick",
-    "domain": {"shape": "box", "size": ["1 mm"], "cells": [10]},
-    "parameters": {"diffusivity": "1e-9 m^2/s",
-                   "initial": {"kind": "uniform", "amount": "1 umol/cm^2"}},
-    "time": {"stop": "10 s", "step": "1 s"},
-}
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from plugin_fixtures import SLAB, fresh_registry  # noqa: F401  (autouse fixture)
 
 
 def _noise(input_spec: dict[str, Any]) -> dict[str, Any]:
@@ -35,11 +28,6 @@ def _noise(input_spec: dict[str, Any]) -> dict[str, Any]:
             "time": {"stop": "1 s", "step": "1 ms"}, "seed": 1}
 
 
-@pytest.fixture(autouse=True)
-def fresh_registry() -> Iterator[None]:
-    reset_registry()
-    yield
-    reset_registry()
 
 
 def _write(path: Path, data: dict[str, Any]) -> Path:

@@ -21,31 +21,12 @@ from medtransport.audit import AuditResult
 from medtransport.cli import main
 from medtransport.errors import AuditFailure, ModelError, PluginError
 from medtransport.hookspecs import ModelSpec, hookimpl
-from medtransport.plugins import get_registry, register_plugin, reset_registry
+from medtransport.plugins import get_registry, register_plugin
 from medtransport.runner import run
 
-SLAB = {
-    "name": "slab",
-    "model": "diffusion.fick",
-    "domain": {"shape": "box", "size": ["1 mm"], "cells": [10]},
-    "parameters": {"diffusivity": "1e-9 m^2/s",
-                   "initial": {"kind": "uniform", "amount": "1 umol/cm^2"}},
-    "time": {"stop": "10 s", "step": "1 s"},
-}
-
-
-@pytest.fixture(autouse=True)
-def fresh_registry() -> Iterator[None]:
-    reset_registry()
-    yield
-    reset_registry()
-
-
-def _plugin(name: str, **functions: object) -> types.ModuleType:
-    mod = types.ModuleType(name)
-    for key, fn in functions.items():
-        setattr(mod, key, fn)
-    return mod
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from plugin_fixtures import SLAB, fresh_registry  # noqa: F401  (autouse fixture)
+from plugin_fixtures import plugin_module as _plugin
 
 
 def _rogue_model(monkeypatch: pytest.MonkeyPatch, simulate: Any = None,
