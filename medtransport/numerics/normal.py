@@ -194,43 +194,47 @@ def _pair(key: np.uint64, p: np.uint64, wide: bool) -> tuple[float, float]:
 
 
 @_inline
-def _fill_range_py(buf, key, g0, wide):  # type: ignore[no-untyped-def]
-    """buf[k] = element g0 + k of the stream (``wide`` a compile-time constant)."""
-    n = buf.shape[0]
-    if n == 0:
+def _fill_range_py(buf, lo, hi, key, g0, wide):  # type: ignore[no-untyped-def]
+    """buf[lo + k] = element g0 + k of the stream for lo + k < hi (``wide`` a compile-time
+    constant; the whole array is passed, not a slice, so it stays C-contiguous to numba)."""
+    n = hi - lo
+    if n <= 0:
         return
     k = 0
     if g0 % 2 == 1:  # starts on the second half of a pair
-        buf[0] = _pair(key, np.uint64((g0 - 1) // 2), wide)[1]
+        buf[lo] = _pair(key, np.uint64((g0 - 1) // 2), wide)[1]
         k = 1
     p0 = np.uint64((g0 + k) // 2)
     npairs = (n - k) // 2
-    for i in range(npairs):
+    base = np.uint64(lo + k)  # unsigned indices: numba adds no negative-index wraparound,
+    for i in range(npairs):  # which would stop LLVM from vectorising the stores
         z1, z2 = _pair(key, p0 + np.uint64(i), wide)
-        buf[k + 2 * i] = z1
-        buf[k + 2 * i + 1] = z2
+        j = base + np.uint64(2 * i)
+        buf[j] = z1
+        buf[j + _U1] = z2
     k += 2 * npairs
     if k < n:
-        buf[k] = _pair(key, p0 + np.uint64(npairs), wide)[0]
+        buf[lo + k] = _pair(key, p0 + np.uint64(npairs), wide)[0]
 
 
 @_jit
-def _fill_narrow(buf, key: np.uint64, g0: int) -> None:  # type: ignore[no-untyped-def]
-    _fill_range_py(buf, key, g0, False)
+def _fill_narrow(buf, lo: int, hi: int, key: np.uint64, g0: int) -> None:  # type: ignore[no-untyped-def]
+    _fill_range_py(buf, lo, hi, key, g0, False)
 
 
 @_jit
-def _fill_wide(buf, key: np.uint64, g0: int) -> None:  # type: ignore[no-untyped-def]
-    _fill_range_py(buf, key, g0, True)
+def _fill_wide(buf, lo: int, hi: int, key: np.uint64, g0: int) -> None:  # type: ignore[no-untyped-def]
+    _fill_range_py(buf, lo, hi, key, g0, True)
 
 
 @_jit
-def _fill_range(buf, key: np.uint64, g0: int, wide: bool) -> None:  # type: ignore[no-untyped-def]
-    """buf[k] = element g0 + k of the stream."""
+def _fill_range(buf, lo: int, hi: int, key: np.uint64, g0: int,  # type: ignore[no-untyped-def]
+                wide: bool) -> None:
+    """buf[lo:hi] = elements g0 … of the stream."""
     if wide:
-        _fill_wide(buf, key, g0)
+        _fill_wide(buf, lo, hi, key, g0)
     else:
-        _fill_narrow(buf, key, g0)
+        _fill_narrow(buf, lo, hi, key, g0)
 
 
 def _fill_blocks_py(out, key, offset, wide):  # type: ignore[no-untyped-def]
@@ -239,7 +243,7 @@ def _fill_blocks_py(out, key, offset, wide):  # type: ignore[no-untyped-def]
     for b in numba.prange(nblocks):
         lo = b * BLOCK
         hi = min(n, lo + BLOCK)
-        _fill_range(out[lo:hi], key, offset + lo, wide)
+        _fill_range(out, lo, hi, key, offset + lo, wide)
 
 
 def _noise_blocks_py(x0, out, eps, a, b, cols, key, offset, wide, keep):  # type: ignore[no-untyped-def]
@@ -250,15 +254,15 @@ def _noise_blocks_py(x0, out, eps, a, b, cols, key, offset, wide, keep):  # type
         lo = blk * BLOCK
         hi = min(n, lo + BLOCK)
         z = np.empty(hi - lo, dtype=out.dtype)
-        _fill_range(z, key, offset + lo, wide)
+        _fill_range(z, 0, hi - lo, key, offset + lo, wide)
         j = lo
         while j < hi:
             row = j // cols
             end = min(hi, (row + 1) * cols)
             ar = a[row]
             br = b[row]
-            for i in range(j, end):
-                out[i] = ar * x0[i] + br * z[i - lo]
+            for i in range(np.uint64(j), np.uint64(end)):  # unsigned: see _fill_range_py
+                out[i] = ar * x0[i] + br * z[i - np.uint64(lo)]
             j = end
         if keep:
             eps[lo:hi] = z
