@@ -227,53 +227,73 @@ def _fill_wide(buf, lo: int, hi: int, key: np.uint64, g0: int) -> None:  # type:
     _fill_range_py(buf, lo, hi, key, g0, True)
 
 
-@_jit
-def _fill_range(buf, lo: int, hi: int, key: np.uint64, g0: int,  # type: ignore[no-untyped-def]
-                wide: bool) -> None:
-    """buf[lo:hi] = elements g0 … of the stream."""
-    if wide:
-        _fill_wide(buf, lo, hi, key, g0)
-    else:
-        _fill_narrow(buf, lo, hi, key, g0)
-
-
-def _fill_blocks_py(out, key, offset, wide):  # type: ignore[no-untyped-def]
+def _fill_blocks_narrow_py(out, key, offset):  # type: ignore[no-untyped-def]
     n = out.shape[0]
-    nblocks = (n + BLOCK - 1) // BLOCK
-    for b in numba.prange(nblocks):
-        lo = b * BLOCK
-        hi = min(n, lo + BLOCK)
-        _fill_range(out, lo, hi, key, offset + lo, wide)
+    for blk in numba.prange((n + BLOCK - 1) // BLOCK):
+        lo = blk * BLOCK
+        _fill_narrow(out, lo, min(n, lo + BLOCK), key, offset + lo)
 
 
-def _noise_blocks_py(x0, out, eps, a, b, cols, key, offset, wide, keep):  # type: ignore[no-untyped-def]
-    """out[j] = a[row]·x0[j] + b[row]·ε_j in the array's dtype, row = j // cols."""
+def _fill_blocks_wide_py(out, key, offset):  # type: ignore[no-untyped-def]
     n = out.shape[0]
-    nblocks = (n + BLOCK - 1) // BLOCK
-    for blk in numba.prange(nblocks):
+    for blk in numba.prange((n + BLOCK - 1) // BLOCK):
+        lo = blk * BLOCK
+        _fill_wide(out, lo, min(n, lo + BLOCK), key, offset + lo)
+
+
+@_inline
+def _affine_block(x0, out, z, a, b, cols, lo, hi):  # type: ignore[no-untyped-def]
+    """out[j] = a[row]·x0[j] + b[row]·z[j − lo] in the array's dtype, row = j // cols."""
+    j = lo
+    while j < hi:
+        row = j // cols
+        end = min(hi, (row + 1) * cols)
+        ar = a[row]
+        br = b[row]
+        for i in range(np.uint64(j), np.uint64(end)):  # unsigned: see _fill_range_py
+            out[i] = ar * x0[i] + br * z[i - np.uint64(lo)]
+        j = end
+
+
+def _noise_blocks_narrow_py(x0, out, eps, a, b, cols, key, offset, keep):  # type: ignore[no-untyped-def]
+    n = out.shape[0]
+    for blk in numba.prange((n + BLOCK - 1) // BLOCK):
         lo = blk * BLOCK
         hi = min(n, lo + BLOCK)
         z = np.empty(hi - lo, dtype=out.dtype)
-        _fill_range(z, 0, hi - lo, key, offset + lo, wide)
-        j = lo
-        while j < hi:
-            row = j // cols
-            end = min(hi, (row + 1) * cols)
-            ar = a[row]
-            br = b[row]
-            for i in range(np.uint64(j), np.uint64(end)):  # unsigned: see _fill_range_py
-                out[i] = ar * x0[i] + br * z[i - np.uint64(lo)]
-            j = end
+        _fill_narrow(z, 0, hi - lo, key, offset + lo)
+        _affine_block(x0, out, z, a, b, cols, lo, hi)
         if keep:
             eps[lo:hi] = z
 
 
-_fill_serial = numba.njit(nogil=True, cache=True, error_model="numpy")(_fill_blocks_py)
-_fill_parallel = numba.njit(parallel=True, nogil=True, cache=True,
-                            error_model="numpy")(_fill_blocks_py)
-_noise_serial = numba.njit(nogil=True, cache=True, error_model="numpy")(_noise_blocks_py)
-_noise_parallel = numba.njit(parallel=True, nogil=True, cache=True,
-                             error_model="numpy")(_noise_blocks_py)
+def _noise_blocks_wide_py(x0, out, eps, a, b, cols, key, offset, keep):  # type: ignore[no-untyped-def]
+    n = out.shape[0]
+    for blk in numba.prange((n + BLOCK - 1) // BLOCK):
+        lo = blk * BLOCK
+        hi = min(n, lo + BLOCK)
+        z = np.empty(hi - lo, dtype=out.dtype)
+        _fill_wide(z, 0, hi - lo, key, offset + lo)
+        _affine_block(x0, out, z, a, b, cols, lo, hi)
+        if keep:
+            eps[lo:hi] = z
+
+
+def _compile(py):  # type: ignore[no-untyped-def]
+    """(serial, parallel) dispatchers of one kernel: the same arithmetic, so the same bits;
+    each compiles on first use only (a float32 user never compiles the float64 path)."""
+    return (numba.njit(nogil=True, cache=True, error_model="numpy")(py),
+            numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy")(py))
+
+
+# [wide][parallel]: float32 → narrow (one word per pair), float64 → wide (two words)
+_FILL = (_compile(_fill_blocks_narrow_py), _compile(_fill_blocks_wide_py))
+_NOISE = (_compile(_noise_blocks_narrow_py), _compile(_noise_blocks_wide_py))
+
+
+def _fill_serial(out, key, offset, wide):  # type: ignore[no-untyped-def]
+    """The one-thread fill (tests compare it with the parallel one)."""
+    _FILL[int(wide)][0](out, key, offset)
 
 
 def stream_key(seed: int | np.random.SeedSequence) -> np.uint64:
@@ -304,8 +324,8 @@ def fill_standard_normal(out: np.ndarray, seed: int | np.random.SeedSequence, *,
     offset = _check_offset(offset)
     flat = out.reshape(-1)
     if flat.size:
-        kernel = _fill_parallel if flat.size >= PARALLEL_MIN else _fill_serial
-        kernel(flat, stream_key(seed), offset, out.dtype == np.float64)
+        kernel = _FILL[int(out.dtype == np.float64)][int(flat.size >= PARALLEL_MIN)]
+        kernel(flat, stream_key(seed), offset)
     return out
 
 
@@ -338,7 +358,7 @@ def add_noise(x0: np.ndarray, signal: np.ndarray | float, noise: np.ndarray | fl
     out = np.empty_like(x0)
     eps = np.empty_like(x0) if return_noise else np.empty(0, dtype=x0.dtype)
     if out.size:
-        kernel = _noise_parallel if out.size >= PARALLEL_MIN else _noise_serial
+        kernel = _NOISE[int(x0.dtype == np.float64)][int(out.size >= PARALLEL_MIN)]
         kernel(x0.reshape(-1), out.reshape(-1), eps.reshape(-1), a, b, cols, stream_key(seed),
-               offset, x0.dtype == np.float64, return_noise)
+               offset, return_noise)
     return (out, eps) if return_noise else out
