@@ -186,7 +186,7 @@ def _numpy_chunk(model: str, p: dict[str, np.ndarray], t: np.ndarray, cp: np.nda
         m11, _m12, m21, _m22, l1, l2 = kin.exchange_eigen(p["fp"], p["ps"], p["vp"], p["ve"])
         w1 = (m11 + m21 - l2) / (l1 - l2)
         rates, weights = [-l1, -l2], [p["fp"] * w1, p["fp"] * (1 - w1)]
-    out[0] = 0.0
+    out[:] = 0.0
     for rate, weight in zip(rates, weights, strict=True):
         e, a, b = _recursion_coefficients(rate, delta)
         a, b = a * weight, b * weight  # C = weight·f, so the recursion runs on weight·f
