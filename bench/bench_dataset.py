@@ -2,7 +2,7 @@
 """Benchmark the PK event engine on a NONMEM-style data set: batched and audited, against a
 loop of one run per subject and against a plain numpy superposition.
 
-    .venv/bin/python bench/bench_dataset.py            # 10 000 subjects × 20 records
+    .venv/bin/python bench/bench_dataset.py --out bench/results   # 10 000 subjects × 20 records
     .venv/bin/python bench/bench_dataset.py --quick    # 500 subjects (smoke run)
 
 The data set (seeded): a two-compartment model with first-order absorption (CMT 1 depot,
@@ -29,7 +29,8 @@ Rows:
    dose). No books, no audits. It is also the accuracy reference for row 1.
 
 Each row runs in a fresh child process; its peak RSS (``ru_maxrss``) is the row's memory.
-Writes a markdown table to stdout and to bench/results/dataset-latest{,-quick}.md (atomically).
+Writes a markdown table to stdout and dataset-latest{,-quick}.{md,json} into ``--out`` (default
+bench/results/local/; atomically), with the machine header of bench/machine.py.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import machine
 import numpy as np
 
 BENCH = Path(__file__).resolve().parent
@@ -288,12 +290,14 @@ def main() -> None:
     ap.add_argument("--child", choices=("ours", "loop", "numpy"))
     ap.add_argument("--n", type=int, default=10_000)
     ap.add_argument("--loop-n", type=int, default=40)
+    machine.add_out_argument(ap)
     args = ap.parse_args()
     n = 500 if args.quick else args.n
     loop_n = 10 if args.quick else args.loop_n
     if args.child:
         child(args.child, n, loop_n)
         return
+    info = machine.announce(quick=args.quick)
     rows = {}
     for row in ("ours", "numpy", "loop"):
         print(f"running {row} …", file=sys.stderr, flush=True)
@@ -309,7 +313,7 @@ def main() -> None:
         "",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"load average {load[0]:.1f}/{load[1]:.1f} at the end (shared machine).",
-        "",
+        "", machine.header(info), "",
         "| row | wall time | per subject | vs ours | peak RSS |",
         "|---|---|---|---|---|",
     ]
@@ -327,7 +331,10 @@ def main() -> None:
               f"ours / numpy: {ours / rows['numpy']['seconds']:.2f} (goal ≤ 3)."]
     text = "\n".join(lines) + "\n"
     print(text)
-    write_atomic(RESULTS / f"dataset-latest{'-quick' if args.quick else ''}.md", text)
+    out = machine.output_dir(args.out)
+    write_atomic(out / f"dataset-latest{'-quick' if args.quick else ''}.md", text)
+    write_atomic(out / f"dataset-latest{'-quick' if args.quick else ''}.json",
+                 json.dumps({"machine": info, "rows": rows}, indent=1, default=str) + "\n")
 
 
 if __name__ == "__main__":

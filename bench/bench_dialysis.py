@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Benchmark the dialysis plugin on a virtual cohort: 100,000 patients × 4 weeks, audited.
 
-    .venv/bin/python bench/bench_dialysis.py            # 100,000 patients, loop on 200
+    .venv/bin/python bench/bench_dialysis.py --out bench/results   # 100,000 patients, loop 200
     .venv/bin/python bench/bench_dialysis.py --quick    # 10,000 patients, loop on 20
 
 The cohort: thrice-weekly haemodialysis (Mon/Wed/Fri, 4 h, 2.5 L ultrafiltered) for 4 weeks,
@@ -22,7 +22,8 @@ Rows, the same patients and outputs:
    patients, timed and extrapolated to the cohort. Its concentrations are the accuracy
    reference for row 1.
 
-Writes a markdown table to stdout and bench/results/dialysis-latest[-quick].md, raw numbers to
+Writes a markdown table to stdout and dialysis-latest[-quick].md into ``--out`` (default
+bench/results/local/; header from bench/machine.py), raw numbers to
 the .json next to it (each written to a temporary file and renamed).
 """
 
@@ -38,6 +39,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import machine
 import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -140,7 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="10,000 patients, loop on 20")
     ap.add_argument("--patients", type=int, default=None)
     ap.add_argument("--loop", type=int, default=None, help="patients in the solve_ivp loop")
+    machine.add_out_argument(ap)
     args = ap.parse_args(argv)
+    info = machine.announce(quick=args.quick)
     n = args.patients or (10_000 if args.quick else 100_000)
     n_loop = args.loop or (20 if args.quick else 200)
     seconds, cpu, ds = batched(n)
@@ -163,10 +167,12 @@ def main(argv: list[str] | None = None) -> int:
         "worst_urea_residual_mmol": float(np.abs(ds["urea_residual"]).max()),
         "median_sp_ktv": float(ds["sp_ktv"].median()),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared)",
+        "machine_header": info,
         "python": sys.version.split()[0], "command": " ".join(["bench/bench_dialysis.py",
                                                                *(argv or sys.argv[1:])]),
     }
     table = "\n".join([
+        machine.header(info), "",
         "| row | patients | wall s | CPU s | CPU per patient |",
         "|---|---|---|---|---|",
         f"| medtransport batched, audited | {n} | {seconds:.2f} (simulate {sim:.2f}, audits "
@@ -182,10 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     from medtransport.results import write_atomically
 
-    RESULTS.mkdir(exist_ok=True)
+    out = machine.output_dir(args.out)
     stem = "dialysis-latest-quick" if args.quick else "dialysis-latest"
     for suffix, text in ((".md", table + "\n"), (".json", json.dumps(res, indent=2) + "\n")):
-        with write_atomically(RESULTS / f"{stem}{suffix}") as tmp:
+        with write_atomically(out / f"{stem}{suffix}") as tmp:
             tmp.write_text(text, encoding="utf-8")
     return 0
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Benchmark medtransport's diffusion solvers against peers, side by side, in one run.
 
-    bench/.venv/bin/python bench/bench_diffusion.py            # full run (about 20-30 min)
+    bench/.venv/bin/python bench/bench_diffusion.py --out bench/results  # full run (20-30 min)
     bench/.venv/bin/python bench/bench_diffusion.py --quick    # smoke run (about 1-2 min)
 
 The problem: ∂u/∂t = D∇²u on the unit square/cube, D = 1, no flux through any wall, cell-centred
@@ -24,8 +24,9 @@ finite volumes of equal spacing h (every solver here uses the same 5-/7-point st
    the simulate time of the same FTCS run.
 5. ``medtransport models`` start-up time (median of 5) and ``import medtransport``.
 
-Writes a markdown table to stdout and to bench/results/latest.md, and the raw numbers to
-bench/results/latest.json (each written to a temporary file, then renamed).
+Writes a markdown table to stdout and to latest.md in ``--out`` (default bench/results/local/;
+the committed bench/results/ only when named), and the raw numbers to latest.json (each written
+to a temporary file, then renamed); the header comes from bench/machine.py.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+import machine
 import numpy as np
 
 BENCH = Path(__file__).resolve().parent
@@ -716,6 +718,8 @@ def render(res: dict[str, Any]) -> str:
     mode = "quick (smoke)" if res["quick"] else "full"
     lines.append(f"# medtransport diffusion benchmark — {mode} run")
     lines.append("")
+    if "machine" in res:
+        lines += [machine.header(res["machine"]), ""]
     lines.append(f"{res['date']}, {env['cpu']}, {env['cores']} cores, Python {env['python']}, "
              f"numpy {env['numpy']}, NUMBA_NUM_THREADS={env['env']['NUMBA_NUM_THREADS']}, "
              f"OPENBLAS_CORETYPE={env['env']['OPENBLAS_CORETYPE']}, "
@@ -953,8 +957,7 @@ def write_atomic(path: Path, text: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small smoke run (a minute or two)")
-    ap.add_argument("--out", type=Path, default=RESULTS,
-                    help="directory for latest.md / latest.json (default: bench/results)")
+    machine.add_out_argument(ap)
     ap.add_argument("--implicit-timeout", type=float, default=None,
                     help="seconds allowed per implicit solver and case (default 300; quick 60)")
     ap.add_argument("--fipy-python", default=None,
@@ -966,11 +969,12 @@ def main(argv: list[str] | None = None) -> int:
         worker(json.loads(args.worker))
         return 0
 
+    info = machine.announce(quick=args.quick)
     t_start = now()
     quick = args.quick
     timeout = args.implicit_timeout or (60.0 if quick else 300.0)
     res: dict[str, Any] = {"quick": quick, "date": time.strftime("%Y-%m-%d %H:%M %Z"),
-                           "implicit_timeout": timeout}
+                           "implicit_timeout": timeout, "machine": info}
     log("environment …")
     res["environment"] = environment()
     load = LoadMonitor()
@@ -1016,9 +1020,10 @@ def main(argv: list[str] | None = None) -> int:
     text = render(res)
     print(text)
     stem = "latest-quick" if quick else "latest"  # a smoke run never replaces a full one
-    write_atomic(args.out / f"{stem}.md", text + "\n")
-    write_atomic(args.out / f"{stem}.json", json.dumps(res, indent=1, default=str) + "\n")
-    log(f"written {args.out / stem}.md and {stem}.json")
+    out = machine.output_dir(args.out)
+    write_atomic(out / f"{stem}.md", text + "\n")
+    write_atomic(out / f"{stem}.json", json.dumps(res, indent=1, default=str) + "\n")
+    log(f"written {out / stem}.md and {stem}.json")
     return 0
 
 

@@ -7,13 +7,16 @@ value in standard errors. Ours is also run on 1 and on all threads to show the r
 bit-identical whatever the thread count.
 
 dmipy-sim (JAX, CPU) needs its own environment: it runs in ``bench/.venv-dwi`` as a subprocess
-(``python -m venv bench/.venv-dwi && bench/.venv-dwi/bin/pip install dmipy``); its time is taken
+(``python3 -m venv bench/.venv-dwi && bench/.venv-dwi/bin/pip install -r
+bench/requirements-dwi.txt``); the versions of dmipy-sim, jax and jaxlib it ran with are recorded
+with the results; its time is taken
 inside that process around ``simulate`` only (JAX import excluded; the first call includes XLA
 compilation, so it is run twice and both are reported, the second as "warm").
 
 Run (from the repository root)::
 
     python bench/bench_dwi.py [--walkers 100000] [--steps 1000] [--repeats 2] [--quick]
+        [--out bench/results]   # the committed results are replaced only with --out
 
 The machine is shared with other jobs: runs are interleaved (ours, numpy, dmipy-sim, ours, …)
 and the best time of each is reported.
@@ -32,8 +35,10 @@ import textwrap
 import time
 from pathlib import Path
 
+import machine
 import numba
 import numpy as np
+from bench_diffusion import write_atomic
 
 from medtransport.numerics.reflecting_walk import PoreWalk, walk_in_pore
 from medtransport_dwi.matrix_formalism import restricted
@@ -119,7 +124,11 @@ DMIPY_SCRIPT = textwrap.dedent("""
         out.append({{"seconds": time.perf_counter() - t0, "signal": float(s[0]),
                     "se": math.sqrt(var / walkers)}})
     import dmipy_sim
+    from importlib.metadata import version
+    import jax
     print(json.dumps({{"runs": out, "version": getattr(dmipy_sim, "__version__", "?"),
+                      "versions": {{p: version(p) for p in ("dmipy-sim", "jax", "jaxlib")}},
+                      "jax_backend": jax.default_backend(),
                       "b": float(ds.calc_b(wf)[0])}}))
 """).format(delta=DELTA, sep=SEP, b=B, radius=RADIUS, d=D)
 
@@ -140,7 +149,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="10⁴ walkers, one repeat")
     ap.add_argument("--dmipy-python", default=str(ROOT / ".venv-dwi" / "bin" / "python"))
+    machine.add_out_argument(ap)
     args = ap.parse_args()
+    info = machine.announce(quick=args.quick)
     if args.quick:
         args.walkers, args.repeats = 10_000, 1
     n, steps = args.walkers, args.steps
@@ -153,6 +164,7 @@ def main() -> None:
     threads = numba.get_num_threads()
     results: dict[str, list[dict[str, object]]] = {"ours": [], "numpy": [], "dmipy-sim": [],
                                                    "dmipy-sim (warm)": []}
+    dmipy_versions: dict[str, object] = {}
     for r in range(args.repeats):
         results["ours"].append(ours(n, steps, 1234))
         results["numpy"].append(numpy_walk(n, steps, 1234 + r))
@@ -162,6 +174,7 @@ def main() -> None:
                 results["dmipy-sim"].append({"error": d["error"]})
             else:
                 results["dmipy-sim"].append(d["runs"][0])  # type: ignore[index]
+                dmipy_versions = {"versions": d.get("versions"), "backend": d.get("jax_backend")}
                 results["dmipy-sim (warm)"].append(d["runs"][1])  # type: ignore[index]
     # the same seed on one thread: bit-identical?
     numba.set_num_threads(1)
@@ -198,7 +211,7 @@ def main() -> None:
         "SHARED with other jobs; best of interleaved repeats "
         f"({args.repeats} each)",
         f"exact (matrix formalism): E = {exact:.6f}",
-        "",
+        "", machine.header(info), "",
         f"{'engine':<20} {'seconds':>9} {'Mwalker-steps/s':>16} {'signal':>9} {'SE':>9} "
         f"{'z vs exact':>10} {'time / ours':>11}",
     ]
@@ -211,17 +224,21 @@ def main() -> None:
                      f"{row['se']:9.5f} {row['z_vs_exact']:10.2f} {row['ours_speedup']:11.1f}")
     lines += ["", f"same seed on 1 thread and {threads} threads bit-identical: {identical}"]
     if not have_dmipy:
-        lines.append(f"dmipy-sim not run: no interpreter at {dmipy_python}")
+        lines.append("dmipy-sim not run: no interpreter at the --dmipy-python path "
+                     "(see bench/README.md for its environment)")
+    elif dmipy_versions:
+        v = dmipy_versions.get("versions") or {}
+        lines.append("dmipy-sim (JAX) versions: " + ", ".join(
+            f"{k} {val}" for k, val in v.items()) + f"; JAX backend {dmipy_versions['backend']}")
     text = "\n".join(lines)
     print(text)
     suffix = "-quick" if args.quick else "-latest"
-    out = ROOT / "results"
-    out.mkdir(exist_ok=True)
-    (out / f"dwi{suffix}.txt").write_text(text + "\n")
-    (out / f"dwi{suffix}.json").write_text(json.dumps(
+    out = machine.output_dir(args.out)
+    write_atomic(out / f"dwi{suffix}.txt", text + "\n")
+    write_atomic(out / f"dwi{suffix}.json", json.dumps(
         {"walkers": n, "steps": steps, "exact": exact, "threads": threads,
          "bit_identical_across_threads": identical, "rows": rows, "raw": results,
-         "machine_shared": True}, indent=2, default=str) + "\n")
+         "dmipy": dmipy_versions, "machine": info}, indent=2, default=str) + "\n")
 
 
 if __name__ == "__main__":

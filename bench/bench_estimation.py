@@ -1,6 +1,6 @@
 """Estimation benchmarks: MAP and FOCE-I, ours against a plain scipy implementation.
 
-    .venv/bin/python bench/bench_estimation.py            # full run (several minutes)
+    .venv/bin/python bench/bench_estimation.py --out bench/results   # full run (minutes)
     .venv/bin/python bench/bench_estimation.py --quick    # smoke run (~1 min)
 
 Cases (two-compartment IV model, CL, V1, Q, V2; η on CL, V1, V2; combined residual error;
@@ -17,7 +17,8 @@ records simulated once from the model with a fixed seed):
    needed (stated as an estimate). Both OFVs are printed: they must agree.
 
 Our predictions go through the PK event engine with the books audited on every pass, exactly
-as ``medtransport fit`` does.
+as ``medtransport fit`` does. Writes estimation[-quick].json into ``--out`` (default
+bench/results/local/), with the machine header of bench/machine.py.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import sys
 import time
 from pathlib import Path
 
+import machine
 import numpy as np
 from scipy import integrate, optimize
 
@@ -149,7 +151,9 @@ def load() -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smaller cases, fewer repeats")
+    machine.add_out_argument(ap)
     args = ap.parse_args()
+    info = machine.announce(quick=args.quick)
     sys.path.insert(0, str(ROOT))
     from medtransport.estimation.audits import audit_map
     from medtransport.estimation.foce import Parametrisation, _evaluate, estimate_foce
@@ -157,7 +161,8 @@ def main() -> None:
 
     repeats = 3 if args.quick else 7
     out: dict[str, object] = {"machine": platform.processor() or platform.machine(),
-                              "cpus": os.cpu_count(), "quick": args.quick}
+                              "cpus": os.cpu_count(), "quick": args.quick,
+                              "machine_header": info}
     four = np.array([1.0, 4.0, 12.0, 24.0])
     ten = np.array([0.25, 0.5, 1.0, 2.0, 4.0, 6.0, 8.0, 12.0, 18.0, 24.0])
 
@@ -213,13 +218,12 @@ def main() -> None:
                 "foce_fit_evaluations": evals, "foce_ofv_ours": ofv_ours,
                 "ofv_subset_ours": ofv_ours_sub, "ofv_subset_scipy": ofv_scipy_sub,
                 "load_end": load()})
-    results = ROOT / "bench" / "results"
-    results.mkdir(exist_ok=True)
+    results = machine.output_dir(args.out)
     target = results / ("estimation-quick.json" if args.quick else "estimation.json")
     tmp = target.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(out, indent=2))
     tmp.replace(target)
-    print(f"wrote {target.relative_to(ROOT)}")
+    print(f"wrote {target}")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,8 @@ linearly in voxels, the DTI volume to 48×48×30; the table says what was measur
 extrapolated. The machine may be shared: the CPU time other processes took during each section
 (from /proc/stat) is recorded beside it.
 
-Run:  .venv/bin/python bench/bench_imaging.py [--quick]   (writes bench/results/imaging-latest*)
+Run:  .venv/bin/python bench/bench_imaging.py [--quick] [--out bench/results]
+(writes imaging-latest* into --out, default bench/results/local/; header from bench/machine.py)
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ os.environ.setdefault("NUMBA_NUM_THREADS", "2")
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import machine
 from bench_diffusion import _busy_cpu_s, _own_cpu_s, write_atomic
 
 from medtransport_contrast import kinetics as kin
@@ -214,6 +216,7 @@ def bench_dti(shape: tuple[int, int, int]) -> dict[str, Any]:
 def table(res: dict[str, Any]) -> str:
     lines = [f"# bench_imaging ({'quick' if res['quick'] else 'full'}) — {res['when']}", "",
              f"CPU: {res['cpu']}; {res['cores']} cores; python {res['python']}", "",
+             machine.header(res["machine"]), "",
              "## DCE, 128×128×32 voxels × 600 times", "",
              "| model | fitter | voxels measured | s measured (wall / CPU) | s for the volume "
              "(wall / CPU) | note |",
@@ -255,22 +258,25 @@ def table(res: dict[str, Any]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    machine.add_out_argument(ap)
     args = ap.parse_args()
+    info = machine.announce(quick=args.quick)
     voxels = 16384 if args.quick else 128 * 128 * 32
     subset = 16 if args.quick else 64
     dti_shape = (48, 48, 30) if args.quick else (96, 96, 60)
     res: dict[str, Any] = {"quick": args.quick, "when": time.strftime("%Y-%m-%d %H:%M UTC",
                                                                       time.gmtime()),
                            "cpu": platform.processor() or platform.machine(),
-                           "cores": os.cpu_count(), "python": platform.python_version()}
+                           "cores": os.cpu_count(), "python": platform.python_version(),
+                           "machine": info}
     res["dce"] = [bench_dce(m, voxels, subset) for m in ("tofts", "extended_tofts")]
     res["dti"] = bench_dti(dti_shape)
     text = table(res)
     print(text)
     stem = "imaging-latest" + ("-quick" if args.quick else "")
-    write_atomic(args.out / f"{stem}.md", text)
-    write_atomic(args.out / f"{stem}.json", json.dumps(res, indent=2, default=str))
+    out = machine.output_dir(args.out)
+    write_atomic(out / f"{stem}.md", text)
+    write_atomic(out / f"{stem}.json", json.dumps(res, indent=2, default=str))
 
 
 if __name__ == "__main__":

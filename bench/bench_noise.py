@@ -3,33 +3,37 @@
 (CPU PyTorch) and plain numpy, side by side in one run; and check our schedules against
 diffusers' ``DDPMScheduler.alphas_cumprod``.
 
-    bench/.venv-noise/bin/python bench/bench_noise.py                      # full run
+    bench/.venv-noise/bin/python bench/bench_noise.py --out bench/results  # full run
     bench/.venv-noise/bin/python bench/bench_noise.py --quick              # fewer repeats
     bench/.venv-noise/bin/python bench/bench_noise.py --write-reference    # also refresh
         tests/data/noise_diffusers_alphas_cumprod.json (diffusers' values, subsampled)
 
-The venv: ``python3 -m venv bench/.venv-noise``, then ``pip install torch==2.13.0 diffusers
-numpy`` and ``pip install -e .`` of the checkout (torch and diffusers are never dependencies of
-medtransport).
+The venv: ``python3 -m venv bench/.venv-noise``, then the CPU wheel of torch (bench/README.md)
+and ``pip install -r bench/requirements-noise.txt -e .`` (torch and diffusers are never
+dependencies of medtransport).
 
 The problem: x₀ a 64 × 1 × 128 × 128 float32 batch, timesteps t drawn uniformly from 0 … 999
 (one per sample), x_t = √ᾱ_t·x₀ + √(1 − ᾱ_t)·ε with fresh ε ~ N(0, I) each call — the whole
 noising, random numbers included. Rows:
 
-1. medtransport: ``medtransport_noise.normal.add_noise`` (Box–Muller from SFC64 streams, fused
-   with the multiply-add, in cache-sized pieces, over the machine's threads), coefficients from
-   the float64 schedule cast last;
+1. medtransport: ``medtransport.numerics.normal.add_noise`` (counter-based SplitMix64 and
+   Box–Muller with polynomial log/sin/cos compiled by numba — no numpy transcendental — fused
+   with the multiply-add per block, over numba's threads), coefficients from the float64
+   schedule cast last;
 2. diffusers: ``noise = torch.randn(shape)`` then ``DDPMScheduler.add_noise(x0, noise, t)``;
 3. plain numpy: ``Generator.standard_normal(shape, dtype=float32)`` (ziggurat) then the
    broadcast multiply-add;
 
-the same with one thread each (``torch.set_num_threads(1)``; ours without its thread pool), which
-is less disturbed by other jobs on a shared machine; and the random numbers alone (ours
+the same with one thread each (``torch.set_num_threads(1)``, ``numba.set_num_threads(1)``);
+the same again "loaded": while this script keeps one extra process spinning on a core (started
+and stopped by it), so both sides compete with another job; and the random numbers alone (ours
 ``standard_normal``, ``torch.randn``, numpy's ziggurat).
 Repeats are interleaved (ours, diffusers, numpy, ours, …) because the machine is shared; the
-table gives the minimum and the median of each.
+table gives the minimum and the median of each. The header (bench/machine.py) records the CPU,
+LLVM's CPU, numpy's SIMD, L3, the measured bandwidth and the load.
 
-Writes bench/results/noise-latest.txt and .json (``--quick``: noise-latest-quick.*).
+Writes noise-latest.txt and .json into ``--out`` (default bench/results/local/; ``--quick``:
+noise-latest-quick.*).
 """
 
 from __future__ import annotations
@@ -38,19 +42,20 @@ import argparse
 import json
 import math
 import os
-import platform
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import machine
+import numba
 import numpy as np
 from bench_diffusion import write_atomic
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
-RESULTS = BENCH / "results"
 REFERENCE = REPO / "tests" / "data" / "noise_diffusers_alphas_cumprod.json"
 SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid")
 
@@ -60,7 +65,7 @@ except ImportError:  # run from a checkout without an editable install
     sys.path.insert(0, str(REPO / "plugins"))
     sys.path.insert(0, str(REPO))
 
-from medtransport_noise.normal import add_noise, standard_normal  # noqa: E402
+from medtransport.numerics.normal import add_noise, standard_normal  # noqa: E402
 from medtransport_noise.schedules import Schedule  # noqa: E402
 
 
@@ -162,7 +167,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--write-reference", action="store_true")
+    machine.add_out_argument(ap)
     args = ap.parse_args()
+    info = machine.announce(quick=args.quick)
     import diffusers
     import torch
     from diffusers import DDPMScheduler
@@ -201,26 +208,24 @@ def main() -> None:
     def numpy_rng() -> Any:
         return rng.standard_normal(shape, dtype=np.float32)
 
-    import medtransport_noise.normal as normal_module
-
     threads = torch.get_num_threads()
-    all_threads = normal_module._threads
+    numba_threads = numba.get_num_threads()
 
     def one_thread(fn: Any, torch_side: bool) -> Any:
         def wrapped() -> Any:
             if torch_side:
                 torch.set_num_threads(1)
             else:
-                normal_module._threads = lambda: 1
+                numba.set_num_threads(1)
             try:
                 return fn()
             finally:
                 torch.set_num_threads(threads)
-                normal_module._threads = all_threads
+                numba.set_num_threads(numba_threads)
         return wrapped
 
-    rows = {"add_noise": [("medtransport", ours), ("diffusers (torch CPU)", theirs),
-                          ("plain numpy", plain)],
+    trio = [("medtransport", ours), ("diffusers (torch CPU)", theirs), ("plain numpy", plain)]
+    rows = {"add_noise": trio,
             "add_noise, one thread each": [
                 ("medtransport (1 thread)", one_thread(ours, False)),
                 ("diffusers (torch CPU, 1 thread)", one_thread(theirs, True)),
@@ -241,6 +246,19 @@ def main() -> None:
             for name, fn in order:
                 times[group][name].append(timed(fn))
         loads.append(os.getloadavg()[0])
+    # loaded: one extra process spinning on a core while the trio runs again
+    loaded = "add_noise, loaded (+1 busy process)"
+    rows[loaded] = trio
+    times[loaded] = {n: [] for n, _ in trio}
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.2)
+        for r in range(repeats):
+            for name, fn in trio[r % 3:] + trio[:r % 3]:
+                times[loaded][name].append(timed(fn))
+    finally:
+        spinner.kill()
+        spinner.wait()
 
     # Correctness of our fused path: same ε returned → exact affine combination.
     y, eps = add_noise(x0, a64, b64, 1, return_noise=True)
@@ -256,14 +274,15 @@ def main() -> None:
     reverse_rows = reverse_check()
 
     lines = [f"# DDPM noising bench ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})",
-             "", f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} "
-             f"cores, SHARED with other jobs (load average during the run "
-             f"{min(loads):.2f}–{max(loads):.2f}); python {platform.python_version()}, numpy "
-             f"{np.__version__}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
-             f"diffusers {diffusers.__version__}",
+             "", machine.header(info), "",
+             f"load average during the run {min(loads):.2f}–{max(loads):.2f}; torch "
+             f"{torch.__version__} ({torch.get_num_threads()} threads, CPU capability "
+             f"{torch.backends.cpu.get_cpu_capability()}), diffusers {diffusers.__version__}, "
+             f"numba {numba.__version__} ({numba_threads} threads)",
              f"batch {shape} float32, timesteps uniform in 0…999, {repeats} interleaved "
              "repeats; times in ms", ""]
-    result: dict[str, Any] = {"shape": shape, "repeats": repeats, "groups": {}}
+    result: dict[str, Any] = {"machine": info, "shape": shape, "repeats": repeats,
+                              "groups": {}}
     for group, fns in rows.items():
         lines += [f"## {group}", "", "| implementation | min ms | median ms | ratio to "
                   f"{fns[1][0]} (median) |", "|---|---:|---:|---:|"]
@@ -283,13 +302,16 @@ def main() -> None:
     one = result["groups"]["add_noise, one thread each"]
     ratio_one = (one["medtransport (1 thread)"]["min_s"] /
                  one["diffusers (torch CPU, 1 thread)"]["min_s"])
+    ratio_loaded = result["groups"][loaded]["medtransport"]["ratio_median"]
     verdict = "met" if max(ratio, ratio_min) <= 1.0 else \
         "met by the median only" if ratio <= 1.0 else "NOT met"
+    verdict_loaded = "met" if ratio_loaded <= 1.0 else "NOT met"
     lines += [f"goal ≤ 1.0× diffusers' time for the whole noising: median ratio {ratio:.2f}×, "
-              f"min ratio {ratio_min:.2f}× — {verdict}; one thread each, min ratio "
+              f"min ratio {ratio_min:.2f}× — {verdict}; loaded (+1 busy process), median "
+              f"ratio {ratio_loaded:.2f}× — {verdict_loaded}; one thread each, min ratio "
               f"{ratio_one:.2f}×", "",
               f"fused path vs a·x0 + b·ε with the returned ε: max |diff| = {fused_err:.3g}",
-              "our normals (1,048,576): " + ", ".join(f"{k} {v:.4g}" for k, v in
+              f"our normals ({z.size:,}): " + ", ".join(f"{k} {v:.4g}" for k, v in
                                                        moments.items()), "",
               "## ᾱ against diffusers' alphas_cumprod (float32)", "",
               "| schedule | zero terminal SNR | max rel. diff | max rel. diff where ᾱ > 1e-3 "
@@ -305,14 +327,16 @@ def main() -> None:
                    "reverse_vs_diffusers": reverse_rows,
                    "schedules": sched_rows, "load_average": [min(loads), max(loads)],
                    "goal_ratio_median": ratio, "goal_ratio_min": ratio_min,
+                   "goal_ratio_median_loaded": ratio_loaded,
                    "one_thread_ratio_min": ratio_one,
                    "torch_threads": torch.get_num_threads()})
     text = "\n".join(lines) + "\n"
     print(text)
     stem = "noise-latest-quick" if args.quick else "noise-latest"
-    RESULTS.mkdir(exist_ok=True)
-    write_atomic(RESULTS / f"{stem}.txt", text)
-    write_atomic(RESULTS / f"{stem}.json", json.dumps(result, indent=1, default=float) + "\n")
+    out = machine.output_dir(args.out)
+    write_atomic(out / f"{stem}.txt", text)
+    write_atomic(out / f"{stem}.json", json.dumps(result, indent=1, default=float) + "\n")
+    print(f"written: {out / stem}.txt, .json")
     if not math.isfinite(ratio):
         sys.exit(1)
 

@@ -26,8 +26,9 @@ Then 100 000 patients with medtransport (audited), each configuration in a fresh
 (its peak RSS is the run's): in chunks of patients and in one call on warm memory (the child
 first maps and releases what the run will hold, untimed), then in chunks on cold memory.
 
-Writes a markdown table to stdout and to bench/results/pk-latest.md, the raw numbers to
-bench/results/pk-latest.json (each written to a temporary file, then renamed); ``--quick``
+Writes a markdown table to stdout and to pk-latest.md in ``--out`` (default
+bench/results/local/; header from bench/machine.py), the raw numbers to pk-latest.json (each
+written to a temporary file, then renamed); ``--quick``
 writes pk-latest-quick.{md,json}.
 """
 
@@ -51,6 +52,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import machine
 import numpy as np
 from bench_diffusion import LoadMonitor, _cpu_model, log, now, reason, write_atomic
 
@@ -617,6 +619,7 @@ def render(res: dict[str, Any]) -> str:
         f"numpy {env['numpy']}.",
         "Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".",
         f"Total wall time of this run: {res['total_s']:.0f} s.",
+        *([machine.header(res["machine"])] if "machine" in res else []),
     ]
     if isinstance(env.get("blas"), list):
         lines.append("Thread pools (threadpoolctl): " + "; ".join(
@@ -750,8 +753,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="comma-separated chunk sizes (patients) for the large run, each run "
                          "after the other; one call for all patients is always added "
                          f"(default {','.join(map(str, CHUNKS))})")
-    ap.add_argument("--out", type=Path, default=RESULTS,
-                    help="directory for pk-latest.md / .json (default: bench/results)")
+    machine.add_out_argument(ap)
     ap.add_argument("--large-child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
@@ -760,6 +762,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(large_child(spec["n"], spec["chunk"], spec["warm"])))
         return 0
 
+    info = machine.announce(quick=args.quick)
     t_start = now()
     quick = args.quick
     n = args.patients or (100 if quick else 1000)
@@ -767,7 +770,7 @@ def main(argv: list[str] | None = None) -> int:
     res: dict[str, Any] = {"quick": quick, "date": time.strftime("%Y-%m-%d %H:%M %Z"),
                            "patients": n, "times": TIMES.size, "dose_mg": DOSE,
                            "population": POPULATION, "seed": SEED,
-                           "tolerances": {"rtol": RTOL, "atol": ATOL}}
+                           "tolerances": {"rtol": RTOL, "atol": ATOL}, "machine": info}
     log("environment …")
     res["environment"] = environment()
     load = LoadMonitor()
@@ -912,9 +915,10 @@ def main(argv: list[str] | None = None) -> int:
     text = render(res)
     print(text)
     stem = "pk-latest-quick" if quick else "pk-latest"  # a smoke run never replaces a full one
-    write_atomic(args.out / f"{stem}.md", text + "\n")
-    write_atomic(args.out / f"{stem}.json", json.dumps(res, indent=1, default=str) + "\n")
-    log(f"written {args.out / stem}.md and {stem}.json")
+    out = machine.output_dir(args.out)
+    write_atomic(out / f"{stem}.md", text + "\n")
+    write_atomic(out / f"{stem}.json", json.dumps(res, indent=1, default=str) + "\n")
+    log(f"written {out / stem}.md and {stem}.json")
     return 0
 
 

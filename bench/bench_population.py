@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Benchmark population runs at scale: sample, simulate, audit, write Zarr, summarise.
 
-    python bench/bench_population.py                    # N = 1e4, 1e5, 1e6 (about 30 min)
+    python bench/bench_population.py --out bench/results  # N = 1e4, 1e5, 1e6 (about 30 min)
     python bench/bench_population.py --quick            # N = 2e3, 1e4 (a few minutes)
     python bench/bench_population.py --sizes 10000,100000 --no-cluster
 
@@ -29,7 +29,8 @@ overstates the truth a little):
    such as mrgsolve does; timed at N = 1000 (``--loop-n``) and extrapolated linearly. No
    audit, no file: it flatters the loop.
 
-Writes a markdown table to stdout and bench/results/population-latest.md, raw numbers to
+Writes a markdown table to stdout and population-latest.md into ``--out`` (default
+bench/results/local/; header from bench/machine.py), raw numbers to
 population-latest.json (``--quick``: population-latest-quick.*), each atomically. The
 machine is shared with other processes: the CPU they used during each row is reported.
 """
@@ -50,6 +51,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import machine
 from bench_diffusion import _cpu_model, write_atomic
 
 BENCH = Path(__file__).resolve().parent
@@ -269,6 +271,8 @@ def render(res: dict[str, Any]) -> str:
              "**The machine was shared with other agents' work while this ran**: the CPU other "
              "processes used during each row is in the last column (busy cores, mean, of 2); "
              "wall-clock ratios are disturbed by it, CPU-time ratios much less.", ""]
+    if "machine" in res:
+        lines[1:1] = [machine.header(res["machine"])]
     chunks = res["chunks"]
     rate = statistics.median(c["patients_per_s"] for c in chunks)
     cpu_pp = statistics.median(c["cpu_s_per_patient"] for c in chunks)
@@ -347,14 +351,14 @@ def versions() -> str:
     return ", ".join(out)
 
 
-def save(res: dict[str, Any], started: float, quick: bool, final: bool) -> str:
+def save(res: dict[str, Any], started: float, quick: bool, final: bool,
+         out: Path = machine.LOCAL) -> str:
     res["total_s"] = now() - started
     text = render(res) + f"\nTotal wall time of this bench: {res['total_s']:.0f} s" + \
         ("" if final else " so far (unfinished: rows still to come)") + ".\n"
     stem = "population-latest-quick" if quick else "population-latest"
-    RESULTS.mkdir(exist_ok=True)
-    write_atomic(RESULTS / f"{stem}.md", text)
-    write_atomic(RESULTS / f"{stem}.json", json.dumps(res, indent=1, default=str))
+    write_atomic(out / f"{stem}.md", text)
+    write_atomic(out / f"{stem}.json", json.dumps(res, indent=1, default=str))
     return text
 
 
@@ -370,11 +374,14 @@ def main() -> None:
     ap.add_argument("--n", type=int)
     ap.add_argument("--cluster", action="store_true")
     ap.add_argument("--store")
+    machine.add_out_argument(ap)
     args = ap.parse_args()
     if args.child:
         fn = {"chunk": child_chunk, "e2e": child_e2e, "loop": child_loop}[args.child]
         print(json.dumps(fn(args)))
         return
+    info = machine.announce(quick=args.quick)
+    out = machine.output_dir(args.out)
     sizes = [int(float(x)) for x in (args.sizes or ("2e3,1e4" if args.quick else
                                                     "1e4,1e5,1e6")).split(",")]
     loop_n = args.loop_n or (200 if args.quick else 1000)
@@ -383,7 +390,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     res: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
                            "cpu": _cpu_model(), "versions": versions(), "sizes": sizes,
-                           "e2e": []}
+                           "e2e": [], "machine": info}
     started = now()
     res["chunks"] = []
 
@@ -414,8 +421,8 @@ def main() -> None:
                 log(f"  failed: {r['error'][:300]}")
             res["e2e"].append(r)
             shutil.rmtree(store, ignore_errors=True)
-            save(res, started, args.quick, final=False)  # a long run keeps what it has
-    print(save(res, started, args.quick, final=True))
+            save(res, started, args.quick, final=False, out=out)  # keeps what it has
+    print(save(res, started, args.quick, final=True, out=out))
     if args.store_dir is None:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -22,7 +22,8 @@ Usage (from the repository root, see bench/README.md):
     bench/.venv-sde/bin/python bench/bench_sde.py --paths 200000    # reduced
     bench/.venv-sde/bin/python bench/bench_sde.py                   # 10⁶ paths × 1000 steps
 
-Writes ``bench/results/sde[-quick].{md,json}`` (atomically) and prints the table.
+Writes ``sde[-quick].{md,json}`` into ``--out`` (default bench/results/local/; atomically) and
+prints the table, under the machine header of bench/machine.py.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import machine
 import numpy as np
 from bench_diffusion import LoadMonitor, _cpu_model, log, now, reason, write_atomic
 
@@ -227,6 +229,7 @@ def render(res: dict[str, Any]) -> str:
              f"CPU: {res['cpu']}; Python {res['python']}; threads: {res['threads']}; "
              f"sdeint timed on {res['sdeint_paths']} paths, torchsde on "
              f"{res['torchsde_paths']}; command: `{res['command']}`.", "",
+             *([machine.header(res["machine"]), ""] if "machine" in res else []),
              "| problem | scheme | implementation | paths | wall s | path-steps/s | ours ÷ this "
              "| mean (z) | variance (z) | other load (cores) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -264,8 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--torchsde-paths", type=int, default=None,
                     help="paths in torchsde's batch (default: all; its time per step grows "
                          "faster than the batch here, so a subset keeps a run in minutes)")
-    ap.add_argument("--out", type=Path, default=RESULTS)
+    machine.add_out_argument(ap)
     args = ap.parse_args(argv)
+    info = machine.announce(quick=args.quick)
     n = args.paths or (10_000 if args.quick else 1_000_000)
     steps = args.steps or (100 if args.quick else 1000)
     sdeint_paths = args.sdeint_paths or min(n, 200 if args.quick else 500)
@@ -281,13 +285,13 @@ def main(argv: list[str] | None = None) -> int:
            "python": platform.python_version(),
            "threads": os.environ.get("NUMBA_NUM_THREADS"), "rows": rows,
            "command": " ".join([Path(sys.executable).name, *sys.argv]),
-           "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+           "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": info}
     text = render(res)
     print(text)
     stem = "sde-quick" if args.quick else "sde"
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_atomic(args.out / f"{stem}.md", text)
-    write_atomic(args.out / f"{stem}.json", json.dumps(res, indent=1, default=str))
+    out = machine.output_dir(args.out)
+    write_atomic(out / f"{stem}.md", text)
+    write_atomic(out / f"{stem}.json", json.dumps(res, indent=1, default=str))
     return 0
 
 

@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import machine
+
 ROOT = Path(__file__).resolve().parent.parent
 GOALS = {"--help": 0.3, "models": 0.3, "run": 1.5, "run (dask hidden)": 1.5}
 
@@ -61,6 +63,7 @@ def main() -> int:
     parser.add_argument("--baseline", type=Path, default=None,
                         help="another version's source tree, timed interleaved")
     args = parser.parse_args()
+    machine.announce(quick=True)
     n = args.n or (3 if args.quick else 10)
     exe = shutil.which("medtransport", path=str(Path(sys.executable).parent)) or "medtransport"
     load0 = os.getloadavg()[0]
