@@ -228,13 +228,16 @@ def _ensemble(n_paths, x0, n_steps, h, out_index, a0, a1, c0, c1, c2, scheme, ki
     boost = shape < 1.0
     gd = (shape + 1.0 if boost else shape) - 1.0 / 3.0
     gc = 1.0 / math.sqrt(9.0 * gd)
+    cir_exact = scheme == 2 and kind == 3
     for grp in numba.prange(n_groups):
         x = np.empty(BLOCK)
         xs = np.empty(BLOCK)
         z1 = np.empty(BLOCK)
         z2 = np.empty(BLOCK)
-        zg = np.empty(BLOCK)
-        ug = np.empty(BLOCK)
+        zg1 = np.empty(BLOCK)
+        zg2 = np.empty(BLOCK)
+        ug1 = np.empty(BLOCK)
+        ug2 = np.empty(BLOCK)
         gg = np.empty(BLOCK)
         acc = np.zeros(BLOCK, np.int64)
         viol = np.zeros(BLOCK, np.int64)
@@ -261,6 +264,15 @@ def _ensemble(n_paths, x0, n_steps, h, out_index, a0, a1, c0, c1, c2, scheme, ki
                     p, q = _pair(key, pb + np.uint64(j), True)
                     z1[j] = p
                     z2[j] = q
+                if cir_exact:  # Gamma normals (region 1), uniforms (words of region 2)
+                    gb = base + _REGION + np.uint64(k2 * BLOCK)
+                    ub = np.uint64(2) * (base + np.uint64(2) * _REGION + np.uint64(k2 * BLOCK))
+                    for j in range(BLOCK):
+                        p, q = _pair(key, gb + np.uint64(j), True)
+                        zg1[j] = p
+                        zg2[j] = q
+                        ug1[j] = _uniform(key, ub + np.uint64(2 * j))
+                        ug2[j] = _uniform(key, ub + np.uint64(2 * j + 1))
                 for half in range(2):
                     step = 2 * k2 + 1 + half
                     if step > n_steps:
@@ -274,13 +286,8 @@ def _ensemble(n_paths, x0, n_steps, h, out_index, a0, a1, c0, c1, c2, scheme, ki
                             for j in range(BLOCK):
                                 x[j] += ex_shift + ex_sd * z[j]
                         else:
-                            # Gamma normals (region 1) and uniforms (words of region 2)
-                            gb = base + _REGION + np.uint64(k2 * BLOCK)
-                            ub = np.uint64(2) * (base + np.uint64(2) * _REGION
-                                                 + np.uint64(k2 * BLOCK)) + np.uint64(half)
-                            for j in range(BLOCK):
-                                zg[j] = _pair(key, gb + np.uint64(j), True)[half]
-                                ug[j] = _uniform(key, ub + np.uint64(2 * j))
+                            zg = zg1 if half == 0 else zg2
+                            ug = ug1 if half == 0 else ug2
                             _cir_exact(x, z, zg, ug, gg, acc, BLOCK, ex_mult, ex_sd, gd, gc)
                             for j in range(lanes):
                                 lane_base = base + np.uint64(3) * _REGION + np.uint64(j) * _LANE
