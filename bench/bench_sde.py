@@ -8,8 +8,12 @@ Problems (T = 1, N steps of h = T/N, X₀ fixed, the ensemble's mean and varianc
 - CIR  dX = κ(θ − X)dt + σ√X dW, κ = 2, θ = 0.04, σ = 0.3, X₀ = 0.04 — Euler–Maruyama with full
   truncation (numpy, ours) or as the library does it, and the exact non-central χ² transition.
 
-Rows: ``medtransport`` (numba kernel, per-path streams, parallel over paths; *warm* = a second
-call, after compilation), ``numpy loop`` (vectorised over paths, one step per iteration,
+Rows: ``medtransport`` (``numerics.sde_ensemble.run_ensemble``, what the ``sde`` plugin runs:
+blocks of paths in SIMD on the core counter-based normal stream, the statistics it reports —
+mean, variance, their SEs, histogram, quantiles — computed in the kernel, no path array; timed
+after a first call that compiles or loads the cache), ``medtransport paths`` (the path engine
+``numerics.sde.simulate``, per-path xoshiro streams and ziggurat normals, every path's state
+returned), ``numpy loop`` (vectorised over paths, one step per iteration,
 in place), ``torchsde`` (``torchsde.sdeint`` with ``method="euler"``, fixed step, the batch of
 paths as one tensor), ``sdeint`` (``sdeint.itoEuler``, one path per call — it takes one state
 vector, and a batch as one vector would make its noise matrix n×n — timed on a subset of paths
@@ -73,16 +77,36 @@ def exact_moments(problem: str) -> tuple[float, float]:
 
 # ------------------------------------------------------------------------------ implementations
 
-def ours(problem: str, scheme: str, n: int, steps: int) -> np.ndarray:
-    from medtransport.numerics.sde import AffineSDE, simulate
+def _sde(problem: str) -> tuple[Any, float]:
+    from medtransport.numerics.sde import AffineSDE
 
     if problem == "gbm":
-        sde = AffineSDE.scalar(0.0, GBM["lam"], c2=GBM["mu"] ** 2)
-        x0 = GBM["x0"]
-    else:
-        sde = AffineSDE.scalar(CIR["kappa"] * CIR["theta"], -CIR["kappa"], c1=CIR["sigma"] ** 2,
-                               lower=0.0)
-        x0 = CIR["x0"]
+        return AffineSDE.scalar(0.0, GBM["lam"], c2=GBM["mu"] ** 2), GBM["x0"]
+    return AffineSDE.scalar(CIR["kappa"] * CIR["theta"], -CIR["kappa"], c1=CIR["sigma"] ** 2,
+                            lower=0.0), CIR["x0"]
+
+
+def ours(problem: str, scheme: str, n: int, steps: int) -> dict[str, float]:
+    """The engine as the sde plugin runs it: statistics computed while the paths run (mean,
+    variance with SEs, 60-cell histogram, quantiles) — no path array."""
+    from medtransport.numerics.sde_ensemble import run_ensemble
+
+    sde, x0 = _sde(problem)
+    hi = 3.0 if problem == "gbm" else 0.2
+    res = run_ensemble(sde, x0, T / steps, steps, [steps], n_paths=n, seed=SEED, scheme=scheme,
+                       bounds_fix="truncate", edges=(0.0, hi, 60))
+    return {"mean": float(res.mean[0]), "variance": float(res.variance[0]),
+            "mean_se": float(res.mean_se[0]), "variance_se": float(res.variance_se[0]),
+            "n": int(res.alive[0]), "non_finite": int(res.non_finite[0]),
+            "min": float(res.minimum[0])}
+
+
+def ours_paths(problem: str, scheme: str, n: int, steps: int) -> np.ndarray:
+    """The path engine (``sde.simulate``: per-path xoshiro streams, ziggurat normals), which
+    returns every path's state at the outputs (here only T)."""
+    from medtransport.numerics.sde import simulate
+
+    sde, x0 = _sde(problem)
     res = simulate(sde, [x0], T / steps, steps, [steps], n_paths=n, seed=SEED, scheme=scheme,
                    bounds_fix="truncate")
     return res.values[0, :, 0]
@@ -186,9 +210,12 @@ def sdeint_em(problem: str, scheme: str, n: int, steps: int) -> np.ndarray:
     return out
 
 
-IMPLS: dict[str, Callable[[str, str, int, int], np.ndarray]] = {
-    "medtransport": ours, "numpy loop": numpy_loop, "torchsde": torchsde_em, "sdeint": sdeint_em}
-SCHEMES = {"medtransport": ("euler_maruyama", "exact"), "numpy loop": ("euler_maruyama", "exact"),
+IMPLS: dict[str, Callable[[str, str, int, int], Any]] = {
+    "medtransport": ours, "medtransport paths": ours_paths, "numpy loop": numpy_loop,
+    "torchsde": torchsde_em, "sdeint": sdeint_em}
+SCHEMES = {"medtransport": ("euler_maruyama", "exact"),
+           "medtransport paths": ("euler_maruyama", "exact"),
+           "numpy loop": ("euler_maruyama", "exact"),
            "torchsde": ("euler_maruyama",), "sdeint": ("euler_maruyama",)}
 
 
@@ -199,24 +226,31 @@ def measure(name: str, problem: str, scheme: str, n: int, steps: int, monitor: L
     row: dict[str, Any] = {"impl": name, "problem": problem, "scheme": scheme, "paths": paths,
                            "steps": steps}
     try:
-        if name == "medtransport":  # compile (or load the cache) outside the timing
+        if name.startswith("medtransport"):  # compile (or load the cache) outside the timing
             t0 = now()
             fn(problem, scheme, min(n, 1000), 2)
             row["first_call_s"] = now() - t0
         with monitor.section(f"{name} {problem} {scheme}"):
-            t0 = now()
+            t0, c0 = now(), time.process_time()
             x = fn(problem, scheme, paths, steps)
             row["seconds"] = now() - t0
+            row["cpu_seconds"] = time.process_time() - c0
         row["other_load_cores"] = monitor.sections[f"{name} {problem} {scheme}"]
         row["path_steps_per_s"] = paths * steps / row["seconds"]
-        ok = np.isfinite(x)
-        xs = x[ok]
-        m, v = float(xs.mean()), float(xs.var(ddof=1))
         em, ev = exact_moments(problem)
-        m4 = float(np.mean((xs - m) ** 4))
-        row.update(mean=m, variance=v, mean_z=(m - em) / math.sqrt(v / xs.size),
-                   variance_z=(v - ev) / math.sqrt(max(m4 - v * v, 1e-300) / xs.size),
-                   non_finite=int((~ok).sum()), min=float(xs.min()))
+        if isinstance(x, dict):  # statistics computed in the kernel
+            m, v = x["mean"], x["variance"]
+            row.update(mean=m, variance=v, mean_z=(m - em) / x["mean_se"],
+                       variance_z=(v - ev) / x["variance_se"], non_finite=x["non_finite"],
+                       min=x["min"])
+        else:
+            ok = np.isfinite(x)
+            xs = x[ok]
+            m, v = float(xs.mean()), float(xs.var(ddof=1))
+            m4 = float(np.mean((xs - m) ** 4))
+            row.update(mean=m, variance=v, mean_z=(m - em) / math.sqrt(v / xs.size),
+                       variance_z=(v - ev) / math.sqrt(max(m4 - v * v, 1e-300) / xs.size),
+                       non_finite=int((~ok).sum()), min=float(xs.min()))
     except Exception as exc:  # a peer that is missing or fails is reported, the run goes on
         row["error"] = reason(exc)
     log(f"{name:13s} {problem} {scheme:15s} {row.get('seconds', float('nan')):8.3f} s  "
@@ -231,29 +265,41 @@ def render(res: dict[str, Any]) -> str:
              f"{res['torchsde_paths']}; command: `{res['command']}`.", "",
              *([machine.header(res["machine"]), ""] if "machine" in res else []),
              "| problem | scheme | implementation | paths | wall s | path-steps/s | ours ÷ this "
-             "| mean (z) | variance (z) | other load (cores) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| CPU ns per path-step | ours ÷ this (CPU) | mean (z) | variance (z) "
+             "| other load (cores) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     best = {(r["problem"], r["scheme"]): r["path_steps_per_s"] for r in res["rows"]
             if r["impl"] == "medtransport" and "path_steps_per_s" in r}
     em_ours = {r["problem"]: r["path_steps_per_s"] for r in res["rows"]
                if r["impl"] == "medtransport" and r["scheme"] == "euler_maruyama"
                and "path_steps_per_s" in r}
+
+    def cpu_ns(r: dict[str, Any]) -> float:
+        return 1e9 * r.get("cpu_seconds", math.nan) / (r["paths"] * r["steps"])
+    cpu_best = {(r["problem"], r["scheme"]): cpu_ns(r) for r in res["rows"]
+                if r["impl"] == "medtransport" and "path_steps_per_s" in r}
+    cpu_em = {r["problem"]: cpu_ns(r) for r in res["rows"] if r["impl"] == "medtransport"
+              and r["scheme"] == "euler_maruyama" and "path_steps_per_s" in r}
     for r in res["rows"]:
         if "error" in r:
             lines.append(f"| {r['problem']} | {r['scheme']} | {r['impl']} | | unavailable: "
-                         f"{r['error']} | | | | | |")
+                         f"{r['error']} | | | | | | | |")
             continue
         ref = best.get((r["problem"], r["scheme"])) or em_ours.get(r["problem"])
         ratio = ref / r["path_steps_per_s"] if ref else float("nan")
         load = r.get("other_load_cores")
+        cref = cpu_best.get((r["problem"], r["scheme"])) or cpu_em.get(r["problem"])
+        cratio = cpu_ns(r) / cref if cref else float("nan")
         lines.append(
             f"| {r['problem']} | {r['scheme']} | {r['impl']} | {r['paths']} | {r['seconds']:.3f}"
-            f" | {r['path_steps_per_s']:.3g} | {ratio:.1f}× | {r['mean']:.6g} "
+            f" | {r['path_steps_per_s']:.3g} | {ratio:.1f}× | {cpu_ns(r):.3g} | {cratio:.1f}× "
+            f"| {r['mean']:.6g} "
             f"({r['mean_z']:+.1f}) | {r['variance']:.4g} ({r['variance_z']:+.1f}) | "
             f"{'' if load is None else f'{load:.2f}'} |")
     lines += ["", "z: (estimate − exact)/SE at T (EM's weak bias at h = 1/N included); "
               "'ours ÷ this' compares with medtransport's same scheme (EM rows of the peers "
-              "against our EM)."]
+              "against our EM). CPU: process CPU time (all threads) per path-step — less "
+              "sensitive than wall time to other processes' load."]
     return "\n".join(lines) + "\n"
 
 

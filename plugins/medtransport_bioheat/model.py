@@ -24,6 +24,14 @@ metabolism, is exchanged with blood (sink ``perfusion``: heat carried away by bl
 when blood warms the tissue) and crosses every face that is not insulated; it is conserved up
 to those; it starts as ∫ρc·T_0 dV.
 
+**Thermal relaxation** (``thermal_relaxation_time`` τ > 0, the thermal-wave or
+Cattaneo–Vernotte model): the conducted heat flux obeys τ·∂q/∂t + q = −k∇T instead of Fourier's
+law, so heat travels at a finite speed √(k/(ρc·τ)) and a cooling tissue can overshoot below the
+arterial temperature. It runs on the core's asymptotic-preserving relaxed-flux stepper
+(:mod:`medtransport.numerics.cattaneo`, backward Euler: ``solver.method: backward_euler``),
+whose step does not shrink with τ and which is Pennes' backward Euler at τ = 0; the ledger is the
+same (interior fluxes telescope; boundary faces follow their law at once).
+
 Thermal dose CEM43 and Arrhenius damage Ω are accumulated per cell (:mod:`~.dose`); the
 ablation zone is where CEM43 ≥ 240 min, the damaged zone where Ω ≥ 1.
 """
@@ -111,6 +119,8 @@ class PennesParams(Params):
     perfusion_shutdown: float | None = Field(default=None, gt=0)
     probes: dict[str, list[Position]] = Field(default_factory=dict)
     map_times: list[Qty("s", ge=0)] = Field(default_factory=list)
+    #: Cattaneo–Vernotte thermal relaxation time τ: τ·∂q/∂t + q = −k∇T (0: Pennes' Fourier law)
+    thermal_relaxation_time: Qty("s", ge=0) = Q_(0.0, "s")
 
 
 class PennesBioheat(Model):
@@ -140,8 +150,18 @@ class PennesBioheat(Model):
     # -- the five answers ------------------------------------------------------------------
     def build_domain(self) -> Grid:
         grid = grid_of(self.scenario.domain, self.id)
+        if self.relaxation_time > 0 and self.method != "backward_euler":
+            raise ScenarioError([("parameters.thermal_relaxation_time",
+                                  "a thermal relaxation time runs on the relaxed-flux "
+                                  "(asymptotic-preserving backward-Euler) scheme: set "
+                                  f"solver.method to backward_euler (got {self.method})")])
         self._setup(grid)
         return grid
+
+    @property
+    def relaxation_time(self) -> float:
+        """Cattaneo–Vernotte τ in seconds (0: Fourier's law, Pennes)."""
+        return float(self.params.thermal_relaxation_time.m_as("s"))
 
     @property
     def grid(self) -> Grid:
@@ -312,7 +332,12 @@ class PennesBioheat(Model):
         n_out = len(out_steps)
         t_start = float(tg.start.m_as("s"))
         a = self.perfusion.copy()
-        stepper = ThetaStepper(self.problem(a), dt, self.method)
+        if self.relaxation_time > 0:
+            from medtransport.numerics.cattaneo import RelaxedFluxStepper
+
+            stepper: Any = RelaxedFluxStepper(self.problem(a), dt, self.relaxation_time)
+        else:
+            stepper = ThetaStepper(self.problem(a), dt, self.method)
         arr = self.params.arrhenius
         freq = float(arr.frequency_factor.m_as("1/s"))
         ea = float(arr.activation_energy.m_as("J/mol"))
@@ -395,6 +420,7 @@ class PennesBioheat(Model):
                            source={"metabolic": metabolic} if self.params.metabolism else None,
                            sink={"perfusion": perfusion_sink})
         notes = {"linear_solver": stepper.solver_name,
+                 "thermal_relaxation_time_s": self.relaxation_time,
                  "factorizations": stepper.factorizations,
                  "cg_iterations": stepper.iterations, "perfusion_updates": shutdowns}
         ds.attrs.update({f"solver_{k}": v for k, v in notes.items()})

@@ -120,7 +120,7 @@ class FickDiffusion(Model):
         elif self.method == "series":
             allowed = frozenset({"absorbing", "dirichlet"})
         elif self.method == "telegrapher":
-            allowed = frozenset({"no_flux"})
+            allowed = frozenset({"no_flux", "absorbing", "dirichlet"})
         grid = self.domain
         assert isinstance(grid, Grid)
         flux_units = f"{self.base}/m**2/s"

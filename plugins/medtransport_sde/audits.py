@@ -30,6 +30,7 @@ from medtransport.audit.state_space import audit_state_space
 
 if TYPE_CHECKING:
     from medtransport.numerics.sde import SDEResult
+    from medtransport.numerics.sde_ensemble import EnsembleRun
 
 __all__ = ["FP_LEVEL", "feller", "fokker_planck", "moments", "probability_ledger",
            "state_space"]
@@ -38,18 +39,27 @@ __all__ = ["FP_LEVEL", "feller", "fokker_planck", "moments", "probability_ledger
 FP_LEVEL = 1e-3
 
 
-def _result(ctx: AuditContext) -> SDEResult:
+def _result(ctx: AuditContext) -> SDEResult | EnsembleRun:
     assert ctx.trajectory is not None
     return ctx.trajectory.notes["result"]
+
+
+def _in_kernel(res: SDEResult | EnsembleRun) -> bool:
+    """Statistics computed while the paths ran: counts and extremes, no stored paths."""
+    return not hasattr(res, "values")
 
 
 def probability_ledger(ctx: AuditContext) -> list[AuditResult]:
     res = _result(ctx)
     model: Any = ctx.model
-    alive = np.sum(np.all(np.isfinite(res.values), axis=2), axis=1)
     walls = model.walls() if model.has_walls else None
-    absorbed = {name: res.absorbed(code) for code, name in model.wall_names().items()
-                if walls is not None and walls[0][2 * code] == "absorbing"}
+    if _in_kernel(res):  # counted by the kernel: finite states per output (no walls there)
+        alive = np.asarray(res.alive)
+        absorbed: dict[str, np.ndarray] = {}
+    else:
+        alive = np.sum(np.all(np.isfinite(res.values), axis=2), axis=1)
+        absorbed = {name: res.absorbed(code) for code, name in model.wall_names().items()
+                    if walls is not None and walls[0][2 * code] == "absorbing"}
     ds = ctx.states
     integral = ds["density"].values @ model.bins.weights
     out = audit_probability_ledger(ctx.times, res.n_paths, alive, absorbed, integral,
@@ -96,9 +106,12 @@ def state_space(ctx: AuditContext) -> list[AuditResult]:
     res = _result(ctx)
     sde = ctx.trajectory.notes["sde"] if ctx.trajectory is not None else model.sde()
     steps = int(res.steps[-1]) * res.n_paths
-    return [audit_state_space("state_space", res.values[:, :, 0], float(sde.lower[0]),
+    # in the kernel: the extremes of the returned states at each output decide the same way
+    values = np.stack([res.minimum, res.maximum], axis=1) if _in_kernel(res) \
+        else res.values[:, :, 0]
+    return [audit_state_space("state_space", values, float(sde.lower[0]),
                               float(sde.upper[0]), scheme=res.scheme, fix=res.bounds_fix,
-                              violations=int(res.violations.sum()), path_steps=steps,
+                              violations=int(np.sum(res.violations)), path_steps=steps,
                               units=model.state_units)]
 
 
@@ -147,8 +160,11 @@ def fokker_planck(ctx: AuditContext) -> list[AuditResult]:
                            max_dt=positive[0] / 50.0)
     mass = (p * fine_h).reshape(len(elapsed), -1, refine).sum(axis=2)
     probs = mass[:, pad_lo:pad_lo + bins.cells]
-    counts = np.stack([np.histogram(res.values[k, :, 0][np.isfinite(res.values[k, :, 0])],
-                                    bins.edges)[0] for k in range(len(elapsed))])
+    if _in_kernel(res):
+        counts = np.asarray(res.counts)  # counted while the paths ran, on the same cells
+    else:
+        counts = np.stack([np.histogram(res.values[k, :, 0][np.isfinite(res.values[k, :, 0])],
+                                        bins.edges)[0] for k in range(len(elapsed))])
     out = audit_fokker_planck(ctx.times, counts, res.n_paths, probs, FP_LEVEL)
     out.detail += f" (Fokker–Planck on {cells} cells of {fine_h:.3g} {model.state_units})"
     return [out]

@@ -61,6 +61,8 @@ __all__ = ["CoxIngersollRoss", "DriftedBrownian", "GeometricBrownian", "JacobiMi
            "OrnsteinUhlenbeck", "ProcessModel"]
 
 QUANTILES = (0.05, 0.5, 0.95)
+#: ``statistics: auto`` computes them in the kernel above this many stored states (80 MB).
+IN_KERNEL_ABOVE = 10_000_000
 #: Statistical audits: n_sigma standard errors; the path counts are integers, held exactly.
 _TOL = Tolerance(rtol=1e-12, n_sigma=5.0)
 
@@ -106,7 +108,27 @@ class ProcessModel(Model):
         return {"paths": (Annotated[int, Field(ge=2, le=20_000_000), NotBool], 10_000),
                 "sample_paths": (Annotated[int, Field(ge=0, le=1000), NotBool], 20),
                 "bounds": (Literal["truncate", "reflect", "refuse"], "truncate"),
-                "bridge": (bool, True)}
+                "bridge": (bool, True),
+                "statistics": (Literal["auto", "paths", "in_kernel"], "auto")}
+
+    def statistics_mode(self) -> str:
+        """``in_kernel``: statistics computed while the paths run, no path stored
+        (:mod:`medtransport.numerics.sde_ensemble`; no walls, CIR exact needs ν > 1);
+        ``paths``: every path kept at the outputs (exact order-statistic quantiles). ``auto``
+        takes ``in_kernel`` where it applies and the paths would exceed
+        :data:`IN_KERNEL_ABOVE` stored states."""
+        from medtransport.numerics.sde_ensemble import supports
+
+        asked = self.options["statistics"]
+        why = "walls need stored paths" if self.has_walls else supports(self.sde(), self.method)
+        if asked == "in_kernel" and why is not None:
+            raise ScenarioError([("solver.statistics", f"in_kernel statistics are not available "
+                                  f"for this run: {why}; use statistics: paths")])
+        if asked != "auto":
+            return str(asked)
+        n_out = len(self.scenario.time.output_steps())
+        big = n_out * self.options["paths"] > IN_KERNEL_ABOVE
+        return "in_kernel" if (big and why is None) else "paths"
 
     def check_memory(self, arrays: int = 1) -> None:
         """Refuse, before allocating, paths whose saved states would not fit: the engine keeps
@@ -127,7 +149,8 @@ class ProcessModel(Model):
 
     # -- the five answers --------------------------------------------------------------------
     def build_domain(self) -> Bins:
-        self.check_memory()
+        if self.statistics_mode() == "paths":
+            self.check_memory()
         if self.method == "exact" and 0 in engine.exact_kinds(self.sde()):
             raise ScenarioError([("solver.method", f"{self.id} has no exact transition; use "
                                                    "euler_maruyama or milstein")])
@@ -194,6 +217,19 @@ class ProcessModel(Model):
         sde = self.sde()
         n = self.options["paths"]
         assert self.seed is not None
+        if self.statistics_mode() == "in_kernel":
+            from medtransport.numerics.sde_ensemble import run_ensemble
+
+            b = self.bins
+            run = run_ensemble(sde, self.x0(), tg.dt, tg.n_steps, tg.output_steps(), n_paths=n,
+                               seed=self.seed % 2**64, edges=(b.lower, b.upper, b.cells),
+                               scheme=self.method, bounds_fix=self.bounds_fix,
+                               levels=QUANTILES, keep=min(self.options["sample_paths"], n))
+            if progress is not None:
+                progress(1.0)
+            times = tg.start.m_as("s") + run.times
+            ds, ledger = self._dataset_in_kernel(run, times)
+            return Trajectory(ds, {"probability": ledger}, notes={"result": run, "sde": sde})
         res = engine.simulate(sde, [self.x0()], tg.dt, tg.n_steps, tg.output_steps(),
                               n_paths=n, seed=self.seed % 2**64, scheme=self.method,  # type: ignore[arg-type]
                               bounds_fix=self.bounds_fix,  # type: ignore[arg-type]
@@ -206,15 +242,55 @@ class ProcessModel(Model):
         notes = {"result": res, "sde": sde}
         return Trajectory(ds, {"probability": ledger}, notes=notes)
 
+    def _dataset_in_kernel(self, run: Any, times: np.ndarray) -> tuple[xr.Dataset, Ledger]:
+        """The same variables as :meth:`_dataset`, from statistics computed in the kernel."""
+        n = run.n_paths
+        w = self.bins.weights
+        density = run.counts / (n * w)
+        se = np.sqrt(run.counts * (1.0 - run.counts / n)) / (n * w)
+        summary = {"alive": run.alive, "mean": run.mean, "mean_se": run.mean_se,
+                   "variance": run.variance, "variance_se": run.variance_se,
+                   "quantiles": run.quantiles, "quantiles_se": run.quantile_se,
+                   "density": density, "density_se": se,
+                   "beyond_histogram": (run.below + run.above) / n,
+                   "sample_paths": run.samples}
+        ds, ledger = self._assemble(summary, times, n, {})
+        fine = round((self.bins.upper - self.bins.lower) / run.fine_width)
+        ds.attrs["statistics"] = (f"in_kernel (no stored paths; quantiles read off {fine} fine "
+                                  f"cells of {run.fine_width:.3g} {self.state_units})")
+        ds.attrs["scheme"] = run.scheme
+        ds.attrs["bounds_fix"] = run.bounds_fix
+        return ds, ledger
+
     def _dataset(self, res: engine.SDEResult, times: np.ndarray) -> tuple[xr.Dataset, Ledger]:
-        units = self.state_units
-        bins = self.bins
         n = res.n_paths
         x = res.values[:, :, 0]
         stats = ensemble_statistics(x, QUANTILES)
-        hist = histogram_density(x, bins.edges, n)
-        alive = res.alive()
+        hist = histogram_density(x, self.bins.edges, n)
         k = min(self.options["sample_paths"], n)
+        summary = {"alive": res.alive(), "mean": stats.mean[:, 0],
+                   "mean_se": stats.mean_se[:, 0], "variance": stats.variance[:, 0],
+                   "variance_se": stats.variance_se[:, 0],
+                   "quantiles": stats.quantiles[:, :, 0],
+                   "quantiles_se": stats.quantile_se[:, :, 0], "density": hist.density,
+                   "density_se": hist.standard_error, "beyond_histogram": hist.outside,
+                   "sample_paths": res.stopped[:, :k, 0]}
+        absorbed: dict[int, np.ndarray] = {}
+        if self.has_walls:
+            for code in self.wall_names():
+                if self.walls()[0][2 * code] == "absorbing":  # type: ignore[index]
+                    absorbed[code] = res.absorbed(code)
+        ds, ledger = self._assemble(summary, times, n, absorbed)
+        ds.attrs["statistics"] = "paths (every path stored at the outputs)"
+        ds.attrs["scheme"] = res.scheme
+        ds.attrs["bounds_fix"] = res.bounds_fix
+        return ds, ledger
+
+    def _assemble(self, s: dict[str, np.ndarray], times: np.ndarray, n: int,
+                  absorbed: dict[int, np.ndarray]) -> tuple[xr.Dataset, Ledger]:
+        units = self.state_units
+        bins = self.bins
+        k = s["sample_paths"].shape[1]
         long = self.state_name
         inv = f"1/({units})" if units != "dimensionless" else "dimensionless"
         coords: dict[str, Any] = {"time": ("time", times, {"units": "s", "long_name": "time"}),
@@ -226,40 +302,38 @@ class ProcessModel(Model):
         coords.update(bins.coords())
         sq = f"({units})**2" if units != "dimensionless" else "dimensionless"
         data: dict[str, Any] = {
-            "density": (("time", "state"), hist.density,
+            "density": (("time", "state"), s["density"],
                         {"units": inv, "long_name": f"probability density of the {long}"}),
-            "density_se": (("time", "state"), hist.standard_error,
+            "density_se": (("time", "state"), s["density_se"],
                            {"units": inv, "long_name": "standard error of the density"}),
-            "beyond_histogram": ("time", hist.outside,
+            "beyond_histogram": ("time", s["beyond_histogram"],
                                  {"units": "dimensionless", "long_name": "fraction of paths "
                                   "alive beyond the histogram's cells"}),
-            "mean": ("time", stats.mean[:, 0], {"units": units, "long_name": f"mean {long}"}),
-            "mean_se": ("time", stats.mean_se[:, 0],
+            "mean": ("time", s["mean"], {"units": units, "long_name": f"mean {long}"}),
+            "mean_se": ("time", s["mean_se"],
                         {"units": units, "long_name": "standard error of the mean"}),
-            "variance": ("time", stats.variance[:, 0],
+            "variance": ("time", s["variance"],
                          {"units": sq, "long_name": f"variance of the {long}"}),
-            "variance_se": ("time", stats.variance_se[:, 0],
+            "variance_se": ("time", s["variance_se"],
                             {"units": sq, "long_name": "standard error of the variance"}),
-            "quantiles": (("time", "quantile"), stats.quantiles[:, :, 0],
+            "quantiles": (("time", "quantile"), s["quantiles"],
                           {"units": units, "long_name": f"quantiles of the {long}"}),
-            "quantiles_se": (("time", "quantile"), stats.quantile_se[:, :, 0],
+            "quantiles_se": (("time", "quantile"), s["quantiles_se"],
                              {"units": units, "long_name": "standard error of the quantiles"}),
-            "sample_paths": (("time", "path"), res.stopped[:, :k, 0],
+            "sample_paths": (("time", "path"), s["sample_paths"],
                              {"units": units, "long_name": f"sample paths of the {long} "
                               "(held at the wall once absorbed)"}),
-            "alive": ("time", alive.astype(float),
+            "alive": ("time", np.asarray(s["alive"]).astype(float),
                       {"units": "dimensionless", "long_name": "paths alive"}),
         }
         outflow: dict[str, np.ndarray] = {}
-        if self.has_walls:
-            for code, name in self.wall_names().items():
-                absorbed = res.absorbed(code)
-                if self.walls()[0][2 * code] == "absorbing":  # type: ignore[index]
-                    key = name.replace(" ", "_")
-                    data[f"absorbed_{key}"] = ("time", absorbed.astype(float),
-                                               {"units": "dimensionless",
-                                                "long_name": f"paths absorbed at the {name}"})
-                    outflow[f"absorbed at the {name}"] = absorbed / n
+        for code, count in absorbed.items():
+            name = self.wall_names()[code]
+            key = name.replace(" ", "_")
+            data[f"absorbed_{key}"] = ("time", count.astype(float),
+                                       {"units": "dimensionless",
+                                        "long_name": f"paths absorbed at the {name}"})
+            outflow[f"absorbed at the {name}"] = count / n
         exact = self.exact_moments(times - times[0])
         if exact is not None:
             data["exact_mean"] = ("time", exact[0], {"units": units,
@@ -267,8 +341,6 @@ class ProcessModel(Model):
             data["exact_sd"] = ("time", np.sqrt(np.maximum(exact[1], 0.0)),
                                 {"units": units, "long_name": f"exact SD of the {long}"})
         ds = xr.Dataset(data, coords=coords)
-        ds.attrs["scheme"] = res.scheme
-        ds.attrs["bounds_fix"] = res.bounds_fix
         ds.attrs["paths"] = n
         return ds, Ledger.of("probability", "dimensionless", len(times), outflow=outflow)
 
