@@ -36,6 +36,9 @@ __all__ = ["curve_metrics", "nca_distribution", "percentile_bands", "plot_bands"
            "summary_curve"]
 
 DEFAULT_PERCENTILES = (5.0, 25.0, 50.0, 75.0, 95.0)
+#: The percentiles a population run writes into its store from the streamed bands (any
+#: other is computed from the saved histogram, :meth:`PopulationResult.bands`).
+STORED_BAND_PERCENTILES = (2.5, 5.0, 10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 97.5)
 
 
 def summary_curve(ds: xr.Dataset, variable: str | None = None,
