@@ -188,18 +188,25 @@ class BandHistogram:
 
     # -- a checkpoint: the counts and the chunks they hold ---------------------------------
     def to_bytes(self, chunks: Sequence[int]) -> bytes:
-        t, b = np.nonzero(self.counts)
+        """The counts (Blosc-LZ4 over the dense array: mostly zeros, fast) and the chunks they
+        hold."""
+        from numcodecs import Blosc
+
+        blob = Blosc(cname="lz4", clevel=1, shuffle=Blosc.SHUFFLE).encode(self.counts)
         buf = io.BytesIO()
-        np.savez_compressed(buf, t=t.astype(np.int32), b=b.astype(np.int32),
-                            n=self.counts[t, b], shape=np.asarray(self.counts.shape),
-                            grid=np.asarray([self.bits, self.exponent]),
-                            chunks=np.asarray(sorted(chunks), dtype=np.int64))
+        np.savez(buf, counts=np.frombuffer(blob, dtype=np.uint8),
+                 shape=np.asarray(self.counts.shape), grid=np.asarray([self.bits,
+                                                                       self.exponent]),
+                 chunks=np.asarray(sorted(chunks), dtype=np.int64))
         return buf.getvalue()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> tuple[BandHistogram, list[int]]:
+        from numcodecs import Blosc
+
         with np.load(io.BytesIO(data)) as z:
             bits, exponent = (int(x) for x in z["grid"])
             hist = cls(int(z["shape"][0]), bits, exponent)
-            hist.counts[z["t"], z["b"]] = z["n"]
+            counts = np.frombuffer(Blosc().decode(z["counts"].tobytes()), dtype=np.uint32)
+            hist.counts[...] = counts.reshape(hist.counts.shape)
             return hist, [int(i) for i in z["chunks"]]
