@@ -183,6 +183,8 @@ class ChunkTask:
     variables: tuple[str, ...] | None
     model_class: type[Model] | None = None
     keep: Keep | None = None
+    #: the scenario's directory, against which its input files (a data set) resolve
+    base_dir: str | None = None
 
 
 @dataclass(frozen=True)
@@ -220,8 +222,8 @@ def compute_chunk(task: ChunkTask) -> tuple[dict[str, Any], xr.Dataset | None]:
                               "host": os.uname().nodename, "pid": os.getpid()}
     out = None
     try:
-        model = prepare(json.loads(task.scenario), patients=(task.start, task.stop),
-                        model_class=task.model_class)
+        model = prepare(load_scenario(json.loads(task.scenario), base_dir=task.base_dir),
+                        patients=(task.start, task.stop), model_class=task.model_class)
         ds = run(model)
     except AuditFailure as exc:
         record.update(status="failed", reason=_short(str(exc)),
@@ -520,7 +522,9 @@ def run_population(scenario: str | Path | Mapping[str, Any] | Scenario, n: int |
             passed -= uncounted
         pstore.forget(set(done) - passed)  # failed (and uncounted) chunks are tried again
         records = {i: done[i] for i in passed}
-        todo = [ChunkTask(sc.to_json(), i, a, b, str(path), variables, model_class, keep)
+        source = sc.__dict__.get("_source_dir")
+        todo = [ChunkTask(sc.to_json(), i, a, b, str(path), variables, model_class, keep,
+                          None if source is None else str(source))
                 for i, a, b in chunk_bounds(size, chunk) if i not in passed]
         n_chunks = math.ceil(size / chunk)
 

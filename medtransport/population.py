@@ -243,7 +243,8 @@ class PopulationSpec(_Section):
     """The ``population`` section: ``size`` virtual patients; log-normal variability
     ``variability: {parameter: ω}`` (ω = SD of the log), ``correlations: {"a, b": ρ}`` between
     them or a ``covariance`` block; covariate distributions ``covariates`` with
-    ``covariate_correlations`` (Gaussian copula); what a run keeps, ``output``."""
+    ``covariate_correlations`` (Gaussian copula); what a run keeps, ``output``; for a data
+    set, ``replicates`` of its subjects."""
 
     size: Annotated[int, Field(ge=1, le=MAX_PATIENTS, strict=True)]
     variability: dict[str, _Omega] = Field(default_factory=dict)
@@ -252,6 +253,11 @@ class PopulationSpec(_Section):
     covariates: CovariateSpec | None = None
     covariate_correlations: dict[str, _Rho] = Field(default_factory=dict)
     output: PopulationOutput = Field(default_factory=PopulationOutput)
+    #: With a data set of S subjects: ``replicates`` copies of every subject's regimen and
+    #: records, each with its own η (a VPC's simulations); patient i is replicate ⌊i/S⌋ of
+    #: subject i mod S, so ``size`` = replicates·S and chunks cut across replicates as for
+    #: virtual patients.
+    replicates: Annotated[int, Field(ge=1, le=MAX_PATIENTS, strict=True)] | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> PopulationSpec:
