@@ -661,10 +661,10 @@ class _Bands:
         curve = summary_curve(probe)
         self.name = f"{curve.name}_band"
         self.times = np.asarray(curve["time"].values, dtype=float)
+        self.of = str(curve.attrs.get("long_name", curve.name))
         self.attrs = {"units": curve.attrs.get("units", "1"),
-                      "long_name": f"percentiles over patients of "
-                                   f"{curve.attrs.get('long_name', curve.name)}, streamed "
-                                   "(medtransport.bands: within 2^-8 relative)"}
+                      "error_bound": "|streamed - exact| <= 2^-8 max(|x_(j)|, |x_(j+1)|) + "
+                                     "2^-32 (medtransport.bands)"}
         saved = store.load_bands()
         if saved is not None and saved[0].n_times == self.times.size:
             self.hist, chunks = saved
@@ -691,9 +691,10 @@ class _Bands:
 
         self.store.save_bands(self.hist, self.chunks)
         q = np.asarray(STORED_BAND_PERCENTILES, dtype=float)
+        n = int(self.hist.total().max(initial=0))
         self.store.write_bands(self.name, self.hist.percentiles(q), q, self.times,
-                               {**self.attrs, "patients": int(self.hist.total().max(
-                                   initial=0))})
+                               {**self.attrs, "patients": n, "long_name":
+                                f"percentiles over {n} patients of {self.of} (streamed)"})
 
 
 def _take(iterator: Any, k: int) -> list[Any]:
