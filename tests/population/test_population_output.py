@@ -250,3 +250,17 @@ def test_the_audits_still_see_every_patient_at_every_solve_time(
                        model_class=LeakBetweenKeptTimes)
     assert [(f.index, f.patients) for f in info.value.failures] == [(0, [37])]
     assert "mass_balance[drug]" in info.value.failures[0].reason
+
+
+def test_the_report_of_a_metrics_only_store_draws_the_streamed_bands(tmp_path: Path) -> None:
+    from medtransport.report.figures import population_bands
+    from medtransport.report.store_report import load_store
+
+    result = run_population(scenario(curves="none"), chunk_size=75, store=tmp_path / "m.zarr")
+    ds, _ = load_store(result.path)
+    plot = population_bands(ds, ["drug"])
+    assert plot is not None and "streamed" in plot.title
+    # its table holds the stored bands at the median's peak
+    peak = int(np.argmax(result.bands([50]).values[0]))
+    stored = ds["concentration_band"].sel(band_percentile=[5.0, 50.0, 95.0]).values[:, peak]
+    assert [float(v) for v in plot.table[0][2:]] == pytest.approx(stored, rel=1e-3)
