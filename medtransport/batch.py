@@ -109,12 +109,39 @@ class PopulationResult:
 
         return summary_curve(self.dataset, variable, select)
 
-    def bands(self, percentiles: Any = None, **kw: Any) -> xr.DataArray:
-        """Percentile bands (lazy) of the summary curve, read block by block from the store;
-        see :func:`medtransport.summaries.store_percentile_bands`."""
+    def bands(self, percentiles: Any = None, *, source: str = "auto",
+              **kw: Any) -> xr.DataArray:
+        """Percentile bands over patients of the summary curve, (percentile, time).
+
+        ``source="stream"``: from the histogram counted while the chunks ran (any
+        percentiles, no pass over the store; within the bound of :mod:`medtransport.bands`:
+        2⁻⁸ of the neighbouring order statistics, relative); ``"store"``: exact, read block by
+        block from the stored curves (lazy; :func:`medtransport.summaries.store_percentile_bands`;
+        needs every curve kept at every output time); ``"auto"``: streamed when counted."""
         from medtransport.summaries import DEFAULT_PERCENTILES, store_percentile_bands
 
-        return store_percentile_bands(self.path, percentiles or DEFAULT_PERCENTILES, **kw)
+        percentiles = percentiles or DEFAULT_PERCENTILES
+        if source not in ("auto", "stream", "store"):
+            raise ValueError(f"source: expected auto, stream or store, got {source!r}")
+        store = PopulationStore.open(self.path)
+        saved = store.load_bands() if source != "store" else None
+        if saved is None:
+            if source == "stream":
+                raise MedtransportError(f"store: {self.path} holds no streamed bands "
+                                        "(population.output.bands was false)")
+            return store_percentile_bands(self.path, percentiles, **kw)
+        hist, _ = saved
+        name = next((str(n) for n in self.dataset.data_vars if str(n).endswith("_band")),
+                    None)
+        var = self.dataset[name] if name is not None else None
+        out = xr.DataArray(hist.percentiles(percentiles), dims=("percentile", "time"),
+                           coords={"percentile": np.asarray(percentiles, dtype=float),
+                                   "time": self.dataset["band_time"].values})
+        out["time"].attrs = {"units": "s", "long_name": "time"}
+        if var is not None:
+            out.attrs = {"units": var.attrs.get("units", "1"),
+                         "long_name": var.attrs.get("long_name", name)}
+        return out
 
     def nca(self, percentiles: Any = None) -> xr.Dataset:
         from medtransport.summaries import DEFAULT_PERCENTILES, nca_distribution
@@ -155,6 +182,27 @@ class ChunkTask:
     store: str
     variables: tuple[str, ...] | None
     model_class: type[Model] | None = None
+    keep: Keep | None = None
+    #: the scenario's directory, against which its input files (a data set) resolve
+    base_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class Keep:
+    """What a chunk keeps of its audited result (from ``population.output``): curves or not,
+    every ``every``-th output time, only the sampled patients ``sampled`` (global ids, sorted;
+    None: all) of which the chunk's are ``sampled[first:last]``; and whether it counts the
+    percentile bands of the summary curve."""
+
+    curves: bool = True
+    every: int = 1
+    sampled: tuple[int, ...] | None = None
+    bands: bool = False
+
+    def of_chunk(self, start: int, stop: int) -> tuple[int, int]:
+        """The positions [first, last) of the chunk's sampled patients in ``sampled``."""
+        ids = np.asarray(self.sampled or (), dtype=np.int64)
+        return int(np.searchsorted(ids, start)), int(np.searchsorted(ids, stop))
 
 
 def run_chunk(task: ChunkTask) -> dict[str, Any]:
@@ -164,7 +212,8 @@ def run_chunk(task: ChunkTask) -> dict[str, Any]:
 
 
 def compute_chunk(task: ChunkTask) -> tuple[dict[str, Any], xr.Dataset | None]:
-    """Run and audit one chunk: its record, and what it stores (None if it failed)."""
+    """Run and audit one chunk: its record, and what it stores (None if it failed) — with,
+    when bands are counted, the chunk's whole summary curve as ``_band_curve``."""
     from medtransport.runner import prepare, run
 
     started, cpu = time.perf_counter(), time.thread_time()
@@ -173,8 +222,8 @@ def compute_chunk(task: ChunkTask) -> tuple[dict[str, Any], xr.Dataset | None]:
                               "host": os.uname().nodename, "pid": os.getpid()}
     out = None
     try:
-        model = prepare(json.loads(task.scenario), patients=(task.start, task.stop),
-                        model_class=task.model_class)
+        model = prepare(load_scenario(json.loads(task.scenario), base_dir=task.base_dir),
+                        patients=(task.start, task.stop), model_class=task.model_class)
         ds = run(model)
     except AuditFailure as exc:
         record.update(status="failed", reason=_short(str(exc)),
@@ -183,7 +232,7 @@ def compute_chunk(task: ChunkTask) -> tuple[dict[str, Any], xr.Dataset | None]:
         record.update(status="failed", reason=_short(f"{type(exc).__name__}: {exc}"),
                       failed_patients=ids)
     else:
-        out = _stored_part(ds, task.variables)
+        out = _stored_part(ds, task.variables, task.keep)
         record.update(status="passed", reason="", failed_patients=[],
                       audit=ds.attrs.get("audit_report", ""),
                       simulate_seconds=float(ds.attrs.get("simulate_seconds", 0.0)),
@@ -199,13 +248,23 @@ def store_chunk(task: ChunkTask, record: dict[str, Any], out: xr.Dataset | None
     without one is written again on resume)."""
     started, cpu = time.perf_counter(), time.thread_time()
     store = PopulationStore(Path(task.store))
+    counts = None
     if out is not None:
-        store.write_chunk(task.start, task.stop, out)
+        band_curve = out.attrs.pop("_band_curve", None)
+        if band_curve is not None:
+            from medtransport.bands import chunk_counts
+
+            counts = chunk_counts(band_curve)  # compiled, without the GIL
+        sampled = task.keep.of_chunk(task.start, task.stop) if task.keep is not None and \
+            task.keep.sampled is not None else None
+        store.write_chunk(task.start, task.stop, out,
+                          **({"sampled": sampled} if sampled is not None else {}))
     record["write_seconds"] = time.perf_counter() - started
     record["seconds"] += record["write_seconds"]
     record["cpu_seconds"] += time.thread_time() - cpu
     store.mark(record)
-    return record
+    # the band counts go to the client with the record, never into the record's file
+    return {**record, "_bands": counts} if counts is not None else record
 
 
 def _short(text: str, limit: int = 400) -> str:
@@ -246,11 +305,16 @@ def failing_patients(exc: AuditFailure, ids: list[int]) -> list[int]:
     return [ids[i] for i in np.flatnonzero(bad)]
 
 
-def _stored_part(ds: xr.Dataset, variables: tuple[str, ...] | None) -> xr.Dataset:
+def _stored_part(ds: xr.Dataset, variables: tuple[str, ...] | None,
+                 keep: Keep | None = None, *, template: bool = False) -> xr.Dataset:
     """The variables a chunk stores: the time-dependent ones asked for (default: the summary
-    curve's variable), every per-patient one, and the per-patient curve metrics."""
+    curve's variable), every per-patient one, and the per-patient curve metrics — all taken
+    from the whole audited result before ``keep`` thins its curves (to none, to the sampled
+    patients, or to every k-th output time). ``template``: the probe that lays out a store
+    (its one patient stands for the sampled ones)."""
     from medtransport.summaries import curve_metrics, summary_curve
 
+    keep = keep or Keep()
     out = ds.reset_coords([c for c in ds.coords if c not in ds.dims and "patient" in
                            ds[c].dims])
     curve = summary_curve(out)
@@ -266,10 +330,27 @@ def _stored_part(ds: xr.Dataset, variables: tuple[str, ...] | None) -> xr.Datase
         out.update(chunk_ledger(ds, sp))
     if variables is None or "all" not in variables:
         wanted = set(variables or (str(curve.name),))
-        keep = [n for n, v in out.data_vars.items()
-                if "chunk" in v.dims
-                or ("patient" in v.dims and ("time" not in v.dims or n in wanted))]
-        out = out[keep]
+        keep_vars = [n for n, v in out.data_vars.items()
+                     if "chunk" in v.dims
+                     or ("patient" in v.dims and ("time" not in v.dims or n in wanted))]
+        out = out[keep_vars]
+    curves = [n for n, v in out.data_vars.items() if {"time", "patient"} <= set(v.dims)]
+    if not keep.curves:
+        out = out.drop_vars(curves)
+    elif keep.sampled is not None:
+        ids = np.asarray(out["patient"].values, dtype=np.int64)
+        chosen = np.ones(ids.size, dtype=bool) if template else \
+            np.isin(ids, np.asarray(keep.sampled, dtype=np.int64))
+        for name in curves:
+            out[f"sampled_{name}"] = out[name].isel(patient=chosen).rename(
+                patient="sampled_patient").assign_attrs(out[name].attrs)
+        out = out.drop_vars(curves)
+        out = out.assign_coords(sampled_patient=("sampled_patient", ids[chosen], {
+            "units": "1", "long_name": "virtual patient whose curves are kept"}))
+    if keep.every > 1:
+        out = out.isel(time=slice(None, None, keep.every))
+    if keep.bands and not template:
+        out.attrs["_band_curve"] = curve.transpose("patient", "time").values
     return out
 
 
@@ -401,6 +482,7 @@ def run_population(scenario: str | Path | Mapping[str, Any] | Scenario, n: int |
     chunk = int(chunk_size or default_chunk_size(probe_model, size))
     if chunk < 1:
         raise ScenarioError([("chunk_size", f"expected at least 1, got {chunk}")])
+    keep = _keep(sc)
     manifest = {"scenario": sc.to_json(), "seed": int(sc.seed or 0), "model": sc.model,
                 "variables": list(variables) if variables else None}
     expected = {**manifest, "size": size, "chunk_size": chunk, "dtype": dtype}
@@ -418,25 +500,38 @@ def run_population(scenario: str | Path | Mapping[str, Any] | Scenario, n: int |
         pstore = PopulationStore(path)
         if pstore.exists() and not overwrite:
             pstore.check(expected)
-        else:
-            from medtransport.runner import run
+        from medtransport.runner import run
 
-            template = _stored_part(run(probe_model), variables)
+        probe = run(probe_model)
+        if not (pstore.exists() and not overwrite):
+            template = _stored_part(probe, variables, keep, template=True)
             from medtransport.report.facts import ATTRIBUTE, for_population
 
             # the probe is one patient: its five answers are not the population's
             template.attrs[ATTRIBUTE] = for_population(template.attrs.get(ATTRIBUTE), size)
-            pstore = PopulationStore.create(path, template, size=size, chunk_size=chunk,
-                                            manifest=manifest, dtype=dtype, overwrite=overwrite)
+            pstore = PopulationStore.create(
+                path, template, size=size, chunk_size=chunk, manifest=manifest, dtype=dtype,
+                overwrite=overwrite, sampled=None if keep.sampled is None else
+                np.asarray(keep.sampled, dtype=np.int64))
         done = pstore.completed()
         passed = {i for i, r in done.items() if r.get("status") == "passed"}
-        pstore.forget(set(done) - passed)  # failed chunks are tried again
+        bands = _Bands(pstore, probe) if keep.bands else None
+        if bands is not None:
+            # a passed chunk whose counts no checkpoint holds is run again (the same bits)
+            uncounted = passed - bands.chunks
+            passed -= uncounted
+        pstore.forget(set(done) - passed)  # failed (and uncounted) chunks are tried again
         records = {i: done[i] for i in passed}
-        todo = [ChunkTask(sc.to_json(), i, a, b, str(path), variables, model_class)
+        source = sc.__dict__.get("_source_dir")
+        todo = [ChunkTask(sc.to_json(), i, a, b, str(path), variables, model_class, keep,
+                          None if source is None else str(source))
                 for i, a, b in chunk_bounds(size, chunk) if i not in passed]
         n_chunks = math.ceil(size / chunk)
 
         def finished(record: dict[str, Any]) -> None:
+            counts = record.pop("_bands", None)
+            if bands is not None and counts is not None:
+                bands.add(record["index"], counts)
             records[record["index"]] = record
             if progress is not None:
                 progress(len(records) / n_chunks)
@@ -447,6 +542,8 @@ def run_population(scenario: str | Path | Mapping[str, Any] | Scenario, n: int |
             _run_here(todo, finished)
         else:
             _run_on_cluster(dask_client, todo, finished, pstore)
+        if bands is not None:
+            bands.finish()
         pstore.finish()
         result = PopulationResult(path, size, chunk, records, time.perf_counter() - started,
                                   resumed_chunks=len(passed))
@@ -518,6 +615,86 @@ def _run_on_cluster(client: Any, tasks: list[ChunkTask],
         with contextlib.suppress(Exception):
             client.cancel(list(stream.futures))
         raise
+
+
+def _keep(sc: Scenario) -> Keep:
+    """What the chunks keep, from ``population.output`` (checked against the time grid)."""
+    assert sc.population is not None
+    spec = sc.population.output
+    every = 1
+    if spec.every is not None:
+        tm = sc.time
+        step = (tm.output_every or tm.step).m_as("s")
+        ratio = spec.every.m_as("s") / step
+        if abs(ratio - round(ratio)) > 1e-9 * max(ratio, 1.0) or round(ratio) < 1:
+            raise ScenarioError([("population.output.every",
+                                  f"expected a whole multiple of the output step ({step:g} s), "
+                                  f"got {spec.every.m_as('s'):g} s")])
+        if spec.every.m_as("s") > (tm.stop - tm.start).m_as("s") * (1 + 1e-9):
+            raise ScenarioError([("population.output.every", "expected at most the span of "
+                                  "the run (time.stop − time.start)")])
+        every = round(ratio)
+    sampled = spec.curve_patients(sc.population.size, int(sc.seed or 0))
+    return Keep(curves=spec.curves == "all", every=every,
+                sampled=None if sampled is None or spec.curves == "none" else
+                tuple(int(i) for i in sampled), bands=spec.bands)
+
+
+#: A checkpoint of the band histogram is written when the time since the last one is this
+#: many times what the last one took: at most 1/20 of the run goes to checkpoints, and a
+#: resumed run repeats only the chunks finished since the last one (none, for a small
+#: histogram; a few seconds' worth for a large one).
+BAND_CHECKPOINT_RATIO = 20.0
+#: A checkpoint that took less than this (seconds) is written after every chunk.
+BAND_CHECKPOINT_CHEAP = 0.05
+
+
+class _Bands:
+    """The band histogram of a run: merged from each chunk's counts as they arrive,
+    checkpointed with the chunks it holds, written as bands into the store at the end."""
+
+    def __init__(self, store: PopulationStore, probe: xr.Dataset):
+        from medtransport.bands import BandHistogram
+        from medtransport.summaries import summary_curve
+
+        self.store = store
+        curve = summary_curve(probe)
+        self.name = f"{curve.name}_band"
+        self.times = np.asarray(curve["time"].values, dtype=float)
+        self.of = str(curve.attrs.get("long_name", curve.name))
+        self.attrs = {"units": curve.attrs.get("units", "1"),
+                      "error_bound": "|streamed - exact| <= 2^-8 max(|x_(j)|, |x_(j+1)|) + "
+                                     "2^-32 (medtransport.bands)"}
+        saved = store.load_bands()
+        if saved is not None and saved[0].n_times == self.times.size:
+            self.hist, chunks = saved
+            self.chunks = set(chunks)
+        else:
+            self.hist, self.chunks = BandHistogram(self.times.size), set()
+        self.saved_at = time.perf_counter()
+        self.save_seconds = 0.0
+
+    def add(self, index: int, counts: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+        if index in self.chunks:
+            return
+        self.hist.add(*counts)
+        self.chunks.add(index)
+        now = time.perf_counter()
+        if self.save_seconds < BAND_CHECKPOINT_CHEAP or \
+                now - self.saved_at >= BAND_CHECKPOINT_RATIO * self.save_seconds:
+            self.store.save_bands(self.hist, self.chunks)
+            self.saved_at = time.perf_counter()
+            self.save_seconds = self.saved_at - now
+
+    def finish(self) -> None:
+        from medtransport.summaries import STORED_BAND_PERCENTILES
+
+        self.store.save_bands(self.hist, self.chunks)
+        q = np.asarray(STORED_BAND_PERCENTILES, dtype=float)
+        n = int(self.hist.total().max(initial=0))
+        self.store.write_bands(self.name, self.hist.percentiles(q), q, self.times,
+                               {**self.attrs, "patients": n, "long_name":
+                                f"percentiles over {n} patients of {self.of} (streamed)"})
 
 
 def _take(iterator: Any, k: int) -> list[Any]:

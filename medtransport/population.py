@@ -41,7 +41,8 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from medtransport.units import Q_, Qty
 
-__all__ = ["MAX_PATIENTS", "CovariateSpec", "PatientBatch", "PopulationSample",
+__all__ = ["MAX_PATIENTS", "CovariateSpec", "PatientBatch", "PopulationOutput",
+           "PopulationSample",
            "PopulationSpec", "sample_etas", "sample_population", "standard_normals"]
 
 MAX_PATIENTS = 10_000_000
@@ -190,11 +191,60 @@ def _pairs(mapping: dict[str, float], field: str) -> list[tuple[str, str, float,
     return out
 
 
+class PopulationOutput(_Section):
+    """What a population run keeps (``population.output``). The audits run on every patient
+    at every solve time whatever is kept: a chunk is audited, and its metrics and band counts
+    taken, before its curves are thinned.
+
+    - ``curves``: ``all`` (every patient's curves, the default) or ``none`` (per-patient
+      metrics only: parameters, covariates, NCA, the PTA inputs, the largest |ledger
+      residual| — about 100 bytes per patient).
+    - ``keep_curves``: keep the curves of a seeded random subset of this many patients
+      (drawn once from the run's seed; the same whatever the chunking).
+    - ``every``: keep curves on a coarser grid, every ``every`` (a multiple of the output
+      step ``time.output_every`` or ``time.step``).
+    - ``bands``: percentile bands of the summary curve, computed while the chunks run, on the
+      full solve grid (:mod:`medtransport.bands`: exact histograms on a fixed logarithmic
+      grid, relative error ≤ 2⁻⁸); ``true`` by default.
+    """
+
+    curves: Literal["all", "none"] = "all"
+    keep_curves: Annotated[int, Field(ge=1, le=MAX_PATIENTS, strict=True)] | None = None
+    every: Qty("s", gt=0) | None = None  # type: ignore[valid-type]
+    bands: bool = True
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PopulationOutput:
+        if self.curves == "none" and self.keep_curves is not None:
+            raise ValueError("keep_curves keeps some curves, curves: none keeps none; give "
+                             "one of them")
+        if self.curves == "none" and self.every is not None:
+            raise ValueError("every sets the grid of the curves kept, and curves: none keeps "
+                             "none; give one of them")
+        return self
+
+    @property
+    def keeps_all(self) -> bool:
+        """Whether this is today's store: every curve at every output time."""
+        return self.curves == "all" and self.keep_curves is None and self.every is None
+
+    def curve_patients(self, size: int, seed: int) -> np.ndarray | None:
+        """The sorted ids of the patients whose curves are kept (None: all of them)."""
+        if self.curves == "none":
+            return np.zeros(0, dtype=np.int64)
+        if self.keep_curves is None or self.keep_curves >= size:
+            return None
+        # its own stream (seed, 1): the patients' draws use stream (seed) alone
+        rng = np.random.Generator(np.random.PCG64([seed, 1]))
+        return np.sort(rng.choice(size, self.keep_curves, replace=False)).astype(np.int64)
+
+
 class PopulationSpec(_Section):
     """The ``population`` section: ``size`` virtual patients; log-normal variability
     ``variability: {parameter: ω}`` (ω = SD of the log), ``correlations: {"a, b": ρ}`` between
     them or a ``covariance`` block; covariate distributions ``covariates`` with
-    ``covariate_correlations`` (Gaussian copula)."""
+    ``covariate_correlations`` (Gaussian copula); what a run keeps, ``output``; for a data
+    set, ``replicates`` of its subjects."""
 
     size: Annotated[int, Field(ge=1, le=MAX_PATIENTS, strict=True)]
     variability: dict[str, _Omega] = Field(default_factory=dict)
@@ -202,6 +252,12 @@ class PopulationSpec(_Section):
     covariance: CovarianceBlock | None = None
     covariates: CovariateSpec | None = None
     covariate_correlations: dict[str, _Rho] = Field(default_factory=dict)
+    output: PopulationOutput = Field(default_factory=PopulationOutput)
+    #: With a data set of S subjects: ``replicates`` copies of every subject's regimen and
+    #: records, each with its own η (a VPC's simulations); patient i is replicate ⌊i/S⌋ of
+    #: subject i mod S, so ``size`` = replicates·S and chunks cut across replicates as for
+    #: virtual patients.
+    replicates: Annotated[int, Field(ge=1, le=MAX_PATIENTS, strict=True)] | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> PopulationSpec:

@@ -126,9 +126,12 @@ class PopulationStore:
     @classmethod
     def create(cls, path: str | os.PathLike[str], template: xr.Dataset, *, size: int,
                chunk_size: int, manifest: dict[str, Any], dtype: str = "float64",
-               overwrite: bool = False) -> PopulationStore:
+               overwrite: bool = False, sampled: np.ndarray | None = None
+               ) -> PopulationStore:
         """Lay out the store for ``size`` patients from ``template``, the result of a run of
-        any block of patients (only its structure, coordinates and attributes are used)."""
+        any block of patients (only its structure, coordinates and attributes are used);
+        ``sampled``: the ids of the patients whose curves are kept along ``sampled_patient``
+        (one Zarr chunk per patient, so that no two run chunks share one)."""
 
         from medtransport.results import clean_stale_partials, partial_name
 
@@ -161,6 +164,9 @@ class PopulationStore:
             if dim == "patient":
                 coords["patient"] = ("patient", np.arange(size, dtype=np.int64),
                                      dict(tpl["patient"].attrs))
+            elif dim == "sampled_patient":
+                coords[dim] = (dim, np.asarray(sampled, dtype=np.int64),
+                               dict(tpl[dim].attrs))
             elif dim in tpl.coords:
                 var = tpl[dim].variable
                 # variable-length strings: Zarr v3 has no fixed-width unicode type
@@ -173,7 +179,7 @@ class PopulationStore:
         base = xr.Dataset(coords=coords, attrs=attrs)
         # variables without a patient (or chunk) dimension are the same for every chunk
         for name, var in tpl.data_vars.items():
-            if "patient" not in var.dims and "chunk" not in var.dims:
+            if not {"patient", "sampled_patient", "chunk"} & set(var.dims):
                 base[name] = var.variable
         base.to_zarr(target, mode="w-", zarr_format=3, consolidated=False)
         group = _group(target, "a")
@@ -191,9 +197,11 @@ class PopulationStore:
                                 if isinstance(v, str | int | float)},
                     compressors=_compressor())
                 continue
-            if "patient" not in var.dims:
+            if not {"patient", "sampled_patient"} & set(var.dims):
                 continue
-            shape = tuple(size if d == "patient" else tpl.sizes[d] for d in var.dims)
+            shape = tuple(size if d == "patient" else
+                          len(sampled) if d == "sampled_patient" and sampled is not None else
+                          tpl.sizes[d] for d in var.dims)
             kind = np.dtype(dtype) if var.dtype.kind == "f" and "time" in var.dims else \
                 var.dtype
             if kind.kind not in "fiub":
@@ -243,22 +251,28 @@ class PopulationStore:
                 out[int(record["index"])] = record
         return out
 
-    def write_chunk(self, start: int, stop: int, ds: xr.Dataset) -> None:
+    def write_chunk(self, start: int, stop: int, ds: xr.Dataset,
+                    sampled: tuple[int, int] | None = None) -> None:
         """Write patients [start, stop) of every stored variable (``ds`` has them in its
-        ``patient`` dimension). Not a record: call :meth:`mark` when this returns."""
+        ``patient`` dimension; ``sampled``: the positions [first, last) along
+        ``sampled_patient`` of its sampled patients). Not a record: call :meth:`mark` when
+        this returns."""
 
         group = _group(self.path, "r+")
         with _quiet():
             names = set(group.array_keys())
         index = start // int(self.manifest()["chunk_size"])
         for name in names:
-            if name not in ds or name == "patient" or not {"patient", "chunk"} & set(
-                    ds[name].dims):
+            if name not in ds or name in ("patient", "sampled_patient") or not {
+                    "patient", "sampled_patient", "chunk"} & set(ds[name].dims):
                 continue
             arr = group[name]
             dims = tuple(arr.metadata.dimension_names or ())
             values = ds[name].transpose(*dims).values
+            if "sampled_patient" in dims and (sampled is None or sampled[0] == sampled[1]):
+                continue
             region = tuple(slice(start, stop) if d == "patient" else
+                           slice(*sampled) if d == "sampled_patient" and sampled else
                            slice(index, index + 1) if d == "chunk" else slice(None)
                            for d in dims)
             arr[region] = values.astype(arr.dtype, copy=False)
@@ -284,6 +298,47 @@ class PopulationStore:
                    "chunks_failed": json.dumps(failed)}
         _group(self.path, "r+").attrs.update(summary)
         return summary
+
+    # -- streamed percentile bands -----------------------------------------------------------
+    @property
+    def bands_path(self) -> Path:
+        return self.meta / "bands.npz"
+
+    def save_bands(self, hist: Any, chunks: Iterable[int]) -> None:
+        """Checkpoint the merged band histogram and the chunks it counts (atomically)."""
+        from medtransport.results import write_atomically
+
+        data = hist.to_bytes(list(chunks))
+        with write_atomically(self.bands_path, clean_stale=False) as tmp, \
+                open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def load_bands(self) -> tuple[Any, list[int]] | None:
+        """The last band checkpoint: (histogram, the chunks it counts), or None."""
+        from medtransport.bands import BandHistogram
+
+        try:
+            return BandHistogram.from_bytes(self.bands_path.read_bytes())
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def write_bands(self, name: str, values: np.ndarray, percentiles: np.ndarray,
+                    times: np.ndarray, attrs: dict[str, Any]) -> None:
+        """The streamed bands as ``<name>`` over (band_percentile, band_time)."""
+        group = _group(self.path, "r+")
+        for key, data, unit in (("band_percentile", percentiles, "%"), ("band_time", times,
+                                                                         "s")):
+            arr = group.create_array(key, shape=data.shape, dtype=np.float64,
+                                     dimension_names=[key], overwrite=True,
+                                     attributes={"units": unit})
+            arr[...] = data
+        arr = group.create_array(name, shape=values.shape, dtype=np.float64,
+                                 fill_value=np.nan, overwrite=True,
+                                 dimension_names=["band_percentile", "band_time"],
+                                 attributes=_json_attrs(attrs))
+        arr[...] = values
 
     def passed_mask(self) -> np.ndarray:
         """Per patient: whether its chunk was written and passed its audits."""
@@ -326,12 +381,12 @@ def _json_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
 def _chunks(dims: tuple[Any, ...], shape: tuple[int, ...], chunk_size: int,
             itemsize: int) -> tuple[int, ...]:
     """Whole run chunks along ``patient``, blocks of time of about TARGET_CHUNK_BYTES."""
-    per_time = chunk_size * itemsize
+    per_time = itemsize * (1 if "sampled_patient" in dims else chunk_size)
     for d, n in zip(dims, shape, strict=True):
-        if d not in ("time", "patient"):
+        if d not in ("time", "patient", "sampled_patient"):
             per_time *= n
     time_block = max(1, TARGET_CHUNK_BYTES // max(per_time, 1))
-    return tuple(min(chunk_size, n) if d == "patient" else
+    return tuple(min(chunk_size, n) if d == "patient" else 1 if d == "sampled_patient" else
                  min(time_block, n) if d == "time" else n
                  for d, n in zip(dims, shape, strict=True))
 

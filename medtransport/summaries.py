@@ -36,18 +36,24 @@ __all__ = ["curve_metrics", "nca_distribution", "percentile_bands", "plot_bands"
            "summary_curve"]
 
 DEFAULT_PERCENTILES = (5.0, 25.0, 50.0, 75.0, 95.0)
+#: The percentiles a population run writes into its store from the streamed bands (any
+#: other is computed from the saved histogram, :meth:`PopulationResult.bands`).
+STORED_BAND_PERCENTILES = (2.5, 5.0, 10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 97.5)
 
 
 def summary_curve(ds: xr.Dataset, variable: str | None = None,
                   select: dict[str, Any] | None = None) -> xr.DataArray:
     """The (time, patient) curve summaries are made of: ``variable`` (default
-    ``concentration``, else the first time-dependent variable with a patient dimension) with
+    ``concentration``, then ``grid_concentration``, else the first variable over time and
+    patients) with
     its other dimensions fixed by ``select`` (default: the label ``central`` where a dimension
     has it, else the first entry)."""
     if variable is None:
-        variable = "concentration" if "concentration" in ds else next(
-            (str(n) for n, v in ds.data_vars.items() if {"time", "patient"} <= set(v.dims)),
-            None)
+        # over time and patients: a data set's ``concentration`` is at its records, its curve
+        # on the grid ``grid_concentration``
+        over = [str(n) for n, v in ds.data_vars.items() if {"time", "patient"} <= set(v.dims)]
+        variable = next((n for n in ("concentration", "grid_concentration") if n in over),
+                        over[0] if over else None)
     if variable is None or variable not in ds:
         raise KeyError(f"no variable {variable!r} over time and patients to summarise")
     da = ds[variable]

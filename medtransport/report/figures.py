@@ -254,22 +254,37 @@ def main_variable(ds: xr.Dataset, species: list[str]) -> str | None:
 
 
 def population_bands(ds: xr.Dataset, species: list[str]) -> Plot | None:
-    """5th, 50th and 95th percentile over patients of the main concentration variable."""
-    name = main_variable(ds, species)
-    if name is None:
-        return None
-    var = ds[name]
-    picked = []
-    for dim in var.dims:
-        if dim not in ("time", "patient"):
-            picked.append(f"{dim} = {var[dim].values[0]}" if dim in var.coords else
-                          f"{dim} index 0")
-            var = var.isel({dim: 0})
-    values = var.transpose("time", "patient").values
-    t = np.asarray(ds["time"].values, dtype=float)
+    """5th, 50th and 95th percentile over patients of the main concentration variable: exact
+    from the curves when the result holds them all and they fit in memory (2²⁴ values), else
+    the bands a population run streamed into its store (``<name>_band``, within 2⁻⁸; a
+    metrics-only store holds no curve)."""
+    streamed = next((str(n) for n, v in ds.data_vars.items() if str(n).endswith("_band")
+                     and v.dims == ("band_percentile", "band_time")), None)
+    main = main_variable(ds, species)
+    small = main is not None and ds[main].sizes["time"] * ds[main].sizes["patient"] <= 2**24
+    picked: list[str] = []
+    if streamed is not None and not small and set(PERCENTILES) <= {
+            float(p) for p in ds["band_percentile"].values}:
+        name = streamed[:-len("_band")]
+        q = ds[streamed].sel(band_percentile=list(PERCENTILES)).values
+        t = np.asarray(ds["band_time"].values, dtype=float)
+        unit = str(ds[streamed].attrs.get("units", ""))
+        picked.append("streamed")
+    else:
+        if main is None:
+            return None
+        name = main
+        var = ds[name]
+        for dim in var.dims:
+            if dim not in ("time", "patient"):
+                picked.append(f"{dim} = {var[dim].values[0]}" if dim in var.coords else
+                              f"{dim} index 0")
+                var = var.isel({dim: 0})
+        values = var.transpose("time", "patient").values
+        t = np.asarray(ds["time"].values, dtype=float)
+        unit = str(ds[name].attrs.get("units", ""))
+        q = np.nanpercentile(values, PERCENTILES, axis=1)
     unit_t, scale = time_axis(t)
-    unit = str(ds[name].attrs.get("units", ""))
-    q = np.nanpercentile(values, PERCENTILES, axis=1)
     fig = _figure(10.0, 4.0)
     ax = fig.subplots()
     ax.fill_between(t / scale, q[0], q[2], alpha=0.3, label="5th–95th percentile")

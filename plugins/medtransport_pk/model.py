@@ -239,6 +239,14 @@ class PKModel(Model):
             raise ScenarioError(problems)
         table = self._dataset()
         self.from_data = table is not None
+        self._data_subjects = None if table is None else int(table.subjects().size)
+        self._replica_of = None
+        if table is not None and sc.population is not None and \
+                sc.population.replicates is not None:
+            start, stop = self._replica_range(table)
+            subjects = table.subjects()
+            self._replica_of = subjects[np.arange(start, stop) % subjects.size]
+            table = replicate_subjects(table, start, stop)
         self.records: RecordTable | None = None
         self.sessions: list[Session] = []
         if any(e.type in ("dialysis", "crrt") for e in sc.events):
@@ -342,6 +350,10 @@ class PKModel(Model):
         problems = [(f"population.variability.{name}", f"{self.id} has no parameter "
                                                        f"{name!r}")
                     for name in sorted(set(pop.eta_names()) - allowed)]
+        if pop.replicates is not None and not self.from_data:
+            problems.append(("population.replicates", "replicates are copies of a data set's "
+                             "subjects: give a data section (or leave replicates out and set "
+                             "size)"))
         if self.params.michaelis_menten is None:
             problems += [(f"population.variability.{name}", "varies a michaelis_menten "
                           "parameter, but michaelis_menten is not given")
@@ -372,6 +384,18 @@ class PKModel(Model):
         except ImportError:
             return None
         return read_dataset(self.scenario)  # type: ignore[no-any-return]
+
+    def _replica_range(self, table: RecordTable) -> tuple[int, int]:
+        """The patients this instance runs of a data set's replicates: its chunk, or all."""
+        pop = self.scenario.population
+        assert pop is not None and pop.replicates is not None
+        expected = pop.replicates * int(table.subjects().size)
+        if pop.size != expected:
+            raise ScenarioError([("population.size", f"with replicates every subject is "
+                                  f"{pop.replicates} patients: expected {expected} "
+                                  f"({pop.replicates} × the {table.subjects().size} subjects "
+                                  f"of {table.source}), got {pop.size}")])
+        return self.patient_range if self.patients is not None else (0, expected)
 
     def _record_problems(self, exc: engine.RecordError) -> list[tuple[str, str]]:
         """Engine problems named by field path for events, by data row for a data set."""
@@ -471,22 +495,28 @@ class PKModel(Model):
                 weight=cov["weight"], age=cov.get("age"), height=cov.get("height"),
                 serum_creatinine=cov.get("serum_creatinine"), female=female)
         pop = self.scenario.population
+        replicated = pop is not None and pop.replicates is not None
         if pop is not None:
             problems = []
-            if pop.size != ids.size:
+            if not replicated and pop.size != ids.size:
                 problems.append(("population.size", f"with a data set every subject is one "
                                  f"patient: expected {ids.size} (the subjects of "
                                  f"{table.source}), got {pop.size}"))
             if pop.covariates is not None:
                 problems.append(("population.covariates", "a data set brings its own "
                                  "covariates; sampled ones are for virtual patients"))
-            if self.patients is not None:
+            if self.patients is not None and not replicated:
                 problems.append(("population", "a data set runs all its subjects at once, "
-                                 "not in chunks of patients"))
+                                 "not in chunks of patients (its replicates do run in "
+                                 "chunks: population.replicates)"))
             if problems:
                 raise ScenarioError(problems)
             assert self.seed is not None
-            sample = sample_population(pop, self.seed, 0, ids.size, self.scenario.patient)
+            # patient i's own draws (replicate ⌊i/S⌋ of subject i mod S)
+            first = int(self.patient_ids[0]) if replicated and self.patients is not None \
+                else 0
+            sample = sample_population(pop, self.seed, first, first + ids.size,
+                                       self.scenario.patient)
             self._subject_etas = sample.etas
             self.etas = {k: v[self._seg_subject] for k, v in sample.etas.items()}
 
@@ -906,8 +936,12 @@ class PKModel(Model):
                               {"units": "L", "long_name": "compartment volume"}),
         }
         if batched:
+            replicated = self.from_data and self.scenario.population is not None and \
+                self.scenario.population.replicates is not None
             coords["patient"] = ("patient", self.patient_ids if not self.from_data else
-                                 np.arange(self.n_patients or 0),
+                                 np.arange(self.n_patients or 0) + (
+                                     int(self.patient_ids[0]) if replicated and
+                                     self.patients is not None else 0),
                                  {"units": "1", "long_name": "subject of the data set"
                                   if self.from_data else "virtual patient"})
         data: dict[str, Any] = {
@@ -1025,6 +1059,13 @@ class PKModel(Model):
                                                           "long_name": "subject index"})
         ds["subject_id"] = ("patient", self._subject_ids, {"units": "1",
                                                            "long_name": "ID of the subject"})
+        source = getattr(self, "_replica_of", None)
+        if source is not None:  # replicates: the data set's subject each patient copies
+            ds["subject_id"] = ("patient", source, {"units": "1", "long_name": "ID of the data "
+                                                    "set's subject this patient replicates"})
+            ds["replicate"] = ("patient", (self.patient_ids if self.patients is not None else
+                                           np.arange(source.size)) // self._data_subjects,
+                               {"units": "1", "long_name": "replicate of the data set"})
         resid = engine.EngineResult.residual(res.record_amounts, books.record_ledger)
         ds["record_drug_residual"] = (rec, resid, {"units": unit, "long_name": "books' "
                                       "residual at the record"})
@@ -1609,6 +1650,22 @@ def covariate_segments(table: RecordTable, names: list[str], nocb: bool
     start = np.where(first[rows], -np.inf, table.time[np.maximum(rows - 1, 0)] if nocb
                      else table.time[rows])
     return columns, rows, start
+
+
+def replicate_subjects(table: RecordTable, start: int, stop: int) -> RecordTable:
+    """Patients ``start`` … ``stop − 1`` of the replicates of a data set's S subjects (in order
+    of first appearance): patient i has the records of subject i mod S, with ID i + 1."""
+    import dataclasses
+
+    subjects = table.subjects()
+    rows_of = [np.flatnonzero(table.id == s) for s in subjects]
+    picked = [rows_of[i % subjects.size] for i in range(start, stop)]
+    rows = np.concatenate(picked) if picked else np.zeros(0, dtype=np.int64)
+    ids = np.repeat(np.arange(start + 1, stop + 1), [r.size for r in picked])
+    columns = {name: getattr(table, name)[rows] for name in (
+        "time", "evid", "amt", "cmt", "rate", "ii", "addl", "ss", "mdv", "dv", "row")}
+    return dataclasses.replace(table, id=ids.astype(np.int64), **columns,
+                               covariates={k: v[rows] for k, v in table.covariates.items()})
 
 
 def _replicate(table: RecordTable, n: int) -> RecordTable:

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 SCRIPT = r"""
 import json, sys
 for name in ("dask", "dask.array", "distributed"):
@@ -30,7 +32,11 @@ try:
 except MedtransportError as exc:
     cluster = str(exc)
 print(json.dumps({"array": type(res.dataset["concentration"].data).__module__,
-                  "bands": summary["bands"].values.tolist(),
+                  "bands": res.bands(source="store").values.tolist(),
+                  "streamed": summary["bands"].values.tolist(),
+                  "neighbours": [np.sort(conc, axis=1)[:, [int(np.floor(89 * q / 100)),
+                                                          int(np.ceil(89 * q / 100))]]
+                                 .T.tolist() for q in (5, 25, 50, 75, 95)],
                   "expected": np.percentile(conc, [5, 25, 50, 75, 95], axis=1).tolist(),
                   "cluster": cluster}))
 """
@@ -42,4 +48,10 @@ def test_population_runs_and_summaries_work_without_dask(tmp_path: Path) -> None
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["array"] == "numpy"
     assert got["bands"] == got["expected"]  # same order statistics, same interpolation
+    # the summary's bands are streamed: within 2^-8 relative (medtransport.bands), not 0
+    streamed, exact = np.asarray(got["streamed"]), np.asarray(got["expected"])
+    # x_(j) and x_(j+1) of each percentile: the bound is relative to the larger of them
+    larger = np.abs(np.asarray(got["neighbours"])).max(axis=1)
+    assert np.all(np.abs(streamed - exact) <= 2.0**-8 * larger + 2.0**-32)
+    assert not np.array_equal(streamed, exact)
     assert "pip install 'medtransport[distributed]'" in got["cluster"]
