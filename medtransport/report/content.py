@@ -343,7 +343,9 @@ def gather(ds: xr.Dataset | None, *, report: AuditReport | None = None,
     else:
         scenario = {}
     # ``scenario_dir`` is no longer used: nothing the recorded scenario names is read
-    answers, note, facts = _answers(model, scenario, attrs)
+    # the model a population run hands its store's report is its one-patient probe: its five
+    # answers would describe that patient, so the store's record of them is shown
+    answers, note, facts = _answers(model if chunk_records is None else None, scenario, attrs)
     species = ledger_species(ds)
     ledger_units = {sp: str(ds[f"{sp}_stored"].attrs.get("units", "")) for sp in species} \
         if ds is not None else {}
@@ -399,7 +401,7 @@ def gather(ds: xr.Dataset | None, *, report: AuditReport | None = None,
         content.chunks, content.chunk_note = _chunks(ds, species, report)
     content.model = model
     content.display = display
-    if model is None:
+    if model is None or chunk_records is not None:
         content.answers_origin = "as the run recorded them in the result; the model is not " \
                                  "rebuilt from the file"
     if model is None and facts.get("conserved"):
