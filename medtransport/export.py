@@ -19,6 +19,11 @@ extension    what is written
 ``.zarr``    a Zarr (v3) store, the whole result
 ===========  ==========================================================================
 
+A CSV file starts with one ``#`` line saying what wrote it (:func:`csv_provenance`: the
+medtransport version, the model, the scenario's name, the audits' verdict) — pandas reads it
+with ``read_csv(path, comment="#")``, the data-set reader skips it — which is also how a
+later run knows the file is a result of ours that it may replace (:func:`is_our_csv`).
+
 Any other extension is refused before anything runs (:func:`output_format`). Files are staged
 under a temporary name beside the target and renamed into place only when complete
 (:func:`staged`), so a failure leaves the old file, or none.
@@ -43,11 +48,14 @@ import xarray as xr
 from medtransport.errors import MedtransportError
 from medtransport.results import write_atomically, write_netcdf
 
-__all__ = ["FORMATS", "csv_table", "is_zarr_store", "output_format", "staged", "write_result"]
+__all__ = ["CSV_MARK", "FORMATS", "csv_provenance", "csv_table", "is_our_csv", "is_zarr_store",
+           "output_format", "staged", "write_result"]
 
 FORMATS = {".nc": "NetCDF", ".csv": "CSV table", ".zarr": "Zarr store"}
 #: Unit strings that mean "no unit": left out of a CSV header.
 _NO_UNIT = ("", "1", "dimensionless")
+#: How the first line of a CSV file medtransport writes begins.
+CSV_MARK = "# medtransport result"
 #: The ledger's variables per species (``<species>_<part>``, :mod:`medtransport.ledger`).
 _LEDGER_PARTS = ("stored", "expected", "residual", "inflow", "outflow", "sink", "source")
 
@@ -109,7 +117,7 @@ def write_result(ds: xr.Dataset, path: str | os.PathLike[str],
     if fmt == ".nc":
         write_netcdf(ds, path)
     elif fmt == ".csv":
-        Path(path).write_text(csv_table(ds, display), encoding="utf-8")
+        Path(path).write_text(csv_provenance(ds) + csv_table(ds, display), encoding="utf-8")
     elif fmt == ".zarr":
         from medtransport.results import _encodable
 
@@ -119,6 +127,33 @@ def write_result(ds: xr.Dataset, path: str | os.PathLike[str],
         store.to_zarr(str(path), mode="w", zarr_format=3, consolidated=False)
     else:  # pragma: no cover - output_format refuses first
         raise ValueError(fmt)
+
+
+def csv_provenance(ds: xr.Dataset) -> str:
+    """The ``#`` line a CSV result starts with, from ``ds``'s provenance attributes, e.g.
+    ``# medtransport result (medtransport 0.1.0): model pk.one_compartment 0.1.0;
+    scenario 'Theophylline'; audits passed; units in the column headers``."""
+    from medtransport import __version__
+
+    attrs = ds.attrs
+    parts = [f"{CSV_MARK} (medtransport {attrs.get('medtransport_version') or __version__})"]
+    if attrs.get("model_id"):
+        parts[0] += f": model {attrs['model_id']} {attrs.get('model_version', '')}".rstrip()
+    if attrs.get("title"):
+        parts.append(f"scenario {' '.join(str(attrs['title']).split())!r}")
+    if attrs.get("audit_status"):
+        parts.append(f"audits {attrs['audit_status']}")
+    parts.append("units in the column headers")
+    return "; ".join(parts) + "\n"
+
+
+def is_our_csv(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a CSV file medtransport wrote (it starts with :data:`CSV_MARK`)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(CSV_MARK) + 2).startswith(CSV_MARK.encode("ascii") + b" (")
+    except OSError:
+        return False
 
 
 def _row_dim(ds: xr.Dataset) -> str:

@@ -21,8 +21,15 @@ from medtransport.export import csv_table
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _table(path: Path) -> str:
+    """A CSV result's table: its first line is the '#' line saying what wrote it."""
+    first, table = path.read_text(encoding="utf-8").split("\n", 1)
+    assert first.startswith("# medtransport result (medtransport ")
+    return table
+
+
 def _rows(path: Path) -> list[dict[str, Any]]:
-    return list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
+    return list(csv.DictReader(io.StringIO(_table(path))))
 
 
 def _run(*args: Any) -> None:
@@ -89,7 +96,7 @@ def test_a_profile_examples_csv_labels_its_positions_in_the_display_units(
     out, nc = tmp_path / "dye.csv", tmp_path / "dye.nc"
     _run(dye, "-o", out)
     _run(dye, "-o", nc)
-    rows = list(csv.reader(io.StringIO(out.read_text(encoding="utf-8"))))
+    rows = list(csv.reader(io.StringIO(_table(out))))
     profile = [h for h in rows[0] if h.startswith("concentration[")]
     assert len(profile) == 200
     # cell centres of a 2-mm slab in 200 cells: (i + 1/2) × 0.01 mm
