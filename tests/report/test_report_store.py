@@ -177,8 +177,15 @@ def test_a_population_run_report_shows_the_scenario_as_written(tmp_path: Path) -
                                        str(html)])
     assert result.exit_code == 0, result.output
     assert f"writing the report to {html}…" in result.output
-    shown = parse(html.read_text(encoding="utf-8")).by_id("scenario-text").text
+    page = parse(html.read_text(encoding="utf-8"))
+    shown = page.by_id("scenario-text").text
     assert "# A virtual trial of vancomycin" in shown and "45 year" in shown
+    # the template patient and the doses as written too, not pint's canonical spelling
+    patient = {r.find_all("th")[0].text: r.find_all("td")[0].text
+               for r in page.by_id("patient").find_all("tr") if r.find_all("td")}
+    assert patient["age"] == "45 year" and patient["serum_creatinine"] == "0.9 mg/dL"
+    doses = page.by_id("doses").all_text
+    assert "every 12 h" in doses and "43200 s" not in doses
 
 
 def test_the_report_a_population_run_writes_draws_the_model_family_plot(
