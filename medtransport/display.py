@@ -215,11 +215,14 @@ def length(metres: float) -> str:
 
 def pretty(unit: str) -> str:
     """A unit as a label: ``kg/m**3`` → ``kg/m³``, ``degC`` → ``°C``, ``um`` → ``µm``,
-    ``mg/l`` → ``mg/L``."""
+    ``mg/l`` → ``mg/L``, ``mg/L*h`` → ``mg·h/L``."""
     if str(unit) in ("dimensionless", "1"):
         return ""
     text = str(unit).replace("**3", "³").replace("**2", "²").replace("^3", "³")
     text = text.replace("^2", "²").replace("degC", "°C").replace("delta_°C", "°C")
     text = re.sub(r"\bu(m|L|g|mol|M|s)\b", r"µ\1", text)
+    # a product after a quotient (an AUC's mg/L*h) reads mg·h/L, not as mg/(L·h)
+    text = re.sub(r"^([^/*()]+)/([^/*()]+)\*([^/*()]+)$", r"\1·\3/\2", text)
+    text = re.sub(r"\*\*(-?\d+)", r"^\1", text).replace("*", "·")
     # pint's short spelling of the litre is "l"; medicine writes L (mg/L, not mg/l)
     return re.sub(r"(?<![A-Za-z])([mµnd]?)l(?![A-Za-z])", r"\1L", text)
