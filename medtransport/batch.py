@@ -745,11 +745,13 @@ def population_command(scenario: str, *, n: int | None, scheduler: str | None,
     echo(f"{result.size} patients in {math.ceil(result.size / result.chunk_size)} chunks of "
          f"{result.chunk_size} ({result.resumed_chunks} resumed), every chunk audited and "
          f"passed; {result.seconds:.1f} s; store {result.path}")
+    from medtransport.display import pretty
+
     for name in ("nca_cmax", "nca_auc_24h", "nca_cmin"):
         if name in nca:
             q = nca[name].values
             echo(f"  {name[4:]:9s} median {q[len(q) // 2]:.4g} "
-                 f"(5–95 %: {q[0]:.4g}–{q[-1]:.4g}) {nca[name].attrs.get('units', '')}")
+                 f"(5–95 %: {q[0]:.4g}–{q[-1]:.4g}) {pretty(nca[name].attrs.get('units', ''))}")
     if output:
         from medtransport.export import staged, write_result
 

@@ -146,6 +146,23 @@ class DisplayUnits:
             return declared
         return readable_prefix(canonical, values) if values is not None else canonical
 
+    def column_unit(self, name: str, canonical: str, values: Any = None) -> str:
+        """The unit of a table's column (a CSV export): as :meth:`unit`, except that a
+        variable the model declares no unit for takes the unit the model declares for
+        another variable of the same dimension before a prefix picked by size — so the
+        columns of one table agree (``dialysate_removed`` in mmol beside ``urea`` in mmol,
+        not in mol because it reached 1000 mmol)."""
+        dims = _dims(canonical)
+        if dims is None or dims in ("dimensionless", "[time]") or dims in self.written:
+            return self.unit(name, canonical, values)
+        declared = self.declared.get(name)
+        if declared and _dims(declared) == dims:
+            return declared
+        for unit in self.declared.values():
+            if _dims(unit) == dims:
+                return unit
+        return self.unit(name, canonical, values)
+
     def difference(self, name: str, value: float, canonical: str,
                    scale: Any = None) -> tuple[float, str]:
         """A difference or a tolerance (not a level): converted like :meth:`show`, except that
@@ -198,11 +215,14 @@ def length(metres: float) -> str:
 
 def pretty(unit: str) -> str:
     """A unit as a label: ``kg/m**3`` → ``kg/m³``, ``degC`` → ``°C``, ``um`` → ``µm``,
-    ``mg/l`` → ``mg/L``."""
+    ``mg/l`` → ``mg/L``, ``mg/L*h`` → ``mg·h/L``."""
     if str(unit) in ("dimensionless", "1"):
         return ""
     text = str(unit).replace("**3", "³").replace("**2", "²").replace("^3", "³")
     text = text.replace("^2", "²").replace("degC", "°C").replace("delta_°C", "°C")
     text = re.sub(r"\bu(m|L|g|mol|M|s)\b", r"µ\1", text)
+    # a product after a quotient (an AUC's mg/L*h) reads mg·h/L, not as mg/(L·h)
+    text = re.sub(r"^([^/*()]+)/([^/*()]+)\*([^/*()]+)$", r"\1·\3/\2", text)
+    text = re.sub(r"\*\*(-?\d+)", r"^\1", text).replace("*", "·")
     # pint's short spelling of the litre is "l"; medicine writes L (mg/L, not mg/l)
     return re.sub(r"(?<![A-Za-z])([mµnd]?)l(?![A-Za-z])", r"\1L", text)

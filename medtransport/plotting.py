@@ -59,7 +59,7 @@ def default_plot(model: Model, ds: xr.Dataset, figure: Any) -> None:
             else (ds[dim].attrs.get("units", ""), 1.0)
         canonical = str(density.attrs.get("units", ""))
         raw = np.asarray(density.values, dtype=float)
-        times = np.unique(np.linspace(0, ds.sizes["time"] - 1, 5).astype(int))
+        times = profile_times(ds, species.name)
         peaks = np.nanmax(np.abs(raw.reshape(raw.shape[0], -1)), axis=1)[times]
         spike = len(times) > 2 and peaks[0] > SPIKE * np.nanmax(peaks[1:])
         if spike:
@@ -90,6 +90,31 @@ def default_plot(model: Model, ds: xr.Dataset, figure: Any) -> None:
     if last.ndim != 1:
         ax2.set_title(f"{density.attrs.get('long_name', species.variable)}")
     figure.suptitle(model.scenario.name)
+
+
+#: Fractions of the run's change of the stored amount at which profiles are drawn.
+RELEASE_FRACTIONS = (0.0, 0.25, 0.5, 0.75, 0.95)
+
+
+def profile_times(ds: xr.Dataset, species: str, n: int = 5) -> np.ndarray:
+    """The output indices the profile panel draws: where the stored amount of ``species`` has
+    made 0, 25, 50, 75 and 95 % of its change over the run, when it changes by at least half
+    its largest value (a release or an elimination: an implant that has given up most of its
+    drug in the first day is not drawn as four flat lines over ten days); otherwise ``n``
+    times evenly spread over the run (a spreading that conserves its amount)."""
+    last = ds.sizes["time"] - 1
+    even = np.unique(np.linspace(0, last, n).astype(int))
+    stored = ds.get(f"{species}_stored")
+    if stored is None or stored.dims != ("time",):
+        return even
+    values = np.asarray(stored.values, dtype=float)
+    change = np.abs(values - values[0])
+    total = float(np.nanmax(change)) if change.size else 0.0
+    if not np.isfinite(total) or total < 0.5 * float(np.nanmax(np.abs(values))):
+        return even
+    picked = [int(np.argmax(change >= f * total)) for f in RELEASE_FRACTIONS]
+    times = np.unique(picked)
+    return times if times.size >= 3 else even
 
 
 def _time_axis(t: np.ndarray) -> tuple[str, float]:

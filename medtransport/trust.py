@@ -116,7 +116,12 @@ def nested_run(field: str) -> Iterator[None]:
 def is_our_result(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` is a NetCDF (HDF5) file medtransport wrote: it carries the
     ``medtransport_version`` and ``model_id`` attributes :func:`medtransport.results.stamp`
-    sets, or a population summary's ``medtransport_version``."""
+    sets, or a population summary's ``medtransport_version``; or a CSV table it wrote (its
+    first line is :data:`medtransport.export.CSV_MARK`'s)."""
+    from medtransport.export import is_our_csv
+
+    if is_our_csv(path):
+        return True
     try:
         import h5py
 

@@ -60,6 +60,30 @@ def test_readme_starts_with_the_quickstart_commands() -> None:
     assert blocks[1].strip() in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
 
 
+def test_the_api_reference_covers_every_public_core_module() -> None:
+    """Each module of the core (its private ``_`` modules aside) has a ``::: module`` entry
+    on an API page; the package itself is documented through ``medtransport.models`` and the
+    short names listed beside it."""
+    documented = set()
+    for page in (ROOT / "docs" / "api").glob("*.md"):
+        documented |= set(re.findall(r"^::: ([\w.]+)", page.read_text(encoding="utf-8"),
+                                     flags=re.M))
+    modules = set()
+    for path in (ROOT / "medtransport").rglob("*.py"):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        if any(p.startswith("_") for p in parts):
+            continue
+        modules.add(".".join(parts))
+    modules.discard("medtransport")
+    assert "medtransport.models" in documented
+    assert sorted(modules - documented) == []
+    # the plugin API: the hooks, the registry, the conformance suite and the scaffold
+    assert {"medtransport.hookspecs", "medtransport.plugins", "medtransport.testing",
+            "medtransport.scaffold"} <= documented
+
+
 @pytest.mark.slow
 def test_the_site_builds_with_warnings_as_errors(tmp_path: Path) -> None:
     # not --quiet: it silences the warnings strict mode counts, and the build then passes
@@ -78,6 +102,13 @@ def test_the_site_builds_with_warnings_as_errors(tmp_path: Path) -> None:
         assert (site / page / "index.html").is_file(), page
     api = (site / "api" / "core" / "index.html").read_text(encoding="utf-8")
     assert "medtransport.scenario" in api and "doc-heading" in api
+    plugin_api = (site / "api" / "plugins" / "index.html").read_text(encoding="utf-8")
+    for name in ("medtransport.hookspecs.medtransport_models", "medtransport.testing.check_model",
+                 "medtransport.testing.parametrize_with_checks"):
+        assert f'id="{name}"' in plugin_api, name
+    # the docstrings' Sphinx roles are read as code, not printed (":func:run")
+    pages = "".join(p.read_text(encoding="utf-8") for p in (site / "api").rglob("*.html"))
+    assert not re.search(r":(func|class|mod|meth|attr|data):<code>", pages)
     pngs = sorted((site / "gallery").glob("*.png"))
     assert len(pngs) >= 3 and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
     gallery = (site / "gallery" / "index.html").read_text(encoding="utf-8")

@@ -24,8 +24,10 @@ def test_schemas_directory_is_up_to_date() -> None:
             f"schemas/{name} is stale: run `medtransport schema --write`"
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "examples" / "scenarios").glob("*.yaml")),
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted([*(ROOT / "examples" / "scenarios").glob("*.yaml"),
+                                         *(ROOT / "examples" / "data").glob("*.yaml"),
+                                         *(ROOT / "examples" / "estimation").glob("*.yaml")]),
+                         ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_example_scenarios_validate_against_the_published_schemas(path: Path) -> None:
     scenario = yaml.safe_load(path.read_text())
     schema = json.loads((ROOT / "schemas" / "scenario.schema.json").read_text())
@@ -54,8 +56,10 @@ def validate_with_neighbours(instance: object, schema_path: Path) -> None:
         schema, registry=Registry().with_resources(resources)).validate(instance)
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "examples" / "scenarios").glob("*.yaml")),
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted([*(ROOT / "examples" / "scenarios").glob("*.yaml"),
+                                         *(ROOT / "examples" / "data").glob("*.yaml"),
+                                         *(ROOT / "examples" / "estimation").glob("*.yaml")]),
+                         ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_every_example_names_its_model_schema_for_editors(path: Path) -> None:
     text = path.read_text(encoding="utf-8")
     first = text.splitlines()[0]

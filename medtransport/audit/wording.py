@@ -103,7 +103,11 @@ def _displayed(result: Any, display: Any) -> Any:
 
     name = str(result.name)
     subject = name[name.index("[") + 1:-1] if "[" in name and name.endswith("]") else name
-    unit = display.unit(subject, result.units)
+    # the model's unit for that dimension, else a readable prefix for the numbers the check
+    # states (a minimum of 0.00121 kg/m³ reads 1.21 µg/mL)
+    scale = [abs(v) for v in (result.measured, result.tolerance)
+             if isinstance(v, int | float) and math.isfinite(v)]
+    unit = display.column_unit(subject, result.units, scale or None)
     # a temperature check (minimum 310.15 K ≥ −5e-07 K) mixes a level and an allowance: as is
     if unit == result.units or dimensionality(result.units) == "[temperature]":
         return dataclasses.replace(result, units=pretty(result.units))

@@ -100,12 +100,16 @@ def write_report(path: str | os.PathLike[str], ds: xr.Dataset | None, **kwargs: 
 
 def report_from_file(result: str | os.PathLike[str], path: str | os.PathLike[str], *,
                      scenario_dir: str | os.PathLike[str] | None = None,
-                     scenario_text: str | None = None) -> Path:
+                     scenario_text: str | None = None, model: Model | None = None) -> Path:
     """``medtransport report RESULT -o report.html``: RESULT is a NetCDF file from
     ``medtransport run``, or the Zarr store of a chunked population run. The page is made
     from what the file holds: the model is not rebuilt, no input its scenario names is read
     and no scenario is run (:mod:`.facts`). ``scenario_dir`` is accepted for compatibility
-    and not used."""
+    and not used.
+
+    ``model``: only from the run that has just written RESULT (:func:`population_report`),
+    never built from what a file names — it draws the model family's own plot and gives the
+    display units; the rest of the page still comes from the file."""
     from medtransport.errors import MedtransportError
     from medtransport.report.store_report import is_population_store, load_store
     from medtransport.results import read_netcdf
@@ -131,8 +135,8 @@ def report_from_file(result: str | os.PathLike[str], path: str | os.PathLike[str
                                 f"store ({describe(exc)[:300]})") from exc
     if records is not None:
         return write_report(path, ds, chunk_records=records, scenario_dir=where,
-                            scenario_text=scenario_text)
-    return write_report(path, ds, scenario_dir=where)
+                            scenario_text=scenario_text, model=model)
+    return write_report(path, ds, scenario_dir=where, model=model)
 
 
 def report_from_failure(exc: AuditFailure, path: str | os.PathLike[str], *,
@@ -168,7 +172,10 @@ def population_report(store: str | None, path: str | None,
     """Around a chunked population run (``medtransport run --population N --store S
     --report R``): write the report of the store S afterwards — also when chunks failed
     their audits, since the store then keeps the passed chunks and the failed ones' records.
-    ``scenario``: the scenario file, shown as written (its units, its comments)."""
+    ``scenario``: the scenario file, shown as written (its units, its comments). This is the
+    trusted path — the user ran that file — so the page gets the run's model (one patient of
+    it, as the run's probe) for the family's own plot; ``medtransport report STORE`` never
+    builds one."""
     from medtransport.errors import AuditFailure, MedtransportError
 
     if path is None:
@@ -187,12 +194,29 @@ def population_report(store: str | None, path: str | None,
         from medtransport.report.store_report import is_population_store
 
         if is_population_store(store):
-            report_from_file(store, path, scenario_text=_as_written(scenario))
+            report_from_file(store, path, scenario_text=_as_written(scenario),
+                             model=_run_model(scenario))
             echo(f"wrote the failed run's report to {path}")
         raise
     echo(f"writing the report to {path}…")
-    report_from_file(store, path, scenario_text=_as_written(scenario))
+    report_from_file(store, path, scenario_text=_as_written(scenario),
+                     model=_run_model(scenario))
     echo(f"wrote the report to {path}")
+
+
+def _run_model(scenario: str | None) -> Model | None:
+    """The model of the population run that has just finished, as its first chunk's probe
+    (one patient: the family plot needs its scenario and kind, not every patient's
+    parameters); None when it cannot be built — the page then says why the plot is missing."""
+    if scenario is None:
+        return None
+    from medtransport.errors import MedtransportError
+    from medtransport.runner import prepare
+
+    try:
+        return prepare(scenario, patients=(0, 1))
+    except MedtransportError:  # it ran a moment ago: only a changed file gets here
+        return None
 
 
 def _as_written(scenario: str | None) -> str | None:

@@ -201,6 +201,25 @@ def _scenario_yaml(scenario: dict[str, Any]) -> str:
     return yaml.safe_dump(scenario, sort_keys=False, allow_unicode=True, width=96)
 
 
+def _as_written(text: Any, recorded: dict[str, Any]) -> dict[str, Any]:
+    """The ``patient`` and ``events`` of the scenario's text as written, when that text is
+    the recorded scenario's (same model and name); otherwise the recorded ones."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(str(text)) if text else None
+    except Exception:  # TOML, or text that is not a scenario: the recorded form is shown
+        data = None
+    if not isinstance(data, dict) or data.get("model") != recorded.get("model") or \
+            data.get("name") != recorded.get("name"):
+        return recorded
+    shown = dict(recorded)
+    for key in ("patient", "events"):
+        if isinstance(data.get(key), dict | list):
+            shown[key] = data[key]
+    return shown
+
+
 def _answers(model: Model | None, scenario: dict[str, Any], attrs: dict[str, Any]
              ) -> tuple[list[tuple[str, str]], str, dict[str, Any]]:
     """The rows of ``medtransport explain``: from the model when the report is made by the
@@ -343,7 +362,9 @@ def gather(ds: xr.Dataset | None, *, report: AuditReport | None = None,
     else:
         scenario = {}
     # ``scenario_dir`` is no longer used: nothing the recorded scenario names is read
-    answers, note, facts = _answers(model, scenario, attrs)
+    # the model a population run hands its store's report is its one-patient probe: its five
+    # answers would describe that patient, so the store's record of them is shown
+    answers, note, facts = _answers(model if chunk_records is None else None, scenario, attrs)
     species = ledger_species(ds)
     ledger_units = {sp: str(ds[f"{sp}_stored"].attrs.get("units", "")) for sp in species} \
         if ds is not None else {}
@@ -361,7 +382,11 @@ def gather(ds: xr.Dataset | None, *, report: AuditReport | None = None,
     failed = not report.passed or attrs.get("audit_status") == "failed"
     seed = attrs.get("seed", model.seed if model is not None and model.seed is not None else -1)
     seed_text = "none (deterministic run)" if int(seed) == -1 else str(int(seed))
-    patient = [(str(k), str(v)) for k, v in (scenario.get("patient") or {}).items()]
+    # the patient and the doses as the user wrote them (45 year, every 12 h), where the page
+    # has the scenario's text; else as recorded (validated: 45 a, every 43200 s)
+    written = _as_written(scenario_text if scenario_text is not None else
+                          attrs.get("scenario_source"), scenario)
+    patient = [(str(k), str(v)) for k, v in (written.get("patient") or {}).items()]
     content = ReportContent(
         title=str(attrs.get("title") or scenario.get("name") or "medtransport result"),
         failed=failed,
@@ -383,7 +408,7 @@ def gather(ds: xr.Dataset | None, *, report: AuditReport | None = None,
         "as recorded in the result (validated; units in canonical spelling)",
         answers=answers,
         answers_note=note,
-        doses=_doses(scenario, ledger_units),
+        doses=_doses(written, ledger_units),
         audits=_audit_rows(report, ds, display),
         summary=report.summary(),
         species=species,
@@ -399,7 +424,7 @@ def gather(ds: xr.Dataset | None, *, report: AuditReport | None = None,
         content.chunks, content.chunk_note = _chunks(ds, species, report)
     content.model = model
     content.display = display
-    if model is None:
+    if model is None or chunk_records is not None:
         content.answers_origin = "as the run recorded them in the result; the model is not " \
                                  "rebuilt from the file"
     if model is None and facts.get("conserved"):

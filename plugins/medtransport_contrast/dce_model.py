@@ -45,6 +45,9 @@ from medtransport_contrast.tissue import TissueSolution, solve_tissue
 __all__ = ["DCE", "DCEParams"]
 
 KineticModel = Literal["tofts", "extended_tofts", "two_compartment_exchange", "patlak"]
+#: The models as the literature names them (Tofts and Patlak are people).
+KINETIC_NAMES = {"tofts": "Tofts", "extended_tofts": "extended Tofts",
+                 "two_compartment_exchange": "two-compartment exchange", "patlak": "Patlak"}
 
 #: The parameters each kinetic model needs.
 NEEDS: dict[str, tuple[str, ...]] = {
@@ -304,7 +307,7 @@ class DCE(Model):
                          label=names.get(str(name), f"{name} part"))
         ax1.set_xlabel(f"time [{unit}]")
         ax1.set_ylabel("tissue concentration [mM]")
-        ax1.set_title(f"tissue, {self.params.kinetic_model.replace('_', ' ')}",
+        ax1.set_title(f"tissue, {KINETIC_NAMES[self.params.kinetic_model]}",
                       fontsize="medium")
         ax1.legend(fontsize="small")
         labels = {"relative_enhancement": "relative enhancement (S − S₀)/S₀",

@@ -169,7 +169,9 @@ def _exposure(ax: Any, dataset: xr.Dataset) -> None:
         if key in dataset and dataset[key].dims == ("patient",):
             values = np.asarray(dataset[key].values, dtype=float)
             values = values[np.isfinite(values)]
-            unit = dataset[key].attrs.get("units", "")
+            from medtransport.display import pretty
+
+            unit = pretty(str(dataset[key].attrs.get("units", "")))  # mg·h/L, not mg/L*h
             ax.hist(values, bins=min(40, max(5, values.size // 20)), color="C0", alpha=0.7)
             p5, p50, p95 = np.percentile(values, (5, 50, 95))
             for v, style in ((p5, ":"), (p50, "-"), (p95, ":")):

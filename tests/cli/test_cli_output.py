@@ -54,6 +54,8 @@ def test_csv_writes_the_table_with_units_in_the_header(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     text = out.read_text(encoding="utf-8")
     assert not text.startswith("\x89HDF")  # today's bug: NetCDF under a .csv name
+    first, text = text.split("\n", 1)  # what wrote it, then the table
+    assert first.startswith("# medtransport result (medtransport ") and "audits passed" in first
     rows = list(csv.DictReader(io.StringIO(text)))
     assert len(rows) == 5
     header = list(rows[0])
@@ -149,7 +151,7 @@ def test_a_population_runs_summaries_obey_the_same_rule(tmp_path: Path) -> None:
     result = invoke("run", path, "--population", 8, "--store", tmp_path / "st.zarr",
                     "-o", tmp_path / "summary.csv")
     assert result.exit_code == 0, result.output
-    header = (tmp_path / "summary.csv").read_text().splitlines()[0]
+    header = (tmp_path / "summary.csv").read_text().splitlines()[1]
     assert header.startswith("time [h],") and "[mg/L]" in header
 
 

@@ -21,8 +21,15 @@ from medtransport.export import csv_table
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _table(path: Path) -> str:
+    """A CSV result's table: its first line is the '#' line saying what wrote it."""
+    first, table = path.read_text(encoding="utf-8").split("\n", 1)
+    assert first.startswith("# medtransport result (medtransport ")
+    return table
+
+
 def _rows(path: Path) -> list[dict[str, Any]]:
-    return list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
+    return list(csv.DictReader(io.StringIO(_table(path))))
 
 
 def _run(*args: Any) -> None:
@@ -76,3 +83,68 @@ def test_csv_table_converts_to_the_declared_and_written_units() -> None:
     # without display units: the canonical ones, as before
     assert csv_table(ds).splitlines()[0] == "time [s],amount [kg],temperature [K],volume [m³]"
     assert math.isclose(float(csv_table(ds).splitlines()[1].split(",")[1]), 2e-6)
+
+
+def test_a_profile_examples_csv_labels_its_positions_in_the_display_units(
+        tmp_path: Path) -> None:
+    """The dye slab (2 mm, 200 cells): each profile column names its cell centre in mm, the
+    unit the scenario writes lengths in, not `concentration[1.5000000000000002e-05]` in
+    metres; the values are the NetCDF's canonical mol/m³ read in mM (the same number)."""
+    from medtransport.results import read_netcdf
+
+    dye = ROOT / "examples" / "scenarios" / "dye_tissue_slab.yaml"
+    out, nc = tmp_path / "dye.csv", tmp_path / "dye.nc"
+    _run(dye, "-o", out)
+    _run(dye, "-o", nc)
+    rows = list(csv.reader(io.StringIO(_table(out))))
+    profile = [h for h in rows[0] if h.startswith("concentration[")]
+    assert len(profile) == 200
+    # cell centres of a 2-mm slab in 200 cells: (i + 1/2) × 0.01 mm
+    centres = [float(h[len("concentration[x="):h.index(" mm]")]) for h in profile]
+    assert centres == pytest.approx([(i + 0.5) * 0.01 for i in range(200)], rel=1e-12)
+    assert all(h.endswith(" mm] [mM]") for h in profile)
+    assert "e-0" not in ",".join(profile)  # no metres with float noise left in a label
+    ds = read_netcdf(nc)
+    column = rows[0].index("concentration[x=0.995 mm] [mM]")
+    expected = ds["concentration"].isel(x=99).values  # mol/m³, which is mM
+    assert [float(r[column]) for r in rows[1:]] == pytest.approx(expected, rel=1e-12)
+    # the ledger's columns share the unit of the stored amount (the scenario's µmol/cm²)
+    ledger = [h for h in rows[0] if h.startswith("solute_")]
+    assert ledger and all(h.endswith("[µmol/cm²]") for h in ledger)
+
+
+def test_csv_columns_and_labels_follow_the_display_rules() -> None:
+    """Every column and label in a display unit: a coordinate by the scenario's unit, a
+    concentration without a declared unit by a readable prefix (2e-3 kg/m³ = 2 µg/mL, not
+    kg/m³), a variable the model names no unit for by the model's unit of its dimension,
+    the ledger's residual in the unit of the stored amount (not ng beside mg)."""
+    x = np.array([1, 3, 5]) * 0.5e-4 * (1 + 1e-16)  # 0.05, 0.15, 0.25 mm with float noise
+    ds = xr.Dataset(
+        {"concentration": (("time", "x"), np.full((2, 3), 2.0), {"units": "kg/m**3"}),
+         "urea_stored": ("time", [0.5, 0.4], {"units": "mol"}),
+         "urea_residual": ("time", [1e-15, 2e-15], {"units": "mol"}),
+         "dialysate_removed": ("time", [0.0, 1.5], {"units": "mol"}),
+         "fraction": (("time", "q"), np.ones((2, 2)), {"units": "1"})},
+        coords={"time": ("time", [0.0, 60.0], {"units": "s"}),
+                "x": ("x", x, {"units": "m"}),
+                "q": ("q", [0.1 + 0.2, 0.7], {"units": "1"})})
+    display = DisplayUnits(declared={"urea": "mmol"}, written={"[length]": "mm"})
+    header = next(csv.reader(io.StringIO(csv_table(ds, display))))
+    assert header == ["time [s]", "concentration[x=0.05 mm] [mg/mL]",
+                      "concentration[x=0.15 mm] [mg/mL]", "concentration[x=0.25 mm] [mg/mL]",
+                      "urea_stored [mmol]", "urea_residual [mmol]",
+                      "dialysate_removed [mmol]", "fraction[0.3]", "fraction[0.7]"]
+    rows = list(csv.reader(io.StringIO(csv_table(ds, display))))
+    assert float(rows[1][1]) == pytest.approx(2.0)  # 2 kg/m³ = 2 g/L = 2 mg/mL
+    assert float(rows[2][6]) == pytest.approx(1500.0)  # 1.5 mol = 1500 mmol
+    assert float(rows[2][5]) == pytest.approx(2e-12)  # 2e-15 mol = 2e-12 mmol
+    ds["concentration"] = ds["concentration"] * 1e-3
+    ds["concentration"].attrs["units"] = "kg/m**3"
+    header = next(csv.reader(io.StringIO(csv_table(ds, display))))
+    assert header[1] == "concentration[x=0.05 mm] [µg/mL]"  # 2e-3 kg/m³ = 2 µg/mL
+    assert float(next(iter(csv.reader(io.StringIO(csv_table(ds, display).splitlines()[1]))))
+                 [1]) == pytest.approx(2.0)
+    # labels stay apart however close the positions are: as many digits as needed
+    close = ds.assign_coords(x=("x", [1.0, 1.0 + 1e-9, 1.0 + 2e-9], {"units": "m"}))
+    labels = next(csv.reader(io.StringIO(csv_table(close, None))))[1:4]
+    assert len(set(labels)) == 3 and labels[0] == "concentration[x=1 m] [kg/m³]"

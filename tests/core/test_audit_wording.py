@@ -87,3 +87,18 @@ def test_an_rtol_below_float64_resolution_is_refused_with_the_smallest_meaningfu
     with pytest.raises(ScenarioError, match=r"audit\.rtol: 1e-17 is below .* 2\.22e-16"):
         load_scenario({**SLAB, "audit": {"rtol": 1e-17}})
     assert load_scenario({**SLAB, "audit": {"rtol": 2.3e-16}}).audit.rtol == 2.3e-16
+
+
+def test_a_check_on_a_quantity_the_scenario_is_silent_on_reads_in_a_readable_unit() -> None:
+    """The implant's concentration is never written in its scenario and the model declares no
+    unit for it: the nonnegativity check reads 1.21 µg/mL, not 0.00121 kg/m³; a dimension the
+    model declares elsewhere takes that unit (a mass in mg)."""
+    from medtransport.display import DisplayUnits
+
+    floor = AuditResult("nonnegativity[concentration]", True, 0.00121, -1.41e-6, "kg/m**3",
+                        "")
+    text = check_in_words(floor, DisplayUnits(declared={}, written={}))
+    assert text == "minimum 1.21 µg/mL ≥ −0.00141 µg/mL (round-off allowance)"
+    books = AuditResult("record_books[drug]", True, 0.0, 3.2e-13, "kg", "")
+    assert check_in_words(books, DisplayUnits(declared={"amount": "mg"}, written={})) == \
+        "measured 0 mg ≤ 3.2e−07 mg (tolerance)"

@@ -54,6 +54,9 @@ def test_labels() -> None:
     # pint writes the litre "l"; the label writes L, and leaves words with an l alone
     assert pretty("mg/l") == "mg/L" and pretty("l/mg") == "L/mg" and pretty("1/(ml)") == "1/(mL)"
     assert pretty("cell") == "cell" and pretty("mmol/l") == "mmol/L"
+    # an AUC's unit as pharmacokinetics writes it, not pint's mg/L*h (which reads as mg/(L·h))
+    assert pretty("mg/L*h") == "mg·h/L" and pretty("mg*h/L") == "mg·h/L"
+    assert pretty("mol/m**3*s") == "mol·s/m³" and pretty("m**4") == "m^4"
     assert convert(1.0, "um^2/ms", "m^2/s") == pytest.approx(1e-9)
 
 

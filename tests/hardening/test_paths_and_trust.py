@@ -100,6 +100,33 @@ def test_our_own_result_is_replaced_without_overwrite(tmp_path: Path) -> None:
     assert (tmp_path / "out.nc").stat().st_mtime_ns >= first
 
 
+@pytest.mark.parametrize("via", ["output.path", "-o"])
+def test_our_own_csv_is_replaced_without_overwrite_and_a_foreign_one_is_not(
+        tmp_path: Path, via: str) -> None:
+    """A CSV result carries its '#' provenance line: running again with the same -o (or
+    output.path) replaces it like our NetCDF; a table of someone else's with the same shape
+    of header (units in brackets, a time column) is not ours and needs --overwrite."""
+    target = tmp_path / "out.csv"
+    extra = {"output": {"path": "out.csv"}} if via == "output.path" else {}
+    scenario = _write(tmp_path / "s.yaml", {**SLAB, **extra})
+    args = ["run", scenario, "-q"] + (["-o", target] if via == "-o" else [])
+    assert _cli(*args).exit_code == 0
+    first = target.read_text(encoding="utf-8")
+    assert first.startswith("# medtransport result (medtransport ")
+    target.write_text(first + "a line the rerun replaces\n", encoding="utf-8")
+    result = _cli(*args)  # failed before: "out.csv exists and is not a medtransport result"
+    assert result.exit_code == 0, result.output
+    assert target.read_text(encoding="utf-8") == first
+    foreign = first.split("\n", 1)[1]  # the same table without our line: someone's copy
+    target.write_text(foreign, encoding="utf-8")
+    result = _cli(*args)
+    assert result.exit_code == 2, result.output
+    assert "not a medtransport result" in result.output and "--overwrite" in result.output
+    assert target.read_text(encoding="utf-8") == foreign
+    assert _cli(*args, "--overwrite").exit_code == 0
+    assert target.read_text(encoding="utf-8").startswith("# medtransport result")
+
+
 # ------------------------------------------------------------------------------ inputs
 
 def test_input_outside_the_scenario_tree_is_refused_alike_whether_or_not_it_exists(

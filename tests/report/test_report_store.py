@@ -177,5 +177,43 @@ def test_a_population_run_report_shows_the_scenario_as_written(tmp_path: Path) -
                                        str(html)])
     assert result.exit_code == 0, result.output
     assert f"writing the report to {html}…" in result.output
-    shown = parse(html.read_text(encoding="utf-8")).by_id("scenario-text").text
+    page = parse(html.read_text(encoding="utf-8"))
+    shown = page.by_id("scenario-text").text
     assert "# A virtual trial of vancomycin" in shown and "45 year" in shown
+    # the template patient and the doses as written too, not pint's canonical spelling
+    patient = {r.find_all("th")[0].text: r.find_all("td")[0].text
+               for r in page.by_id("patient").find_all("tr") if r.find_all("td")}
+    assert patient["age"] == "45 year" and patient["serum_creatinine"] == "0.9 mg/dL"
+    doses = page.by_id("doses").all_text
+    assert "every 12 h" in doses and "43200 s" not in doses
+
+
+def test_the_report_a_population_run_writes_draws_the_model_family_plot(
+        tmp_path: Path) -> None:
+    """`run --population --store --report` is the trusted path: the run has its model, so the
+    page draws the PK family's own plot (percentile bands and the drug account per patient);
+    the report of the same store made later from the file alone still never builds it."""
+    from click.testing import CliRunner
+
+    from medtransport.cli import main
+
+    store, html = tmp_path / "p.zarr", tmp_path / "run.html"
+    result = CliRunner().invoke(main, ["run", str(POPULATION), "--population", "30",
+                                       "--chunk-size", "15", "--store", str(store),
+                                       "--report", str(html)])
+    assert result.exit_code == 0, result.output
+    family = parse(html.read_text(encoding="utf-8")).by_id("family")
+    (image,) = family.find_all("img", class_="family")
+    assert image.attrs["src"].startswith("data:image/png;base64,")
+    # the alt text names the PK family's own panels, not the default plot's
+    assert "pk.two_compartment" in image.attrs["alt"]
+    assert "central concentration, 30 virtual patients" in image.attrs["alt"]
+    assert not family.find_all("p", class_="family-note")
+    # the five answers of the one-patient probe are not passed off as the population's
+    assert "records none" in parse(html.read_text(encoding="utf-8")).by_id("answers").all_text
+
+    later = tmp_path / "later.html"
+    report_from_file(store, later)
+    family = parse(later.read_text(encoding="utf-8")).by_id("family")
+    assert not family.find_all("img", class_="family")
+    assert "never rebuilds the model" in family.all_text

@@ -102,7 +102,7 @@ def test_run_data_writes_the_record_table_and_prints_each_subject(tmp_path: Path
     assert result.exit_code == 0, result.output
     assert "subjects of first_three.csv (3;" in result.output
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    rows = list(csv.DictReader(io.StringIO(out.read_text().split("\n", 1)[1])))
     assert len(rows) == 3 * 12
     header = list(rows[0])
     for column in ("ID", "TIME [h]", "EVID", "MDV", "DV [mg/L]", "concentration [mg/L]"):
