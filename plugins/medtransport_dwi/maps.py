@@ -21,7 +21,11 @@ relative to S0).
 - DKI (Jensen et al., *Magn Reson Med* 2005;53:1432):  ln S = ln S0 − b·ĝᵀDĝ +
   b²·MD²·(Σ W_ijkl g_i g_j g_k g_l)/6, linear in the 6 + 15 unknowns (Tabesh et al., *Magn Reson
   Med* 2011;65:823); the apparent kurtosis K(n̂) = MD²·W(n̂)/(n̂ᵀDn̂)², and the mean kurtosis
-  MK = (1/4π)∮K(n̂)dn̂ by quadrature over :data:`MK_DIRECTIONS` Fibonacci-sphere directions.
+  MK = (1/4π)∮K(n̂)dn̂ by quadrature over :data:`MK_DIRECTIONS` Fibonacci-sphere directions;
+  the axial kurtosis AK = K(ê1) along the principal eigenvector and the radial kurtosis
+  RK = (1/2π)∮_{n̂⊥ê1} K(n̂)dn̂, the mean over the great circle perpendicular to ê1 by the
+  trapezoidal rule on :data:`RK_DIRECTIONS` equally spaced angles (spectrally accurate for a
+  smooth periodic integrand; Tabesh et al. 2011 give both definitions).
 
 - Mono-exponential over all shells: S̄ = S0·e^{−b·ADC} by batched Levenberg–Marquardt.
 
@@ -44,8 +48,8 @@ from medtransport.numerics.batched_lm import levenberg_marquardt
 from medtransport.numerics.magnitude_noise import magnitude_mean
 from medtransport_dwi.gradients import shells
 
-__all__ = ["B0_MAX", "MK_DIRECTIONS", "Map", "adc_maps", "dki_maps", "dti_design", "dti_maps",
-           "ivim_maps", "monoexponential_maps"]
+__all__ = ["B0_MAX", "MK_DIRECTIONS", "RK_DIRECTIONS", "Map", "adc_maps", "dki_maps",
+           "dti_design", "dti_maps", "ivim_maps", "monoexponential_maps"]
 
 _TINY = 1e-12
 #: b-values (s/mm²) up to this are "b = 0" volumes (some scanners write 5 for them; IVIM
@@ -56,6 +60,8 @@ B0_MAX = 5.0
 D_MAX = 5e-3
 #: Directions of the mean-kurtosis quadrature.
 MK_DIRECTIONS = 500
+#: Angles on the circle perpendicular to ê1 of the radial-kurtosis quadrature.
+RK_DIRECTIONS = 72
 
 
 @dataclass
@@ -330,8 +336,18 @@ def _fibonacci_sphere(n: int) -> np.ndarray:
     return np.stack([r * np.cos(phi), r * np.sin(phi), z], axis=1)
 
 
+def _kurtosis_along(n: np.ndarray, d: np.ndarray, mdw: np.ndarray) -> np.ndarray:
+    """K(n̂) = MD²·W(n̂)/(n̂ᵀDn̂)² for per-voxel directions ``n`` (P, M, 3), tensors ``d``
+    (P, 3, 3) and MD²·W (P, 15); NaN where n̂ᵀDn̂ ≤ 0."""
+    adc = np.einsum("pmi,pij,pmj->pm", n, d, n)
+    wn = np.einsum("pmc,pc->pm", _w_columns(n.reshape(-1, 3)).reshape(*n.shape[:2], 15), mdw)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(adc > 0, wn / adc ** 2, np.nan)
+
+
 def dki_maps(signal: np.ndarray, b: np.ndarray, g: np.ndarray) -> dict[str, Map]:
-    """DKI by linear least squares (module docstring): MK, MD, FA (of the DKI tensor), rms."""
+    """DKI by linear least squares (module docstring): MK, AK, RK, MD, FA (of the DKI
+    tensor), rms."""
     signal = np.asarray(signal, dtype=float)
     b = np.asarray(b, dtype=float)
     g = np.asarray(g, dtype=float)
@@ -353,11 +369,21 @@ def dki_maps(signal: np.ndarray, b: np.ndarray, g: np.ndarray) -> dict[str, Map]
     with np.errstate(divide="ignore", invalid="ignore"):
         k = wn / adc ** 2
     mk = np.nanmean(np.where(adc > 0, k, np.nan), axis=1)
-    lam = np.linalg.eigvalsh(dn)[:, ::-1]
+    lam_up, vec = np.linalg.eigh(dn)
+    lam = lam_up[:, ::-1]
+    ak = _kurtosis_along(vec[:, :, 2][:, None, :], dn, mdw)[:, 0]
+    theta = 2.0 * np.pi * np.arange(RK_DIRECTIONS) / RK_DIRECTIONS
+    circle = (np.cos(theta)[None, :, None] * vec[:, None, :, 1]
+              + np.sin(theta)[None, :, None] * vec[:, None, :, 0])
+    rk = np.mean(_kurtosis_along(circle, dn, mdw), axis=1)
     pred = np.exp(beta @ x.T)
     s0 = np.exp(beta[:, 21])
     rms = np.sqrt(np.mean((pred - signal) ** 2, axis=1)) / np.maximum(s0, _TINY)
     return {"mk": Map(mk, "dimensionless", "mean kurtosis (DKI, mean of K(n) over the sphere)"),
+            "ak": Map(ak, "dimensionless", "axial kurtosis (DKI, K along the principal "
+                                           "eigenvector)"),
+            "rk": Map(rk, "dimensionless", "radial kurtosis (DKI, mean of K(n) perpendicular "
+                                           "to the principal eigenvector)"),
             "md": Map(lam.mean(axis=1), "mm^2/s", "mean diffusivity (DKI)"),
             "fa": Map(_fa(lam), "dimensionless", "fractional anisotropy (DKI)"),
             "s0": Map(s0, "dimensionless", "S0 (DKI)"),
