@@ -288,21 +288,36 @@ def monoexponential_maps(signal: np.ndarray, b: np.ndarray, *,
                          rician_sigma: float | None = None, coils: int = 1,
                          max_iter: int = 200) -> dict[str, Map]:
     """S0 and ADC from every shell's direction-averaged signal by nonlinear least squares,
-    optionally Rician-bias-aware (module docstring)."""
-    bs, s = _shell_means(np.asarray(signal, dtype=float), np.asarray(b, dtype=float))
+    optionally Rician-bias-aware (module docstring). Rician-aware, each shell is its
+    volumes' arithmetic mean — whose expectation is the mean of E[M|ν], which the model
+    predicts (a geometric mean has no such expectation) — weighted by its number of volumes,
+    and the standard errors use the known σ rather than the residual of a few shells."""
+    signal = np.asarray(signal, dtype=float)
+    b = np.asarray(b, dtype=float)
+    bs, s = _shell_means(signal, b)
     if bs.size < 2:
         raise ValueError("a mono-exponential fit needs ≥ 2 shells")
     coef = _log(s) @ np.linalg.pinv(np.stack([np.ones_like(bs), -bs], axis=1)).T
     x0 = np.stack([np.exp(coef[:, 0]), np.clip(coef[:, 1], 1e-6, 5e-3)], axis=1)
+    weights = None
+    if rician_sigma is not None:
+        idx = shells(b)
+        s = np.stack([signal[:, idx == k].mean(axis=1) for k in range(bs.size)], axis=1)
+        weights = np.array([np.count_nonzero(idx == k) for k in range(bs.size)], dtype=float)
 
     def model(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
         pred = x[:, :1] * np.exp(-np.outer(x[:, 1], bs))
         return pred if rician_sigma is None else magnitude_mean(pred, rician_sigma, coils)
 
     fit = levenberg_marquardt(model, x0, s, lower=np.array([0.0, 0.0]),
-                              upper=np.array([np.inf, 0.1]),
+                              upper=np.array([np.inf, 0.1]), weights=weights,
                               typical=np.array([float(np.median(x0[:, 0])), 1e-3]),
                               max_iter=max_iter, xtol=1e-12, ftol=1e-20)
+    if rician_sigma is not None:
+        # s²·(JᵀWJ)⁻¹ with s² = σ² known (W counts volumes), not the residual's estimate
+        with np.errstate(divide="ignore", invalid="ignore"):
+            s2 = 2.0 * fit.cost / max(bs.size - 2, 1)
+            fit.stderr *= rician_sigma / np.sqrt(s2)[:, None]
     tag = "mono-exponential" + (", Rician-bias-aware" if rician_sigma is not None else "")
     return {"adc": Map(fit.x[:, 1], "mm^2/s", f"apparent diffusion coefficient ({tag})"),
             "s0": Map(fit.x[:, 0], "dimensionless", f"S0 ({tag})"),
