@@ -5,8 +5,12 @@ gradients along the fibre are refused naming the volume."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
+import yaml
 
 from medtransport_dwi.axon_radius import D_R, _strength, axon_radius_maps
 from medtransport_dwi.gaussian_phase import restricted
@@ -61,3 +65,48 @@ def test_axon_radius_refuses_gradients_along_the_fibre() -> None:
     g[5] = [0.0, 0.6, 0.8]
     with pytest.raises(ValueError, match="volume 5"):
         axon_radius_maps(np.ones((1, b.size)), b, g, d, sep, AXIS)
+
+
+def _files(tmp_path: Path) -> Path:
+    """Two voxels of the protocol as NIfTI + bval/bvec + timing sidecar + mask, and a dwi.maps
+    scenario asking for the axon radius."""
+    pytest.importorskip("nibabel")
+    from medtransport.images import read_image, write_image
+    from medtransport_dwi.imaging import write_acquisition
+
+    b, g, d, sep = _protocol()
+    voxels = np.stack([_signal(1000.0, 0.6, 0.8e-3, 2.87e-6, b, d, sep),
+                       _signal(900.0, 0.7, 1.1e-3, 4.41e-6, b, d, sep)]).reshape(2, 1, 1, -1)
+    paths = write_acquisition(tmp_path, "wm", voxels, b, g, (2.0, 2.0, 2.0), dtype=np.float64)
+    (tmp_path / "wm.json").write_text(json.dumps({"SmallDelta": list(d),
+                                                  "LargeDelta": list(sep)}))
+    write_image(tmp_path / "mask.nii.gz", np.ones((2, 1, 1)), read_image(paths["dwi"]).affine,
+                (2.0, 2.0, 2.0))
+    scenario = tmp_path / "wm.yaml"
+    scenario.write_text(yaml.safe_dump({
+        "name": "axon radius", "model": "dwi.maps", "time": {"stop": "50 ms", "step": "10 ms"},
+        "parameters": {"dwi": "wm.nii.gz", "bval": "wm.bval", "bvec": "wm.bvec",
+                       "mask": "mask.nii.gz", "fits": ["axon_radius"], "fibre_axis": [0, 0, 1],
+                       "maps_directory": "maps"}}))
+    return scenario
+
+
+def test_axon_radius_maps_through_medtransport_run(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from medtransport.cli import main
+    from medtransport.images import read_image
+
+    scenario = _files(tmp_path)
+    result = CliRunner().invoke(main, ["run", str(scenario), "-o", str(tmp_path / "r.nc")])
+    assert result.exit_code == 0, result.output
+    radius = read_image(tmp_path / "maps" / "axon_radius_radius.nii.gz").data[:, 0, 0]
+    assert np.allclose(radius, [2.87, 4.41], atol=1e-4)  # µm (files hold float64)
+    assert json.loads((tmp_path / "maps" / "axon_radius_radius.json").read_text())["Units"] == "um"
+    # without the fibre axis: refused before anything runs, naming the field
+    doc = yaml.safe_load(scenario.read_text())
+    del doc["parameters"]["fibre_axis"]
+    scenario.write_text(yaml.safe_dump(doc))
+    result = CliRunner().invoke(main, ["run", str(scenario)])
+    assert result.exit_code == 2 and "parameters.fibre_axis" in result.output, result.output
+    assert "Traceback" not in result.output
