@@ -406,6 +406,10 @@ class DWISignal(Model):
                 "time": {"stop": "40 ms", "step": "0.2 ms", "output_every": "10 ms"}}
         out = [{**base, "name": f"three compartments, {m}", "solver": {"method": m}}
                for m in EXACT_METHODS]
+        out.append({**base, "name": "three compartments, Rician magnitude images",
+                    "parameters": {**base["parameters"], "s0": 100.0,
+                                   "noise": {"snr": 20, "repetitions": 50}},
+                    "solver": {"method": "matrix"}, "seed": 6})
         out.append({**base, "name": "three compartments, monte carlo",
                     "solver": {"method": "monte_carlo", "walkers": 600}, "seed": 3})
         out.append({**base, "name": "permeable sphere lattice, monte carlo",
