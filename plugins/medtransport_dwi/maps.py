@@ -33,7 +33,9 @@ relative to S0).
 that the fit compares the model with the noise's mean E[M|ν] = σ√(π/2)·L½(−ν²/2σ²) (Rician;
 non-central χ for several coils, :mod:`medtransport.numerics.magnitude_noise`) rather than with
 ν itself: the bias-aware fit for low SNR, where the noise floor would otherwise flatten the
-decay (Gudbjartsson & Patz, *Magn Reson Med* 1995;34:910).
+decay (Gudbjartsson & Patz, *Magn Reson Med* 1995;34:910). It fits each shell's arithmetic
+mean (whose expectation is that of the model; a geometric mean's is not) weighted by the
+shell's volume count, with standard errors from the known σ.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from medtransport.numerics.batched_lm import levenberg_marquardt
+from medtransport.numerics.batched_lm import LMResult, levenberg_marquardt
 from medtransport.numerics.magnitude_noise import magnitude_mean
 from medtransport_dwi.gradients import shells
 
@@ -91,6 +93,24 @@ def _shell_means(signal: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndar
     means = np.stack([np.exp(_log(signal[:, idx == s]).mean(axis=1))
                       for s in range(idx.max() + 1)], axis=1)
     return bs, means
+
+
+def _rician_shells(signal: np.ndarray, b: np.ndarray, n_shells: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """For the Rician-aware fits: each shell's arithmetic mean (P, S) — its expectation is the
+    mean of E[M|ν] the model predicts, which a geometric mean's is not — and its number of
+    volumes (S,), the weight of that mean."""
+    idx = shells(b)
+    means = np.stack([signal[:, idx == k].mean(axis=1) for k in range(n_shells)], axis=1)
+    return means, np.array([np.count_nonzero(idx == k) for k in range(n_shells)], dtype=float)
+
+
+def _known_sigma_stderr(fit: LMResult, sigma: float, n_data: int) -> None:
+    """s²·(JᵀWJ)⁻¹ with s² = σ² known (W counts volumes), not the residual's estimate from a
+    few shells: rescale the optimiser's standard errors in place."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s2 = 2.0 * fit.cost / max(n_data - fit.x.shape[1], 1)
+        fit.stderr *= sigma / np.sqrt(s2)[:, None]
 
 
 def adc_maps(signal: np.ndarray, b: np.ndarray, *, b0_max: float = B0_MAX) -> dict[str, Map]:
@@ -225,7 +245,9 @@ def ivim_maps(signal: np.ndarray, b: np.ndarray, *, method: str = "full",
     ``segmented`` or ``full``. Returns f, D, D*, S0, their standard errors (full) and rms."""
     if method not in ("segmented", "full"):
         raise ValueError(f"IVIM method must be 'segmented' or 'full', got {method!r}")
-    bs, s = _shell_means(np.asarray(signal, dtype=float), np.asarray(b, dtype=float))
+    signal = np.asarray(signal, dtype=float)
+    b = np.asarray(b, dtype=float)
+    bs, s = _shell_means(signal, b)
     if bs[0] > B0_MAX:
         raise ValueError("IVIM needs b = 0 volumes")
     high = bs >= b_split
@@ -266,9 +288,12 @@ def ivim_maps(signal: np.ndarray, b: np.ndarray, *, method: str = "full",
     # D below D*: the bounds keep the two exponentials from swapping roles (f ↔ 1 − f)
     lo = np.array([0.0, 0.0, 0.0, D_MAX])
     hi = np.array([np.inf, 1.0, D_MAX, 1.0])
-    fit = levenberg_marquardt(model, x0, s, lower=lo, upper=hi,
+    y, weights = (s, None) if rician_sigma is None else _rician_shells(signal, b, bs.size)
+    fit = levenberg_marquardt(model, x0, y, lower=lo, upper=hi, weights=weights,
                               typical=np.array([scale, 0.1, 1e-3, 1e-2]), max_iter=max_iter,
                               xtol=1e-12, ftol=1e-20)
+    if rician_sigma is not None:
+        _known_sigma_stderr(fit, rician_sigma, bs.size)
     x = fit.x
     rms = np.sqrt(2.0 * fit.cost / bs.size) / np.maximum(x[:, 0], _TINY)
     tag = "IVIM, full" + (", Rician-bias-aware" if rician_sigma is not None else "")
@@ -301,9 +326,7 @@ def monoexponential_maps(signal: np.ndarray, b: np.ndarray, *,
     x0 = np.stack([np.exp(coef[:, 0]), np.clip(coef[:, 1], 1e-6, 5e-3)], axis=1)
     weights = None
     if rician_sigma is not None:
-        idx = shells(b)
-        s = np.stack([signal[:, idx == k].mean(axis=1) for k in range(bs.size)], axis=1)
-        weights = np.array([np.count_nonzero(idx == k) for k in range(bs.size)], dtype=float)
+        s, weights = _rician_shells(signal, b, bs.size)
 
     def model(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
         pred = x[:, :1] * np.exp(-np.outer(x[:, 1], bs))
@@ -314,10 +337,7 @@ def monoexponential_maps(signal: np.ndarray, b: np.ndarray, *,
                               typical=np.array([float(np.median(x0[:, 0])), 1e-3]),
                               max_iter=max_iter, xtol=1e-12, ftol=1e-20)
     if rician_sigma is not None:
-        # s²·(JᵀWJ)⁻¹ with s² = σ² known (W counts volumes), not the residual's estimate
-        with np.errstate(divide="ignore", invalid="ignore"):
-            s2 = 2.0 * fit.cost / max(bs.size - 2, 1)
-            fit.stderr *= rician_sigma / np.sqrt(s2)[:, None]
+        _known_sigma_stderr(fit, rician_sigma, bs.size)
     tag = "mono-exponential" + (", Rician-bias-aware" if rician_sigma is not None else "")
     return {"adc": Map(fit.x[:, 1], "mm^2/s", f"apparent diffusion coefficient ({tag})"),
             "s0": Map(fit.x[:, 0], "dimensionless", f"S0 ({tag})"),
