@@ -7,6 +7,7 @@
      once; each chunk is simulated, then timed while fitted);
    - **scipy curve_fit loop**: ``scipy.optimize.curve_fit`` per voxel on our forward model, on a
      voxel subset, extrapolated to the volume;
+   - **osipy**: reported unavailable with the reason (its releases need Python >= 3.12);
    - **dcmri** (if installed): ``dcmri.Tissue(kinetics='WV'|'HF').train`` per voxel on the
      noise-free SPGR *signal* dcmri itself predicts for the same subset's parameters (its fit
      includes the signal model), extrapolated; reported "unavailable" otherwise.
@@ -107,6 +108,7 @@ def bench_dce(model: str, voxels: int, subset: int) -> dict[str, Any]:
                                       "median_rel_error_ktrans": float(np.median(errors))}}
     rows["scipy curve_fit loop"] = _curve_fit_loop(model, t, cp, c, total)
     rows["dcmri Tissue.train loop"] = _dcmri_loop(model, t, cp, p, min(subset, 8), total)
+    rows["osipy"] = _osipy_row()
     return {"model": model, "volume_voxels": total, "times": t.size, "rows": rows,
             "other_processes_cpu_s": others}
 
@@ -163,6 +165,20 @@ def _dcmri_loop(model: str, t: np.ndarray, cp: np.ndarray, p: dict[str, np.ndarr
                 "note": f"kinetics {kinetics!r}, fitting its own noise-free signal"}
     except Exception as exc:  # a peer's API drift is reported, not fatal
         return {"unavailable": f"{type(exc).__name__}: {exc}"}
+
+
+def _osipy_row() -> dict[str, Any]:
+    """osipy (OSIPI's library) is a peer we cannot run here: every release on PyPI (0.0.2 to
+    0.1.4) declares Requires-Python >= 3.12. Where it imports, its version is recorded and a
+    row is still to be written against its API."""
+    try:
+        import osipy
+    except ImportError as exc:
+        need = "" if sys.version_info >= (3, 12) else (
+            f"; its releases require Python >= 3.12, this is {platform.python_version()}")
+        return {"unavailable": f"{type(exc).__name__}: {exc}{need}"}
+    return {"unavailable": f"osipy {getattr(osipy, '__version__', '?')} imports, but this "
+                           f"bench has no osipy fitting row yet"}
 
 
 def bench_dti(shape: tuple[int, int, int]) -> dict[str, Any]:
@@ -225,7 +241,7 @@ def table(res: dict[str, Any]) -> str:
         for name, r in d["rows"].items():
             if "unavailable" in r:
                 lines.append(f"| {d['model']} | {name} | – | – | – | unavailable: "
-                             f"{r['unavailable'][:80]} |")
+                             f"{r['unavailable'][:160]} |")
                 continue
             note = "measured" if r["measured_voxels"] == d["volume_voxels"] else "extrapolated"
             if "median_rel_error_ktrans" in r:

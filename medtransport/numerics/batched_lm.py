@@ -15,17 +15,22 @@ it (λ ← 10λ). The Jacobian is the caller's (``jacobian``) or forward differe
 converged problems leave the batch, so a few slow voxels cost only their own work.
 
 At the solution the covariance estimate is s²·(JᵀWJ)⁻¹ with s² = cost/(N − K) (N data, K
-parameters; Gauss–Newton asymptotics), giving each map its standard-error map.
+parameters; Gauss–Newton asymptotics), giving each map its standard-error map (J of the last
+iterate where the final step was below ``xtol``, the same to that relative step).
 
 Problems are processed in chunks of ``chunk`` so that the Jacobian (chunk × N × K) stays small.
+The normal equations (JᵀWJ, JᵀWr) and costs are formed by compiled loops (numba, imported on
+first use) that read each problem's rows in place: one pass over J, no (P, N) temporaries.
 Knows no physics: ``model(x, index)`` maps parameters (P, K) of the problems ``index`` (P,)
 to predictions (P, N).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -64,6 +69,53 @@ def _jac(model: Model, x: np.ndarray, idx: np.ndarray, f0: np.ndarray, typical: 
         d /= h[:, None]
         jac[:, j, :] = d
     return jac
+
+
+@functools.cache
+def _kernels() -> tuple[Any, Any]:
+    """Compiled normal equations and costs over the problems ``idx`` of a chunk."""
+    import numba
+
+    # nogil: callers fit blocks of problems on several threads. fastmath lets the sums over
+    # the N data vectorise (reassociation: rounding-level differences in JᵀWJ, which only
+    # steer the steps; the cost that accepts them is summed in order)
+    @numba.njit(cache=True, nogil=True, fastmath=True)
+    def normal(jac: np.ndarray, y: np.ndarray, f: np.ndarray, w: np.ndarray, use_w: bool,
+               idx: np.ndarray, a: np.ndarray, g: np.ndarray) -> None:
+        k, n_data = jac.shape[1], jac.shape[2]
+        jw = np.empty(n_data)
+        r = np.empty(n_data)
+        for i in range(idx.size):
+            p = idx[i]
+            for n in range(n_data):
+                r[n] = y[p, n] - f[p, n]
+            for u in range(k):
+                for n in range(n_data):
+                    jw[n] = jac[p, u, n] * w[p, n] if use_w else jac[p, u, n]
+                s = 0.0
+                for n in range(n_data):
+                    s += jw[n] * r[n]
+                g[i, u] = s
+                for v in range(u + 1):
+                    s = 0.0
+                    for n in range(n_data):
+                        s += jw[n] * jac[p, v, n]
+                    a[i, u, v] = s
+                    a[i, v, u] = s
+
+    @numba.njit(cache=True, nogil=True)
+    def cost(y: np.ndarray, f: np.ndarray, w: np.ndarray, use_w: bool, idx: np.ndarray,
+             out: np.ndarray) -> None:
+        # f holds the rows of the problems idx in order; y is indexed by idx
+        for i in range(idx.size):
+            p = idx[i]
+            s = 0.0
+            for n in range(f.shape[1]):
+                r = y[p, n] - f[i, n]
+                s += r * r * (w[p, n] if use_w else 1.0)
+            out[i] = 0.5 * s
+
+    return normal, cost
 
 
 def _solve(a: np.ndarray, g: np.ndarray) -> np.ndarray:
@@ -110,13 +162,26 @@ def _fit_chunk(model: Model, jacobian: Jacobian | None, out: LMResult, sl: slice
     idx_all = np.arange(sl.start, sl.stop)
     x = out.x[sl].copy()
     n, k = y.shape[1], x.shape[1]
-    ones = None if w is None else w  # None: unweighted, no multiplications by 1
     f = model(x, idx_all)
 
-    def wsum(r: np.ndarray, wa: np.ndarray | None) -> np.ndarray:
-        return 0.5 * np.einsum("pn,pn->p", r, r if wa is None else wa * r)
+    normal_k, cost_k = _kernels()
+    use_w = w is not None
+    w_arr = np.ascontiguousarray(w) if w is not None else np.ones((1, 1))
+    y = np.ascontiguousarray(y)
 
-    cost = wsum(y - f, ones)
+    def wsum(fa: np.ndarray, ia: np.ndarray) -> np.ndarray:
+        c_out = np.empty(ia.size)
+        cost_k(y, np.ascontiguousarray(fa), w_arr, use_w, ia, c_out)
+        return c_out
+
+    def normal(ia: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # JᵀWJ and JᵀWr of the problems ia, read in place from the chunk's Jacobians
+        a_out = np.empty((ia.size, k, k))
+        g_out = np.empty((ia.size, k))
+        normal_k(j_all, y, f, w_arr, use_w, ia, a_out, g_out)
+        return a_out, g_out
+
+    cost = wsum(f, np.arange(x.shape[0]))
     lam = np.full(x.shape[0], lam0)
     active = np.arange(x.shape[0])
     conv = np.zeros(x.shape[0], bool)
@@ -129,17 +194,21 @@ def _fit_chunk(model: Model, jacobian: Jacobian | None, out: LMResult, sl: slice
             return jacobian(xa, idx_all[ia], fa)
         return _jac(model, xa, idx_all[ia], fa, typ, rel_step, lo[ia], hi[ia])
 
-    j_act = jac(x[active], active, f[active]) if active.size else None
+    # every problem's Jacobian, (P, K, N), refreshed in place where a step was taken;
+    # ``fresh``: it is the Jacobian at the current x
+    fresh = np.zeros(x.shape[0], bool)
+    if active.size == x.shape[0]:
+        j_all = np.ascontiguousarray(jac(x, active, f))
+    else:
+        j_all = np.zeros((x.shape[0], k, n))
+        if active.size:
+            j_all[active] = jac(x[active], active, f[active])
+    fresh[active] = True
     for _ in range(max_iter):
         if active.size == 0:
             break
-        xa, fa = x[active], f[active]
-        wa = None if ones is None else ones[active]
-        ya = y[active]
-        r = ya - fa
-        jw = j_act if wa is None else j_act * wa[:, None, :]
-        a = np.matmul(jw, j_act.transpose(0, 2, 1))
-        g = np.matmul(jw, r[:, :, None])[:, :, 0]
+        xa = x[active]
+        a, g = normal(active)
         diag = np.einsum("pkk->pk", a)
         damp = a + (lam[active][:, None] * np.maximum(diag, 1e-300))[:, :, None] * np.eye(k)
         # active set: a parameter on a bound whose descent direction (+g) points outwards is
@@ -154,7 +223,7 @@ def _fit_chunk(model: Model, jacobian: Jacobian | None, out: LMResult, sl: slice
         step = _solve(damp, g)
         x_new = np.clip(xa + step, lo[active], hi[active])
         f_new = model(x_new, idx_all[active])
-        c_new = wsum(ya - f_new, wa)
+        c_new = wsum(f_new, active)
         ok = np.isfinite(c_new) & (c_new < cost[active])
         iters[active] += 1
         dx = np.abs(x_new - xa)
@@ -167,18 +236,22 @@ def _fit_chunk(model: Model, jacobian: Jacobian | None, out: LMResult, sl: slice
         done = small_step | small_gain | (cost[active] <= cost_floor) | (lam[active] > 1e12)
         conv[active[done & ~(lam[active] > 1e12)]] = True
         conv[active[done & (lam[active] > 1e12) & small_step]] = True
+        # a problem that stopped on a step below xtol keeps its last Jacobian for the
+        # covariance (it differs from the one at x by that relative step)
+        fresh[upd] = False
+        fresh[active[done & small_step]] = True
         keep = ~done
-        # a new Jacobian only where the step was taken; rejected ones keep theirs
-        j_keep = j_act[keep]
+        moved = active[keep & ok]
         active = active[keep]
-        moved = ok[keep]
-        if active.size and moved.any():
-            j_keep[moved] = jac(x[active[moved]], active[moved], f[active[moved]])
-        j_act = j_keep
+        # a new Jacobian only where the step was taken; rejected ones keep theirs
+        if moved.size:
+            j_all[moved] = jac(x[moved], moved, f[moved])
+            fresh[moved] = True
     # covariance at the solution
-    jf = jac(x, np.arange(x.shape[0]), f)
-    jwf = jf if ones is None else jf * ones[:, None, :]
-    a = np.matmul(jwf, jf.transpose(0, 2, 1))
+    stale = np.flatnonzero(~fresh)
+    if stale.size:
+        j_all[stale] = jac(x[stale], stale, f[stale])
+    a, _ = normal(np.arange(x.shape[0]))
     dof = max(n - k, 1)
     s2 = 2.0 * cost / dof
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -36,6 +36,7 @@ import numpy as np
 
 from medtransport.numerics.batched_lm import LMResult, levenberg_marquardt
 from medtransport_contrast import kinetics as kin
+from medtransport_contrast import tofts_kernel as tk
 from medtransport_contrast.fitting import FP_STARTS, PS_STARTS
 
 __all__ = ["MODELS", "Map", "fit_maps"]
@@ -86,11 +87,9 @@ def _forward(model: str, t: np.ndarray, cp: np.ndarray, x: np.ndarray) -> np.nda
     if model in ("tofts", "extended_tofts"):
         ktrans = x[:, 0] * _PER_MIN
         kep = ktrans / x[:, 1]
-        if uniform:
-            # the kernel writes time-major; one copy makes the (P, T) rows contiguous for
-            # the optimiser's many row-wise passes
-            c = np.ascontiguousarray(kin.exp_convolution_sum(kep[:, None], ktrans[:, None],
-                                                             float(t[1] - t[0]), cp))
+        if uniform:  # compiled, voxel-major rows: what the optimiser reads
+            return tk.tofts_predict(ktrans, x[:, 1], x[:, 2] if model == "extended_tofts"
+                                    else None, float(t[1] - t[0]), cp)
         else:
             c = ktrans[:, None] * kin.exp_convolution(kep, t, cp)
         if model == "extended_tofts":
@@ -173,29 +172,10 @@ def _fit_one_input(model: str, t: np.ndarray, cp: np.ndarray, c: np.ndarray,
     dt = float(t[1] - t[0]) if _uniform(t) else None
 
     def tofts_jacobian(x: np.ndarray, idx: np.ndarray, c: np.ndarray) -> np.ndarray:
-        """C = K·F(kep) [+ vp·C_p], kep = K/ve, F = e^{−kep t} ∗ C_p:
-        ∂C/∂K = F + (K/ve)·F′, ∂C/∂ve = −(K/ve)²·F′, ∂C/∂vp = C_p. F is C/K from the
-        predictions already made (evaluated where K = 0) and F′ one forward difference in kep:
-        one kernel call per Jacobian instead of one per parameter."""
+        """The exact derivative of the discrete model, compiled (:mod:`.tofts_kernel`)."""
         assert dt is not None
-        k, ve = x[:, 0] * _PER_MIN, x[:, 1]
-        kep = k / ve
-        ones = np.ones((k.size, 1))
-        part = c - x[:, 2:3] * cp if model == "extended_tofts" else c
-        pos = k > 1e-12
-        f0 = np.empty_like(part)
-        f0[pos] = part[pos] / k[pos, None]
-        if not pos.all():
-            f0[~pos] = kin.exp_convolution_sum(kep[~pos, None], ones[~pos], dt, cp)
-        h = 1e-7 * np.maximum(kep, 1e-6)
-        f1 = kin.exp_convolution_sum((kep + h)[:, None], ones, dt, cp)
-        dfdkep = (f1 - f0) / h[:, None]
-        jac = np.empty((x.shape[0], x.shape[1], t.size))
-        jac[:, 0, :] = (f0 + (k / ve)[:, None] * dfdkep) * _PER_MIN  # per (1/min)
-        jac[:, 1, :] = -((k / ve) ** 2)[:, None] * dfdkep
-        if model == "extended_tofts":
-            jac[:, 2, :] = cp
-        return jac
+        return tk.tofts_jacobian(x[:, 0] * _PER_MIN, x[:, 1], model == "extended_tofts", dt,
+                                 cp, _PER_MIN)
 
     def run(x0: np.ndarray) -> LMResult:
         # a relative step of 1e-8 is far below any tolerance a map is read at, and stops the

@@ -11,6 +11,9 @@ After the run:
   time (the ledger's mass balance says the same in units of S0);
 - ``small_q_limit`` — E → 1 smoothly as q → 0: re-evaluated with the gradients scaled by
   ε = 10⁻², 10⁻³, (1 − E)/b is the same at both (1 − E ∝ q²) and lies in [0, D_max];
+- ``magnitude_noise`` — with ``parameters.noise``: the noised magnitude images' first two
+  moments against the Rice / non-central χ distribution of the clean |S| (within n_sigma
+  standard errors);
 - ``b_value`` — the b-value the protocol states (closed form for PGSE) equals γ²G²∫F²dt of the
   discretised waveform, to 1e-9 relative.
 
@@ -168,9 +171,24 @@ def audit_b_value(ctx: AuditContext) -> list[AuditResult]:
                         f"{b_wave[i] * 1e-6:.9g} s/mm² (measurement {i})")]
 
 
+def audit_magnitude_noise(ctx: AuditContext) -> list[AuditResult]:
+    """With ``noise``: the magnitude images' mean and second moment against the Rice /
+    non-central χ distribution of the clean |S| (:mod:`medtransport.audit.magnitude_noise`)."""
+    from medtransport.audit.magnitude_noise import audit_magnitude_noise as check
+
+    st = ctx.states
+    if "signal_magnitude" not in st:
+        return [AuditResult("magnitude_noise", True, 0.0, 0.0, "", "no noise requested")]
+    noisy = st["signal_magnitude"]
+    e, _, _, _ = _arrays(ctx)
+    clean = np.broadcast_to(np.abs(e) * ctx.model.params.s0, noisy.shape)
+    return [check(clean, noisy.values, float(noisy.attrs["noise_sigma"]),
+                  int(noisy.attrs["coils"]), ctx.tolerance.n_sigma)]
+
+
 ALL: list[Callable[[AuditContext], list[AuditResult]]] = [
     audit_signal_at_b0, audit_attenuation_bounds, audit_imaginary_part, audit_walker_count,
-    audit_small_q_limit, audit_b_value]
+    audit_small_q_limit, audit_b_value, audit_magnitude_noise]
 
 
 # ------------------------------------------------------------------------ before the run

@@ -21,7 +21,11 @@ relative to S0).
 - DKI (Jensen et al., *Magn Reson Med* 2005;53:1432):  ln S = ln S0 − b·ĝᵀDĝ +
   b²·MD²·(Σ W_ijkl g_i g_j g_k g_l)/6, linear in the 6 + 15 unknowns (Tabesh et al., *Magn Reson
   Med* 2011;65:823); the apparent kurtosis K(n̂) = MD²·W(n̂)/(n̂ᵀDn̂)², and the mean kurtosis
-  MK = (1/4π)∮K(n̂)dn̂ by quadrature over :data:`MK_DIRECTIONS` Fibonacci-sphere directions.
+  MK = (1/4π)∮K(n̂)dn̂ by quadrature over :data:`MK_DIRECTIONS` Fibonacci-sphere directions;
+  the axial kurtosis AK = K(ê1) along the principal eigenvector and the radial kurtosis
+  RK = (1/2π)∮_{n̂⊥ê1} K(n̂)dn̂, the mean over the great circle perpendicular to ê1 by the
+  trapezoidal rule on :data:`RK_DIRECTIONS` equally spaced angles (spectrally accurate for a
+  smooth periodic integrand; Tabesh et al. 2011 give both definitions).
 
 - Mono-exponential over all shells: S̄ = S0·e^{−b·ADC} by batched Levenberg–Marquardt.
 
@@ -29,7 +33,9 @@ relative to S0).
 that the fit compares the model with the noise's mean E[M|ν] = σ√(π/2)·L½(−ν²/2σ²) (Rician;
 non-central χ for several coils, :mod:`medtransport.numerics.magnitude_noise`) rather than with
 ν itself: the bias-aware fit for low SNR, where the noise floor would otherwise flatten the
-decay (Gudbjartsson & Patz, *Magn Reson Med* 1995;34:910).
+decay (Gudbjartsson & Patz, *Magn Reson Med* 1995;34:910). It fits each shell's arithmetic
+mean (whose expectation is that of the model; a geometric mean's is not) weighted by the
+shell's volume count, with standard errors from the known σ.
 """
 
 from __future__ import annotations
@@ -40,12 +46,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from medtransport.numerics.batched_lm import levenberg_marquardt
+from medtransport.numerics.batched_lm import LMResult, levenberg_marquardt
 from medtransport.numerics.magnitude_noise import magnitude_mean
 from medtransport_dwi.gradients import shells
 
-__all__ = ["B0_MAX", "MK_DIRECTIONS", "Map", "adc_maps", "dki_maps", "dti_design", "dti_maps",
-           "ivim_maps", "monoexponential_maps"]
+__all__ = ["B0_MAX", "MK_DIRECTIONS", "RK_DIRECTIONS", "Map", "adc_maps", "dki_maps",
+           "dti_design", "dti_maps", "ivim_maps", "monoexponential_maps"]
 
 _TINY = 1e-12
 #: b-values (s/mm²) up to this are "b = 0" volumes (some scanners write 5 for them; IVIM
@@ -56,6 +62,8 @@ B0_MAX = 5.0
 D_MAX = 5e-3
 #: Directions of the mean-kurtosis quadrature.
 MK_DIRECTIONS = 500
+#: Angles on the circle perpendicular to ê1 of the radial-kurtosis quadrature.
+RK_DIRECTIONS = 72
 
 
 @dataclass
@@ -85,6 +93,24 @@ def _shell_means(signal: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndar
     means = np.stack([np.exp(_log(signal[:, idx == s]).mean(axis=1))
                       for s in range(idx.max() + 1)], axis=1)
     return bs, means
+
+
+def _rician_shells(signal: np.ndarray, b: np.ndarray, n_shells: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """For the Rician-aware fits: each shell's arithmetic mean (P, S) — its expectation is the
+    mean of E[M|ν] the model predicts, which a geometric mean's is not — and its number of
+    volumes (S,), the weight of that mean."""
+    idx = shells(b)
+    means = np.stack([signal[:, idx == k].mean(axis=1) for k in range(n_shells)], axis=1)
+    return means, np.array([np.count_nonzero(idx == k) for k in range(n_shells)], dtype=float)
+
+
+def _known_sigma_stderr(fit: LMResult, sigma: float, n_data: int) -> None:
+    """s²·(JᵀWJ)⁻¹ with s² = σ² known (W counts volumes), not the residual's estimate from a
+    few shells: rescale the optimiser's standard errors in place."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s2 = 2.0 * fit.cost / max(n_data - fit.x.shape[1], 1)
+        fit.stderr *= sigma / np.sqrt(s2)[:, None]
 
 
 def adc_maps(signal: np.ndarray, b: np.ndarray, *, b0_max: float = B0_MAX) -> dict[str, Map]:
@@ -219,7 +245,9 @@ def ivim_maps(signal: np.ndarray, b: np.ndarray, *, method: str = "full",
     ``segmented`` or ``full``. Returns f, D, D*, S0, their standard errors (full) and rms."""
     if method not in ("segmented", "full"):
         raise ValueError(f"IVIM method must be 'segmented' or 'full', got {method!r}")
-    bs, s = _shell_means(np.asarray(signal, dtype=float), np.asarray(b, dtype=float))
+    signal = np.asarray(signal, dtype=float)
+    b = np.asarray(b, dtype=float)
+    bs, s = _shell_means(signal, b)
     if bs[0] > B0_MAX:
         raise ValueError("IVIM needs b = 0 volumes")
     high = bs >= b_split
@@ -260,9 +288,12 @@ def ivim_maps(signal: np.ndarray, b: np.ndarray, *, method: str = "full",
     # D below D*: the bounds keep the two exponentials from swapping roles (f ↔ 1 − f)
     lo = np.array([0.0, 0.0, 0.0, D_MAX])
     hi = np.array([np.inf, 1.0, D_MAX, 1.0])
-    fit = levenberg_marquardt(model, x0, s, lower=lo, upper=hi,
+    y, weights = (s, None) if rician_sigma is None else _rician_shells(signal, b, bs.size)
+    fit = levenberg_marquardt(model, x0, y, lower=lo, upper=hi, weights=weights,
                               typical=np.array([scale, 0.1, 1e-3, 1e-2]), max_iter=max_iter,
                               xtol=1e-12, ftol=1e-20)
+    if rician_sigma is not None:
+        _known_sigma_stderr(fit, rician_sigma, bs.size)
     x = fit.x
     rms = np.sqrt(2.0 * fit.cost / bs.size) / np.maximum(x[:, 0], _TINY)
     tag = "IVIM, full" + (", Rician-bias-aware" if rician_sigma is not None else "")
@@ -282,21 +313,31 @@ def monoexponential_maps(signal: np.ndarray, b: np.ndarray, *,
                          rician_sigma: float | None = None, coils: int = 1,
                          max_iter: int = 200) -> dict[str, Map]:
     """S0 and ADC from every shell's direction-averaged signal by nonlinear least squares,
-    optionally Rician-bias-aware (module docstring)."""
-    bs, s = _shell_means(np.asarray(signal, dtype=float), np.asarray(b, dtype=float))
+    optionally Rician-bias-aware (module docstring). Rician-aware, each shell is its
+    volumes' arithmetic mean — whose expectation is the mean of E[M|ν], which the model
+    predicts (a geometric mean has no such expectation) — weighted by its number of volumes,
+    and the standard errors use the known σ rather than the residual of a few shells."""
+    signal = np.asarray(signal, dtype=float)
+    b = np.asarray(b, dtype=float)
+    bs, s = _shell_means(signal, b)
     if bs.size < 2:
         raise ValueError("a mono-exponential fit needs ≥ 2 shells")
     coef = _log(s) @ np.linalg.pinv(np.stack([np.ones_like(bs), -bs], axis=1)).T
     x0 = np.stack([np.exp(coef[:, 0]), np.clip(coef[:, 1], 1e-6, 5e-3)], axis=1)
+    weights = None
+    if rician_sigma is not None:
+        s, weights = _rician_shells(signal, b, bs.size)
 
     def model(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
         pred = x[:, :1] * np.exp(-np.outer(x[:, 1], bs))
         return pred if rician_sigma is None else magnitude_mean(pred, rician_sigma, coils)
 
     fit = levenberg_marquardt(model, x0, s, lower=np.array([0.0, 0.0]),
-                              upper=np.array([np.inf, 0.1]),
+                              upper=np.array([np.inf, 0.1]), weights=weights,
                               typical=np.array([float(np.median(x0[:, 0])), 1e-3]),
                               max_iter=max_iter, xtol=1e-12, ftol=1e-20)
+    if rician_sigma is not None:
+        _known_sigma_stderr(fit, rician_sigma, bs.size)
     tag = "mono-exponential" + (", Rician-bias-aware" if rician_sigma is not None else "")
     return {"adc": Map(fit.x[:, 1], "mm^2/s", f"apparent diffusion coefficient ({tag})"),
             "s0": Map(fit.x[:, 0], "dimensionless", f"S0 ({tag})"),
@@ -330,8 +371,18 @@ def _fibonacci_sphere(n: int) -> np.ndarray:
     return np.stack([r * np.cos(phi), r * np.sin(phi), z], axis=1)
 
 
+def _kurtosis_along(n: np.ndarray, d: np.ndarray, mdw: np.ndarray) -> np.ndarray:
+    """K(n̂) = MD²·W(n̂)/(n̂ᵀDn̂)² for per-voxel directions ``n`` (P, M, 3), tensors ``d``
+    (P, 3, 3) and MD²·W (P, 15); NaN where n̂ᵀDn̂ ≤ 0."""
+    adc = np.einsum("pmi,pij,pmj->pm", n, d, n)
+    wn = np.einsum("pmc,pc->pm", _w_columns(n.reshape(-1, 3)).reshape(*n.shape[:2], 15), mdw)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(adc > 0, wn / adc ** 2, np.nan)
+
+
 def dki_maps(signal: np.ndarray, b: np.ndarray, g: np.ndarray) -> dict[str, Map]:
-    """DKI by linear least squares (module docstring): MK, MD, FA (of the DKI tensor), rms."""
+    """DKI by linear least squares (module docstring): MK, AK, RK, MD, FA (of the DKI
+    tensor), rms."""
     signal = np.asarray(signal, dtype=float)
     b = np.asarray(b, dtype=float)
     g = np.asarray(g, dtype=float)
@@ -353,11 +404,21 @@ def dki_maps(signal: np.ndarray, b: np.ndarray, g: np.ndarray) -> dict[str, Map]
     with np.errstate(divide="ignore", invalid="ignore"):
         k = wn / adc ** 2
     mk = np.nanmean(np.where(adc > 0, k, np.nan), axis=1)
-    lam = np.linalg.eigvalsh(dn)[:, ::-1]
+    lam_up, vec = np.linalg.eigh(dn)
+    lam = lam_up[:, ::-1]
+    ak = _kurtosis_along(vec[:, :, 2][:, None, :], dn, mdw)[:, 0]
+    theta = 2.0 * np.pi * np.arange(RK_DIRECTIONS) / RK_DIRECTIONS
+    circle = (np.cos(theta)[None, :, None] * vec[:, None, :, 1]
+              + np.sin(theta)[None, :, None] * vec[:, None, :, 0])
+    rk = np.mean(_kurtosis_along(circle, dn, mdw), axis=1)
     pred = np.exp(beta @ x.T)
     s0 = np.exp(beta[:, 21])
     rms = np.sqrt(np.mean((pred - signal) ** 2, axis=1)) / np.maximum(s0, _TINY)
     return {"mk": Map(mk, "dimensionless", "mean kurtosis (DKI, mean of K(n) over the sphere)"),
+            "ak": Map(ak, "dimensionless", "axial kurtosis (DKI, K along the principal "
+                                           "eigenvector)"),
+            "rk": Map(rk, "dimensionless", "radial kurtosis (DKI, mean of K(n) perpendicular "
+                                           "to the principal eigenvector)"),
             "md": Map(lam.mean(axis=1), "mm^2/s", "mean diffusivity (DKI)"),
             "fa": Map(_fa(lam), "dimensionless", "fractional anisotropy (DKI)"),
             "s0": Map(s0, "dimensionless", "S0 (DKI)"),

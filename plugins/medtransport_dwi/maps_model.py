@@ -2,9 +2,10 @@
 
 A scenario names the files (paths relative to the scenario file): the 4-D ``dwi`` NIfTI, its
 FSL ``bval``/``bvec`` (``b_unit`` is what the bval file holds) and the ``mask``; ``fits``
-chooses among ``adc``, ``dti``, ``ivim``, ``dki`` and ``verdict`` (VERDICT reads δ and Δ from the
-image's sidecar), ``rician_sigma`` makes the IVIM fit Rician-bias-aware
-(:mod:`medtransport_dwi.imaging`, :mod:`medtransport_dwi.maps`).
+chooses among ``adc``, ``dti``, ``ivim``, ``dki``, ``verdict`` and ``axon_radius`` (both read δ and
+Δ from the image's sidecar; ``axon_radius`` also needs ``fibre_axis``, the fibre direction in the
+bvec frame, every diffusion gradient perpendicular to it), ``rician_sigma`` makes the IVIM
+fit Rician-bias-aware (:mod:`medtransport_dwi.imaging`, :mod:`medtransport_dwi.maps`).
 
 The five answers, as for ``dwi.signal``: it counts the water spins of the masked tissue at
 b = 0 (spin magnetization in signal units, Σ over voxels); with an IVIM fit split into the
@@ -42,7 +43,7 @@ from medtransport_dwi.maps import B0_MAX
 
 __all__ = ["DWIMaps", "DWIMapsParams"]
 
-Fit = Literal["adc", "dti", "ivim", "dki", "verdict"]
+Fit = Literal["adc", "dti", "ivim", "dki", "verdict", "axon_radius"]
 
 
 class DWIMapsParams(Params):
@@ -55,6 +56,7 @@ class DWIMapsParams(Params):
     b_unit: Literal["s/mm^2", "s/m^2"] = "s/mm^2"
     fits: list[Fit] = Field(default_factory=lambda: ["dti"], min_length=1)
     rician_sigma: float | None = Field(default=None, gt=0)
+    fibre_axis: list[float] | None = Field(default=None, min_length=3, max_length=3)
     maps_directory: str | None = Field(default=None, min_length=1)
 
 
@@ -79,6 +81,10 @@ class DWIMaps(Model):
         if sc.domain is not None or sc.boundaries:
             raise ScenarioError([("domain" if sc.domain is not None else "boundaries",
                                   f"{self.id} takes its voxels from the mask")])
+        axis = self.params.fibre_axis
+        if "axon_radius" in self.params.fits and (axis is None or not np.linalg.norm(axis) > 0):
+            raise ScenarioError([("parameters.fibre_axis", "the axon_radius fit needs the fibre "
+                                  "direction: three numbers, not all 0, in the bvec frame")])
         _ = self._data  # the files are read and checked before anything runs
         return Compartments(names=self._compartments)
 
@@ -126,6 +132,14 @@ class DWIMaps(Model):
                     r = dwi_maps.ivim_maps(signal, b, method="full", rician_sigma=p.rician_sigma)
                 elif fit == "dki":
                     r = dwi_maps.dki_maps(signal, b, g)
+                elif fit == "axon_radius":
+                    from medtransport_dwi.axon_radius import axon_radius_maps
+
+                    try:
+                        r = axon_radius_maps(signal, b, g, *_timing(d["image"], b.size),
+                                             np.asarray(p.fibre_axis, dtype=float))
+                    except ValueError as exc:
+                        raise ScenarioError([("parameters.bvec", str(exc))]) from None
                 else:
                     from medtransport_dwi.microstructure import verdict_maps
 

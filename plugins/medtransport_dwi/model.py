@@ -46,12 +46,23 @@ from medtransport_dwi.sequence import Measurement, Protocol, build_measurements
 EXACT_METHODS = ("matrix", "gaussian_phase", "narrow_pulse")
 
 
+class MagnitudeNoiseParams(Params):
+    """``noise``: the magnitude images a scanner would give — Rician for one receive coil,
+    non-central χ for ``coils`` > 1 (root-sum-of-squares), σ = S0/``snr`` per real channel
+    (SNR of the b = 0 image), ``repetitions`` independent acquisitions of the protocol."""
+
+    snr: Annotated[float, Field(gt=0, le=1e6, allow_inf_nan=False)]
+    coils: Annotated[int, Field(ge=1, le=64), NotBool] = 1
+    repetitions: Annotated[int, Field(ge=1, le=100_000), NotBool] = 1
+
+
 class DWIParams(Params):
     """Parameters of ``dwi.signal``."""
 
     s0: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1.0
     protocol: Protocol
     compartments: Annotated[list[Compartment], Field(min_length=1, max_length=64)]
+    noise: MagnitudeNoiseParams | None = None
 
     @field_validator("compartments")
     @classmethod
@@ -90,6 +101,11 @@ class DWISignal(Model):
     }
     stochastic_methods = frozenset({"monte_carlo"})
     params: DWIParams
+
+    @property
+    def stochastic(self) -> bool:
+        """Monte Carlo walkers or magnitude noise draw random numbers (seeded)."""
+        return super().stochastic or self.params.noise is not None
 
     # -- the five answers ------------------------------------------------------------------
     def build_domain(self) -> Compartments:
@@ -208,8 +224,27 @@ class DWISignal(Model):
         if progress is not None:
             progress(1.0)
         ds = self._dataset(times, spins, e, se_re, se_im, extra.get("exact"))
+        if self.params.noise is not None:
+            ds["signal_magnitude"] = self._magnitude(np.abs(e) * s0)
         return Trajectory(ds, {"spins": Ledger.of("spins", "dimensionless", len(times))},
                           notes=extra)
+
+    def _magnitude(self, clean: np.ndarray) -> xr.DataArray:
+        """``repetitions`` magnitude acquisitions of the clean |S| (module docstring of
+        :mod:`medtransport.numerics.magnitude_noise`), from a stream of their own."""
+        from medtransport.numerics.magnitude_noise import magnitude_noise
+
+        noise = self.params.noise
+        assert noise is not None and self.seed is not None
+        sigma = self.params.s0 / noise.snr
+        # its own stream: the walkers' streams (seed_for) and the noise never overlap
+        rng = np.random.default_rng(np.random.SeedSequence([int(self.seed), 2 ** 32]))
+        values = magnitude_noise(np.broadcast_to(clean, (noise.repetitions, clean.size)),
+                                 sigma, rng, noise.coils)
+        kind = "Rician" if noise.coils == 1 else f"non-central χ, {noise.coils} coils"
+        return xr.DataArray(values, dims=("repetition", "measurement"), attrs={
+            "units": "dimensionless", "long_name": f"magnitude signal ({kind} noise)",
+            "noise_sigma": sigma, "snr": noise.snr, "coils": noise.coils})
 
     def seed_for(self, index: int) -> int:
         """An independent 64-bit seed per compartment, from the scenario's seed."""
@@ -371,6 +406,10 @@ class DWISignal(Model):
                 "time": {"stop": "40 ms", "step": "0.2 ms", "output_every": "10 ms"}}
         out = [{**base, "name": f"three compartments, {m}", "solver": {"method": m}}
                for m in EXACT_METHODS]
+        out.append({**base, "name": "three compartments, Rician magnitude images",
+                    "parameters": {**base["parameters"], "s0": 100.0,
+                                   "noise": {"snr": 20, "repetitions": 50}},
+                    "solver": {"method": "matrix"}, "seed": 6})
         out.append({**base, "name": "three compartments, monte carlo",
                     "solver": {"method": "monte_carlo", "walkers": 600}, "seed": 3})
         out.append({**base, "name": "permeable sphere lattice, monte carlo",

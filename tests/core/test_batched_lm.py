@@ -46,3 +46,22 @@ def test_standard_errors_match_the_spread_of_repeats() -> None:
     fit = levenberg_marquardt(_model, np.tile([1.0, 1.0, 0.0], (p, 1)), y)
     spread = fit.x.std(axis=0, ddof=1)
     assert np.allclose(np.median(fit.stderr, axis=0), spread, rtol=0.1)
+
+
+def test_weighted_fit_matches_scipy_with_scaled_residuals() -> None:
+    """Weights w enter as √w on the residuals in scipy: same minima, same cost ½Σw·r²."""
+    rng = np.random.default_rng(2)
+    p = 40
+    truth = np.stack([rng.uniform(1, 3, p), rng.uniform(0.3, 2, p), rng.uniform(0, 0.2, p)],
+                     axis=1)
+    w = rng.uniform(0.2, 5.0, (p, T.size))
+    y = _model(truth, np.arange(p)) + rng.normal(0, 0.05, (p, T.size)) / np.sqrt(w)
+    fit = levenberg_marquardt(_model, np.tile([1.0, 1.0, 0.1], (p, 1)), y, weights=w,
+                              xtol=1e-12, ftol=1e-15)
+    assert fit.converged.all()
+    for i in range(p):
+        sw = np.sqrt(w[i])
+        ref = least_squares(lambda x, i=i, sw=sw: sw * (_model(x[None], np.array([i]))[0] - y[i]),
+                            [1.0, 1.0, 0.1], xtol=1e-14, ftol=1e-14, gtol=1e-14)
+        assert np.allclose(fit.x[i], ref.x, atol=1e-6), (i, fit.x[i], ref.x)
+        assert abs(fit.cost[i] - ref.cost) <= 1e-9 * ref.cost
