@@ -19,15 +19,17 @@ so a passing daemon does not take a core away but a process that computes does. 
 kept for a second, so a run calling many short kernels does not sample each time. Calls smaller
 than the kernel's own threshold (``serial_below`` work units) always take one thread.
 
-The count is set by, in order: :func:`set_requested` (the CLI's ``--threads N``), the
+The count is set by, in order: :func:`set_requested` / :func:`requested_for` (the CLI's
+``medtransport run|audit --threads N``), the
 environment variable ``MEDTRANSPORT_THREADS`` (a positive integer or ``auto``), else ``auto``.
 
 :func:`limited` applies a count to numba's threads (only if numba is loaded; the setting is per
 calling thread) and to the BLAS/OpenMP pools threadpoolctl finds, for the duration of a block.
 
-Results never depend on the count: every threaded kernel in the package splits independent
-work (patients, paths, rows of a stencil step) and reduces in a fixed order (tested bit for bit
-with 1 and several threads).
+Used by the FTCS stencil (:mod:`medtransport.numerics.ftcs`), the PK propagation loop
+(:mod:`medtransport.numerics.propagate`) and the saturable-PK ODE solve (its BLAS pools). Their
+results do not depend on the count: they split independent work (rows of a stencil step,
+patients) and reduce in a fixed order (tested bit for bit with 1 and 2 threads).
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["ENV", "busy_cores", "choose", "cores", "limited", "requested", "set_requested"]
+__all__ = ["ENV", "busy_cores", "choose", "cores", "limited", "requested", "requested_for",
+           "set_requested"]
 
 #: Environment variable with the thread count: a positive integer, or ``auto``.
 ENV = "MEDTRANSPORT_THREADS"
@@ -63,6 +66,17 @@ def set_requested(n: int | None) -> None:
         _cache = None
 
 
+@contextlib.contextmanager
+def requested_for(n: int | None) -> Iterator[None]:
+    """:func:`set_requested` for the duration of a block, then the previous request again."""
+    before = _requested
+    set_requested(n)
+    try:
+        yield
+    finally:
+        set_requested(before)
+
+
 def requested() -> int | None:
     """The thread count the user asked for (:func:`set_requested`, else ``MEDTRANSPORT_THREADS``),
     or ``None`` for ``auto``. A malformed environment value is an error naming the variable."""
@@ -76,7 +90,10 @@ def requested() -> int | None:
     except ValueError:
         n = 0
     if n < 1:
-        raise ValueError(f"{ENV}={raw!r}: expected a positive integer or 'auto'")
+        from medtransport.errors import MedtransportError
+
+        raise MedtransportError(f"environment variable {ENV}={raw!r}: expected a positive "
+                                "integer or 'auto'")
     return n
 
 
