@@ -312,6 +312,29 @@ _ALLOW_PATH = click.option(
          "directory tree). Repeatable.")
 
 
+def _requested_threads(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    # For the whole command; the previous request comes back when it ends.
+    from medtransport.numerics import threads
+
+    if value is None or value.strip().lower() == "auto":
+        return
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise click.BadParameter(f"expected a positive integer or 'auto', got {value!r} "
+                                 f"(from --threads or {threads.ENV})")
+    ctx.with_resource(threads.requested_for(n))
+
+
+_THREADS = click.option(
+    "--threads", metavar="N|auto", default=None, expose_value=False, envvar="MEDTRANSPORT_THREADS",
+    callback=_requested_threads,
+    help="Threads for the threaded kernels (default auto: the cores other processes leave "
+         "free; also MEDTRANSPORT_THREADS). Results do not depend on it.")
+
+
 @main.command("run")
 @click.argument("scenario", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", type=click.Path(),
@@ -340,6 +363,7 @@ _ALLOW_PATH = click.option(
               help="Start the population store afresh; replace an output file that is not a "
                    "medtransport result.")
 @_ALLOW_PATH
+@_THREADS
 def run_cmd(scenario: str, output: str | None, plot_path: str | None, quiet: bool,
             report_path: str | None = None, population: int | None = None,
             scheduler: str | None = None, chunk_size: int | None = None,
@@ -444,6 +468,7 @@ def run_cmd(scenario: str, output: str | None, plot_path: str | None, quiet: boo
 @click.argument("scenario", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @_ALLOW_PATH
+@_THREADS
 def audit_cmd(scenario: str, as_json: bool) -> None:
     """Run SCENARIO and print its full audit report; exit 1 if any audit fails."""
     from medtransport.audit import AuditReport

@@ -59,6 +59,7 @@ import scipy.sparse as sp
 from medtransport.boundary import BoundaryCondition
 from medtransport.domain import Grid
 from medtransport.errors import MedtransportError
+from medtransport.numerics import threads
 from medtransport.numerics.linear import LU_LIMIT_3D, ImplicitSystem, SpectralSystem
 
 __all__ = [
@@ -649,11 +650,8 @@ class _CompiledFTCS:
     loads only when an explicit run needs it)."""
 
     def __init__(self, problem: DiffusionProblem, h: float):
-        import numba
-
         from medtransport.numerics.ftcs import ftcs_steps
 
-        self._numba = numba
         self._kernel = ftcs_steps
         grid = problem.grid
         d, capacity = _uniform_coefficients(problem) or (0.0, 1.0)
@@ -690,16 +688,10 @@ class _CompiledFTCS:
         if other is None or np.may_share_memory(other, cur):
             other = np.empty_like(cur)
         face_sum = np.zeros(6)
-        numba = self._numba
-        threads = numba.get_num_threads()
-        if cur.size < _SERIAL_CELLS:
-            numba.set_num_threads(1)
-        try:
+        # as many threads as asked for or free (numerics.threads); the bits do not depend on it
+        with threads.limited(threads.choose(cur.size, _SERIAL_CELLS), blas=False) as n_threads:
             in_other = self._kernel(cur, other, n, self.coef, self.periodic, self.ka, self.kb,
-                                    face_sum, cur.size >= _FUSE_CELLS,
-                                    numba.get_num_threads())
-        finally:
-            numba.set_num_threads(threads)
+                                    face_sum, cur.size >= _FUSE_CELLS, n_threads)
         result, self._spare = (other, cur) if in_other else (cur, other)
         # Σ_steps h·(Σ area·α·u_b − area·β): forward Euler, rates at each old state.
         flows = {face: self.h * (weight * face_sum[k] - n * constant)

@@ -17,15 +17,21 @@ without flux uses the cell itself as its neighbour, which makes its difference e
 periodic axis uses the cell on the opposite face.
 
 Layout and speed. Grids of 1 or 2 axes run as 3-D grids with leading axes of one cell and zero
-coefficients. The state is seen as rows along the contiguous last axis; a row's update is
-branch-free in its interior, so it vectorises. Several steps run per call, ping-ponging between
-two buffers, in parallel over blocks of rows. Large grids are limited by memory bandwidth, so
-two steps are fused (temporal blocking): each thread computes the intermediate state of its
-rows into a small ring buffer that stays in cache and the second step from there, which halves
-the traffic to memory. The arithmetic per row is the same either way, so fused and unfused runs
-agree bit for bit. While a step reads a state it also sums the boundary layers of the faces that
-let something through, so the caller integrates the outflow at the state the update uses and
-the explicit ledger is exact.
+coefficients. The state is seen as rows along the contiguous last axis; every step is one
+sweep over rows (:func:`_sweep`) whose row update is a branch-free loop over fixed rows, which
+LLVM vectorises (its loop-vectorize remarks are checked by a test). All of a row's work is in
+that one loop nest: no array is handed to a helper per row, since each such call costs numba
+atomic reference-count updates (measured: half the speed on 64-cell rows). Large grids are
+limited by memory bandwidth, so two steps are fused (temporal blocking): the first step of a
+chunk of rows goes into a small ring buffer that stays in cache and the second step of the rows
+whose neighbours the ring holds goes from there to memory — each cell is read and written once
+per two updates, 8 bytes per update. The arithmetic per row is the same either way, so fused
+and unfused runs, and any number of threads, agree bit for bit (and with the previous,
+row-at-a-time kernel; a −0 result may come out as +0). Blocks of rows are shared among numba's
+threads; one block runs on the calling thread without a parallel region
+(:mod:`medtransport.numerics.threads` chooses how many). While a step reads a state it also
+sums the boundary layers of the faces that let something through, so the caller integrates
+the outflow at the state the update uses and the explicit ledger is exact.
 
 numba is imported here, and this module only when an FTCS run takes this path, so that
 ``import medtransport`` stays fast.
@@ -48,108 +54,200 @@ from numba import prange
 __all__ = ["ftcs_steps"]
 
 # Face slots in the coefficient arrays: x-, x+, y-, y+, z-, z+ of the padded 3-D grid.
+_JIT = {"cache": True, "boundscheck": False, "fastmath": False, "nogil": True}
 
 
-@numba.njit(inline="always", cache=True)
-def _neighbours(row: int, nx: int, ny: int, px: bool, py: bool, ka: np.ndarray,
-                kb: np.ndarray) -> tuple[int, int, int, int, float, float, int, int]:
-    """Rows beside ``row`` (a closed wall points back at the row, whose difference with
-    itself is exactly 0) and the boundary terms of the x and y faces it touches."""
-    i = row // ny
-    j = row - i * ny
-    if i + 1 < nx:
-        ip = row + ny
-    elif px:
-        ip = j
-    else:
-        ip = row
-    if i > 0:
-        im = row - ny
-    elif px:
-        im = (nx - 1) * ny + j
-    else:
-        im = row
-    if j + 1 < ny:
-        jp = row + 1
-    elif py:
-        jp = row - j
-    else:
-        jp = row
-    if j > 0:
-        jm = row - 1
-    elif py:
-        jm = row + ny - 1
-    else:
-        jm = row
-    a_row = 0.0
-    b_row = 0.0
-    if i == 0:
-        a_row += ka[0]
-        b_row += kb[0]
-    if i == nx - 1:
-        a_row += ka[1]
-        b_row += kb[1]
-    if j == 0:
-        a_row += ka[2]
-        b_row += kb[2]
-    if j == ny - 1:
-        a_row += ka[3]
-        b_row += kb[3]
-    return ip, im, jp, jm, a_row, b_row, i, j
+@numba.njit(**_JIT)
+def _sweep(out: np.ndarray, a: np.ndarray, part: np.ndarray, s0: int, s1: int, sum0: int,
+           sum1: int, nx: int, ny: int, px: bool, py: bool, pz: bool, coef: np.ndarray,
+           ka: np.ndarray, kb: np.ndarray) -> None:  # pragma: no cover - compiled
+    """One FTCS step of grid rows ``s0`` … ``s1 − 1``, read from ``a`` and written to ``out``.
 
+    Grid row ``s`` lives in row ``s mod a.shape[0]`` of ``a`` and ``s mod out.shape[0]`` of
+    ``out``: the whole state (``nx·ny`` rows) or a ring of recent rows. The rows ``sum0`` …
+    ``sum1 − 1`` of ``a`` are also added to the boundary-layer sums in ``part``.
 
-@numba.njit(inline="always", cache=True)
-def _update_row(out: np.ndarray, o: int, a: np.ndarray, r: int, ip: int, im: int, jp: int,
-                jm: int, nz: int, cx: float, cy: float, cz: float, a_row: float, b_row: float,
-                ka: np.ndarray, kb: np.ndarray, pz: bool) -> None:
-    """One FTCS step of row ``r`` of ``a`` (neighbour rows ``ip``…``jm``, ``nz`` cells) into
-    row ``o`` of ``out``. Rows are indexed rather than sliced: a slice would touch a reference
-    count that all threads share."""
-    for k in range(1, nz - 1):
-        c = a[r, k]
-        out[o, k] = (c + cx * ((a[ip, k] - c) + (a[im, k] - c))
-                     + cy * ((a[jp, k] - c) + (a[jm, k] - c))
-                     + cz * ((a[r, k + 1] - c) + (a[r, k - 1] - c)) - a_row * c + b_row)
-    # The two ends of the row carry the z faces.
-    c = a[r, 0]
+    Everything a row needs is in this one loop, on purpose: an array passed to a helper per
+    row costs numba reference-count updates (atomic) that halved the speed on 64-cell rows.
+    The interior of a row is a branch-free loop over fixed rows of two arrays, which LLVM
+    vectorises (its loop-vectorize remarks are checked in tests/core/test_ftcs_kernel.py).
+    """
+    nz = min(a.shape[1], out.shape[1])  # a ring's rows are padded
+    rows_a = a.shape[0]
+    rows_out = out.shape[0]
+    cx = coef[0]
+    cy = coef[1]
+    cz = coef[2]
+    ka0, ka1, ka2, ka3, ka4, ka5 = ka[0], ka[1], ka[2], ka[3], ka[4], ka[5]
+    kb0, kb1, kb2, kb3, kb4, kb5 = kb[0], kb[1], kb[2], kb[3], kb[4], kb[5]
+    need_rows = ka0 != 0.0 or ka1 != 0.0 or ka2 != 0.0 or ka3 != 0.0
+    need_z = ka4 != 0.0 or ka5 != 0.0
+    # the z faces' terms on the two end cells of every row
     if nz == 1:
-        dz = 0.0
-        a_z = ka[4] + ka[5]
-        b_z = kb[4] + kb[5]
+        a_z0 = ka4 + ka5
+        b_z0 = kb4 + kb5
     else:
-        zm = a[r, nz - 1] if pz else c
-        dz = (a[r, 1] - c) + (zm - c)
-        a_z = ka[4]
-        b_z = kb[4]
-    out[o, 0] = (c + cx * ((a[ip, 0] - c) + (a[im, 0] - c))
-                 + cy * ((a[jp, 0] - c) + (a[jm, 0] - c))
-                 + cz * dz - (a_row + a_z) * c + (b_row + b_z))
-    if nz > 1:
-        k = nz - 1
-        c = a[r, k]
-        zp = a[r, 0] if pz else c
-        dz = (zp - c) + (a[r, k - 1] - c)
-        out[o, k] = (c + cx * ((a[ip, k] - c) + (a[im, k] - c))
-                     + cy * ((a[jp, k] - c) + (a[jm, k] - c))
-                     + cz * dz - (a_row + ka[5]) * c + (b_row + kb[5]))
+        a_z0 = ka4
+        b_z0 = kb4
+    for s in range(s0, s1):
+        i = s // ny
+        j = s - i * ny
+        # neighbour rows in grid numbering (a closed wall: the row itself, whose difference
+        # with itself is exactly 0)
+        if i + 1 < nx:
+            gip = s + ny
+        elif px:
+            gip = j
+        else:
+            gip = s
+        if i > 0:
+            gim = s - ny
+        elif px:
+            gim = (nx - 1) * ny + j
+        else:
+            gim = s
+        if j + 1 < ny:
+            gjp = s + 1
+        elif py:
+            gjp = s - j
+        else:
+            gjp = s
+        if j > 0:
+            gjm = s - 1
+        elif py:
+            gjm = s + ny - 1
+        else:
+            gjm = s
+        a_row = 0.0
+        b_row = 0.0
+        if i == 0:
+            a_row += ka0
+            b_row += kb0
+        if i == nx - 1:
+            a_row += ka1
+            b_row += kb1
+        if j == 0:
+            a_row += ka2
+            b_row += kb2
+        if j == ny - 1:
+            a_row += ka3
+            b_row += kb3
+        # the same rows in the storage of a and out
+        o = s % rows_out
+        r = s % rows_a
+        ip = r + (gip - s)
+        im = r + (gim - s)
+        jp = r + (gjp - s)
+        jm = r + (gjm - s)
+        if ip >= rows_a:
+            ip -= rows_a
+        if im < 0:
+            im += rows_a
+        if jp >= rows_a:
+            jp -= rows_a
+        elif jp < 0:
+            jp += rows_a
+        if jm < 0:
+            jm += rows_a
+        elif jm >= rows_a:
+            jm -= rows_a
+        if a_row == 0.0 and b_row == 0.0:
+            # (− 0·c + 0 would only turn a −0 result into +0)
+            for k in range(1, nz - 1):
+                c = a[r, k]
+                out[o, k] = (c + cx * ((a[ip, k] - c) + (a[im, k] - c))
+                             + cy * ((a[jp, k] - c) + (a[jm, k] - c))
+                             + cz * ((a[r, k + 1] - c) + (a[r, k - 1] - c)))
+        else:
+            for k in range(1, nz - 1):
+                c = a[r, k]
+                out[o, k] = (c + cx * ((a[ip, k] - c) + (a[im, k] - c))
+                             + cy * ((a[jp, k] - c) + (a[jm, k] - c))
+                             + cz * ((a[r, k + 1] - c) + (a[r, k - 1] - c)) - a_row * c
+                             + b_row)
+        # The two ends of the row carry the z faces.
+        c = a[r, 0]
+        if nz == 1:
+            dz = 0.0
+        else:
+            zm = a[r, nz - 1] if pz else c
+            dz = (a[r, 1] - c) + (zm - c)
+        out[o, 0] = (c + cx * ((a[ip, 0] - c) + (a[im, 0] - c))
+                     + cy * ((a[jp, 0] - c) + (a[jm, 0] - c))
+                     + cz * dz - (a_row + a_z0) * c + (b_row + b_z0))
+        if nz > 1:
+            k = nz - 1
+            c = a[r, k]
+            zp = a[r, 0] if pz else c
+            dz = (zp - c) + (a[r, k - 1] - c)
+            out[o, k] = (c + cx * ((a[ip, k] - c) + (a[im, k] - c))
+                         + cy * ((a[jp, k] - c) + (a[jm, k] - c))
+                         + cz * dz - (a_row + ka5) * c + (b_row + kb5))
+        # boundary-layer sums of the state this step reads
+        if sum0 <= s < sum1:
+            if need_z:
+                part[s, 1] += a[r, 0]
+                part[s, 2] += a[r, nz - 1]
+            if need_rows and (i == 0 or i == nx - 1 or j == 0 or j == ny - 1):
+                t = 0.0
+                for k in range(nz):
+                    t += a[r, k]
+                part[s, 0] += t
 
 
-@numba.njit(inline="always", cache=True)
-def _layer_sums(part: np.ndarray, row: int, a: np.ndarray, r: int, nz: int, i: int, j: int,
-                nx: int, ny: int, need_rows: bool, need_z: bool) -> None:
-    """Add row ``r`` of ``a`` (``nz`` cells) — grid row ``row`` — to the boundary-layer sums
-    in ``part``."""
-    if need_z:
-        part[row, 1] += a[r, 0]
-        part[row, 2] += a[r, nz - 1]
-    if need_rows and (i == 0 or i == nx - 1 or j == 0 or j == ny - 1):
-        s = 0.0
-        for k in range(nz):
-            s += a[r, k]
-        part[row, 0] += s
+@numba.njit(**_JIT)
+def _fused_block(src: np.ndarray, dst: np.ndarray, buf: np.ndarray, part: np.ndarray,
+                 r0: int, r1: int, lag: int, chunk: int, nx: int, ny: int, px: bool, py: bool,
+                 pz: bool, coef: np.ndarray, ka: np.ndarray,
+                 kb: np.ndarray) -> None:  # pragma: no cover - compiled
+    """Two steps of grid rows ``r0`` … ``r1 − 1`` (temporal blocking): the first step of
+    ``chunk`` rows at a time (and of ``lag`` rows either side) into the ring ``buf``, then
+    the second step, from the ring into ``dst``, of every row whose neighbours the ring now
+    holds. The ring keeps ``2·lag + chunk`` rows, so it stays in cache."""
+    nrows = src.shape[0]
+    lo = max(r0 - lag, 0)
+    hi = min(r1 + lag, nrows)
+    c = lo
+    done = r0
+    while done < r1:
+        if c < hi:
+            c1 = min(c + chunk, hi)
+            _sweep(buf, src, part, c, c1, r0, r1, nx, ny, px, py, pz, coef, ka, kb)
+            c = c1
+        end = r1 if c >= hi else min(r1, c - lag)
+        if end > done:
+            _sweep(dst, buf, part, done, end, r0, r1, nx, ny, px, py, pz, coef, ka, kb)
+            done = end
 
 
-@numba.njit(parallel=True, cache=True, fastmath=False, boundscheck=False)
+@numba.njit(parallel=True, **_JIT)
+def _fused_pass(src: np.ndarray, dst: np.ndarray, ring: np.ndarray, part: np.ndarray,
+                lag: int, chunk: int, nx: int, ny: int, px: bool, py: bool, pz: bool,
+                coef: np.ndarray, ka: np.ndarray,
+                kb: np.ndarray) -> None:  # pragma: no cover - compiled
+    """:func:`_fused_block` over ``ring.shape[0]`` blocks of rows, shared by the threads."""
+    nblocks = ring.shape[0]
+    nrows = src.shape[0]
+    for blk in prange(nblocks):
+        b = np.int64(blk)  # prange may hand out an unsigned index
+        _fused_block(src, dst, ring[b], part, b * nrows // nblocks, (b + 1) * nrows // nblocks,
+                     lag, chunk, nx, ny, px, py, pz, coef, ka, kb)
+
+
+@numba.njit(parallel=True, **_JIT)
+def _single_pass(src: np.ndarray, dst: np.ndarray, part: np.ndarray, nblocks: int, nx: int,
+                 ny: int, px: bool, py: bool, pz: bool, coef: np.ndarray, ka: np.ndarray,
+                 kb: np.ndarray) -> None:  # pragma: no cover - compiled
+    """One step, ``nblocks`` blocks of rows shared by the threads."""
+    nrows = src.shape[0]
+    for blk in prange(nblocks):
+        b = np.int64(blk)
+        r0 = b * nrows // nblocks
+        r1 = (b + 1) * nrows // nblocks
+        _sweep(dst, src, part, r0, r1, r0, r1, nx, ny, px, py, pz, coef, ka, kb)
+
+
+@numba.njit(**_JIT)
 def ftcs_steps(u: np.ndarray, v: np.ndarray, n_steps: int, coef: np.ndarray,
                periodic: np.ndarray, ka: np.ndarray, kb: np.ndarray,
                face_sum: np.ndarray, fuse: bool, nblocks: int) -> int:  # pragma: no cover
@@ -160,30 +258,28 @@ def ftcs_steps(u: np.ndarray, v: np.ndarray, n_steps: int, coef: np.ndarray,
     whether an axis wraps around, ``ka``/``kb`` the boundary terms per face (zero for no-flux
     and periodic faces). For every face with ``ka[f] != 0``, ``face_sum[f]`` is increased by the
     sum over steps of the boundary layer's states before each step. ``fuse`` allows fusing
-    pairs of steps (done where the row pipeline is local: not across a periodic x axis), with
-    the rows split into ``nblocks`` blocks (one per thread).
+    pairs of steps (done where the row pipeline is local: not across a periodic x axis).
+    The rows are split into ``nblocks`` blocks: 1 runs on the calling thread alone (no
+    parallel region to start or wait for), more are shared among numba's threads (as many as
+    :func:`numba.set_num_threads` allows). The result does not depend on ``nblocks`` or the
+    thread count (tested bit for bit).
     """
     nx, ny, nz = u.shape
     nrows = nx * ny
     src = u.reshape((nrows, nz))
     dst = v.reshape((nrows, nz))
-    cx = coef[0]
-    cy = coef[1]
-    cz = coef[2]
     px = periodic[0] != 0
     py = periodic[1] != 0
     pz = periodic[2] != 0
-    need_rows = ka[0] != 0.0 or ka[1] != 0.0 or ka[2] != 0.0 or ka[3] != 0.0
-    need_z = ka[4] != 0.0 or ka[5] != 0.0
     # Row pipeline of a fused pair: the second step of row s needs the first step of rows
     # s - lag .. s + lag.
     lag = ny if nx > 1 else 1
     fuse = fuse and not px and not (nx == 1 and py) and nrows > 2 * lag
     nblocks = max(1, min(nblocks, nrows))
-    ring_rows = 2 * lag + 1
+    chunk = max(1, min(lag, 64))
     # Ring rows padded by 64 bytes: rows a multiple of 4 KiB apart alias in the load/store
     # unit (measured: a third slower on 64³).
-    ring = np.empty((nblocks if fuse else 0, ring_rows, nz + 8))
+    ring = np.empty((nblocks if fuse else 0, 2 * lag + chunk, nz + 8))
     # Per-row partial sums of the boundary layers, reduced serially in a fixed order, so the
     # result does not depend on the number of threads.
     part = np.zeros((nrows, 3))
@@ -191,50 +287,29 @@ def ftcs_steps(u: np.ndarray, v: np.ndarray, n_steps: int, coef: np.ndarray,
     done = 0
     while done < n_steps:
         if fuse and n_steps - done >= 2:
-            for blk in prange(nblocks):
-                b = np.int64(blk)  # prange may hand out an unsigned index
-                r0 = b * nrows // nblocks
-                r1 = (b + 1) * nrows // nblocks
-                lo = max(r0 - lag, 0)
-                hi = min(r1 + lag, nrows)
-                buf = ring[b]
-                for r in range(lo, hi + lag):
-                    if r < hi:  # first step of row r into the ring
-                        ip, im, jp, jm, a_row, b_row, i, j = _neighbours(r, nx, ny, px, py,
-                                                                         ka, kb)
-                        _update_row(buf, r % ring_rows, src, r, ip, im, jp, jm, nz, cx, cy,
-                                    cz, a_row, b_row, ka, kb, pz)
-                        if r0 <= r < r1:
-                            _layer_sums(part, r, src, r, nz, i, j, nx, ny, need_rows, need_z)
-                    s = r - lag
-                    if r0 <= s < r1:  # second step of row s from the ring
-                        ip, im, jp, jm, a_row, b_row, i, j = _neighbours(s, nx, ny, px, py,
-                                                                         ka, kb)
-                        _update_row(dst, s, buf, s % ring_rows, ip % ring_rows,
-                                    im % ring_rows, jp % ring_rows, jm % ring_rows, nz, cx, cy,
-                                    cz, a_row, b_row, ka, kb, pz)
-                        _layer_sums(part, s, buf, s % ring_rows, nz, i, j, nx, ny, need_rows,
-                                    need_z)
+            if nblocks == 1:
+                _fused_block(src, dst, ring[0], part, 0, nrows, lag, chunk, nx, ny, px, py,
+                             pz, coef, ka, kb)
+            else:
+                _fused_pass(src, dst, ring, part, lag, chunk, nx, ny, px, py, pz, coef, ka, kb)
             done += 2
         else:
-            for blk in prange(nrows):
-                r = np.int64(blk)
-                ip, im, jp, jm, a_row, b_row, i, j = _neighbours(r, nx, ny, px, py, ka, kb)
-                _update_row(dst, r, src, r, ip, im, jp, jm, nz, cx, cy, cz, a_row, b_row, ka,
-                            kb, pz)
-                _layer_sums(part, r, src, r, nz, i, j, nx, ny, need_rows, need_z)
+            if nblocks == 1:
+                _sweep(dst, src, part, 0, nrows, 0, nrows, nx, ny, px, py, pz, coef, ka, kb)
+            else:
+                _single_pass(src, dst, part, nblocks, nx, ny, px, py, pz, coef, ka, kb)
             done += 1
         src, dst = dst, src
         in_v = 1 - in_v
     # Reduce the layer sums (a fixed order: independent of the thread count).
-    if need_rows:
+    if ka[0] != 0.0 or ka[1] != 0.0 or ka[2] != 0.0 or ka[3] != 0.0:
         for jj in range(ny):
             face_sum[0] += part[jj, 0] if ka[0] != 0.0 else 0.0
             face_sum[1] += part[(nx - 1) * ny + jj, 0] if ka[1] != 0.0 else 0.0
         for ii in range(nx):
             face_sum[2] += part[ii * ny, 0] if ka[2] != 0.0 else 0.0
             face_sum[3] += part[ii * ny + ny - 1, 0] if ka[3] != 0.0 else 0.0
-    if need_z:
+    if ka[4] != 0.0 or ka[5] != 0.0:
         for rr in range(nrows):
             face_sum[4] += part[rr, 1] if ka[4] != 0.0 else 0.0
             face_sum[5] += part[rr, 2] if ka[5] != 0.0 else 0.0

@@ -33,11 +33,12 @@ from __future__ import annotations
 import functools
 import importlib
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from medtransport.numerics import threads
 
 __all__ = ["INTERPRETED_WORK", "MAX_UNROLLED", "PARALLEL_WORK", "interpreted", "kernel",
            "kernel_for", "kernel_source", "use_threads"]
@@ -155,10 +156,20 @@ def interpreted(phi: np.ndarray, c: np.ndarray, state: np.ndarray, out: np.ndarr
 
 def kernel_for(n: int, work: int) -> Any:
     """The propagation loop for n states and ``work`` stored values: :func:`interpreted` for
-    small runs, else the compiled kernel (threaded when :func:`use_threads` says so)."""
+    small runs, else the compiled kernel — threaded, with the count
+    :func:`medtransport.numerics.threads.choose` gives, when :func:`use_threads` says so."""
     if work <= INTERPRETED_WORK:
         return interpreted
-    return kernel(n, use_threads(work))
+    if not use_threads(work):
+        return kernel(n)
+    return functools.partial(_threaded, kernel(n, True), threads.choose(work, PARALLEL_WORK))
+
+
+def _threaded(compiled: Any, count: int, *args: Any) -> None:
+    """``compiled(*args)`` on ``count`` numba threads (patients are independent: the bits do
+    not depend on the count)."""
+    with threads.limited(count, blas=False):
+        compiled(*args)
 
 
 #: Stored values (patients × steps × states) above which the threaded loop pays: an idle
@@ -168,13 +179,14 @@ PARALLEL_WORK = 1_000_000
 
 
 def use_threads(work: int) -> bool:
-    """Whether a run storing ``work`` values should use the threaded kernel: only from the main
-    thread (a caller already running chunks in threads, such as a dask worker, keeps its
-    threads), with more than one numba thread, and for enough work."""
+    """Whether a run storing ``work`` values should use the threaded kernel: with more than
+    one numba thread, for enough work, only from the main thread (a caller already running
+    chunks in threads, such as a dask worker, keeps its threads), and only when more than one
+    thread is asked for or free (:func:`medtransport.numerics.threads.choose`: on a machine
+    other processes keep busy, a second thread waits for a core at every patient block)."""
     import numba
 
-    return (work >= PARALLEL_WORK and numba.get_num_threads() > 1
-            and threading.current_thread() is threading.main_thread())
+    return numba.get_num_threads() > 1 and threads.choose(work, PARALLEL_WORK) > 1
 
 
 def main(argv: list[str]) -> int:

@@ -55,6 +55,7 @@ import numba
 import numpy as np
 
 from medtransport.errors import ModelError
+from medtransport.numerics import threads
 
 __all__ = ["GEOMETRIES", "MAX_REFLECTIONS", "PoreWalk", "WalkResult", "transmission_probability",
            "walk_in_pore"]
@@ -506,10 +507,13 @@ def walk_in_pore(spec: PoreWalk, n_walkers: int, seed: int, weights: np.ndarray,
     scale = np.asarray(spec.axis_scale, dtype=np.float64)
     if spec.geometry != "free" and np.any(scale != 1.0):
         raise ValueError("axis_scale applies to free walks only")
-    _walk(_KIND[spec.geometry], n_walkers, spec.n_steps, sig_in, sig_out, float(spec.size),
-           float(spec.cell), p_in, p_out, math.sqrt(d_out / d_in), math.sqrt(d_in / d_out),
-           np.uint64(int(seed) & _M64), weights, steps, MAX_REFLECTIONS, scale, _ZIG_X,
-           _ZIG_R, integrals, start, end, comp, crossings, errors)
+    # walkers have their own streams: the bits do not depend on the thread count
+    with threads.limited(threads.choose(n_walkers * spec.n_steps, 100_000), blas=False):
+        _walk(_KIND[spec.geometry], n_walkers, spec.n_steps, sig_in, sig_out,
+              float(spec.size), float(spec.cell), p_in, p_out, math.sqrt(d_out / d_in),
+              math.sqrt(d_in / d_out), np.uint64(int(seed) & _M64), weights, steps,
+              MAX_REFLECTIONS, scale, _ZIG_X, _ZIG_R, integrals, start, end, comp, crossings,
+              errors)
     if errors.any():
         bad = np.flatnonzero(errors)
         raise ModelError(f"{bad.size} walker(s) (first: {bad[:5].tolist()}) took a step that "

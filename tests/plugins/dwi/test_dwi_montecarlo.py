@@ -70,14 +70,12 @@ def test_same_seed_same_bits_whatever_the_thread_count() -> None:
     spec = PoreWalk("sphere", D, 0.1e-3, 200, size=4e-6)
     w = np.ones((2, 201))
     w[1] = np.linspace(-1, 1, 201)
-    before = numba.get_num_threads()
-    try:
-        numba.set_num_threads(1)
+    from medtransport.numerics import threads
+
+    with threads.requested_for(1):
         one = walk_in_pore(spec, 3001, 77, w)
-        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)  # all it may use
+    with threads.requested_for(numba.config.NUMBA_NUM_THREADS):  # all it may use
         many = walk_in_pore(spec, 3001, 77, w)
-    finally:
-        numba.set_num_threads(before)
     assert np.array_equal(one.integrals, many.integrals)
     assert np.array_equal(one.end, many.end)
     other = walk_in_pore(spec, 3001, 78, w)
