@@ -44,6 +44,7 @@ RATE``. Reading never evaluates anything in the file: every field is a number or
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -57,7 +58,8 @@ from medtransport.scenario import Scenario, format_validation_error
 from medtransport.units import Q_, ureg
 from medtransport_pk.records import RecordTable
 
-__all__ = ["DataSetError", "NonmemSpec", "compartment_numbers", "read_dataset", "read_nonmem"]
+__all__ = ["DataSetError", "NonmemSpec", "RepeatedIDWarning", "compartment_numbers", "read_dataset",
+           "read_nonmem"]
 
 STANDARD = ("ID", "TIME", "EVID", "AMT", "CMT", "RATE", "II", "ADDL", "SS", "MDV", "DV")
 #: Counts and codes: they take no unit.
@@ -486,22 +488,31 @@ def read_nonmem(path: str | Path, spec: NonmemSpec | Mapping[str, Any], *,
             cmt = np.array([translate.get(int(c), c) if c > 0 and c == int(c) else c
                             for c in cmt], dtype=float)
 
-    # -- subjects: contiguous, time never going back (except at a reset)
+    # -- individuals: as in NONMEM, a new one whenever ID changes from the previous record
+    # (an ID that comes back later is a new individual, with its own η and books); time
+    # never goes back within one (except at a reset)
     ok_id = ~np.isnan(id_raw)
     ids_known = np.where(ok_id, id_raw, -np.inf)
     starts = np.flatnonzero(np.r_[True, ids_known[1:] != ids_known[:-1]])
     ends = np.r_[starts[1:], n] - 1
     first_block: dict[float, int] = {}
+    repeated: list[str] = []
     for k, (a, ident) in enumerate(zip(starts, ids_known[starts], strict=True)):
         if not ok_id[a]:
             continue
         if ident in first_block:
             prev = first_block[ident]
-            bad.add(int(line_no[a]), where(int(a)),
-                    f"ID {ident:g} already had records (rows {line_no[starts[prev]]}–"
-                    f"{line_no[ends[prev]]}); a subject's records must be together")
+            repeated.append(f"ID {ident:g} at rows {line_no[a]}–{line_no[ends[k]]} (it had "
+                            f"rows {line_no[starts[prev]]}–{line_no[ends[prev]]})")
         else:
             first_block[ident] = k
+    if repeated:
+        shown = "; ".join(repeated[:5]) + (f"; and {len(repeated) - 5} more"
+                                           if len(repeated) > 5 else "")
+        warnings.warn(RepeatedIDWarning(
+            f"{source}: an ID comes back after other IDs, and is read as NONMEM reads it: a "
+            f"new individual (same ID value, its own individual index): {shown}"),
+            stacklevel=2)
     same = np.r_[False, (ids_known[1:] == ids_known[:-1]) & ok_id[1:]]
     back = np.zeros(n, dtype=bool)
     back[1:] = same[1:] & (time_raw[1:] < time_raw[:-1]) & ~np.isin(evid[1:], (3, 4))
@@ -606,6 +617,11 @@ def read_nonmem(path: str | Path, spec: NonmemSpec | Mapping[str, Any], *,
         columns=columns,
         compartments=dict(compartments) if compartments is not None else {},
     )
+
+
+class RepeatedIDWarning(UserWarning):
+    """A data set's ID comes back after other IDs: it starts a new individual (NONMEM's
+    rule), which is rarely what a file meant to say."""
 
 
 def _subject_index(ids: np.ndarray) -> np.ndarray:
