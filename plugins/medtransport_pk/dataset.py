@@ -56,6 +56,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from medtransport.errors import ScenarioError
 from medtransport.scenario import Scenario, format_validation_error
 from medtransport.units import Q_, ureg
+from medtransport_pk.clocktime import DATE_ITEMS, elapsed_hours
 from medtransport_pk.records import RecordTable
 
 __all__ = ["DataSetError", "NonmemSpec", "RepeatedIDWarning", "compartment_numbers", "read_dataset",
@@ -373,6 +374,17 @@ def read_nonmem(path: str | Path, spec: NonmemSpec | Mapping[str, Any], *,
                                                           "not a covariate"))
         else:
             covariate_of[key] = name
+    # NONMEM's clock times (TIME hh:mm) and date items (DATE, DAT1, DAT2, DAT3)
+    date_items = [h for h in seen if h in DATE_ITEMS]
+    if len(date_items) > 1:
+        problems.append(("data.path", f"the header has several date items "
+                                      f"({', '.join(date_items)}); NONMEM takes one"))
+    date_item = date_items[0] if date_items else None
+    clock_mode = date_item is not None or ("TIME" in seen and bool(
+        np.any(np.char.find(rows[:, seen["TIME"]], ":") >= 0)))
+    if clock_mode and "TIME" in units and units["TIME"] != ureg.parse_units("h"):
+        problems.append(("data.units.TIME", "clock times (hh:mm, with a date item) are read "
+                                            "as hours: give h or leave TIME's unit out"))
     if problems:
         raise DataSetError(problems, source=source)
 
@@ -382,6 +394,8 @@ def read_nonmem(path: str | Path, spec: NonmemSpec | Mapping[str, Any], *,
     for j, h in enumerate(upper):
         if not header[j] or (h in STANDARD and seen[h] != j) or h == "C":
             continue  # unnamed, repeated, or the comment column (its 'C' rows are skipped)
+        if clock_mode and (h == "TIME" or h == date_item):
+            continue  # read below, as elapsed hours per individual
         values, wrong = _numbers(rows[:, j])
         if h in STANDARD or h in covariate_of:
             for i in np.flatnonzero(wrong):
@@ -392,6 +406,16 @@ def read_nonmem(path: str | Path, spec: NonmemSpec | Mapping[str, Any], *,
         elif h in covariate_of or not wrong.any():
             covariate_raw[h] = values  # a column with text in it is not a covariate
     bad.raise_(source)
+    if clock_mode:
+        ids_now = raw["ID"]
+        new = np.r_[True, ids_now[1:] != ids_now[:-1]]
+        hours, clock_problems = elapsed_hours(
+            rows[:, seen["TIME"]], None if date_item is None else rows[:, seen[date_item]],
+            date_item, np.cumsum(new) - 1)
+        for i, message in clock_problems:
+            bad.add(int(line_no[i]), f"data row {line_no[i]} (ID {ids_now[i]:g})", message)
+        bad.raise_(source)
+        raw["TIME"] = hours
 
     # -- the standard columns, with NONMEM's defaults
     def col(key: str, default: float = 0.0) -> np.ndarray:
