@@ -25,6 +25,9 @@ before=None, check_steady_state=True, validated=False) -> EngineResult``
 - ``before``: optional (subject indices, times): the amounts just before anything happens at
   those times (a trough before a dose), in ``EngineResult.before_amounts``.
 - ``Kinetics.nocb``: NONMEM's reading of time-varying covariates (see :class:`Kinetics`).
+- ``Kinetics.vmax``/``Kinetics.km``: saturable elimination from central; the same event list
+  is then propagated by :mod:`medtransport_pk.saturable` (an ODE solve between events, SS 1 by
+  repeated dosing, SS 2 refused).
 
 ``validate(table, n_cmt, kinetics, default_dose)`` refuses undefined records with
 :class:`RecordError` (``problems``: (where, message) pairs naming the record, e.g.

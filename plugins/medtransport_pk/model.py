@@ -51,8 +51,8 @@ A ``population`` section (core: :mod:`medtransport.population`) gives each virtu
 θ_i = θ·exp(η_i) on clearances, volumes and ka; all patients are solved at once with stacked
 rate matrices, and every result gains a ``patient`` dimension (with each patient's parameters).
 
-Populations with saturable elimination (variability also on ``vmax`` and ``km``) are solved as
-one stacked ODE system with a block-diagonal sparse Jacobian.
+Populations with saturable elimination (variability also on ``vmax`` and ``km``) given one
+regimen are solved as one stacked ODE system (:mod:`medtransport_pk.saturable`).
 
 A population's sampled covariates (``population.covariates``: weight, age, sex, serum
 creatinine) reach the covariate models patient by patient (:mod:`medtransport_pk.covariates`).
