@@ -461,6 +461,9 @@ def run_population(scenario: str | Path | Mapping[str, Any] | Scenario, n: int |
         raise ScenarioError([("population", "a population run needs a population section "
                                             "(or --population N)")])
     size = sc.population.size
+    if size is None:
+        raise ScenarioError([("population.size", "a population run needs the number of "
+                                                 "patients (or --population N)")])
     if isinstance(variables, str):
         variables = (variables,)
     variables = tuple(variables) if variables is not None else None

@@ -99,7 +99,7 @@ def precheck(scenario: Scenario, patients: tuple[int, int] | None = None) -> Non
     cells = math.prod(domain.cells) if domain is not None and domain.cells else \
         len(domain.compartments or ()) if domain is not None else 1
     pop = scenario.population
-    n = (patients[1] - patients[0]) if patients else (pop.size if pop is not None else 1)
+    n = (patients[1] - patients[0]) if patients else (pop.size or 1 if pop is not None else 1)
     values = max(cells, 1) * n
     working = values * WORK_BYTES_PER_VALUE
     saved = 3 * len(scenario.time.output_times()) * values * 8

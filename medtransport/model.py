@@ -223,7 +223,7 @@ class Model:
         pop = self.scenario.population
         if self.patients is not None:
             return self.patients
-        return (0, 0 if pop is None else pop.size)
+        return (0, 0 if pop is None else pop.size or 0)
 
     @property
     def patient_ids(self) -> np.ndarray:
@@ -243,6 +243,9 @@ class Model:
         problems = [(f"population.{where[name]}.{name}", f"{self.id} lets "
                      f"{', '.join(sorted(self.population_parameters))} vary between patients")
                     for name in sorted(set(pop.eta_names()) - self.population_parameters)]
+        if pop.size is None:
+            raise ScenarioError([("population.size", "required: how many virtual patients "
+                                                     "to draw")])
         start, stop = self.patient_range
         if not 0 <= start <= stop <= pop.size:
             problems.append(("population.size", f"patients [{start}, {stop}) are not among the "

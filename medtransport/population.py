@@ -240,13 +240,14 @@ class PopulationOutput(_Section):
 
 
 class PopulationSpec(_Section):
-    """The ``population`` section: ``size`` virtual patients; log-normal variability
+    """The ``population`` section: ``size`` virtual patients (required for virtual patients;
+    a model that runs a data set's subjects may take it from the data); log-normal variability
     ``variability: {parameter: ω}`` (ω = SD of the log), ``correlations: {"a, b": ρ}`` between
     them or a ``covariance`` block; covariate distributions ``covariates`` with
     ``covariate_correlations`` (Gaussian copula); what a run keeps, ``output``; for a data
     set, ``replicates`` of its subjects."""
 
-    size: Annotated[int, Field(ge=1, le=MAX_PATIENTS, strict=True)]
+    size: Annotated[int, Field(ge=1, le=MAX_PATIENTS, strict=True)] | None = None
     variability: dict[str, _Omega] = Field(default_factory=dict)
     correlations: dict[str, _Rho] = Field(default_factory=dict)
     covariance: CovarianceBlock | None = None

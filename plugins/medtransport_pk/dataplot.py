@@ -55,9 +55,9 @@ def _grid(ds: xr.Dataset, unit: str) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return ds["time"].values / 3600.0, np.asarray(ds["subject_id"].values), values
 
 
-def _dose_times(table: RecordTable, ident: Any) -> np.ndarray:
-    """Every dose time of a subject, additional doses (ADDL every II) included."""
-    rows = np.flatnonzero((table.id == ident) & np.isin(table.evid, (1, 4)))
+def _dose_times(table: RecordTable, individual: int) -> np.ndarray:
+    """Every dose time of an individual, additional doses (ADDL every II) included."""
+    rows = np.flatnonzero((table.individuals() == individual) & np.isin(table.evid, (1, 4)))
     return np.concatenate([table.time[i] + table.ii[i] * np.arange(table.addl[i] + 1)
                            for i in rows]) if rows.size else np.empty(0)
 
@@ -74,18 +74,21 @@ def plot_records(ds: xr.Dataset, figure: Any, title: str = "",
     pred, unit = _prediction(ds)
     observed = (evid == 0) & (mdv == 0) & np.isfinite(dv)
     dose = np.isin(evid, (1, 4))
-    _, first = np.unique(ids, return_index=True)
-    subjects = ids[np.sort(first)]
+    # individuals as NONMEM counts them: a new one whenever ID changes (an ID may come back)
+    new = np.ones(ids.size, bool)
+    new[1:] = ids[1:] != ids[:-1]
+    individual = np.cumsum(new) - 1
+    subjects = np.arange(int(new.sum()))
+    labels = ids[new]
     grid = _grid(ds, unit)
     dv_unit = ds["DV"].attrs.get("units", "")
 
-    def curve(ident: Any) -> tuple[np.ndarray, np.ndarray]:
+    def curve(s: int) -> tuple[np.ndarray, np.ndarray]:
         if grid is not None:
             t, sid, values = grid
-            row = np.flatnonzero(sid == ident)
-            if row.size:
-                return t, values[row[0]]
-        mine = np.flatnonzero(ids == ident)
+            if sid.size == subjects.size:  # one grid row per individual, in order
+                return t, values[s]
+        mine = np.flatnonzero(individual == s)
         return time[mine], pred[mine]
 
     if subjects.size <= PANELS:
@@ -93,16 +96,18 @@ def plot_records(ds: xr.Dataset, figure: Any, title: str = "",
         rows = math.ceil(subjects.size / cols)
         figure.set_size_inches(max(6.0, 3.0 * cols), max(3.0, 2.4 * rows))
         axes = np.atleast_1d(figure.subplots(rows, cols, squeeze=False)).ravel()
-        for ax, ident in zip(axes, subjects, strict=False):
-            t, c = curve(ident)
+        repeated = labels.size != np.unique(labels).size
+        for ax, s in zip(axes, subjects, strict=False):
+            t, c = curve(int(s))
             ax.plot(t, c, color="C0", lw=1.2, label="prediction")
-            mine = ids == ident
+            mine = individual == s
             ax.plot(time[mine & observed], dv[mine & observed], "o", color="C3", ms=3.5,
                     label="observed")
-            doses = _dose_times(table, ident) if table is not None else time[mine & dose]
+            doses = _dose_times(table, int(s)) if table is not None else time[mine & dose]
             for td in doses:
                 ax.axvline(td, ymax=0.05, color="0.4", lw=1)
-            ax.set_title(f"ID {ident}", fontsize="small")
+            name = f"ID {labels[s]}" + (f" (individual {s + 1})" if repeated else "")
+            ax.set_title(name, fontsize="small")
             ax.tick_params(labelsize="x-small")
         for ax in axes[subjects.size:]:
             ax.set_visible(False)
@@ -113,8 +118,8 @@ def plot_records(ds: xr.Dataset, figure: Any, title: str = "",
         figure.supylabel(f"concentration [{dv_unit}]", fontsize="small")
     else:
         ax1, ax2 = figure.subplots(1, 2)
-        for ident in subjects:
-            t, c = curve(ident)
+        for s in subjects:
+            t, c = curve(int(s))
             ax1.plot(t, c, color="C0", lw=0.5, alpha=0.25)
         if grid is not None:
             t, _, values = grid

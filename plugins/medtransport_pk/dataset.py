@@ -44,6 +44,7 @@ RATE``. Reading never evaluates anything in the file: every field is a number or
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -55,9 +56,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from medtransport.errors import ScenarioError
 from medtransport.scenario import Scenario, format_validation_error
 from medtransport.units import Q_, ureg
+from medtransport_pk.clocktime import DATE_ITEMS, elapsed_hours
 from medtransport_pk.records import RecordTable
 
-__all__ = ["DataSetError", "NonmemSpec", "compartment_numbers", "read_dataset", "read_nonmem"]
+__all__ = ["DataSetError", "NonmemSpec", "RepeatedIDWarning", "compartment_numbers", "read_dataset",
+           "read_nonmem"]
 
 STANDARD = ("ID", "TIME", "EVID", "AMT", "CMT", "RATE", "II", "ADDL", "SS", "MDV", "DV")
 #: Counts and codes: they take no unit.
@@ -371,6 +374,17 @@ def read_nonmem(path: str | Path, spec: NonmemSpec | Mapping[str, Any], *,
                                                           "not a covariate"))
         else:
             covariate_of[key] = name
+    # NONMEM's clock times (TIME hh:mm) and date items (DATE, DAT1, DAT2, DAT3)
+    date_items = [h for h in seen if h in DATE_ITEMS]
+    if len(date_items) > 1:
+        problems.append(("data.path", f"the header has several date items "
+                                      f"({', '.join(date_items)}); NONMEM takes one"))
+    date_item = date_items[0] if date_items else None
+    clock_mode = date_item is not None or ("TIME" in seen and bool(
+        np.any(np.char.find(rows[:, seen["TIME"]], ":") >= 0)))
+    if clock_mode and "TIME" in units and units["TIME"] != ureg.parse_units("h"):
+        problems.append(("data.units.TIME", "clock times (hh:mm, with a date item) are read "
+                                            "as hours: give h or leave TIME's unit out"))
     if problems:
         raise DataSetError(problems, source=source)
 
@@ -380,6 +394,8 @@ def read_nonmem(path: str | Path, spec: NonmemSpec | Mapping[str, Any], *,
     for j, h in enumerate(upper):
         if not header[j] or (h in STANDARD and seen[h] != j) or h == "C":
             continue  # unnamed, repeated, or the comment column (its 'C' rows are skipped)
+        if clock_mode and (h == "TIME" or h == date_item):
+            continue  # read below, as elapsed hours per individual
         values, wrong = _numbers(rows[:, j])
         if h in STANDARD or h in covariate_of:
             for i in np.flatnonzero(wrong):
@@ -390,6 +406,16 @@ def read_nonmem(path: str | Path, spec: NonmemSpec | Mapping[str, Any], *,
         elif h in covariate_of or not wrong.any():
             covariate_raw[h] = values  # a column with text in it is not a covariate
     bad.raise_(source)
+    if clock_mode:
+        ids_now = raw["ID"]
+        new = np.r_[True, ids_now[1:] != ids_now[:-1]]
+        hours, clock_problems = elapsed_hours(
+            rows[:, seen["TIME"]], None if date_item is None else rows[:, seen[date_item]],
+            date_item, np.cumsum(new) - 1)
+        for i, message in clock_problems:
+            bad.add(int(line_no[i]), f"data row {line_no[i]} (ID {ids_now[i]:g})", message)
+        bad.raise_(source)
+        raw["TIME"] = hours
 
     # -- the standard columns, with NONMEM's defaults
     def col(key: str, default: float = 0.0) -> np.ndarray:
@@ -486,22 +512,31 @@ def read_nonmem(path: str | Path, spec: NonmemSpec | Mapping[str, Any], *,
             cmt = np.array([translate.get(int(c), c) if c > 0 and c == int(c) else c
                             for c in cmt], dtype=float)
 
-    # -- subjects: contiguous, time never going back (except at a reset)
+    # -- individuals: as in NONMEM, a new one whenever ID changes from the previous record
+    # (an ID that comes back later is a new individual, with its own η and books); time
+    # never goes back within one (except at a reset)
     ok_id = ~np.isnan(id_raw)
     ids_known = np.where(ok_id, id_raw, -np.inf)
     starts = np.flatnonzero(np.r_[True, ids_known[1:] != ids_known[:-1]])
     ends = np.r_[starts[1:], n] - 1
     first_block: dict[float, int] = {}
+    repeated: list[str] = []
     for k, (a, ident) in enumerate(zip(starts, ids_known[starts], strict=True)):
         if not ok_id[a]:
             continue
         if ident in first_block:
             prev = first_block[ident]
-            bad.add(int(line_no[a]), where(int(a)),
-                    f"ID {ident:g} already had records (rows {line_no[starts[prev]]}–"
-                    f"{line_no[ends[prev]]}); a subject's records must be together")
+            repeated.append(f"ID {ident:g} at rows {line_no[a]}–{line_no[ends[k]]} (it had "
+                            f"rows {line_no[starts[prev]]}–{line_no[ends[prev]]})")
         else:
             first_block[ident] = k
+    if repeated:
+        shown = "; ".join(repeated[:5]) + (f"; and {len(repeated) - 5} more"
+                                           if len(repeated) > 5 else "")
+        warnings.warn(RepeatedIDWarning(
+            f"{source}: an ID comes back after other IDs, and is read as NONMEM reads it: a "
+            f"new individual (same ID value, its own individual index): {shown}"),
+            stacklevel=2)
     same = np.r_[False, (ids_known[1:] == ids_known[:-1]) & ok_id[1:]]
     back = np.zeros(n, dtype=bool)
     back[1:] = same[1:] & (time_raw[1:] < time_raw[:-1]) & ~np.isin(evid[1:], (3, 4))
@@ -606,6 +641,11 @@ def read_nonmem(path: str | Path, spec: NonmemSpec | Mapping[str, Any], *,
         columns=columns,
         compartments=dict(compartments) if compartments is not None else {},
     )
+
+
+class RepeatedIDWarning(UserWarning):
+    """A data set's ID comes back after other IDs: it starts a new individual (NONMEM's
+    rule), which is rarely what a file meant to say."""
 
 
 def _subject_index(ids: np.ndarray) -> np.ndarray:

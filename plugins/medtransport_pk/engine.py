@@ -25,6 +25,9 @@ before=None, check_steady_state=True, validated=False) -> EngineResult``
 - ``before``: optional (subject indices, times): the amounts just before anything happens at
   those times (a trough before a dose), in ``EngineResult.before_amounts``.
 - ``Kinetics.nocb``: NONMEM's reading of time-varying covariates (see :class:`Kinetics`).
+- ``Kinetics.vmax``/``Kinetics.km``: saturable elimination from central; the same event list
+  is then propagated by :mod:`medtransport_pk.saturable` (an ODE solve between events, SS 1 by
+  repeated dosing, SS 2 refused).
 
 ``validate(table, n_cmt, kinetics, default_dose)`` refuses undefined records with
 :class:`RecordError` (``problems``: (where, message) pairs naming the record, e.g.
@@ -124,7 +127,8 @@ class Kinetics:
     if not modelled) and ``infusion_duration`` (h, NaN) per compartment; ``volume`` (M,) the
     central volume in L; ``dialysis`` (M, n) or None the rate constants to the dialysate sink
     (a dialysis session's or CRRT's clearance over V on central; each column of K then sums
-    to −(elimination + dialysis)).
+    to −(elimination + dialysis)). ``vmax``/``km``: an optional saturable route from
+    central (the event list is the same; :mod:`medtransport_pk.saturable` propagates it).
 
     ``nocb`` (NONMEM's reading of a data set's time-varying covariates): a segment starting
     at t_j holds the values of the *next* record, so a record at t_j still uses the segment in
@@ -144,6 +148,10 @@ class Kinetics:
     volume: np.ndarray
     nocb: bool = False
     dialysis: np.ndarray | None = None
+    #: saturable elimination from central, Vmax·C/(Km + C), per segment: Vmax (M,) in amount/h
+    #: and Km (M,) in amount/L, or None (linear kinetics); see :mod:`medtransport_pk.saturable`
+    vmax: np.ndarray | None = None
+    km: np.ndarray | None = None
 
     @classmethod
     def constant(cls, n_subjects: int, kmat: np.ndarray, elimination: np.ndarray,
@@ -254,6 +262,10 @@ def validate(table: RecordTable, n_cmt: int, kinetics: Kinetics | None = None,
             "infusion_rate for this compartment")
         bad(dose & (rate == -2) & ~(d_mod > 0), "RATE −2 needs a positive modelled "
             "infusion_duration for this compartment")
+        if kinetics.vmax is not None:
+            bad(dose & (ss == 2), "SS 2 (a steady state added to the current amounts) "
+                "presumes superposition, which saturable (Michaelis–Menten) elimination does "
+                "not have; use SS 1")
     if problems:
         raise RecordError(problems)
 
@@ -550,7 +562,9 @@ def with_clearance(kin: Kinetics, central: int, sessions: list[tuple[float, floa
     return Kinetics(np.concatenate(sub_rows), start, kmat, kin.elimination[base].copy(),
                     kin.bioavailability[base].copy(), kin.lag[base].copy(),
                     kin.infusion_rate[base].copy(), kin.infusion_duration[base].copy(),
-                    kin.volume[base].copy(), nocb=kin.nocb, dialysis=dial)
+                    kin.volume[base].copy(), nocb=kin.nocb, dialysis=dial,
+                    vmax=None if kin.vmax is None else np.asarray(kin.vmax)[base],
+                    km=None if kin.km is None else np.asarray(kin.km)[base])
 
 
 # --------------------------------------------------------------------------- steady state
@@ -576,9 +590,9 @@ class _SteadyStates:
     pending: list[tuple[int, float]]
 
 
-def _steady_states(recs: np.ndarray, t: np.ndarray, kmat: np.ndarray, c: np.ndarray,
+def _steady_states(recs: np.ndarray, t: np.ndarray, kmat: np.ndarray | None, c: np.ndarray,
                    amount: np.ndarray, rate: np.ndarray, dur: np.ndarray, tau: np.ndarray,
-                   lag: np.ndarray) -> _SteadyStates:
+                   lag: np.ndarray, n: int = 0) -> _SteadyStates:
     """Body state just before record time t of the infinite regimen "dose every τ", doses at
     t + ALAG + jτ for j ≤ 0 (j = 0 is the record's own), counting the doses that started
     before t:
@@ -589,9 +603,13 @@ def _steady_states(recs: np.ndarray, t: np.ndarray, kmat: np.ndarray, c: np.ndar
     g(s) = Ψ(s)·r (s < D), e^{K(s − D)}·Ψ(D)·r (s ≥ D), Ψ(s) = ∫₀^s e^{Kσ}dσ; the tail of the
     sum is geometric, Σ_{k ≥ k₀} e^{Kkτ} = e^{Kk₀τ}(I − e^{Kτ})⁻¹. A constant infusion
     (τ = 0) gives −K⁻¹·r.
+
+    With ``kmat`` None (nonlinear kinetics, :mod:`medtransport_pk.saturable`) only the
+    schedule is made — the continuing infusions and pending doses, which depend on times
+    alone — and ``table`` is left zero for the caller to fill (over ``n`` compartments).
     """
     s = recs.size
-    n = kmat.shape[-1]
+    n = kmat.shape[-1] if kmat is not None else n
     table = np.zeros((s, n))
     runs: list[tuple[int, float, float, int, float]] = []
     pending: list[tuple[int, float]] = []
@@ -601,22 +619,31 @@ def _steady_states(recs: np.ndarray, t: np.ndarray, kmat: np.ndarray, c: np.ndar
     onehot[np.arange(s), c] = 1.0
     const = tau == 0
     if np.any(const):
-        r = onehot[const] * rate[const, None]
-        table[const] = -np.linalg.solve(kmat[const], r[..., None])[..., 0]
+        if kmat is not None:
+            r = onehot[const] * rate[const, None]
+            table[const] = -np.linalg.solve(kmat[const], r[..., None])[..., 0]
         for i in np.flatnonzero(const):
             runs.append((int(recs[i]), float(t[i]), math.inf, int(c[i]), float(rate[i])))
     per = ~const
     if not np.any(per):
         return _SteadyStates(table, recs, runs, pending)
     idx = np.flatnonzero(per)
-    km, ta, lg = kmat[idx], tau[idx], lag[idx]
+    ta, lg = tau[idx], lag[idx]
     jstar = np.ceil(-lg / ta) - 1.0  # latest j with t + ALAG + jτ < t
     u0 = -lg - jstar * ta
     u0 = np.where(u0 <= 0, ta, u0)  # rounding guard: u0 ∈ (0, τ]
+    bolus = dur[idx] <= 0
+    linear = kmat is not None
+    if not linear:
+        ii = np.flatnonzero(~bolus)
+        d, u = dur[idx][ii], u0[ii]
+        n_part = np.where(d > u, np.ceil((d - u) / ta[ii] - 1e-12), 0).astype(int)
+        _schedule_rest(recs, t, c, rate, idx, ii, d, u, ta, n_part, jstar, lg, runs, pending)
+        return _SteadyStates(table, recs, runs, pending)
+    km = kmat[idx]
     eye = np.eye(n)
     phi_tau, _ = _propagators(km, np.zeros((idx.size, n)), ta)
     inv = np.linalg.inv(eye - phi_tau)
-    bolus = dur[idx] <= 0
     out = np.zeros((idx.size, n))
     zero = np.zeros((idx.size, n))
     if np.any(bolus):
@@ -638,16 +665,28 @@ def _steady_states(recs: np.ndarray, t: np.ndarray, kmat: np.ndarray, c: np.ndar
         shift = u + n_part * ta[ii] - d
         e_sh, _ = _propagators(km[ii], zero[ii], np.maximum(shift, 0.0))
         out[ii] += np.einsum("sij,sjk,sk->si", e_sh, inv[ii], psi_d)
-        for q, gi in enumerate(idx[ii]):
-            for kk in range(int(n_part[q])):
-                end = float(t[gi] + d[q] - (u[q] + kk * ta[ii][q]))
-                runs.append((int(recs[gi]), float(t[gi]), end, int(c[gi]), float(rate[gi])))
+    else:
+        ii, d, u, n_part = np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros(0, int)
     table[idx] = out
+    _schedule_rest(recs, t, c, rate, idx, ii, d, u, ta, n_part, jstar, lg, runs, pending)
+    return _SteadyStates(table, recs, runs, pending)
+
+
+def _schedule_rest(recs: np.ndarray, t: np.ndarray, c: np.ndarray, rate: np.ndarray,
+                   idx: np.ndarray, ii: np.ndarray, d: np.ndarray, u: np.ndarray,
+                   ta: np.ndarray, n_part: np.ndarray, jstar: np.ndarray, lg: np.ndarray,
+                   runs: list[tuple[int, float, float, int, float]],
+                   pending: list[tuple[int, float]]) -> None:
+    """What of the infinite regimen still acts after the record: the infusions started
+    before it and still running, and the lagged doses not yet given."""
+    for q, gi in enumerate(idx[ii]):
+        for kk in range(int(n_part[q])):
+            end = float(t[gi] + d[q] - (u[q] + kk * ta[ii][q]))
+            runs.append((int(recs[gi]), float(t[gi]), end, int(c[gi]), float(rate[gi])))
     # lagged doses of the regimen with start in [t, t + ALAG) other than the record's own
     for q, gi in enumerate(idx):
         for j in range(int(jstar[q]) + 1, 0):
             pending.append((int(recs[gi]), float(t[gi] + lg[q] + j * ta[q])))
-    return _SteadyStates(table, recs, runs, pending)
 
 
 # --------------------------------------------------------------------------- simulate
@@ -743,12 +782,21 @@ def simulate(table: RecordTable, kinetics: Kinetics, *, compartments: tuple[str,
     add(block[ri], start[is_inf] + d_dose[ri], _PH_IMPLIED, ri, _SUB_DOSE, _RATE, cm=cmt[ri],
         value=-r_dose[ri], origin=origin[is_inf])
 
-    # steady states
+    # steady states (with saturable elimination reached by repeated dosing)
+    saturable = kinetics.vmax is not None
     ss_rec = np.flatnonzero(dose & (ss > 0))
-    sst = _steady_states(ss_rec, table.time[ss_rec], kinetics.kmat[seg_rec[ss_rec]],
-                         cmt[ss_rec], np.where(infusion[ss_rec], 0.0, f[ss_rec] * amt[ss_rec]),
-                         r_dose[ss_rec], np.where(infusion[ss_rec], d_dose[ss_rec], 0.0),
-                         ii[ss_rec], lag[ss_rec])
+    ss_args = (cmt[ss_rec], np.where(infusion[ss_rec], 0.0, f[ss_rec] * amt[ss_rec]),
+               r_dose[ss_rec], np.where(infusion[ss_rec], d_dose[ss_rec], 0.0), ii[ss_rec],
+               lag[ss_rec])
+    if not saturable:
+        sst = _steady_states(ss_rec, table.time[ss_rec], kinetics.kmat[seg_rec[ss_rec]],
+                             *ss_args)
+    else:  # the schedule alone; the states by repeated dosing
+        from medtransport_pk import saturable as nonlinear
+
+        sst = _steady_states(ss_rec, table.time[ss_rec], None, *ss_args, n=n)
+        sst.table = nonlinear.steady_states(kinetics, seg_rec[ss_rec], *ss_args, central,
+                                            [table.where(int(i)) for i in ss_rec])
     add(block[ss_rec], table.time[ss_rec], _PH_RECORD, ss_rec, _SUB_SS, _SS,
         index=np.arange(ss_rec.size), origin=4 * ss_rec + 1)
     if sst.runs:
@@ -842,7 +890,6 @@ def simulate(table: RecordTable, kinetics: Kinetics, *, compartments: tuple[str,
     ptr = np.searchsorted(ev["sub"], np.arange(n_sub + 1))
     # the first segment of each subject
     first_seg = _segments_at(np.arange(n_sub), np.full(n_sub, -np.inf), kinetics)
-    vmat, wmat, lam, evec, dvec, use_eig, _ = _eigensystems(kinetics)
 
     rec_amt = np.zeros((nrec, n))
     rec_conc = np.zeros(nrec)
@@ -852,15 +899,16 @@ def simulate(table: RecordTable, kinetics: Kinetics, *, compartments: tuple[str,
     grid_conc = np.zeros((n_sub if gsize else 0, gsize))
     grid_led = np.zeros((n_sub if gsize else 0, gsize, len(LEDGER_TERMS)))
     check_amt = np.zeros((check_rec.size + n_before, n))
-    work = (ev["kind"].size + n_sub * gsize) * n * n
-    kernel_for(work)(ptr, ev["kind"], ev["time"], ev["cmt"], ev["value"], ev["unabs"], ev["index"],
-            ev["origin"], first_seg.astype(np.int64), vmat, wmat, lam, evec, dvec, use_eig,
-            np.ascontiguousarray(kinetics.kmat, float),
-            np.ascontiguousarray(kinetics.elimination, float),
-            np.ascontiguousarray(_dialysis(kinetics)),
-            np.ascontiguousarray(kinetics.volume, float), np.ascontiguousarray(sst.table),
-            g_out, int(central), rec_amt, rec_conc, rec_led, grid_amt, grid_conc, grid_led,
-            check_amt)
+    if saturable:
+        from medtransport_pk import saturable as nonlinear
+
+        nonlinear.run(ptr, ev["kind"], ev["time"], ev["cmt"], ev["value"], ev["unabs"],
+                      ev["index"], ev["origin"], first_seg.astype(np.int64), kinetics,
+                      np.ascontiguousarray(sst.table), g_out, int(central), rec_amt, rec_conc,
+                      rec_led, grid_amt, grid_conc, grid_led, check_amt)
+    else:
+        _run_linear(ptr, ev, first_seg, kinetics, sst, g_out, central, rec_amt, rec_conc,
+                    rec_led, grid_amt, grid_conc, grid_led, check_amt, n_sub, gsize, n)
     result = EngineResult(ids, block, rec_amt, rec_conc, rec_led,
                           g_out if grid is not None else None, grid_amt if gsize else None,
                           grid_conc if gsize else None, grid_led if gsize else None)
@@ -872,3 +920,21 @@ def simulate(table: RecordTable, kinetics: Kinetics, *, compartments: tuple[str,
         result.check_ok = np.abs(result.check_residual).max(axis=1) <= 1e-9 * np.maximum(
             np.abs(expect).sum(axis=1), 1e-300)
     return result
+
+
+def _run_linear(ptr: np.ndarray, ev: dict[str, np.ndarray], first_seg: np.ndarray,
+                kinetics: Kinetics, sst: _SteadyStates, g_out: np.ndarray, central: int,
+                rec_amt: np.ndarray, rec_conc: np.ndarray, rec_led: np.ndarray,
+                grid_amt: np.ndarray, grid_conc: np.ndarray, grid_led: np.ndarray,
+                check_amt: np.ndarray, n_sub: int, gsize: int, n: int) -> None:
+    """The linear kernel over the sorted events (exact propagation by eigen-systems)."""
+    vmat, wmat, lam, evec, dvec, use_eig, _ = _eigensystems(kinetics)
+    work = (ev["kind"].size + n_sub * gsize) * n * n
+    kernel_for(work)(ptr, ev["kind"], ev["time"], ev["cmt"], ev["value"], ev["unabs"],
+                     ev["index"], ev["origin"], first_seg.astype(np.int64), vmat, wmat, lam,
+                     evec, dvec, use_eig, np.ascontiguousarray(kinetics.kmat, float),
+                     np.ascontiguousarray(kinetics.elimination, float),
+                     np.ascontiguousarray(_dialysis(kinetics)),
+                     np.ascontiguousarray(kinetics.volume, float),
+                     np.ascontiguousarray(sst.table), g_out, int(central), rec_amt, rec_conc,
+                     rec_led, grid_amt, grid_conc, grid_led, check_amt)

@@ -24,25 +24,9 @@ with exactly the semantics of a NONMEM data set. The vocabulary, per event:
                        infusion at steady state (AMT 0, RATE > 0, II 0)
 ``reset``              ``true`` on a dose: EVID 4, reset then dose
 =====================  ===================================================================
-
-The older reading below (:func:`read_regimens`) remains for the nonlinear (Michaelis–Menten)
-solver, which takes bolus, oral and infusion doses only.
-
-Per event (``type`` bolus, infusion or oral):
-
-- ``amount`` — the dose, a mass or an amount of substance (AMT);
-- infusions take exactly one of ``rate`` (amount per time, RATE) or ``duration`` (RATE = −2);
-- ``at`` (TIME), ``every`` (II) and ``count`` (ADDL + 1) as the core's ``Event.times()``;
-- ``steady_state: true`` (SS = 1): the regimen has run long enough to reach steady state before
-  its first dose; needs ``every`` and a first dose at the start of the simulation.
-
-Oral doses are delayed by the lag time (ALAG) as a whole — NONMEM shifts the dose record — and
-split at that time into F·amount to the gut depot and (1 − F)·amount to the unabsorbed sink.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import pint
@@ -51,33 +35,7 @@ from medtransport.errors import ScenarioError
 from medtransport.scenario import Scenario
 from medtransport_pk.records import RecordTable
 
-__all__ = ["Regimen", "amount_unit", "read_regimens", "records_from_events"]
-
-ROUTES = ("bolus", "infusion", "oral")
-_ALLOWED = {"bolus": {"amount", "steady_state"}, "oral": {"amount", "steady_state"},
-            "infusion": {"amount", "rate", "duration", "steady_state"}}
-
-
-@dataclass(frozen=True)
-class Regimen:
-    """One event line: a dose repeated ``count`` times every ``every`` hours from ``at``.
-
-    Amounts are in the ledger's amount unit, times in hours; ``duration`` is 0 for bolus and
-    oral doses.
-    """
-
-    index: int
-    route: str
-    amount: float
-    at: float
-    every: float | None
-    count: int
-    duration: float = 0.0
-    steady_state: bool = False
-
-    def times(self) -> list[float]:
-        step = self.every or 0.0
-        return [self.at + i * step for i in range(self.count)]
+__all__ = ["amount_unit", "records_from_events"]
 
 
 def _is_amount(q: object) -> bool:
@@ -104,82 +62,6 @@ def _convert(q: pint.Quantity, unit: str, molar_mass: pint.Quantity | None, path
     converted = q * molar_mass if q.check("[substance]") or q.check("[substance]/[time]") \
         else q / molar_mass
     return float(converted.m_as(unit))
-
-
-def read_regimens(scenario: Scenario, unit: str, molar_mass: pint.Quantity | None
-                  ) -> list[Regimen]:
-    """Validate the events and convert them; every problem names its field path."""
-    problems: list[tuple[str, str]] = []
-    out: list[Regimen] = []
-    t0 = scenario.time.start.m_as("h")
-    for i, event in enumerate(scenario.events):
-        base = f"events.{i}"
-        extra = dict(event.model_extra or {})
-        for key in sorted(set(extra) - _ALLOWED.get(event.type, set())):
-            problems.append((f"{base}.{key}", f"a {event.type} dose does not take {key!r}"))
-        q = extra.get("amount")
-        if not _is_amount(q):
-            problems.append((f"{base}.amount", f"expected [mass] or [substance], got {q!r}"))
-            continue
-        assert isinstance(q, pint.Quantity)
-        if q.magnitude <= 0:
-            problems.append((f"{base}.amount", f"must be positive, got {q:~P}"))
-            continue
-        try:
-            amount = _convert(q, unit, molar_mass, f"{base}.amount")
-        except ScenarioError as exc:
-            problems += exc.problems
-            continue
-        at = float(event.at.m_as("h"))
-        if at < t0 - 1e-12:
-            problems.append((f"{base}.at", f"the dose at {event.at:~P} precedes time.start"))
-        every = None if event.every is None else float(event.every.m_as("h"))
-        duration = 0.0
-        if event.type == "infusion":
-            rate, dur = extra.get("rate"), extra.get("duration")
-            if (rate is None) == (dur is None):
-                problems.append((f"{base}.rate", "an infusion takes exactly one of 'rate' and "
-                                                 "'duration'"))
-                continue
-            if dur is not None:
-                if not (isinstance(dur, pint.Quantity) and dur.check("[time]")
-                        and dur.magnitude > 0):
-                    problems.append((f"{base}.duration", f"expected a positive [time], got "
-                                                         f"{dur!r}"))
-                    continue
-                duration = float(dur.m_as("h"))
-            else:
-                ok = isinstance(rate, pint.Quantity) and rate.magnitude > 0 and (
-                    rate.check("[mass]/[time]") or rate.check("[substance]/[time]"))
-                if not ok:
-                    problems.append((f"{base}.rate", f"expected a positive amount per time, "
-                                                     f"got {rate!r}"))
-                    continue
-                try:
-                    r = _convert(rate, f"{unit}/h", molar_mass, f"{base}.rate")
-                except ScenarioError as exc:
-                    problems += exc.problems
-                    continue
-                duration = amount / r
-        ss = extra.get("steady_state", False)
-        if not isinstance(ss, bool):
-            problems.append((f"{base}.steady_state", f"expected true or false, got {ss!r}"))
-            continue
-        if ss:
-            if every is None:
-                problems.append((f"{base}.steady_state", "steady state needs 'every' (the "
-                                                         "dosing interval)"))
-                continue
-            if abs(at - t0) > 1e-9:
-                problems.append((f"{base}.steady_state", "a steady-state regimen must start at "
-                                                         "time.start"))
-            if duration > every:
-                problems.append((f"{base}.steady_state", "steady state with infusions longer "
-                                                         "than the interval is not supported"))
-        out.append(Regimen(i, event.type, amount, at, every, event.count, duration, ss))
-    if problems:
-        raise ScenarioError(problems)
-    return out
 
 
 _RECORD_KEYS = {

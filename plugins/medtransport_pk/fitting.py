@@ -45,7 +45,8 @@ from medtransport.scenario import Scenario
 from medtransport.units import Q_, ureg
 from medtransport_pk.covariates import clearance_factor, inter_clearance_factor, volume_factor
 from medtransport_pk.engine import Kinetics, simulate
-from medtransport_pk.events import amount_unit, read_regimens
+from medtransport_pk.events import amount_unit
+from medtransport_pk.events import records_from_events as events_as_records
 from medtransport_pk.records import RecordTable
 
 __all__ = ["FitData", "estimation_problem", "records_from_events"]
@@ -188,15 +189,13 @@ def records_from_events(scenario: Scenario, levels: RecordTable) -> RecordTable:
     """The scenario's dosing ``events`` given to every subject of a levels-only table."""
     unit = amount_unit(scenario)
     molar = scenario.parameters.get("molar_mass")
-    regimens = read_regimens(scenario, unit, None if molar is None else Q_(molar))
     oral = "absorption_rate" in scenario.parameters
-    depot, central = 1, (2 if oral else 1)
-    doses = []
-    for r in regimens:
-        cmt = depot if r.route == "oral" else central
-        rate = r.amount / r.duration if r.duration > 0 else 0.0
-        doses.append((r.at, r.amount, cmt, rate, r.every or 0.0, r.count - 1,
-                      int(r.steady_state)))
+    compartments = (("depot",) if oral else ()) + ("central",) + \
+        ("peripheral", "peripheral_2")[:_N_PERIPHERAL.get(scenario.model, 0)]
+    # the one reading of the events (rates, durations, steady states, resets) the run uses
+    ev = events_as_records(scenario, unit, None if molar is None else Q_(molar), compartments)
+    doses = [(ev.time[i], ev.amt[i], ev.cmt[i], ev.rate[i], ev.ii[i], ev.addl[i], ev.ss[i],
+              ev.evid[i]) for i in range(len(ev))]
     if not doses:
         raise ScenarioError([("events", "the data set has no dose records and the scenario "
                                         "no events: give the doses in one or the other")])
@@ -205,10 +204,10 @@ def records_from_events(scenario: Scenario, levels: RecordTable) -> RecordTable:
                                                   "order")}
     start, stop, ids = _blocks(levels.id)
     for a, b, sid in zip(start, stop, ids, strict=True):
-        for t, amt, cmt, rate, ii, addl, ss in doses:
+        for t, amt, cmt, rate, ii, addl, ss, evid in doses:
             for k, v in zip(("id", "time", "evid", "amt", "cmt", "rate", "ii", "addl", "ss",
                              "mdv", "dv", "row", "order"),
-                            (sid, t, 1, amt, cmt, rate, ii, addl, ss, 1, np.nan, 0, 1),
+                            (sid, t, evid, amt, cmt, rate, ii, addl, ss, 1, np.nan, 0, 1),
                             strict=True):
                 cols[k].append(v)
         for i in range(a, b):

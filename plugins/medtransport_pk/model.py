@@ -25,10 +25,12 @@ Optional saturable elimination from the central compartment (``michaelis_menten`
 
     dA_1/dt −= Vmax·C_1/(Km + C_1),   dA_elim/dt += Vmax·C_1/(Km + C_1),   C_1 = A_1/V1
 
-makes the system nonlinear; it is then solved with ``scipy.integrate.solve_ivp`` (Radau,
-rtol 1e-10, analytic Jacobian), restarted at every dose and infusion switch so that doses are
-exact (solver method ``ode``, chosen automatically). Runge–Kutta methods preserve linear
-invariants, so the books still close to round-off. For a bolus with Michaelis–Menten elimination
+makes the system nonlinear. The same records (YAML events or a data set) then run through the
+same event list with the same NONMEM semantics, propagated between events by
+``scipy.integrate.solve_ivp`` (Radau, rtol 1e-10, analytic Jacobian; solver method ``ode``,
+chosen automatically) and with SS 1 reached by repeated dosing to a stated tolerance
+(:mod:`medtransport_pk.saturable`). Runge–Kutta methods preserve linear invariants, so the
+books still close to round-off at every record. For a bolus with Michaelis–Menten elimination
 alone the concentration has the closed form C(t) = Km·W((C0/Km)·exp((C0 − Vmax·t/V)/Km)) with
 Lambert's W (Schnell & Mendoza 1997, J Theor Biol 187:207; Beal 1982, J Pharmacokinet
 Biopharm 10:109).
@@ -49,13 +51,14 @@ A ``population`` section (core: :mod:`medtransport.population`) gives each virtu
 θ_i = θ·exp(η_i) on clearances, volumes and ka; all patients are solved at once with stacked
 rate matrices, and every result gains a ``patient`` dimension (with each patient's parameters).
 
-Populations with saturable elimination (variability also on ``vmax`` and ``km``) are solved as
-one stacked ODE system with a block-diagonal sparse Jacobian.
+Populations with saturable elimination (variability also on ``vmax`` and ``km``) given one
+regimen are solved as one stacked ODE system (:mod:`medtransport_pk.saturable`).
 
 A population's sampled covariates (``population.covariates``: weight, age, sex, serum
 creatinine) reach the covariate models patient by patient (:mod:`medtransport_pk.covariates`).
 
-Not implemented: steady state with saturable elimination.
+Not available with saturable elimination: SS 2 (it presumes superposition; refused naming the
+record).
 """
 
 from __future__ import annotations
@@ -70,8 +73,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from medtransport.errors import ScenarioError, UnitError
 from medtransport.ledger import Ledger, Species
 from medtransport.model import Model, Params, Progress, Tolerance, Trajectory
-from medtransport.numerics import threads
-from medtransport.numerics.compartments import Addition, Input, amounts, steady_state_start
 from medtransport.population import PatientBatch, sample_population
 from medtransport.units import Q_, Qty, to_canonical
 from medtransport_pk import __version__, engine
@@ -84,7 +85,7 @@ from medtransport_pk.covariates import (
     inter_clearance_factor,
     volume_factor,
 )
-from medtransport_pk.events import Regimen, amount_unit, read_regimens, records_from_events
+from medtransport_pk.events import amount_unit, records_from_events
 from medtransport_pk.extracorporeal import Session, read_sessions
 from medtransport_pk.nca import nca
 from medtransport_pk.nca_intervals import interval_nca
@@ -257,13 +258,13 @@ class PKModel(Model):
                                       "for linear kinetics from the scenario's events only "
                                       "(not with a data set or michaelis_menten)")])
             self.sessions = read_sessions(sc)
-        if self.params.michaelis_menten is not None:
-            if table is not None:
-                raise ScenarioError([("parameters.michaelis_menten", "saturable elimination "
-                                      "is not available for a data set")])
-            return self._build_nonlinear(Compartments)
-        self.regimens = []
         p = self.params
+        if p.michaelis_menten is not None:
+            if sc.solver.method == "exact":
+                raise ScenarioError([("parameters.michaelis_menten",
+                                      "saturable elimination is nonlinear: it needs solver "
+                                      "method 'ode' (the default when it is given)")])
+            self.method = "ode"
         if table is not None:
             self.unit = table.amount_unit
             # NONMEM's ADVAN numbering: a depot first when there is first-order absorption
@@ -286,61 +287,13 @@ class PKModel(Model):
         self._check_population()
         self._prepare_subjects()
         self._kinetics()  # covariate errors surface before the run
+        self._michaelis_menten()  # unit errors too
         try:
             engine.validate(self.records, len(self.body), self._engine_kinetics(),
                             default_dose=0)
         except engine.RecordError as exc:
             raise ScenarioError(self._record_problems(exc)) from None
         return Compartments(names=self.body)
-
-    def _build_nonlinear(self, compartments: Any) -> Any:
-        """Saturable elimination: the ODE solver with the older event reading."""
-        sc = self.scenario
-        # The ODE path reads doses the older way: say what it does not take, naming the event,
-        # rather than let a reset read as a dose without an amount.
-        for i, event in enumerate(sc.events):
-            if event.type not in ("bolus", "infusion", "oral"):
-                raise ScenarioError([(f"events.{i}.type", f"{event.type!r} is not available "
-                                      "with michaelis_menten elimination, which takes bolus, "
-                                      "infusion and oral doses (NONMEM's resets, compartments "
-                                      "and modelled rates need linear kinetics here)")])
-            for key in ("compartment", "reset"):
-                if event.get(key) is not None:
-                    raise ScenarioError([(f"events.{i}.{key}", "not available with "
-                                          "michaelis_menten elimination")])
-        self.unit = amount_unit(sc)
-        self.regimens = read_regimens(sc, self.unit, self.params.molar_mass)
-        self.has_oral = any(r.route == "oral" for r in self.regimens)
-        if self.has_oral and self.params.absorption_rate is None:
-            i = next(r.index for r in self.regimens if r.route == "oral")
-            raise ScenarioError([("parameters.absorption_rate",
-                                  f"required for the oral dose at events.{i}")])
-        for name in ("infusion_rate", "infusion_duration"):
-            if getattr(self.params, name) is not None:
-                raise ScenarioError([(f"parameters.{name}", "not available with "
-                                      "michaelis_menten")])
-        for name in ("bioavailability", "lag_time"):
-            value = getattr(self.params, name)
-            if isinstance(value, dict) and set(value) - {"depot"}:
-                raise ScenarioError([(f"parameters.{name}", "with michaelis_menten only the "
-                                      "depot's value may be given")])
-        self._check_population()
-        self._kinetics()
-        if sc.solver.method == "exact":
-            raise ScenarioError([("parameters.michaelis_menten",
-                                  "saturable elimination is nonlinear: it needs solver "
-                                  "method 'ode' (the default when it is given)")])
-        self.method = "ode"
-        self._michaelis_menten()  # unit errors surface before the run
-        for r in self.regimens:
-            if r.steady_state:
-                raise ScenarioError([(f"events.{r.index}.steady_state",
-                                      "steady state is not supported with "
-                                      "michaelis_menten elimination")])
-        body = (["depot"] if self.has_oral else []) + ["central"] + \
-            list(_PERIPHERAL[:self.n_peripheral])
-        self.body = tuple(body)
-        return compartments(names=self.body)
 
     def _check_population(self) -> None:
         pop = self.scenario.population
@@ -435,15 +388,9 @@ class PKModel(Model):
         return {"drug": out}
 
     def _f(self) -> float:
-        """The depot's F (the nonlinear solver's oral doses)."""
+        """The depot's F (for the routes' description)."""
         f = self.params.bioavailability
         return float(f.get("depot", 1.0) if isinstance(f, dict) else f)
-
-    def _lag(self) -> float:
-        lag = self.params.lag_time
-        if isinstance(lag, dict):
-            return float(lag["depot"].m_as("h")) if "depot" in lag else 0.0
-        return float(lag.m_as("h"))
 
     # -- subjects and their parameters -----------------------------------------------------
     @property
@@ -468,6 +415,10 @@ class PKModel(Model):
         that record on)."""
         assert self.records is not None
         table = self.records
+        pop = self.scenario.population
+        if not self.from_data and pop is not None and pop.size is None:
+            raise ScenarioError([("population.size", "required: how many virtual patients to "
+                                  "draw (a data set's run takes it from its subjects)")])
         if not self.from_data:
             n = self.n_patients or 1
             self._seg_subject = np.arange(n)
@@ -499,10 +450,12 @@ class PKModel(Model):
         replicated = pop is not None and pop.replicates is not None
         if pop is not None:
             problems = []
-            if not replicated and pop.size != ids.size:
+            if not replicated and pop.size is not None and pop.size != ids.size:
+                # the size follows from the data; only a contradicting one is refused
                 problems.append(("population.size", f"with a data set every subject is one "
-                                 f"patient: expected {ids.size} (the subjects of "
-                                 f"{table.source}), got {pop.size}"))
+                                 f"patient: {table.source} has {ids.size} subjects, but "
+                                 f"population.size is {pop.size} (leave size out to take it "
+                                 "from the data)"))
             if pop.covariates is not None:
                 problems.append(("population.covariates", "a data set brings its own "
                                  "covariates; sampled ones are for virtual patients"))
@@ -520,6 +473,14 @@ class PKModel(Model):
                                        self.scenario.patient)
             self._subject_etas = sample.etas
             self.etas = {k: v[self._seg_subject] for k, v in sample.etas.items()}
+
+    def _sample_population(self) -> dict[str, np.ndarray] | None:
+        """Virtual patients' η; with a data set and no ``population.size`` the subjects are
+        only known once it is read (:meth:`_prepare_subjects` draws theirs)."""
+        pop = self.scenario.population
+        if pop is not None and pop.size is None:
+            return None  # a data set's subjects, or refused in _prepare_subjects
+        return super()._sample_population()
 
     def _used_covariates(self) -> list[str]:
         return used_covariates(self.params)
@@ -628,6 +589,12 @@ class PKModel(Model):
             np.ascontiguousarray(vols[:, 0]),
             nocb=bool(getattr(self, "from_data", False))
             and self.params.covariate_interpolation == "nocb")
+        mm = self._michaelis_menten()
+        if mm is not None:
+            kin.vmax = np.ascontiguousarray(np.broadcast_to(
+                mm[0] * self._eta_factor("vmax"), (size,)), float)
+            kin.km = np.ascontiguousarray(np.broadcast_to(
+                mm[1] * self._eta_factor("km"), (size,)), float)
         sessions = getattr(self, "sessions", [])
         if not sessions:
             return kin
@@ -670,176 +637,7 @@ class PKModel(Model):
             raise ScenarioError([("parameters.michaelis_menten", f"vmax and km must be in "
                                   f"{self.unit} (per h, per L) like the doses")]) from None
 
-    def _ode(self, times_h: np.ndarray) -> np.ndarray:
-        """Amounts at ``times_h`` by ``solve_ivp`` (Radau), restarted at every addition and
-        input switch so that doses are exact. A population is one stacked system of P × n
-        states (every patient shares the dosing times) with a block-diagonal sparse Jacobian,
-        so Radau's Newton iterations factor P small blocks, not a dense (P·n)² matrix; the
-        tolerances are per state, so each patient keeps its own accuracy."""
-        import scipy.sparse
-        from scipy.integrate import solve_ivp
-
-        kmat = self.rate_matrix()
-        batch = kmat.shape[:-2]
-        n_pat = 1 if not batch else batch[0]
-        n = len(self.states)
-        kmat = np.broadcast_to(kmat, (n_pat, n, n))
-        adds, ins, start = self._schedule()
-        mm = self._michaelis_menten()
-        c, elim = self.states.index("central"), self.states.index("eliminated")
-        v1 = np.broadcast_to(self._kinetics()["central_volume"], (n_pat,))
-        vmax, km = (np.zeros(n_pat), np.ones(n_pat)) if mm is None else (
-            np.broadcast_to(mm[0] * self._eta_factor("vmax"), (n_pat,)),
-            np.broadcast_to(mm[1] * self._eta_factor("km"), (n_pat,)))
-
-        def per_patient(x: np.ndarray) -> np.ndarray:
-            return np.broadcast_to(np.asarray(x, float), (n_pat, n))
-
-        # absolute tolerance per patient from the drug that patient is given
-        scale = (sum(np.abs(per_patient(a.amount)).sum(axis=1) for a in adds)
-                 + sum(np.abs(per_patient(i.rate)).sum(axis=1) * (i.stop - i.start)
-                       for i in ins) + per_patient(start).sum(axis=1) + 1e-300)
-        atol = np.repeat(1e-14 * np.broadcast_to(scale, (n_pat,)), n)
-        rows = np.repeat(np.arange(n_pat * n), n)
-        cols = (np.arange(n_pat)[:, None, None] * n + np.arange(n)[None, None, :]
-                + np.zeros((1, n, 1), dtype=int)).reshape(-1)
-
-        def rhs(_t: float, y: np.ndarray, rate: np.ndarray) -> np.ndarray:
-            a = y.reshape(n_pat, n)
-            dy = np.einsum("pij,pj->pi", kmat, a) + rate
-            if mm is not None:
-                conc = np.maximum(a[:, c], 0.0) / v1
-                # what leaves central by the saturable route is booked as eliminated
-                flux = vmax * conc / (km + conc)
-                dy[:, c] -= flux
-                dy[:, elim] += flux
-            return dy.reshape(-1)
-
-        def jac(_t: float, y: np.ndarray, rate: np.ndarray) -> scipy.sparse.csc_matrix:
-            jm = np.array(kmat)
-            if mm is not None:
-                conc = np.maximum(y.reshape(n_pat, n)[:, c], 0.0) / v1
-                d = vmax * km / (v1 * (km + conc) ** 2)
-                jm[:, c, c] -= d
-                jm[:, elim, c] += d
-            return scipy.sparse.csc_matrix((jm.reshape(-1), (rows, cols)),
-                                           shape=(n_pat * n, n_pat * n))
-
-        points = set(times_h.tolist())
-        t_end = float(times_h[-1])
-        points.update(a.time for a in adds if a.time <= t_end)
-        for i in ins:
-            points.update(x for x in (i.start, i.stop) if x <= t_end)
-        breaks = sorted(points)
-        out = np.empty((times_h.size, n_pat, n))
-        y = per_patient(start).copy()
-        j = 0
-        for k, b in enumerate(breaks):
-            for a in adds:
-                if a.time == b:
-                    y = y + per_patient(a.amount)
-            while j < times_h.size and times_h[j] == b:
-                out[j] = y
-                j += 1
-            if k + 1 == len(breaks):
-                break
-            nxt = breaks[k + 1]
-            rate = sum((per_patient(i.rate) for i in ins if i.start <= b and nxt <= i.stop),
-                       np.zeros((n_pat, n)))
-            sol = solve_ivp(rhs, (b, nxt), y.reshape(-1), method="Radau", rtol=1e-10,
-                            atol=atol, jac=jac, args=(rate,))
-            if not sol.success:
-                raise RuntimeError(f"solve_ivp failed on [{b:g} h, {nxt:g} h]: {sol.message}")
-            y = sol.y[:, -1].reshape(n_pat, n)
-        return out if batch else out[:, 0, :]
-
-    # -- dosing ----------------------------------------------------------------------------
-    def _dose_parts(self, r: Regimen) -> list[tuple[float, np.ndarray]]:
-        """Instantaneous additions of one dose of ``r``: (offset from the dose time, vector)."""
-        n = len(self.states)
-        idx = {name: i for i, name in enumerate(self.states)}
-        v = np.zeros(n)
-        if r.route == "bolus":
-            v[idx["central"]] = r.amount
-            return [(0.0, v)]
-        if r.route == "oral":
-            f = self._f()
-            v[idx["depot"]] = f * r.amount
-            v[idx["unabsorbed"]] = (1.0 - f) * r.amount
-            return [(self._lag(), v)]
-        return []
-
-    def _infusion_rate(self, r: Regimen) -> np.ndarray:
-        v = np.zeros(len(self.states))
-        v[self.states.index("central")] = r.amount / r.duration
-        return v
-
-    def _schedule(self) -> tuple[list[Addition], list[Input], np.ndarray]:
-        """What the solver is given: additions, inputs (h) and the state before t0's doses."""
-        t_end = float(self.scenario.time.stop.m_as("h"))
-        adds: list[Addition] = []
-        ins: list[Input] = []
-        for r in self.regimens:
-            for t in r.times():
-                for offset, v in self._dose_parts(r):
-                    if t + offset <= t_end:
-                        adds.append(Addition(t + offset, v))
-                if r.route == "infusion" and t <= t_end:
-                    ins.append(Input(t, t + r.duration, self._infusion_rate(r)))
-        return adds, ins, self._steady_state()
-
-    def _steady_state(self) -> np.ndarray:
-        """The body's pre-dose content at steady state, summed over SS regimens (linear)."""
-        kmat = self.rate_matrix()
-        total: np.ndarray = np.zeros(len(self.states))
-        body = list(range(len(self.body)))
-        for r in self.regimens:
-            if not r.steady_state:
-                continue
-            assert r.every is not None
-            parts = self._dose_parts(r)
-            if any(off >= r.every for off, _ in parts):
-                # Doses given before t0 would then still arrive after it, outside the schedule.
-                raise ScenarioError([(f"events.{r.index}.steady_state",
-                                      "steady state needs parameters.lag_time shorter than "
-                                      "the dosing interval")])
-            inputs = [Input(0.0, r.duration, self._infusion_rate(r))] \
-                if r.route == "infusion" else []
-            try:
-                total += steady_state_start(kmat, r.every, body, additions=parts, inputs=inputs)
-            except ValueError as exc:
-                raise ScenarioError([(f"events.{r.index}.steady_state", str(exc))]) from None
-        return total
-
-    def _given(self, times_h: np.ndarray) -> dict[str, np.ndarray]:
-        """Cumulative dose given by route at ``times_h``, from the event table alone."""
-        out = {route: np.zeros(times_h.size) for route in
-               sorted({r.route for r in self.regimens})}
-        for r in self.regimens:
-            for t in r.times():
-                if r.route == "infusion":
-                    out["infusion"] += r.amount / r.duration * np.clip(times_h - t, 0.0,
-                                                                       r.duration)
-                else:
-                    when = t + (self._lag() if r.route == "oral" else 0.0)
-                    out[r.route] += np.where(times_h >= when, r.amount, 0.0)
-        return out
-
-    def _given_at_start(self) -> dict[str, float]:
-        """The part of the doses at t0 that is in the body at t0 (declared, not inflow)."""
-        t0 = float(self.scenario.time.start.m_as("h"))
-        out = {"bolus": 0.0, "oral": 0.0}
-        for r in self.regimens:
-            if r.route == "bolus" and r.at == t0:
-                out["bolus"] += r.amount
-            elif r.route == "oral" and r.at + self._lag() == t0:
-                out["oral"] += self._f() * r.amount
-        return out
-
     def initial_amounts(self) -> dict[str, pint.Quantity]:
-        if self.records is None:
-            ss = self._steady_state()[..., :len(self.body)].sum(axis=-1)
-            return {"drug": Q_(ss + sum(self._given_at_start().values()), self.unit)}
         # declared from the records alone: the doses at t0 in the body and the steady-state
         # content, as the engine books them before anything is propagated
         t0 = float(self.scenario.time.start.m_as("h"))
@@ -893,8 +691,6 @@ class PKModel(Model):
         return inflow, outflow
 
     def simulate(self, progress: Progress | None = None) -> Trajectory:
-        if self.records is None:
-            return self._simulate_nonlinear(progress)
         times_h = self._output_times_h()
         solver = self._solver_records()
         intervals, before = self._dose_intervals(times_h) if self.from_data else (None, None)
@@ -1027,8 +823,6 @@ class PKModel(Model):
 
     def audits(self) -> list[Any]:
         """The books at every record (not only on the grid), and the steady states."""
-        if self.records is None:
-            return []
         return [_audit_record_books, _audit_steady_state]
 
     def _attach_records(self, ds: xr.Dataset, res: engine.EngineResult,
@@ -1109,104 +903,20 @@ class PKModel(Model):
                          f"{model.kind} residual error (0 where MDV 1)"})
         ds.attrs["dv_sim_seed"] = int(seed)
 
-    def _simulate_nonlinear(self, progress: Progress | None = None) -> Trajectory:
-        """The ODE solver's run (saturable elimination)."""
-        times_s = self.scenario.time.output_times()
-        times_h = times_s / 3600.0
-        if self.method == "ode":
-            # BLAS threads only while the cores are free: under load OpenBLAS's second thread
-            # spun through the whole solve (1,000 patients: 27 s instead of 5.5 s)
-            with threads.limited(threads.choose()):
-                amt = self._ode(times_h)
-            if amt.ndim == 3:  # (T, P, n) → a (P, T, n) view, as the exact solver returns
-                amt = amt.transpose(1, 0, 2)
-        else:
-            adds, ins, start = self._schedule()
-            amt = amounts(self.rate_matrix(), times_h, initial=start, additions=adds,
-                          inputs=ins)
-        nb = len(self.body)
-        unit = self.unit
-        tissue_idx = [self.body.index(n) for n in self.tissues]
-        vols = self.volumes()
-        if amt.ndim == 3:
-            # computed patient-major, as the solver wrote the amounts (each patient's curve
-            # one contiguous row for the summaries), then viewed time first, as every result
-            # is laid out
-            conc = (amt[..., tissue_idx] / vols[:, None, :]).transpose(1, 0, 2)
-            amt = amt.transpose(1, 0, 2)
-        else:
-            conc = amt[..., tissue_idx] / vols
-        batch: tuple[str, ...] = () if self.n_patients is None else ("patient",)
-        coords: dict[str, Any] = {
-            "time": ("time", times_s, {"units": "s", "long_name": "time"}),
-            **self.domain.coords(),
-            "tissue": ("tissue", np.asarray(self.tissues), {"long_name": "compartment "
-                                                                         "with a volume"}),
-            "tissue_volume": ((*batch, "tissue"), vols, {"units": "L",
-                                                         "long_name": "compartment volume"}),
-        }
-        if self.n_patients is not None:
-            coords["patient"] = ("patient", self.patient_ids,
-                                 {"units": "1", "long_name": "virtual patient"})
-        ds = xr.Dataset(
-            {
-                "amount": (("time", *batch, "compartment"), amt[..., :nb],
-                           {"units": unit, "long_name": "amount of drug"}),
-                "concentration": (("time", *batch, "tissue"), conc,
-                                  {"units": f"{unit}/L", "long_name": "drug concentration"}),
-                "eliminated": (("time", *batch), amt[..., nb],
-                               {"units": unit, "long_name": "cumulative drug eliminated"}),
-                "unabsorbed": (("time", *batch), amt[..., nb + 1],
-                               {"units": unit,
-                                "long_name": "cumulative oral dose not absorbed (1 − F)"}),
-            },
-            coords=coords,
-        )
-        if self.n_patients is not None:
-            for name, value in self._kinetics().items():
-                ds[name] = ("patient", np.broadcast_to(value, (self.n_patients,)),
-                            {"units": "L" if "volume" in name else "L/h",
-                             "long_name": f"{name.replace('_', ' ')} of each patient"})
-            if self.has_oral:
-                ds["absorption_rate"] = ("patient", np.broadcast_to(
-                    self._ka(), (self.n_patients,)), {"units": "1/h", "long_name":
-                                                      "absorption rate of each patient"})
-        # Label coordinates get the dimensionless unit "1": the CLI's contract is that every
-        # variable and coordinate carries a parseable unit.
-        for label in ("compartment", "tissue"):
-            ds[label].attrs["units"] = "1"
-        given = self._given(times_h)
-        at_start = self._given_at_start()
-        inflow = {route: values - at_start.get(route, 0.0) for route, values in given.items()}
-        outflow = {"eliminated": amt[..., nb]}
-        if self.has_oral:
-            outflow["unabsorbed"] = amt[..., nb + 1]
-        ledger = Ledger.of("drug", unit, times_s.size, inflow=inflow or None, outflow=outflow)
-        if self.n_patients is None:
-            self._attach_nca(ds)
-        if progress is not None:
-            progress(1.0)
-        return Trajectory(ds, {"drug": ledger}, notes={"kinetics": self._kinetics()})
-
     def _attach_nca(self, ds: xr.Dataset) -> None:
         """NCA of the central concentration over the whole run, as 0-d variables with units.
 
         The route decides the AUC start and the λz window (extravascular if any dose is oral,
         else infusion if any is infused); with a single dose CL and V_z follow from it."""
-        if self.records is None:
-            routes = {r.route for r in self.regimens}
-            single = len(self.regimens) == 1 and self.regimens[0].count == 1 and \
-                not self.regimens[0].steady_state
-            first = self.regimens[0].amount if self.regimens else 0.0
-        else:
-            rec = self.records
-            doses = np.flatnonzero((rec.evid == 1) | (rec.evid == 4))
-            depot = self.body.index("depot") + 1 if "depot" in self.body else -1
-            routes = {"oral" if rec.cmt[i] == depot or (rec.cmt[i] == 0 and depot == 1)
-                      else "infusion" if rec.rate[i] != 0 else "bolus" for i in doses}
-            single = doses.size == 1 and rec.addl[doses[0]] == 0 and rec.ss[doses[0]] == 0 \
-                and not np.any(rec.evid == 3)
-            first = float(rec.amt[doses[0]]) if doses.size else 0.0
+        rec = self.records
+        assert rec is not None
+        doses = np.flatnonzero((rec.evid == 1) | (rec.evid == 4))
+        depot = self.body.index("depot") + 1 if "depot" in self.body else -1
+        routes = {"oral" if rec.cmt[i] == depot or (rec.cmt[i] == 0 and depot == 1)
+                  else "infusion" if rec.rate[i] != 0 else "bolus" for i in doses}
+        single = doses.size == 1 and rec.addl[doses[0]] == 0 and rec.ss[doses[0]] == 0 \
+            and not np.any(rec.evid == 3)
+        first = float(rec.amt[doses[0]]) if doses.size else 0.0
         route = "extravascular" if "oral" in routes else \
             "infusion" if "infusion" in routes else "iv_bolus"
         conc = ds["concentration"].sel(tissue="central")
@@ -1237,7 +947,7 @@ class PKModel(Model):
                                              "long_name": f"NCA {name.replace('_', ' ')} of "
                                                           "the central concentration"})
         ds.attrs["nca_route"] = route
-        if not single and self.records is not None:
+        if not single:
             self._attach_interval_nca(ds, route, conc.attrs["units"])
 
     def _attach_interval_nca(self, ds: xr.Dataset, route: str, unit: str) -> None:

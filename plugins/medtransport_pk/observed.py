@@ -84,11 +84,8 @@ def observed_nca(table: RecordTable) -> xr.Dataset:
     n_obs = np.zeros(ids.size, dtype=np.int64)
     n_doses = np.zeros(ids.size, dtype=np.int64)
     routes = np.full(ids.size, "", dtype=object)
-    # every record's subject (position in ``ids``), without a scan of the table per subject
-    uniq, inverse = np.unique(table.id, return_inverse=True)
-    position = np.empty(uniq.size, dtype=np.int64)
-    position[np.searchsorted(uniq, ids)] = np.arange(ids.size)
-    subj = position[inverse]
+    # every record's individual (position in ``ids``; an ID that comes back is a new one)
+    subj = table.individuals()
     rows = np.arange(len(table))
     dose_rows = rows[np.isin(table.evid, (1, 4))]
     n_doses[:] = np.bincount(subj[dose_rows], weights=1 + table.addl[dose_rows],
@@ -178,11 +175,7 @@ def observed_interval_nca(table: RecordTable, min_points: int = 2) -> xr.Dataset
     number within the subject."""
     from medtransport_pk.subject_intervals import dosing_intervals, grouped_nca
 
-    ids = table.subjects()
-    uniq, inverse = np.unique(table.id, return_inverse=True)
-    position = np.empty(uniq.size, dtype=np.int64)
-    position[np.searchsorted(uniq, ids)] = np.arange(ids.size)
-    subj = position[inverse]
+    subj = table.individuals()
     iv = dosing_intervals(table, subj)
     units = _units(table)
     seen = np.flatnonzero((table.evid == 0) & (table.mdv == 0) & np.isfinite(table.dv))
@@ -253,6 +246,7 @@ def subject_summary(table: RecordTable, dataset: xr.Dataset | None = None
     if pred is not None:
         columns += [f"Cmax pred [{pred[1]}]", "median (DV−PRED)/PRED"]
     rows: list[list[str]] = []
+    individual = table.individuals()
     for s, ident in enumerate(obs["subject"].values):
         row = [str(int(ident)), str(int(obs["doses"][s])), str(int(obs["observed_n"][s])),
                _fmt(float(obs["observed_cmax"][s])), _fmt(float(obs["observed_tmax"][s])),
@@ -260,7 +254,7 @@ def subject_summary(table: RecordTable, dataset: xr.Dataset | None = None
                _fmt(float(obs["observed_half_life"][s]))]
         if pred is not None:
             values = pred[0]
-            idx = np.flatnonzero(table.id == ident)
+            idx = np.flatnonzero(individual == s)
             seen = idx[(table.evid[idx] == 0) & (table.mdv[idx] == 0)
                        & np.isfinite(table.dv[idx])]
             cmax = float(np.nanmax(values[idx])) if idx.size else math.nan

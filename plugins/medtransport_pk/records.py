@@ -65,10 +65,20 @@ class RecordTable:
     def __len__(self) -> int:
         return int(self.time.size)
 
+    def individuals(self) -> np.ndarray:
+        """Each record's individual, 0, 1, 2 … in the table's order. As in NONMEM, a new
+        individual starts whenever ID changes from the previous record, so an ID that comes
+        back after other IDs is a new individual (it keeps its ID value)."""
+        new = np.ones(self.id.size, bool)
+        new[1:] = self.id[1:] != self.id[:-1]
+        return (np.cumsum(new) - 1).astype(np.int64)
+
     def subjects(self) -> np.ndarray:
-        """Subject IDs in order of first appearance."""
-        _, first = np.unique(self.id, return_index=True)
-        return self.id[np.sort(first)]
+        """The ID of each individual (:meth:`individuals`), in order; an ID that comes back
+        later in the table appears again."""
+        new = np.ones(self.id.size, bool)
+        new[1:] = self.id[1:] != self.id[:-1]
+        return self.id[new]
 
     def covariate(self, name: str) -> tuple[np.ndarray, str]:
         """A covariate the model uses: its values per record and its unit. Refuses (naming the

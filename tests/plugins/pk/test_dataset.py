@@ -263,8 +263,6 @@ HEAD = "ID,TIME,EVID,AMT,CMT,RATE,II,ADDL,SS,MDV,DV\n"
     (["1,0,1,100,1,0,-12,0,0,1,."], "II -12 is negative"),
     (["1,.,1,100,1,0,0,0,0,1,."], "data row 2 (ID 1, TIME ?): TIME is missing"),
     ([".,0,1,100,1,0,0,0,0,1,."], "ID is missing"),
-    (["1,0,1,100,1,0,0,0,0,1,.", "2,0,0,0,2,0,0,0,0,0,1", "1,2,0,0,2,0,0,0,0,0,1"],
-     "data row 4 (ID 1, TIME 2 h): ID 1 already had records (rows 2–2)"),
     (["1,0,1,100,1,0,0,0,0,1,.,7"], "data row 2: 12 fields, but the header (line 1) names 11"),
     (["1,0,1,1e500,1,0,0,0,0,1,."], "AMT '1e500' is not a number"),
     (["1,0,1,__import__('os'),1,0,0,0,0,1,."], "is not a number"),
@@ -273,6 +271,21 @@ def test_each_bad_row_rule_is_refused_with_its_row(tmp_path: Path, rows: list[st
                                                    expected: str) -> None:
     msg = problems_of(tmp_path, HEAD + "\n".join(rows) + "\n")
     assert expected in msg, msg
+
+
+def test_an_id_that_comes_back_is_a_new_individual_with_a_warning(tmp_path: Path) -> None:
+    """NONMEM starts a new individual whenever ID changes from the previous record: ID 1 after
+    ID 2 is a third individual (its time may start again), and the reader says so."""
+    from medtransport_pk.dataset import RepeatedIDWarning
+
+    text = HEAD + ("1,0,1,100,1,0,0,0,0,1,.\n1,4,0,0,2,0,0,0,0,0,2\n"
+                   "2,0,1,100,1,0,0,0,0,1,.\n"
+                   "1,0,1,50,1,0,0,0,0,1,.\n1,1,0,0,2,0,0,0,0,0,3\n")
+    with pytest.warns(RepeatedIDWarning, match=r"ID 1 at rows 5–6 \(it had rows 2–3\)"):
+        t = read(tmp_path, text)
+    assert t.individuals().tolist() == [0, 0, 1, 2, 2]
+    assert t.subjects().tolist() == [1, 2, 1]
+    assert t.id.tolist() == [1, 1, 2, 1, 1]  # the ID value is kept
 
 
 def test_constant_infusion_and_a_reset_going_back_in_time_are_accepted(tmp_path: Path) -> None:

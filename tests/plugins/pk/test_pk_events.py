@@ -314,9 +314,19 @@ def test_variability_for_the_data_subjects_is_seeded_per_subject() -> None:
     want = np.where(t <= 3, 100 / (V * k2) * (1 - np.exp(-k2 * t)),
                     100 / (V * k2) * (1 - np.exp(-k2 * 3)) * np.exp(-k2 * (t - 3)))
     assert_rel(ds["concentration"].values[4:], want)
+    # the size follows from the data: left out, the same two subjects with the same draws
+    del sc["population"]["size"]
+    derived = run(build_model(with_data(table), sc))
+    np.testing.assert_array_equal(derived["concentration"].values, ds["concentration"].values)
+    # only a contradicting size is refused, naming both numbers
     sc["population"]["size"] = 3
-    with pytest.raises(ScenarioError, match=r"population\.size: with a data set"):
+    with pytest.raises(ScenarioError, match=r"population\.size: .*subjects\.csv has 2 "
+                                            r"subjects, but population\.size is 3"):
         prepare(sc, model_class=with_data(table))
+    # without a data set the size is required
+    with pytest.raises(ScenarioError, match=r"population\.size: required"):
+        prepare(scenario([{"type": "bolus", "amount": "100 mg"}],
+                         population={"variability": {"clearance": 0.3}}, seed=5))
 
 
 def test_a_bad_data_row_is_named() -> None:
@@ -355,22 +365,3 @@ def test_a_subject_alone_equals_the_subject_among_the_others() -> None:
                                       both["concentration"].values[rows])
         np.testing.assert_array_equal(alone["record_amount"].values,
                                       both["record_amount"].values[rows])
-
-
-@pytest.mark.parametrize(("event", "field"), [
-    ({"type": "reset", "at": "6 h"}, "events.1.type"),
-    ({"type": "bolus", "amount": "100 mg", "at": "6 h", "compartment": "central"},
-     "events.1.compartment"),
-])
-def test_saturable_elimination_names_the_event_it_cannot_take(event: dict[str, Any],
-                                                              field: str) -> None:
-    """The Michaelis–Menten (ODE) path takes bolus, infusion and oral doses only: a reset or a
-    compartment is refused naming that event, not read as a dose without an amount."""
-    sc = {"name": "saturable", "model": "pk.one_compartment",
-          "parameters": {"central_volume": "30 L", "clearance": "0 L/h",
-                         "michaelis_menten": {"vmax": "50 mg/h", "km": "5 mg/L"}},
-          "events": [{"type": "bolus", "amount": "500 mg"}, event],
-          "time": {"stop": "12 h", "step": "1 h"}}
-    with pytest.raises(ScenarioError) as info:
-        prepare(sc)
-    assert field in str(info.value) and "michaelis_menten" in str(info.value)
