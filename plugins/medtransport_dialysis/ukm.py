@@ -5,8 +5,9 @@ method).
 
 Measured: C₁ before a session, C₂ at its end, C₃ before the next one; known: the session
 length t_d, the interval θ from the session's end to the next pre-dialysis sample, the
-dialyser clearance K, the residual renal clearance K_r, the fluid removed in the session UF
-and the fluid gained until the next one (the interdialytic weight gain) W_g. The single pool
+dialyser clearance K, the residual renal clearance K_r, the net fluid removed in the session
+UF and the fluid gained until the next one (the interdialytic weight gain) W_g (either may be
+negative; the space must stay above the lower bound). The single pool
 with variable volume (:mod:`medtransport_dialysis.kinetics`)::
 
     d(V·C)/dt = G − (K + K_r)·C,   dV/dt = −UF/t_d           (session, V: V_post + UF → V_post)
@@ -112,11 +113,13 @@ def formal_ukm(pre: Any, post: Any, next_pre: Any, *, hours: Any, interval: Any,
     for name, x in zip(names, (c1, c2, c3, t, theta, k), strict=True):
         if not np.all(np.isfinite(x) & (x > 0)):
             problems.append((name, f"expected positive finite values, got {_worst(x)}"))
-    for name, x in (("residual_clearance", kr), ("ultrafiltration", uf),
-                    ("weight_gain", gain)):
-        if not np.all(np.isfinite(x) & (x >= 0)):
-            problems.append((name, f"expected non-negative finite values, got "
-                                   f"{_worst(x, allow_zero=True)}"))
+    if not np.all(np.isfinite(kr) & (kr >= 0)):
+        problems.append(("residual_clearance", f"expected non-negative finite values, got "
+                                               f"{_worst(kr, allow_zero=True)}"))
+    # the fluid may go either way (a session without ultrafiltration gains the intake)
+    for name, x in (("ultrafiltration", uf), ("weight_gain", gain)):
+        if not np.all(np.isfinite(x)):
+            problems.append((name, f"expected finite values, got {x[~np.isfinite(x)][0]}"))
     if problems:
         raise MeasurementError(problems)
     if np.any(c2 >= c1):
@@ -125,12 +128,19 @@ def formal_ukm(pre: Any, post: Any, next_pre: Any, *, hours: Any, interval: Any,
                                          f"below the pre-dialysis {c1[i]:.6g} mmol/L "
                                          f"(entry {i})")])
     args = (t, theta, k, kr, uf, gain)
-    lo = np.full(c1.shape, np.log(VOLUME_BOUNDS[0]))
+    # the space must stay above the lower bound at both ends of both pieces
+    lo = np.log(VOLUME_BOUNDS[0] + np.maximum(0.0, np.maximum(-uf, -gain)))
     hi = np.full(c1.shape, np.log(VOLUME_BOUNDS[1]))
     with np.errstate(all="ignore"):
         f_lo, _ = _mismatch(np.exp(lo), c1, c2, c3, args)
         f_hi, _ = _mismatch(np.exp(hi), c1, c2, c3, args)
     # f rises with V (a larger space is cleared less); a root needs f(lo) ≤ 0 ≤ f(hi)
+    if np.any(lo >= hi):
+        i = int(np.argmax(lo >= hi))
+        name = "weight_gain" if gain[i] < uf[i] else "ultrafiltration"
+        raise MeasurementError([(name, f"a fluid change of {uf[i]:.4g} L in the "
+                                                    f"session and {gain[i]:.4g} L after it "
+                                                    "leaves no urea space in bounds")])
     if np.any(~(f_lo <= 0)):
         i = int(np.argmax(~(f_lo <= 0)))
         raise MeasurementError([("post", f"falls further than a clearance of {k[i]:.4g} L/h "

@@ -133,7 +133,8 @@ def test_formal_ukm_against_daugirdas_second_generation_on_a_set_of_sessions() -
     ({"next_pre": 8.0}, "next_pre"),                # below post: no positive generation
     ({"hours": 0.0}, "hours"),
     ({"clearance": -1.0}, "clearance"),
-    ({"ultrafiltration": -0.5}, "ultrafiltration"),
+    ({"ultrafiltration": float("inf")}, "ultrafiltration"),
+    ({"weight_gain": -2000.0}, "weight_gain"),  # no positive space at the next pre
     ({"interval": float("nan")}, "interval"),
 ])
 def test_impossible_measurements_are_refused_naming_the_field(change: dict[str, float],
