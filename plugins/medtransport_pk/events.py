@@ -113,6 +113,8 @@ def read_regimens(scenario: Scenario, unit: str, molar_mass: pint.Quantity | Non
     out: list[Regimen] = []
     t0 = scenario.time.start.m_as("h")
     for i, event in enumerate(scenario.events):
+        if event.type in ("dialysis", "crrt"):
+            continue  # a clearance, not a dose (medtransport_pk.extracorporeal)
         base = f"events.{i}"
         extra = dict(event.model_extra or {})
         for key in sorted(set(extra) - _ALLOWED.get(event.type, set())):
