@@ -1,8 +1,8 @@
 """The PK models' plots: concentration–time curves and the drug account, in hours, mg and mg/L.
 
 One patient: the concentrations (left) with the NCA of the central compartment and any
-dialysis or CRRT sessions shaded with the drug each removed, and the drug account (right): in the body, what the ledger expects, given, eliminated, dialysate,
-unabsorbed.
+dialysis or CRRT sessions shaded with the drug each removed, and the drug account (right): in
+the body, what the ledger expects, given, eliminated, dialysate, unabsorbed.
 
 A population: percentile bands of the central concentration (left) and — per patient, never
 summed over patients, which has no clinical meaning — the bands of the drug in the body and of
