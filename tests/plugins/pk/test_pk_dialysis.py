@@ -216,3 +216,23 @@ def test_crrt_takes_no_calendar() -> None:
     with pytest.raises(ScenarioError) as err:
         build_model(OneCompartment, sc).build_domain()
     assert any(where == "events.1.days" for where, _ in err.value.problems)
+
+
+def test_the_plot_shades_each_session_with_the_drug_it_removed() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from medtransport_pk.plots import plot_one
+
+    sc = scenario([{**SESSION, "every": "24 h", "count": 2}])
+    model = build_model(OneCompartment, sc)
+    ds = run(model)
+    fig = Figure()
+    plot_one(model, ds, fig)
+    ax = fig.axes[0]
+    assert len(ax.patches) == 2  # the two sessions' spans
+    texts = [t.get_text() for t in ax.texts]
+    for removed in ds["dialysis_removed"].values:
+        assert f"−{removed:.3g} mg" in texts
