@@ -41,7 +41,8 @@ from medtransport_dialysis.dialyser import phi1
 from medtransport_dialysis.kinetics import log_ratio
 
 __all__ = ["KDOQI_MINIMUM_SP_KTV", "KDOQI_MINIMUM_URR", "KDOQI_TARGET_SP_KTV",
-           "daugirdas_sp_ktv", "formal_ktv", "leypoldt_std_ktv", "rate_equation_ektv", "urr"]
+           "daugirdas_sp_ktv", "formal_ktv", "leypoldt_std_ktv", "post_concentration",
+           "rate_equation_ektv", "urr"]
 
 KDOQI_MINIMUM_SP_KTV = 1.2
 KDOQI_TARGET_SP_KTV = 1.4
@@ -96,14 +97,14 @@ def formal_ktv(pre: Any, post: Any, hours: Any, post_volume_l: Any, *,
         k = np.maximum(v_post * np.log(pre / post) / t, 1e-6)
         target = np.log(post)
         for _ in range(iterations):
-            mid = np.log(_post_concentration(pre, t, v_pre, g, kr, a, k))
+            mid = np.log(post_concentration(pre, t, v_pre, g, kr, a, k))
             h = 1e-7 * k
-            slope = (np.log(_post_concentration(pre, t, v_pre, g, kr, a, k + h)) - mid) / h
+            slope = (np.log(post_concentration(pre, t, v_pre, g, kr, a, k + h)) - mid) / h
             k = np.maximum(k - (mid - target) / slope, 0.5 * k)
     return (k * t / v_post).reshape(shape)
 
 
-def _post_concentration(pre: np.ndarray, t: np.ndarray, v_pre: np.ndarray, g: np.ndarray,
+def post_concentration(pre: np.ndarray, t: np.ndarray, v_pre: np.ndarray, g: np.ndarray,
                         kr: np.ndarray, a: np.ndarray, k: np.ndarray) -> np.ndarray:
     """C at the end of one session of the single-pool model (the closed form of
     :mod:`medtransport_dialysis.kinetics` for one piece, the amount only)."""

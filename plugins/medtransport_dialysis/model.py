@@ -47,6 +47,7 @@ from medtransport_dialysis import adequacy as adq
 from medtransport_dialysis.dialyser import clearance as dialyser_clearance
 from medtransport_dialysis.kinetics import Course, Kinetics, Schedule, simulate_course
 from medtransport_dialysis.sessions import Session, read_sessions
+from medtransport_dialysis.ukm import MeasurementError, formal_ukm
 from medtransport_dialysis.urea import (
     bun_mg_per_dl,
     generation_from_npcr,
@@ -79,6 +80,9 @@ class UreaParams(Params):
     pre_urea: Qty("mmol/L", "mg/dL", gt=0)
     #: measured after the first session: formal UKM of the measured session
     post_urea: Qty("mmol/L", "mg/dL", gt=0) | None = None
+    #: measured before the second session: with pre_urea and post_urea, the urea space and
+    #: generation are solved by formal UKM (three-BUN; :mod:`medtransport_dialysis.ukm`)
+    next_pre_urea: Qty("mmol/L", "mg/dL", gt=0) | None = None
     #: what a mass concentration or mass rate measures (BUN by default)
     mass_concentration_of: Literal["urea_nitrogen", "urea"] = "urea_nitrogen"
     water_volume: Qty("L", gt=0) | None = None
@@ -91,6 +95,8 @@ class UreaParams(Params):
 
     @model_validator(mode="after")
     def _one_generation(self) -> UreaParams:
+        if self.next_pre_urea is not None:
+            return self  # solved from the measurements (the model names what not to give)
         if (self.generation is None) == (self.npcr is None):
             raise ValueError("give exactly one of 'generation' and 'npcr'")
         return self
@@ -158,9 +164,12 @@ class UreaModel(Model):
         return np.exp(self.etas[name])
 
     def _volume(self) -> np.ndarray:
-        """V at t0 (L), per patient: given, else Watson's from the patient (or a
-        population's sampled covariates)."""
+        """V at t0 (L), per patient: solved by formal UKM, given, else Watson's from the
+        patient (or a population's sampled covariates)."""
         p = self.params
+        solved = getattr(self, "_ukm_volume", None)
+        if solved is not None:
+            return solved
         if p.water_volume is not None:
             v = float(p.water_volume.m_as("L"))
         else:
@@ -192,19 +201,11 @@ class UreaModel(Model):
     def _setup(self) -> None:
         """Everything the run needs, as arrays over patients (h, L, L/h, mmol)."""
         p = self.params
-        self.v0 = self._volume()
-        if np.any(self.v0 <= 0):
-            raise ScenarioError([("parameters.water_volume", "the urea space must be positive")])
+        self._ukm = None
+        self._ukm_volume = None
+        if p.next_pre_urea is not None:
+            self._check_measured_fields()
         self.c0 = np.full(self.n_batch, self._initial_concentration())
-        if p.generation is not None:
-            g = urea_rate_mmol_per_h(p.generation, p.mass_concentration_of)
-        else:
-            assert p.npcr is not None
-            try:
-                g = generation_from_npcr(p.npcr.m_as("g/kg/day"), self.v0)
-            except ValueError as exc:
-                raise ScenarioError([("parameters.npcr", str(exc))]) from None
-        self.g = np.broadcast_to(g * self._eta("generation"), (self.n_batch,)).astype(float)
         self.kr = np.broadcast_to(float(p.residual_clearance.m_as("L/h"))
                                   * self._eta("residual_clearance"), (self.n_batch,)).astype(float)
         self.intake = np.full(self.n_batch, float(p.fluid_intake.m_as("L/h")))
@@ -243,6 +244,23 @@ class UreaModel(Model):
         if p.post_urea is not None and abs(self.sessions[0].start - t0) > 1e-9:
             raise ScenarioError([("parameters.post_urea", "pre_urea and post_urea bracket the "
                                   "first session, so it must start at time.start")])
+        if p.next_pre_urea is not None:
+            self._solve_measured()
+        else:
+            self.v0 = self._volume()
+            if np.any(self.v0 <= 0):
+                raise ScenarioError([("parameters.water_volume",
+                                      "the urea space must be positive")])
+            if p.generation is not None:
+                g = urea_rate_mmol_per_h(p.generation, p.mass_concentration_of)
+            else:
+                assert p.npcr is not None
+                try:
+                    g = generation_from_npcr(p.npcr.m_as("g/kg/day"), self.v0)
+                except ValueError as exc:
+                    raise ScenarioError([("parameters.npcr", str(exc))]) from None
+            self.g = np.broadcast_to(g * self._eta("generation"),
+                                     (self.n_batch,)).astype(float)
         base = self.intake - self.urine
         for i, s in enumerate(self.sessions):
             # the volume at the session's end, had every earlier session removed its fluid
@@ -252,6 +270,65 @@ class UreaModel(Model):
             if np.any(low <= 0.2 * self.v0):
                 raise ScenarioError([(f"events.{s.index}.ultrafiltration",
                                       "removes more than 80 % of the body water")])
+
+    def _check_measured_fields(self) -> None:
+        """With ``next_pre_urea`` the urea space and generation are what formal UKM solves:
+        refuse what would be ignored, naming it."""
+        p = self.params
+        problems = []
+        if len(self.pool_names) != 1:
+            problems.append(("parameters.next_pre_urea", "formal UKM solves the single-pool "
+                             "model; use dialysis.urea_single_pool"))
+        if p.post_urea is None:
+            problems.append(("parameters.post_urea", "required with next_pre_urea (formal "
+                             "UKM needs pre, post and next pre-dialysis urea)"))
+        for name in ("water_volume", "generation", "npcr"):
+            if getattr(p, name) is not None:
+                problems.append((f"parameters.{name}", "solved by formal UKM from pre_urea, "
+                                 "post_urea and next_pre_urea; remove it (or remove "
+                                 "next_pre_urea)"))
+        for name in ("water_volume", "generation"):
+            if self.etas is not None and name in self.etas:
+                problems.append((f"population.variability.{name}", "solved per patient by "
+                                 "formal UKM from the measured urea; it cannot also vary"))
+        if problems:
+            raise ScenarioError(problems)
+
+    def _solve_measured(self) -> None:
+        """Formal UKM (:mod:`medtransport_dialysis.ukm`): V and G from pre_urea (start of the
+        first session, at time.start), post_urea (its end) and next_pre_urea (the start of
+        the second session), with each patient's dialyser clearance, residual clearance and
+        fluid: the session removes its ultrafiltration net of the intake less urine over it,
+        the interval gains intake less urine."""
+        p = self.params
+        t_end = float(self.scenario.time.stop.m_as("h"))
+        if len(self.sessions) < 2 or self.sessions[1].start > t_end + 1e-9:
+            raise ScenarioError([("parameters.next_pre_urea", "drawn at the start of the "
+                                  "second session, which must start within the run")])
+        first, second = self.sessions[0], self.sessions[1]
+        net = self.intake - self.urine
+        uf = self.qf[0] * first.duration - net * first.duration
+        conc = {name: urea_mmol_per_l(getattr(p, name), p.mass_concentration_of)
+                for name in ("pre_urea", "post_urea", "next_pre_urea")}
+        fields = {"pre": "parameters.pre_urea", "post": "parameters.post_urea",
+                  "next_pre": "parameters.next_pre_urea",
+                  "hours": f"events.{first.index}.duration",
+                  "interval": f"events.{second.index}.at",
+                  "clearance": "parameters.dialyser",
+                  "residual_clearance": "parameters.residual_clearance",
+                  "ultrafiltration": f"events.{first.index}.ultrafiltration",
+                  "weight_gain": "parameters.fluid_intake"}
+        try:
+            self._ukm = formal_ukm(conc["pre_urea"], conc["post_urea"], conc["next_pre_urea"],
+                                   hours=first.duration, interval=second.start - first.stop,
+                                   clearance=self.k_total[0], residual_clearance=self.kr,
+                                   ultrafiltration=uf, weight_gain=net * (second.start
+                                                                          - first.stop))
+        except MeasurementError as exc:
+            raise ScenarioError([(fields[f], m) for f, m in exc.problems]) from None
+        self._ukm_volume = np.asarray(self._ukm.volume_post + uf, float)
+        self.v0 = self._ukm_volume
+        self.g = np.asarray(self._ukm.generation, float)
 
     def _initial_concentration(self) -> float:
         """The measured pre-dialysis urea (mmol/L) the states start from."""
@@ -471,6 +548,8 @@ class UreaModel(Model):
         put("urr_adequate", (adq.urr(pre, post) >= adq.KDOQI_MINIMUM_URR).astype(np.int8), "1",
             "URR ≥ 65 % (KDOQI 2015)")
         self._measured(ds, batch, hours[0], uf[0], v_stop[0], a_on[0], weight[0], post[0])
+        if self._ukm is not None:
+            self._solved(ds, course, batch)
         # weekly standard Kt/V (Gotch's definition on the model, Leypoldt's formula): only
         # for a run of a week or more with repeated sessions; both assume a periodic steady
         # state, which a week starting away from it only approaches
@@ -518,6 +597,40 @@ class UreaModel(Model):
         }
         for name, (v, units, label) in values.items():
             ds[name] = (batch, _one(v, single), {"units": units, "long_name": label})
+
+    def _solved(self, ds: xr.Dataset, course: Course, batch: tuple[str, ...]) -> None:
+        """What formal UKM solved from the three measured urea values, and the model's own
+        next pre-dialysis urea over the measured one (1 when the solution and the run agree;
+        the ``measured_urea`` audit)."""
+        assert self._ukm is not None
+        p = self.params
+        single = self.n_patients is None
+        r = self._ukm
+        v = course.part("volume", "at_start")[1]
+        predicted = course.at_start[1][..., 0] / v
+        assert p.next_pre_urea is not None
+        measured = urea_mmol_per_l(p.next_pre_urea, p.mass_concentration_of)
+        values = {
+            "measured_next_pre_urea": (np.full(self.n_batch, measured), "mmol/L",
+                                       "measured pre-dialysis urea before the second session"),
+            "ukm_volume": (r.volume_post, "L", "urea space at the end of the first session, "
+                                               "formal UKM (three-BUN)"),
+            "ukm_generation": (r.generation, "mmol/h", "urea generation, formal UKM "
+                                                       "(three-BUN)"),
+            "ukm_sp_ktv": (r.sp_ktv, "1", "spKt/V of the first session, formal UKM "
+                                          "(three-BUN)"),
+            "ukm_npcr": (r.npcr, "g/kg/day", "nPCR (Borah) from the formal-UKM generation, "
+                                             "normalised to V_post/0.58"),
+            "predicted_over_measured_next_pre": (predicted / measured, "1", "the model's "
+                                                 "next pre-dialysis urea over the measured"),
+        }
+        for name, (values_, units, label) in values.items():
+            ds[name] = (batch, _one(np.broadcast_to(values_, (self.n_batch,)), single),
+                        {"units": units, "long_name": label})
+
+    def audits(self) -> list[Any]:
+        """With measured pre, post and next pre urea: the run reproduces them."""
+        return [_audit_measured_urea] if self.params.next_pre_urea is not None else []
 
     # -- presentation ----------------------------------------------------------------------
     def plot(self, dataset: xr.Dataset, figure: Any) -> None:
@@ -570,6 +683,29 @@ class UreaModel(Model):
             ({**base, "residual_clearance": "-1 mL/min"}, "residual_clearance"),
             ({k: v for k, v in base.items() if k != "dialyser"}, "dialyser"),
         ]
+
+
+def _audit_measured_urea(ctx: Any) -> list[Any]:
+    """The urea space and generation formal UKM solved must give back, through the run, the
+    post-dialysis and next pre-dialysis urea they were solved from (1e-6 relative)."""
+    from medtransport.audit import AuditResult
+
+    ds = ctx.trajectory.states
+    out = []
+    for name, what in (("predicted_over_measured_post", "post-dialysis"),
+                       ("predicted_over_measured_next_pre", "next pre-dialysis")):
+        if name not in ds:
+            out.append(AuditResult(f"measured_urea[{what}]", False, float("inf"), 1e-6, "1",
+                                   f"the run did not report {name}"))
+            continue
+        ratio = np.asarray(ds[name].values, float)
+        worst = float(np.max(np.abs(ratio - 1.0))) if np.all(np.isfinite(ratio)) else \
+            float("inf")
+        out.append(AuditResult(f"measured_urea[{what}]", worst <= 1e-6, worst, 1e-6, "1",
+                               f"max |model/measured − 1| of the {what} urea over "
+                               f"{ratio.size} patient(s): formal UKM's V and G reproduce the "
+                               "measurement they were solved from"))
+    return out
 
 
 def _one(values: np.ndarray, single: bool) -> Any:

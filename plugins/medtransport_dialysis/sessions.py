@@ -23,10 +23,9 @@ import pint
 
 from medtransport.errors import ScenarioError
 from medtransport.scenario import Scenario
+from medtransport_dialysis.calendar import DAYS, weekly_starts
 
 __all__ = ["DAYS", "Session", "read_sessions"]
-
-DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _ALLOWED = {"duration", "ultrafiltration", "substitution", "blood_flow", "dialysate_flow",
             "clearance", "days", "weeks"}
 
@@ -97,24 +96,12 @@ def read_sessions(scenario: Scenario) -> list[Session]:
                 problems.append((f"{base}.days", "a weekly schedule takes 'days' (and "
                                                  "'weeks'), not 'every' or 'count'"))
                 continue
-            if not isinstance(days, list) or not days or not all(
-                    isinstance(d, str) and d[:3].lower() in DAYS and len(d) >= 3 for d in days):
-                problems.append((f"{base}.days", f"expected a list of week days such as "
-                                                 f"[Mon, Wed, Fri], got {days!r}"))
-                continue
-            if at >= 24.0:
-                problems.append((f"{base}.at", "with 'days', 'at' is the time of day (< 24 h)"))
-                continue
-            weeks = extra.get("weeks", max(1, math.ceil(t_end / 168.0)))
-            if not isinstance(weeks, int) or isinstance(weeks, bool) or not 1 <= weeks <= 520:
-                problems.append((f"{base}.weeks", f"expected a whole number of weeks from 1 to "
-                                                  f"520, got {weeks!r}"))
-                continue
-            offsets = sorted({DAYS.index(d[:3].lower()) for d in days})
             # a calendar: the days before time.start (or a session running across it) are
             # not part of the run
-            starts = [x for x in (168.0 * w + 24.0 * d + at for w in range(weeks)
-                                  for d in offsets) if x >= t0 - 1e-12]
+            found = weekly_starts(days, at, extra.get("weeks"), t0, t_end, base, problems)
+            if found is None:
+                continue
+            starts = found
         else:
             if "weeks" in extra:
                 problems.append((f"{base}.weeks", "'weeks' goes with 'days'"))

@@ -745,7 +745,9 @@ def read_dataset(scenario: Scenario) -> RecordTable | None:
     The path resolves against the scenario's directory; CMT is checked against the model's
     compartments (:func:`model_compartments`). ``events`` beside a data set that has dose
     records are refused (which would win?); a levels-only data set takes its doses from them,
-    given to every subject (:func:`medtransport_pk.fitting.records_from_events`)."""
+    given to every subject (:func:`medtransport_pk.fitting.records_from_events`). ``dialysis``
+    and ``crrt`` events are not doses: they act on every subject of any data set
+    (:mod:`medtransport_pk.extracorporeal`)."""
     spec = data_spec(scenario)
     if spec is None:
         return None
@@ -759,7 +761,9 @@ def read_dataset(scenario: Scenario) -> RecordTable | None:
     kind = "with" if "depot" in numbers.values() else "without"
     table = read_nonmem(path, spec, compartments=numbers,
                         model=f"{scenario.model} {kind} first-order absorption")
-    if scenario.events:
+    # dialysis and CRRT sessions are clearances acting on every subject, not records
+    doses = [e for e in scenario.events if e.type not in ("dialysis", "crrt")]
+    if doses or (scenario.events and not np.any(np.isin(table.evid, (1, 4)))):
         if np.any(np.isin(table.evid, (1, 4))):
             # both would be doses, and which one wins would be unseen
             raise ScenarioError([("events", f"the data set {spec.path} has dose records "

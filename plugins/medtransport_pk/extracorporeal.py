@@ -13,7 +13,10 @@ each session as two more segments of every subject
 Per event:
 
 =================================  ==========================================================
-``type: dialysis``                 ``at``, ``duration`` (required), ``every``/``count``
+``type: dialysis``                 ``at``, ``duration`` (required), ``every``/``count``, or
+                                   a weekly calendar: ``days: [Mon, Wed, Fri]`` with ``at``
+                                   the time of day and optionally ``weeks``
+                                   (:mod:`medtransport_dialysis.calendar`)
 ``type: crrt``                     ``at``; ``duration`` optional (without it CRRT runs to the
                                    end); no ``every``
 ``clearance``                      CL_D given (volume per time), or the dialyser form:
@@ -27,6 +30,7 @@ Per event:
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -40,7 +44,7 @@ __all__ = ["KINDS", "Session", "read_sessions"]
 
 KINDS = ("dialysis", "crrt")
 _DIALYSER = ("koa", "blood_flow", "dialysate_flow")
-_KEYS = {"dialysis": {"duration", "clearance", "free_fraction", *_DIALYSER},
+_KEYS = {"dialysis": {"duration", "clearance", "free_fraction", "days", "weeks", *_DIALYSER},
          "crrt": {"duration", "clearance", "free_fraction", "effluent_flow"}}
 
 
@@ -117,6 +121,33 @@ def _clearance(kind: str, extra: dict[str, Any], base: str,
     return float(cl.m_as("L/h"))
 
 
+def _calendar(event: Any, extra: dict[str, Any], duration: float, base: str,
+              scenario: Scenario, problems: list[tuple[str, str]]) -> list[float] | None:
+    """The start times (h) of a dialysis event's weekly calendar (``days``, ``at`` the time of
+    day, ``weeks``), or None after appending problems."""
+    from medtransport_dialysis.calendar import weekly_starts
+
+    if "days" not in extra:
+        problems.append((f"{base}.weeks", "'weeks' goes with 'days'"))
+        return None
+    if event.every is not None or event.count != 1:
+        problems.append((f"{base}.days", "a weekly calendar takes 'days' (and 'weeks'), not "
+                                         "'every' or 'count'"))
+        return None
+    t0 = float(scenario.time.start.m_as("h"))
+    t_end = float(scenario.time.stop.m_as("h"))
+    starts = weekly_starts(extra["days"], float(event.at.m_as("h")), extra.get("weeks"), t0,
+                           t_end, base, problems)
+    if starts is None:
+        return None
+    for a, b in itertools.pairwise(starts):
+        if b - a < duration - 1e-9:
+            problems.append((f"{base}.duration", f"sessions of {duration:g} h on this "
+                             f"calendar would overlap (starts at {a:g} h and {b:g} h)"))
+            return None
+    return starts
+
+
 def read_sessions(scenario: Scenario) -> list[Session]:
     """Every dialysis and CRRT occurrence, in time order; every problem names its field."""
     problems: list[tuple[str, str]] = []
@@ -132,7 +163,8 @@ def read_sessions(scenario: Scenario) -> list[Session]:
             problems.append((f"{base}.{key}", f"a {kind} event does not take {key!r}; it "
                              f"takes {', '.join(sorted(_KEYS[kind]))}"))
         at = float(event.at.m_as("h"))
-        if at < t0 - 1e-12:
+        weekly = "days" in extra
+        if at < t0 - 1e-12 and not weekly:
             problems.append((f"{base}.at", f"the {kind} at {event.at:~P} precedes time.start"))
         dur = extra.get("duration")
         duration = math.inf
@@ -151,12 +183,18 @@ def read_sessions(scenario: Scenario) -> list[Session]:
             problems.append((f"{base}.duration", f"a session of {dur:~P} is longer than the "
                              f"interval {event.every:~P}: sessions would overlap"))
             continue
-        cl = _clearance(kind, {k: v for k, v in extra.items() if k != "duration"}, base,
-                        problems)
+        if weekly or "weeks" in extra:
+            starts = _calendar(event, extra, duration, base, scenario, problems)
+            if starts is None:
+                continue
+        else:
+            starts = [float(t) for t in event.times() / 3600.0]
+        cl = _clearance(kind, {k: v for k, v in extra.items()
+                               if k not in ("duration", "days", "weeks")}, base, problems)
         if cl is None:
             continue
-        for t in event.times() / 3600.0:
-            out.append(Session(i, kind, float(t), float(t) + duration, cl))
+        for t in starts:
+            out.append(Session(i, kind, t, t + duration, cl))
     if problems:
         raise ScenarioError(problems)
     out.sort(key=lambda s: (s.start, s.index))

@@ -44,9 +44,10 @@ from medtransport.estimation.residual import ResidualError
 from medtransport.scenario import Scenario
 from medtransport.units import Q_, ureg
 from medtransport_pk.covariates import clearance_factor, inter_clearance_factor, volume_factor
-from medtransport_pk.engine import Kinetics, simulate
+from medtransport_pk.engine import Kinetics, simulate, with_clearance
 from medtransport_pk.events import amount_unit
 from medtransport_pk.events import records_from_events as events_as_records
+from medtransport_pk.extracorporeal import read_sessions
 from medtransport_pk.records import RecordTable
 
 __all__ = ["FitData", "estimation_problem", "records_from_events"]
@@ -91,6 +92,9 @@ class FitData:
     #: (n_subjects, n_parameters) factor from a subject's first-record parameters to those of
     #: its latest covariates (1 when they do not change): a new regimen is for the patient now
     latest: Any = None
+    #: dialysis and CRRT sessions of the scenario, (start h, stop h, CL L/h): part of every
+    #: prediction of the fit (``segmented``), not of a new steady-state regimen
+    sessions: tuple[tuple[float, float, float], ...] = ()
 
     def dose_route(self) -> tuple[int, float]:
         """(CMT index, infusion duration in h) of the subject's last dose: a new regimen is
@@ -111,6 +115,11 @@ class FitData:
         interval's course, DV unit), and the ``course`` over the interval at ``times``. Doses
         scale all of these linearly. ``phi`` is the (one) subject's parameters at its first
         record; the regimen is for its latest covariates (:attr:`latest`)."""
+        if self.sessions:
+            # a steady state "every τ" has no place for sessions on their own calendar
+            raise ScenarioError([("events", "a recommended regimen is a steady state without "
+                                  "dialysis or CRRT sessions; recommending doses around "
+                                  "sessions is not available (the fit itself includes them)")])
         if self.latest is not None:
             phi = phi * self.latest[0]
         m = phi.shape[0]
@@ -311,6 +320,7 @@ def estimation_problem(scenario: Scenario, table: RecordTable,
     if n_per is None:
         raise ScenarioError([("model", f"{scenario.model} cannot be fitted")])
     oral = params.absorption_rate is not None
+    sessions = tuple((s.start, s.stop, s.clearance) for s in read_sessions(scenario))
     names = tuple(n for n in _STRUCTURAL if getattr(params, n, None) is not None)
     theta = np.array([getattr(params, n).m_as(_UNITS[n]) for n in names])
     compartments = (("depot",) if oral else ()) + ("central",) + \
@@ -453,9 +463,11 @@ def estimation_problem(scenario: Scenario, table: RecordTable,
         local = np.repeat(np.arange(subjects.size), counts)
         segs = np.arange(int(counts.sum())) + np.repeat(
             seg_first[subjects] - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
-        kinetics = kinetics_of(phi[local] * seg_ratio[segs])
-        return replace(kinetics, subject=local.astype(np.int64), start=seg_start[segs].copy(),
-                       nocb=nocb)
+        kinetics = replace(kinetics_of(phi[local] * seg_ratio[segs]),
+                           subject=local.astype(np.int64), start=seg_start[segs].copy(),
+                           nocb=nocb)
+        # dialysis and CRRT: the run's own segments (medtransport_pk.extracorporeal)
+        return with_clearance(kinetics, central, list(sessions)) if sessions else kinetics
 
     books = BooksAudit()
     lengths = stop - start
@@ -530,7 +542,7 @@ def estimation_problem(scenario: Scenario, table: RecordTable,
                       parameter_units={n: _UNITS[n] for n in names}, time=times)
     data = FitData(table, subject_index, obs_position, table.dv_unit, compartments, central,
                    1 if oral else 0, books, kinetics_of, dv_factor, bio_row, index, segmented,
-                   seg_ratio[seg_first + seg_count - 1])
+                   seg_ratio[seg_first + seg_count - 1], sessions)
     return problem, data
 
 

@@ -253,10 +253,9 @@ class PKModel(Model):
         self.sessions: list[Session] = []
         if any(e.type in ("dialysis", "crrt") for e in sc.events):
             i = next(i for i, e in enumerate(sc.events) if e.type in ("dialysis", "crrt"))
-            if table is not None or self.params.michaelis_menten is not None:
+            if self.params.michaelis_menten is not None:
                 raise ScenarioError([(f"events.{i}.type", "dialysis and CRRT are available "
-                                      "for linear kinetics from the scenario's events only "
-                                      "(not with a data set or michaelis_menten)")])
+                                      "for linear kinetics (not with michaelis_menten)")])
             self.sessions = read_sessions(sc)
         p = self.params
         if p.michaelis_menten is not None:

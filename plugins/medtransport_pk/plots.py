@@ -1,8 +1,8 @@
 """The PK models' plots: concentration–time curves and the drug account, in hours, mg and mg/L.
 
-One patient: the concentrations (left) with the NCA of the central compartment, and the drug
-account (right): in the body, what the ledger expects, given, eliminated, dialysate,
-unabsorbed.
+One patient: the concentrations (left) with the NCA of the central compartment and any
+dialysis or CRRT sessions shaded with the drug each removed, and the drug account (right): in
+the body, what the ledger expects, given, eliminated, dialysate, unabsorbed.
 
 A population: percentile bands of the central concentration (left) and — per patient, never
 summed over patients, which has no clinical meaning — the bands of the drug in the body and of
@@ -77,6 +77,23 @@ def _interval_text(model: Any, dataset: xr.Dataset, doses: list[float]) -> str:
     return "\n".join(lines) if len(lines) > 1 else ""
 
 
+def _shade_sessions(ax: Any, dataset: xr.Dataset) -> None:
+    """Dialysis and CRRT sessions shaded, each labelled with the drug it removed."""
+    if "session_start" not in dataset or "dialysis_removed" not in dataset \
+            or dataset["dialysis_removed"].ndim != 1:
+        return
+    unit = dataset["dialysis_removed"].attrs.get("units", "")
+    for j, (a, b) in enumerate(zip(dataset["session_start"].values,
+                                   dataset["session_end"].values, strict=True)):
+        ax.axvspan(float(a), float(b), color="tab:blue", alpha=0.12, zorder=0,
+                   label="dialysis / CRRT" if j == 0 else None)
+        # at the foot of the span (x in data, y in axes), clear of the legend
+        ax.annotate(f"−{float(dataset['dialysis_removed'].values[j]):.3g} {unit}",
+                    (float(b), 0.03), xycoords=ax.get_xaxis_transform(), xytext=(2, 0),
+                    textcoords="offset points", fontsize="x-small", va="bottom")
+    ax.legend(fontsize="small", loc="upper left")
+
+
 def plot_one(model: Any, dataset: xr.Dataset, figure: Any) -> None:
     """Concentration–time curves (left) and the drug account (right) of one patient."""
     ax1, ax2 = figure.subplots(1, 2)
@@ -88,6 +105,7 @@ def plot_one(model: Any, dataset: xr.Dataset, figure: Any) -> None:
     ax1.set_ylabel(f"concentration [{conc.attrs['units']}]")
     ax1.set_title("concentration–time")
     ax1.legend(fontsize="small", loc="upper left")
+    _shade_sessions(ax1, dataset)
     doses = _dose_times(model)
     if len(doses) > 1:
         text = _interval_text(model, dataset, doses)

@@ -18,7 +18,7 @@ def runs() -> dict[str, object]:
 
 
 def test_every_example_passes(runs: dict) -> None:  # type: ignore[type-arg]
-    assert len(runs) == 4
+    assert len(runs) == 5
     assert all(ds.attrs["audit_status"] == "passed" for ds in runs.values())
 
 
@@ -46,3 +46,12 @@ def test_vancomycin_sessions_remove_a_third(runs: dict) -> None:  # type: ignore
     ds = runs["dialysis_vancomycin_hd"]
     assert np.all((ds["session_removed_fraction"] > 0.25)
                   & (ds["session_removed_fraction"] < 0.40))
+
+
+def test_the_three_bun_example_solves_a_plausible_patient(runs: dict) -> None:  # type: ignore[type-arg]
+    ds = runs["dialysis_three_bun_ukm"]
+    # 72 kg: a urea space of 55–70 % of the weight, nPCR in the usual 0.8–1.4 g/kg/day
+    assert 0.55 * 72 < float(ds["ukm_volume"]) < 0.70 * 72
+    assert 0.8 < float(ds["ukm_npcr"]) < 1.4
+    assert abs(float(ds["ukm_sp_ktv"]) - float(ds["measured_sp_ktv_daugirdas"])) < 0.1
+    np.testing.assert_allclose(float(ds["urea_nitrogen"][0]), 70.0, rtol=1e-12)

@@ -110,13 +110,13 @@ def test_daugirdas_reference_value() -> None:
 
 
 def test_formal_ukm_converges_over_a_broad_random_set_of_sessions() -> None:
-    from medtransport_dialysis.adequacy import _post_concentration
+    from medtransport_dialysis.adequacy import post_concentration
 
     rng = np.random.default_rng(0)
     n = 2000
     t, v, k = rng.uniform(2, 8, n), rng.uniform(20, 60, n), rng.uniform(2, 25, n)
     a, g, kr = rng.uniform(-1.5, 0, n), rng.uniform(3, 20, n), rng.uniform(0, 0.5, n)
     pre = np.full(n, 25.0)
-    post = _post_concentration(pre, t, v - a * t, g, kr, a, k)
+    post = post_concentration(pre, t, v - a * t, g, kr, a, k)
     got = adq.formal_ktv(pre, post, t, v, generation=g, residual_clearance=kr, volume_rate=a)
     np.testing.assert_allclose(got, k * t / v, rtol=1e-10)

@@ -165,3 +165,74 @@ def test_a_session_on_the_matrix_exponential_path_closes_its_books() -> None:
         1 - np.exp(-k2 * span) * (1 + k2 * span)) / k2 ** 2
     np.testing.assert_allclose(float(ds["dialysis_removed"].values[0]), CLD / V * integral,
                                rtol=1e-9)
+
+
+# ----------------------------------------------------------------------------- calendar
+
+def _weekly(event: dict[str, Any], stop: str = "336 h", start: str = "0 h"
+            ) -> dict[str, Any]:
+    sc = scenario([{"type": "dialysis", "duration": "4 h", "clearance": "120 mL/min",
+                    **event}])
+    sc["time"] = {"start": start, "stop": stop, "step": "1 h"}
+    sc["events"][0]["at"] = start  # the dose at the start
+    return sc
+
+
+def test_a_weekly_calendar_expands_to_its_sessions() -> None:
+    ds = run(_weekly({"days": ["Mon", "Wed", "Fri"], "at": "8 h", "weeks": 2}))
+    np.testing.assert_allclose(ds["session_start"].values, [8, 56, 104, 176, 224, 272])
+    np.testing.assert_allclose(ds["session_end"].values - ds["session_start"].values, 4.0)
+    assert ds.attrs["audit_status"] == "passed"
+    # the same sessions written one by one remove the same drug
+    one_by_one = run(scenario([{**SESSION, "at": f"{t} h", "duration": "4 h"}
+                               for t in (8, 56, 104, 176, 224, 272)]
+                              ) | {"time": {"stop": "336 h", "step": "1 h"}})
+    np.testing.assert_allclose(ds["dialysis_removed"], one_by_one["dialysis_removed"],
+                               rtol=1e-12)
+
+
+def test_a_weekly_calendar_skips_days_before_the_start_and_fills_the_run() -> None:
+    ds = run(_weekly({"days": ["Tue", "Sat"], "at": "13 h"}, start="40 h", stop="400 h"))
+    # weeks default to the run's span (3); Tue 13 h of week 0 (37 h) precedes the start
+    np.testing.assert_allclose(ds["session_start"].values, [133, 205, 301, 373])
+
+
+@pytest.mark.parametrize("event, field", [
+    ({"days": ["Mon", "Funday"], "at": "8 h"}, "events.1.days"),
+    ({"days": ["Mon"], "at": "30 h"}, "events.1.at"),
+    ({"days": ["Mon"], "at": "8 h", "weeks": 0}, "events.1.weeks"),
+    ({"days": ["Mon"], "at": "8 h", "every": "48 h"}, "events.1.days"),
+    ({"at": "8 h", "weeks": 2}, "events.1.weeks"),
+    ({"days": ["Mon", "Tue"], "at": "8 h", "duration": "30 h"}, "events.1.duration"),
+])
+def test_bad_weekly_calendars_name_the_field(event: dict[str, Any], field: str) -> None:
+    with pytest.raises(ScenarioError) as err:
+        build_model(OneCompartment, _weekly(event)).build_domain()
+    assert any(where == field for where, _ in err.value.problems), err.value.problems
+
+
+def test_crrt_takes_no_calendar() -> None:
+    sc = scenario([{"type": "crrt", "at": "8 h", "clearance": "1 L/h", "days": ["Mon"]}])
+    with pytest.raises(ScenarioError) as err:
+        build_model(OneCompartment, sc).build_domain()
+    assert any(where == "events.1.days" for where, _ in err.value.problems)
+
+
+def test_the_plot_shades_each_session_with_the_drug_it_removed() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from medtransport_pk.plots import plot_one
+
+    sc = scenario([{**SESSION, "every": "24 h", "count": 2}])
+    model = build_model(OneCompartment, sc)
+    ds = run(model)
+    fig = Figure()
+    plot_one(model, ds, fig)
+    ax = fig.axes[0]
+    assert len(ax.patches) == 2  # the two sessions' spans
+    texts = [t.get_text() for t in ax.texts]
+    for removed in ds["dialysis_removed"].values:
+        assert f"−{removed:.3g} mg" in texts
