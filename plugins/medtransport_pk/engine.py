@@ -439,11 +439,17 @@ def _kernel(ptr, kind, time, cmt, value, unabs, index, origin, seg0,
                 grid_amt[p, g, :] = a
                 grid_conc[p, g] = a[central] / volume[seg]
                 grid_led[p, g, 0] = given
-                grid_led[p, g, 1] = unab
                 grid_led[p, g, 2] = elim_cum
-                grid_led[p, g, 3] = removed
-                grid_led[p, g, 4] = ssdecl
-                grid_led[p, g, 5] = dial_cum
+                # the rarer terms only once they are not zero (the buffer starts at zero): a
+                # plain regimen's run then never touches their pages
+                if unab != 0.0:
+                    grid_led[p, g, 1] = unab
+                if removed != 0.0:
+                    grid_led[p, g, 3] = removed
+                if ssdecl != 0.0:
+                    grid_led[p, g, 4] = ssdecl
+                if dial_cum != 0.0:
+                    grid_led[p, g, 5] = dial_cum
                 g += 1
                 continue
             k = kind[e]
