@@ -90,17 +90,26 @@ class Ledger:
             return np.zeros(n_times)
         return out[:, 0] if out.shape[1] == 1 else out
 
-    def _sum(self, term: str, n_times: int) -> np.ndarray | None:
-        """Σ routes of ``term`` as a new (T, 1) or (T, P) array, or None without routes."""
-        out: np.ndarray | None = None
+    def _sum(self, term: str, n_times: int, *, new: bool = True) -> np.ndarray | None:
+        """Σ routes of ``term`` as a (T, 1) or (T, P) array, or None without routes: a new
+        array, or with ``new=False`` possibly a route itself (for a caller that only reads)."""
+        routes = []
         for name, values in getattr(self, term).items():
             if values.ndim not in (1, 2) or values.shape[0] != n_times:
                 raise ValueError(f"ledger {self.species}.{term}.{name} has shape {values.shape}, "
                                  f"expected ({n_times},) or ({n_times}, patients) — one value "
                                  "per output time")
-            route = values.reshape(n_times, -1)
-            # the first route copied in its own memory order, the others added into it
-            out = route.copy(order="K") if out is None else _accumulate(out, route, 1.0)
+            routes.append(values.reshape(n_times, -1))
+        if not routes:
+            return None
+        if len(routes) == 1:
+            # in its own memory order; a reader needs no copy of a batch's (T, P) route
+            return routes[0].copy(order="K") if new else routes[0]
+        # the first two added into a new array (one pass, the bits of copy-then-add), the
+        # others into it
+        out = np.add(routes[0], routes[1])
+        for route in routes[2:]:
+            out = _accumulate(out, route, 1.0)
         return out
 
     def expected_stored(self, initial: float | np.ndarray, n_times: int) -> np.ndarray:
@@ -108,7 +117,7 @@ class Ledger:
         init = np.reshape(np.asarray(initial, dtype=float), (1, -1))
         signed = [(total, sign) for term, sign in (("inflow", 1.0), ("source", 1.0),
                                                    ("outflow", -1.0), ("sink", -1.0))
-                  if (total := self._sum(term, n_times)) is not None]
+                  if (total := self._sum(term, n_times, new=False)) is not None]
         shape = np.broadcast_shapes((n_times, 1), init.shape, *(t.shape for t, _ in signed))
         # laid out like a per-patient term when there is one (a solver's patient-major output)
         like = next((t for t, _ in signed if t.shape == shape), None)

@@ -333,6 +333,13 @@ def _kernel(ptr, kind, time, cmt, value, unabs, index, origin, seg0,
     aug = np.zeros((n + 3, n + 3))
     eye = np.eye(n + 3)
     n_grid = gtimes.size
+    # e^{λΔ}, Δφ₁(λΔ), Δ²φ₂(λΔ) of the last step: a grid of equal steps reuses them (the same
+    # numbers, so the same bits), sparing two transcendentals per eigenvalue and step
+    c_exp = np.zeros(n)
+    c_p1 = np.zeros(n)
+    c_p2 = np.zeros(n)
+    c_dt = -1.0
+    c_seg = -1
     for p in range(ptr.size - 1):
         a[:] = 0.0
         r[:] = 0.0
@@ -362,25 +369,33 @@ def _kernel(ptr, kind, time, cmt, value, unabs, index, origin, seg0,
                 for i in range(n):
                     rsum += r[i]
                 if use_eig[seg]:
+                    if dt != c_dt or seg != c_seg:
+                        for i in range(n):
+                            x = lam[seg, i] * dt
+                            # φ₁(x) = (eˣ − 1)/x, φ₂(x) = (eˣ − 1 − x)/x², by their series
+                            # near 0
+                            if abs(x) < 1e-2:
+                                p1 = 1.0 + x * (0.5 + x * (1.0 / 6 + x * (1.0 / 24 + x * (
+                                    1.0 / 120 + x / 720))))
+                                p2 = 0.5 + x * (1.0 / 6 + x * (1.0 / 24 + x * (1.0 / 120 + x * (
+                                    1.0 / 720 + x / 5040))))
+                            else:
+                                em1 = math.expm1(x)
+                                p1 = em1 / x
+                                p2 = (em1 - x) / (x * x)
+                            c_exp[i] = math.exp(x)
+                            c_p1[i] = dt * p1
+                            c_p2[i] = dt * dt * p2
+                        c_dt = dt
+                        c_seg = seg
                     for i in range(n):
                         zi = 0.0
                         wi = 0.0
                         for j in range(n):
                             zi += wmat[seg, i, j] * a[j]
                             wi += wmat[seg, i, j] * r[j]
-                        x = lam[seg, i] * dt
-                        # φ₁(x) = (eˣ − 1)/x, φ₂(x) = (eˣ − 1 − x)/x², by their series near 0
-                        if abs(x) < 1e-2:
-                            p1 = 1.0 + x * (0.5 + x * (1.0 / 6 + x * (1.0 / 24 + x * (
-                                1.0 / 120 + x / 720))))
-                            p2 = 0.5 + x * (1.0 / 6 + x * (1.0 / 24 + x * (1.0 / 120 + x * (
-                                1.0 / 720 + x / 5040))))
-                        else:
-                            em1 = math.expm1(x)
-                            p1 = em1 / x
-                            p2 = (em1 - x) / (x * x)
-                        z[i] = math.exp(x) * zi + dt * p1 * wi
-                        iz[i] = dt * p1 * zi + dt * dt * p2 * wi
+                        z[i] = c_exp[i] * zi + c_p1[i] * wi
+                        iz[i] = c_p1[i] * zi + c_p2[i] * wi
                     out = 0.0
                     dout = 0.0
                     for i in range(n):
@@ -436,11 +451,17 @@ def _kernel(ptr, kind, time, cmt, value, unabs, index, origin, seg0,
                 grid_amt[p, g, :] = a
                 grid_conc[p, g] = a[central] / volume[seg]
                 grid_led[p, g, 0] = given
-                grid_led[p, g, 1] = unab
                 grid_led[p, g, 2] = elim_cum
-                grid_led[p, g, 3] = removed
-                grid_led[p, g, 4] = ssdecl
-                grid_led[p, g, 5] = dial_cum
+                # the rarer terms only once they are not zero (the buffer starts at zero): a
+                # plain regimen's run then never touches their pages
+                if unab != 0.0:
+                    grid_led[p, g, 1] = unab
+                if removed != 0.0:
+                    grid_led[p, g, 3] = removed
+                if ssdecl != 0.0:
+                    grid_led[p, g, 4] = ssdecl
+                if dial_cum != 0.0:
+                    grid_led[p, g, 5] = dial_cum
                 g += 1
                 continue
             k = kind[e]
@@ -897,7 +918,9 @@ def simulate(table: RecordTable, kinetics: Kinetics, *, compartments: tuple[str,
     gsize = g_out.size
     grid_amt = np.zeros((n_sub if gsize else 0, gsize, n))
     grid_conc = np.zeros((n_sub if gsize else 0, gsize))
-    grid_led = np.zeros((n_sub if gsize else 0, gsize, len(LEDGER_TERMS)))
+    # term-major memory behind the (P, T, terms) view: each ledger term is one contiguous
+    # block, so the audits read a route (T, P) in one pass instead of gathering every 6th value
+    grid_led = np.zeros((len(LEDGER_TERMS), n_sub if gsize else 0, gsize)).transpose(1, 2, 0)
     check_amt = np.zeros((check_rec.size + n_before, n))
     if saturable:
         from medtransport_pk import saturable as nonlinear

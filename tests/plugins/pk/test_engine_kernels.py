@@ -108,3 +108,65 @@ def test_the_loop_is_chosen_by_the_amount_of_work() -> None:
     assert engine.kernel_for(engine.INTERPRETED_WORK) is engine._kernel
     compiled = engine.kernel_for(engine.INTERPRETED_WORK + 1)
     assert compiled is not engine._kernel and compiled.py_func is engine._kernel
+
+
+def _two_subjects(scales: list[float]) -> tuple[RecordTable, engine.Kinetics]:
+    """One subject per scale of the rate constants, each with its own kinetics and the same
+    infusion; subject i's rates are ORAL_K × scales[i]."""
+    rows = []
+    for i in range(len(scales)):
+        rows += [dict(id=i + 1, evid=1, amt=100, cmt=2, rate=50, ii=12, addl=1),
+                 *obs(5.0, id=i + 1)]
+    m = len(scales)
+    kin = engine.Kinetics(
+        subject=np.arange(m), start=np.full(m, -np.inf),
+        kmat=np.array([ORAL_K * s for s in scales]), elimination=np.array(
+            [ORAL_E * s for s in scales]), bioavailability=np.ones((m, 2)),
+        lag=np.zeros((m, 2)), infusion_rate=np.full((m, 2), np.nan),
+        infusion_duration=np.full((m, 2), np.nan), volume=np.full(m, V))
+    return table(rows), kin
+
+
+@pytest.mark.parametrize("limit", [10**12, -1])
+def test_equal_steps_reuse_no_coefficients_across_subjects_or_segments(
+        limit: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loop reuses e^{λΔ} and φ's of the last step when Δ and the segment repeat (a
+    1-min grid): a subject run after another with different kinetics gets the bits it gets
+    alone, and a segment switch on an equal-step grid takes the new segment's rates."""
+    monkeypatch.setattr(engine, "INTERPRETED_WORK", limit)
+    grid = np.arange(0.0, 24.0 + 1e-9, 1.0 / 60)
+
+    def sim(tbl: RecordTable, kin: engine.Kinetics) -> engine.EngineResult:
+        return engine.simulate(tbl, kin, compartments=("depot", "central"), central=1,
+                               default_dose=0, grid=grid)
+
+    both = sim(*_two_subjects([1.0, 2.5]))
+    alone = sim(*_two_subjects([2.5]))
+    assert both.grid_amounts is not None and alone.grid_amounts is not None
+    assert both.grid_ledger is not None and alone.grid_ledger is not None
+    np.testing.assert_array_equal(both.grid_amounts[1], alone.grid_amounts[0])
+    np.testing.assert_array_equal(both.grid_ledger[1], alone.grid_ledger[0])
+    assert not np.array_equal(both.grid_amounts[0], both.grid_amounts[1])
+    # a switch to the faster rates at 6 h: from then on, central decays at the new K
+    _, kin2 = _two_subjects([1.0, 2.5])
+    switch = engine.Kinetics(
+        subject=np.array([0, 0]), start=np.array([-np.inf, 6.0]), kmat=kin2.kmat,
+        elimination=kin2.elimination, bioavailability=kin2.bioavailability, lag=kin2.lag,
+        infusion_rate=kin2.infusion_rate, infusion_duration=kin2.infusion_duration,
+        volume=kin2.volume)
+    one = table([dict(evid=1, amt=100, cmt=2, rate=50, ii=12, addl=1), *obs(5.0)])
+    res = sim(one, switch)
+    assert res.grid_amounts is not None
+    i6 = int(np.searchsorted(grid, 6.0))
+    k_fast = ORAL_K * 2.5
+    step = scipy_expm(k_fast / 60)
+    # no input between 6 h and 12 h: every 1-min step is e^{K_fast Δ}
+    for g in range(i6, i6 + 30):
+        np.testing.assert_allclose(res.grid_amounts[0, g + 1], step @ res.grid_amounts[0, g],
+                                   rtol=1e-12, atol=1e-12)
+
+
+def scipy_expm(m: np.ndarray) -> np.ndarray:
+    import scipy.linalg
+
+    return scipy.linalg.expm(m)
