@@ -196,7 +196,7 @@ def environment() -> dict[str, Any]:
     info: dict[str, Any] = {
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "cpu": _cpu_model(),
+        "cpu": machine.cpu_model(),
         "cores": os.cpu_count(),
         "numpy": np.__version__,
         "env": {k: os.environ.get(k) for k in ("NUMBA_NUM_THREADS", "OPENBLAS_CORETYPE",
@@ -226,16 +226,6 @@ def environment() -> dict[str, Any]:
     except Exception as exc:
         info["numba_threads"] = f"unavailable: {reason(exc)}"
     return info
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "?"
 
 
 # -------------------------------------------------------------------------------- bandwidth
