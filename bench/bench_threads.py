@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Threaded kernels on a busy machine: each workload idle and with a busy core, side by side.
 
-    flock /work/briefs/bench.lock .venv/bin/python bench/bench_threads.py            # ~2-3 min
-    flock /work/briefs/bench.lock .venv/bin/python bench/bench_threads.py --quick    # ~30 s
+    .venv/bin/python bench/bench_threads.py --out bench/results   # ~20 s on a quiet machine
+    .venv/bin/python bench/bench_threads.py --quick               # smoke run: 200 patients, 64³
 
 "Loaded" = one process this script starts that spins on a core (``while True: pass``) for the
 duration of the loaded repeats, then is killed; on a 2-core machine it leaves one core free.

@@ -169,8 +169,9 @@ def test_vancomycin_predicted_intervals_match_the_generators_exact_solution() ->
         np.testing.assert_allclose(ds["nca_interval_ctrough"].values[mine], troughs,
                                    rtol=1e-9)
         for s, auc in zip(starts, ds["nca_interval_auc_tau"].values[mine], strict=True):
-            # a 1.5-min reference grid: its trapezoid error (about 1e-7 relative against a 9-s grid) is far below
-            # the 0.5 % asserted, at a tenth of the generator's matrix exponentials
+            # a 1.5-min reference grid: its trapezoid error (about 1e-7 relative against a
+            # 9-s grid) is far below the 0.5 % asserted, at a tenth of the generator's
+            # matrix exponentials
             fine = np.linspace(s, s + 12.0, 481)
             c = np.array(gen.central(list(fine), infusions, kmat, v1))
             exact = float(np.sum((c[1:] + c[:-1]) / 2 * np.diff(fine)))
