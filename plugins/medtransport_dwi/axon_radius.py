@@ -26,9 +26,8 @@ import numpy as np
 from scipy.interpolate import CubicSpline
 
 from medtransport.numerics.batched_lm import levenberg_marquardt
-from medtransport_dwi.gaussian_phase import restricted
+from medtransport_dwi.gaussian_phase import pgse_table
 from medtransport_dwi.maps import B0_MAX, Map
-from medtransport_dwi.sequence import GAMMA, pgse_shape
 
 __all__ = ["D_R", "RADII", "axon_radius_maps", "cylinder_table", "perpendicular_signal"]
 
@@ -40,22 +39,10 @@ RADII = np.arange(0.2e-6, 12.0e-6 + 1e-12, 0.05e-6)
 PERPENDICULAR_TOL = 1e-3
 
 
-def _strength(b_si: float, delta: float, separation: float) -> float:
-    return float(np.sqrt(b_si / (GAMMA ** 2 * delta ** 2 * (separation - delta / 3.0))))
-
-
 def cylinder_table(b: np.ndarray, delta: np.ndarray, separation: np.ndarray,
                    radii: np.ndarray = RADII) -> np.ndarray:
     """E_cyl (len(radii), S) across the cylinder for shells b (s/mm²), δ, Δ (s)."""
-    out = np.ones((radii.size, b.size))
-    for s, (bb, d, sep) in enumerate(zip(b, delta, separation, strict=True)):
-        if bb <= 0:
-            continue
-        g = np.array([_strength(bb * 1e6, d, sep)])
-        shape = pgse_shape(d, sep)
-        for i, r in enumerate(radii):
-            out[i, s] = float(np.real(restricted("cylinder", float(r), D_R, shape, g)[0]))
-    return out
+    return pgse_table("cylinder", D_R, radii, b, delta, separation)
 
 
 def perpendicular_signal(f_r: np.ndarray, d_h: np.ndarray, e_cyl: np.ndarray,

@@ -20,9 +20,9 @@ from __future__ import annotations
 import numpy as np
 
 from medtransport_dwi.eigenbasis import first_row
-from medtransport_dwi.sequence import GAMMA, Shape
+from medtransport_dwi.sequence import GAMMA, Shape, pgse_gradient, pgse_shape
 
-__all__ = ["N_MODES", "correlation_integrals", "restricted"]
+__all__ = ["N_MODES", "correlation_integrals", "pgse_table", "restricted"]
 
 #: Coupled modes summed (the slope sum rule's tail after 2000 roots is below 1e-4).
 N_MODES = 2000
@@ -64,3 +64,20 @@ def restricted(pore: str, size: float, diffusivity: float, shape: Shape,
     var_phase = GAMMA ** 2 * np.asarray(strength) ** 2 * float(
         np.dot(c, correlation_integrals(shape, diffusivity * lam)))
     return np.exp(-0.5 * var_phase).astype(complex)
+
+
+def pgse_table(pore: str, diffusivity: float, radii: np.ndarray, b: np.ndarray,
+               delta: np.ndarray, separation: np.ndarray) -> np.ndarray:
+    """E (len(radii), S) across a pore of each radius for PGSE shells b (s/mm²), δ, Δ (s).
+
+    The tables that microstructure fits interpolate in radius; b = 0 shells give E = 1.
+    """
+    out = np.ones((radii.size, b.size))
+    for s, (bb, d, sep) in enumerate(zip(b, delta, separation, strict=True)):
+        if bb <= 0:
+            continue
+        g = np.array([pgse_gradient(bb * 1e6, d, sep)])
+        shape = pgse_shape(d, sep)
+        for i, r in enumerate(radii):
+            out[i, s] = float(np.real(restricted(pore, float(r), diffusivity, shape, g)[0]))
+    return out

@@ -22,9 +22,8 @@ from scipy.interpolate import CubicSpline
 from scipy.special import erf
 
 from medtransport.numerics.batched_lm import levenberg_marquardt
-from medtransport_dwi.gaussian_phase import restricted
+from medtransport_dwi.gaussian_phase import pgse_table
 from medtransport_dwi.maps import Map
-from medtransport_dwi.sequence import GAMMA, pgse_shape
 
 __all__ = ["D_EES", "D_IC", "D_VASC", "RADII", "sphere_table", "verdict_maps",
            "verdict_signal"]
@@ -36,23 +35,10 @@ D_VASC = 8.0e-9
 RADII = np.arange(0.5e-6, 20.0e-6 + 1e-12, 0.1e-6)
 
 
-def _strength(b_si: float, delta: float, separation: float) -> float:
-    return float(np.sqrt(b_si / (GAMMA ** 2 * delta ** 2 * (separation - delta / 3.0))))
-
-
 def sphere_table(b: np.ndarray, delta: np.ndarray, separation: np.ndarray,
                  radii: np.ndarray = RADII) -> np.ndarray:
     """E_sphere (len(radii), S) for shells b (s/mm²), δ, Δ (s)."""
-    out = np.ones((radii.size, b.size))
-    for s, (bb, d, sep) in enumerate(zip(b, delta, separation, strict=True)):
-        if bb <= 0:
-            continue
-        g = _strength(bb * 1e6, d, sep)
-        shape = pgse_shape(d, sep)
-        for i, r in enumerate(radii):
-            out[i, s] = float(np.real(restricted("sphere", float(r), D_IC, shape,
-                                                 np.array([g]))[0]))
-    return out
+    return pgse_table("sphere", D_IC, radii, b, delta, separation)
 
 
 def _astro(x: np.ndarray) -> np.ndarray:

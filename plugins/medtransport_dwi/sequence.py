@@ -25,7 +25,7 @@ from medtransport.domain import NotBool
 from medtransport.units import Qty
 
 __all__ = ["GAMMA", "Measurement", "Protocol", "Shape", "fibonacci_directions",
-           "pgse_b_value"]
+           "pgse_b_value", "pgse_gradient"]
 
 #: Proton gyromagnetic ratio, rad s⁻¹ T⁻¹ (CODATA 2022).
 GAMMA = 2.6752218708e8
@@ -34,6 +34,11 @@ GAMMA = 2.6752218708e8
 def pgse_b_value(gradient: float, delta: float, separation: float) -> float:
     """b = γ²g²δ²(Δ − δ/3) in s/m² (SI inputs: T/m, s, s)."""
     return GAMMA ** 2 * gradient ** 2 * delta ** 2 * (separation - delta / 3.0)
+
+
+def pgse_gradient(b_value: float, delta: float, separation: float) -> float:
+    """g = √(b / (γ²δ²(Δ − δ/3))) in T/m, the inverse of :func:`pgse_b_value` (SI inputs)."""
+    return float(np.sqrt(b_value / (GAMMA ** 2 * delta ** 2 * (separation - delta / 3.0))))
 
 
 @dataclass(frozen=True)

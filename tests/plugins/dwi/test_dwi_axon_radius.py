@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import yaml
 
-from medtransport_dwi.axon_radius import D_R, _strength, axon_radius_maps
+from medtransport_dwi.axon_radius import D_R, axon_radius_maps
 from medtransport_dwi.gaussian_phase import restricted
-from medtransport_dwi.sequence import pgse_shape
+from medtransport_dwi.sequence import pgse_gradient, pgse_shape
 
 AXIS = np.array([0.0, 0.0, 1.0])
 
@@ -39,7 +39,7 @@ def _signal(s0: float, f_r: float, d_h: float, radius: float, b: np.ndarray, d: 
     for n, (bb, dd, ss) in enumerate(zip(b, d, sep, strict=True)):
         e = 1.0 if bb == 0 else float(np.real(restricted(
             "cylinder", radius, D_R, pgse_shape(dd, ss),
-            np.array([_strength(bb * 1e6, dd, ss)]))[0]))
+            np.array([pgse_gradient(bb * 1e6, dd, ss)]))[0]))
         out[n] = f_r * e + (1 - f_r) * np.exp(-bb * d_h)
     return s0 * out
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 
 from medtransport_dwi.gaussian_phase import restricted
-from medtransport_dwi.microstructure import D_EES, D_IC, D_VASC, _strength, verdict_maps
-from medtransport_dwi.sequence import pgse_shape
+from medtransport_dwi.microstructure import D_EES, D_IC, D_VASC, verdict_maps
+from medtransport_dwi.sequence import pgse_gradient, pgse_shape
 
 # Panagiotaki et al. 2015 (VERDICT prostate): b (s/mm²), δ, Δ (ms); 3 directions each + b = 0
 PROTOCOL = [(90, 3.9, 23.8), (500, 11.4, 31.3), (1500, 23.9, 43.8), (2000, 14.4, 34.3),
@@ -34,7 +34,7 @@ def _signal(f_ic: float, f_vasc: float, radius: float, b: np.ndarray, d: np.ndar
     for n, (bb, dd, ss) in enumerate(zip(b, d, sep, strict=True)):
         bsi = bb * 1e6
         e_sph = 1.0 if bb == 0 else float(np.real(restricted(
-            "sphere", radius, D_IC, pgse_shape(dd, ss), np.array([_strength(bsi, dd, ss)]))[0]))
+            "sphere", radius, D_IC, pgse_shape(dd, ss), np.array([pgse_gradient(bsi, dd, ss)]))[0]))
         x = bsi * D_VASC
         astro = 1.0 if bb == 0 else np.sqrt(np.pi / (4 * x)) * erf(np.sqrt(x))
         out[n] = f_ic * e_sph + (1 - f_ic - f_vasc) * np.exp(-bsi * D_EES) + f_vasc * astro

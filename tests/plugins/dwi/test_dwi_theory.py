@@ -21,7 +21,7 @@ from scipy.integrate import quad
 from scipy.special import j1, spherical_jn
 
 from medtransport_dwi import eigenbasis, gaussian_phase, matrix_formalism, narrow_pulse
-from medtransport_dwi.sequence import GAMMA, Shape, pgse_b_value, pgse_shape
+from medtransport_dwi.sequence import GAMMA, Shape, pgse_b_value, pgse_gradient, pgse_shape
 
 
 def test_gamma_is_codata_2022() -> None:
@@ -41,6 +41,9 @@ def test_pgse_b_value_matches_quadrature_of_the_waveform(delta: float, sep: floa
                        limit=200, epsabs=1e-16)
     assert pgse_b_value(g, delta, sep) == pytest.approx(GAMMA ** 2 * g ** 2 * integral, rel=1e-9)
     assert pgse_shape(delta, sep).integral_f_squared() == pytest.approx(integral, rel=1e-12)
+    # the gradient a fit derives from a shell's b is the one that gives that b
+    b = GAMMA ** 2 * g ** 2 * integral
+    assert pgse_gradient(b, delta, sep) == pytest.approx(g, rel=1e-9)
 
 
 def test_waveform_step_integrals_are_exact_for_misaligned_steps() -> None:
