@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import pytest
 import scipy.linalg
+from record_rows import table
 
 from medtransport_pk import engine
-from medtransport_pk.records import RecordTable
 
 KA, CL, V = 1.3, 2.0, 10.0
 K10 = CL / V
@@ -31,17 +31,6 @@ TWO_E = np.array([K10, 0.0])
 TOL = 1e-10
 
 
-def table(rows: list[dict[str, Any]], sort: bool = True) -> RecordTable:
-    """Records of the rows, each subject's in time order (rows at one time as written)."""
-    first = {r.get("id", 1): i for i, r in reversed(list(enumerate(rows)))}
-    if sort:
-        rows = sorted(rows, key=lambda r: (first[r.get("id", 1)], r.get("time", 0.0)))
-    defaults = dict(id=1, time=0.0, evid=0, amt=0.0, cmt=0, rate=0.0, ii=0.0, addl=0, ss=0,
-                    mdv=0, dv=np.nan)
-    col = {k: np.array([r.get(k, d) for r in rows]) for k, d in defaults.items()}
-    ints = ("id", "evid", "cmt", "addl", "ss", "mdv")
-    return RecordTable(**{k: v.astype(np.int64 if k in ints else float) for k, v in col.items()},
-                       row=np.arange(1, len(rows) + 1))
 
 
 def obs(*times: float, id: int = 1) -> list[dict[str, Any]]:

@@ -17,24 +17,17 @@ from typing import Any
 
 import numpy as np
 import pytest
+from record_rows import table
 from scipy.integrate import solve_ivp
 
 from medtransport.errors import ScenarioError
 from medtransport.runner import prepare, run
 from medtransport_pk import engine, saturable
-from medtransport_pk.records import RecordTable
 
 KA, V, Q, V2 = 1.1, 20.0, 3.0, 30.0
 TWO_NAMES = ("depot", "central", "peripheral")
 
 
-def table(rows: list[dict[str, Any]]) -> RecordTable:
-    defaults = dict(id=1, time=0.0, evid=0, amt=0.0, cmt=0, rate=0.0, ii=0.0, addl=0, ss=0,
-                    mdv=0, dv=np.nan)
-    col = {k: np.array([r.get(k, d) for r in rows]) for k, d in defaults.items()}
-    ints = ("id", "evid", "cmt", "addl", "ss", "mdv")
-    return RecordTable(**{k: v.astype(np.int64 if k in ints else float) for k, v in col.items()},
-                       row=np.arange(1, len(rows) + 1))
 
 
 def oral_two(cl: float) -> tuple[np.ndarray, np.ndarray]:
