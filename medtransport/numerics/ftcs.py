@@ -585,10 +585,10 @@ def _steps(u: np.ndarray, v: np.ndarray, n_steps: int, coef: np.ndarray, periodi
 
 
 # Steps per pass through memory on the plane path, and the bytes of one y tile of a plane.
-# Measured (one thread, 64³–256³): 2 → 3–4 steps per pass gains 5–30 % (most at 256³, where
-# the state is in DRAM), deeper gains little and costs more repeated halo planes when the
-# planes are shared among threads; tiles of 32–64 rows of 256 cells were ~35 % faster at 256³
-# than whole planes (whose three ring slots per step outgrow L2).
+# Measured (one thread): 4 steps per pass instead of 2 gain 17 % at 256³ (the state in DRAM)
+# and are within ±3 % at 64³–128³ (in cache); 6–8 gain ~6 % at 64³ on one thread but repeat
+# more halo planes when blocks are shared among threads. Tiles of 32–64 rows of 256 cells were
+# 30–40 % faster at 256³ than whole planes (whose three ring slots per step outgrow L2).
 DEPTH = 4
 TILE_BYTES = 1 << 16
 
