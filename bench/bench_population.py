@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import Any
 
 import machine
-from bench_diffusion import _cpu_model, write_atomic
+from bench_diffusion import write_atomic
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -439,7 +439,7 @@ def main() -> None:
     work = Path(args.store_dir or tempfile.mkdtemp(prefix="bench-population-"))
     work.mkdir(parents=True, exist_ok=True)
     res: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
-                           "cpu": _cpu_model(), "versions": versions(), "sizes": sizes,
+                           "cpu": machine.cpu_model(), "versions": versions(), "sizes": sizes,
                            "e2e": [], "machine": info}
     started = now()
     res["chunks"] = []
