@@ -108,7 +108,7 @@ def _metrics_kernel() -> Any:
     numpy's reductions would."""
     import numba
 
-    @numba.njit(cache=True)
+    @numba.njit(cache=True, nogil=True)
     def metrics(c: np.ndarray, dt: np.ndarray, first: int) -> tuple[np.ndarray, ...]:
         n_patients, n_times = c.shape
         cmax = np.empty(n_patients)

@@ -51,7 +51,7 @@ def memory_order(values: np.ndarray) -> np.ndarray:
 def _kernel() -> Any:
     import numba
 
-    @numba.njit(cache=True)
+    @numba.njit(cache=True, nogil=True)
     def extremes_3d(a: np.ndarray) -> tuple[float, float]:
         lo = np.inf
         hi = -np.inf

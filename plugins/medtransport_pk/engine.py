@@ -318,7 +318,7 @@ def kernel_for(work: int) -> Any:
 def _compiled_kernel() -> Any:
     import numba  # here, so that a small run never loads it
 
-    return numba.njit(cache=True)(_kernel)
+    return numba.njit(cache=True, nogil=True)(_kernel)
 
 
 def _kernel(ptr, kind, time, cmt, value, unabs, index, origin, seg0,
