@@ -323,11 +323,26 @@ def _stored_part(ds: xr.Dataset, variables: tuple[str, ...] | None,
                                                                      f"{curve.name}"})
     for sp in _species(ds):
         res = out.get(f"{sp}_residual")
-        if res is not None and "patient" in res.dims:
+        worst = None
+        if res is not None and res.dims == ("time", "patient"):
+            from medtransport.audit.extremes import abs_max_along
+
+            # both maxima of |residual| (over time per patient, over patients per time) in
+            # one pass, without an |residual| temporary
+            over_patients, over_time = abs_max_along(res.values)
+            # laid out as the reductions over "patient" and "time" would give them
+            worst = res.isel(patient=0, drop=True).copy(data=over_patients)
+            worst.attrs = {}
+            per_patient = res.isel(time=0, drop=True).copy(data=over_time)
+            per_patient.attrs = {"units": res.attrs.get("units", "1"),
+                                 "long_name": f"largest |ledger residual| of {sp} over time "
+                                              "(audited)"}
+            out[f"{sp}_max_abs_residual"] = per_patient
+        elif res is not None and "patient" in res.dims:
             out[f"{sp}_max_abs_residual"] = np.abs(res).max("time", skipna=False).assign_attrs(
                 units=res.attrs.get("units", "1"),
                 long_name=f"largest |ledger residual| of {sp} over time (audited)")
-        out.update(chunk_ledger(ds, sp))
+        out.update(chunk_ledger(ds, sp, worst=worst))
     if variables is None or "all" not in variables:
         wanted = set(variables or (str(curve.name),))
         keep_vars = [n for n, v in out.data_vars.items()
@@ -354,13 +369,14 @@ def _stored_part(ds: xr.Dataset, variables: tuple[str, ...] | None,
     return out
 
 
-def chunk_ledger(ds: xr.Dataset, species: str) -> dict[str, xr.DataArray]:
+def chunk_ledger(ds: xr.Dataset, species: str, *, worst: xr.DataArray | None = None
+                 ) -> dict[str, xr.DataArray]:
     """The chunk's books over time, (chunk = 1, time): each ledger part summed over the
     chunk's patients (``<species>_<part>_chunk_total``; a part kept once for all patients
     counts once per patient) and the largest |residual| over them
     (``<species>_residual_chunk_max``). The store keeps one row per chunk, so the report of a
     population of any size draws the whole population's drug account from a few numbers per
-    chunk."""
+    chunk. ``worst``: max |residual| over the patients at each time, when the caller has it."""
     from medtransport.results import LEDGER_TERMS
 
     n = ds.sizes.get("patient", 1)
@@ -376,8 +392,9 @@ def chunk_ledger(ds: xr.Dataset, species: str) -> dict[str, xr.DataArray]:
             long_name=f"{var.attrs.get('long_name', part)}, summed over the chunk's patients")
     res = ds.get(f"{species}_residual")
     if res is not None and "time" in res.dims:
-        worst = np.abs(res).max("patient", skipna=False) if "patient" in res.dims else \
-            np.abs(res)
+        if worst is None:
+            worst = np.abs(res).max("patient", skipna=False) if "patient" in res.dims else \
+                np.abs(res)
         out[f"{species}_residual_chunk_max"] = worst.expand_dims(chunk=1).assign_attrs(
             units=res.attrs.get("units", "1"),
             long_name=f"largest |ledger residual| of {species} over the chunk's patients")

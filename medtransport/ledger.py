@@ -82,10 +82,11 @@ class Ledger:
         return cls(species, units, _as_terms(inflow, n_times), _as_terms(outflow, n_times),
                    _as_terms(sink, n_times), _as_terms(source, n_times))
 
-    def total(self, term: str, n_times: int) -> np.ndarray:
+    def total(self, term: str, n_times: int, *, new: bool = True) -> np.ndarray:
         """The sum over routes of one term (zeros when the model claims none): shape (T,), or
-        (T, P) when any route is given per patient."""
-        out = self._sum(term, n_times)
+        (T, P) when any route is given per patient. ``new=False``: a lone route may be
+        returned itself rather than copied (for a caller that keeps it read-only)."""
+        out = self._sum(term, n_times, new=new)
         if out is None:
             return np.zeros(n_times)
         return out[:, 0] if out.shape[1] == 1 else out
