@@ -318,13 +318,14 @@ def _stored_part(ds: xr.Dataset, variables: tuple[str, ...] | None,
     out = ds.reset_coords([c for c in ds.coords if c not in ds.dims and "patient" in
                            ds[c].dims])
     curve = summary_curve(out)
-    for name, (values, unit, long_name) in curve_metrics(curve).items():
+    # the probe's layout in plain Python: a client that runs no chunk never loads numba
+    for name, (values, unit, long_name) in curve_metrics(curve, compiled=not template).items():
         out[name] = ("patient", values, {"units": unit, "long_name": f"{long_name} of "
                                                                      f"{curve.name}"})
     for sp in _species(ds):
         res = out.get(f"{sp}_residual")
         worst = None
-        if res is not None and res.dims == ("time", "patient"):
+        if res is not None and res.dims == ("time", "patient") and not template:
             from medtransport.audit.extremes import abs_max_along
 
             # both maxima of |residual| (over time per patient, over patients per time) in
