@@ -123,7 +123,13 @@ class Ledger:
         # laid out like a per-patient term when there is one (a solver's patient-major output)
         like = next((t for t, _ in signed if t.shape == shape), None)
         out = np.empty(shape) if like is None else np.empty_like(like)
-        out[...] = init
+        if signed and signed[0][0].shape == shape:
+            # initial ± the first term straight into ``out`` (the bits of filling it with
+            # initial first, one pass fewer)
+            (np.add if signed[0][1] > 0 else np.subtract)(init, signed[0][0], out=out)
+            signed = signed[1:]
+        else:
+            out[...] = init
         for total, sign in signed:
             out = _accumulate(out, total, sign)
         return out[:, 0] if out.shape[1] == 1 else out
