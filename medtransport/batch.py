@@ -454,7 +454,7 @@ def run_population(scenario: str | Path | Mapping[str, Any] | Scenario, n: int |
                    model_class: type[Model] | None = None,
                    on_chunk: Callable[[dict[str, Any]], None] | None = None,
                    progress: Callable[[float], None] | None = None,
-                   strict: bool = True) -> PopulationResult:
+                   strict: bool = True, threads: int = 1) -> PopulationResult:
     """Run a population in chunks, audit each, stream the results to a Zarr ``store``.
 
     ``n`` overrides ``population.size``; ``client`` is None (run here), a dask.distributed
@@ -465,6 +465,10 @@ def run_population(scenario: str | Path | Mapping[str, Any] | Scenario, n: int |
     always stored. ``dtype="float32"`` halves the stored states (audits run in float64
     first). ``on_chunk`` is called with each finished chunk's record. Raises
     :class:`PopulationAuditFailure` if any chunk failed (unless ``strict`` is False).
+    ``threads``: chunks computed at once when run here (no ``client``); the event loops,
+    audits' array passes and writes release the GIL, so two threads use two cores — the
+    model's code must then be thread-safe (the built-in ones are; a plugin's may not be, so
+    the default is one).
     """
     from medtransport.runner import prepare
 
@@ -560,7 +564,7 @@ def run_population(scenario: str | Path | Mapping[str, Any] | Scenario, n: int |
                 on_chunk(record)
 
         if dask_client is None:
-            _run_here(todo, finished)
+            _run_here(todo, finished, threads)
         else:
             _run_on_cluster(dask_client, todo, finished, pstore)
         if bands is not None:
@@ -582,11 +586,17 @@ def run_population(scenario: str | Path | Mapping[str, Any] | Scenario, n: int |
         return result
 
 
-def _run_here(tasks: list[ChunkTask], finished: Callable[[dict[str, Any]], None]) -> None:
+def _run_here(tasks: list[ChunkTask], finished: Callable[[dict[str, Any]], None],
+              threads: int = 1) -> None:
     """One chunk computes while the one before it is written by a second thread (Blosc
-    compression and file writes release the GIL): at most two chunks in memory."""
+    compression and file writes release the GIL): at most two chunks in memory. With
+    ``threads`` > 1, that many chunks compute at once (at most threads + 1 in memory), and
+    are written in their order."""
     from concurrent.futures import Future, ThreadPoolExecutor
 
+    if threads > 1:
+        _run_threaded(tasks, finished, threads)
+        return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="zarr-writer") as writer:
         pending: Future[dict[str, Any]] | None = None
         for task in tasks:
@@ -596,6 +606,30 @@ def _run_here(tasks: list[ChunkTask], finished: Callable[[dict[str, Any]], None]
             pending = writer.submit(store_chunk, task, record, out)
         if pending is not None:
             finished(pending.result())
+
+
+def _run_threaded(tasks: list[ChunkTask], finished: Callable[[dict[str, Any]], None],
+                  threads: int) -> None:
+    """:func:`_run_here` with ``threads`` chunks computing at once."""
+    from collections import deque
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    pending = iter(tasks)
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="chunk") as pool, \
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="zarr-writer") as writer:
+        running: deque[tuple[ChunkTask, Future[Any]]] = deque(
+            (t, pool.submit(compute_chunk, t)) for t in _take(pending, threads))
+        writing: Future[dict[str, Any]] | None = None
+        while running:
+            task, computing = running.popleft()
+            record, out = computing.result()
+            for t in _take(pending, 1):
+                running.append((t, pool.submit(compute_chunk, t)))
+            if writing is not None:
+                finished(writing.result())
+            writing = writer.submit(store_chunk, task, record, out)
+        if writing is not None:
+            finished(writing.result())
 
 
 def _run_on_cluster(client: Any, tasks: list[ChunkTask],
