@@ -695,7 +695,11 @@ class PKModel(Model):
         inflow = {"doses": term(0)}
         if np.any(led[..., 4] != 0):
             inflow["steady_state"] = term(4)
-        outflow = {"eliminated": term(2), "unabsorbed": term(1)}
+        outflow = {"eliminated": term(2)}
+        # like reset and steady_state: a route only when the records put something on it (an
+        # intravenous regimen has none unabsorbed; the zero route cost a batch a (T, P) sum)
+        if np.any(led[..., 1] != 0):
+            outflow["unabsorbed"] = term(1)
         if np.any(led[..., 3] != 0):
             outflow["reset"] = term(3)
         if getattr(self, "sessions", None):
