@@ -4,7 +4,7 @@
     python bench/bench_population.py --out bench/results  # metrics N = 1e5, 1e6; full 1e6
     python bench/bench_population.py --quick            # metrics N = 2e3, 1e4; full 1e4
     python bench/bench_population.py --sizes 10000,100000 --full-sizes 0 --no-cluster
-    python bench/bench_population.py --sizes 1e6 --full-sizes 0 --cluster-chunk 1000 \
+    python bench/bench_population.py --sizes 1e6 --full-sizes 0 --cluster-chunk 700 \
         --threads 2   # issue 22's goal rows only
 
 The problem: ``examples/scenarios/vancomycin_population_virtual_trial.yaml`` — a
