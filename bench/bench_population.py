@@ -430,6 +430,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--sizes", help="comma-separated N (default 1e4,1e5,1e6; quick 2e3,1e4)")
     ap.add_argument("--no-cluster", action="store_true")
+    ap.add_argument("--only-cluster", action="store_true",
+                    help="the metrics rows on the 2-worker LocalCluster only")
     ap.add_argument("--chunk", type=int, default=None, help="patients per chunk")
     ap.add_argument("--threads", type=int, default=2,
                     help="chunks computed at once in the one-process rows (default 2: the "
@@ -482,7 +484,8 @@ def main() -> None:
     # metrics + streamed bands: one process and the cluster alternate, smallest N first;
     # then today's full-curve store beside them
     rows = [(n, cluster, "metrics") for n in sizes
-            for cluster in ([False] if args.no_cluster else [False, True])]
+            for cluster in ([False] if args.no_cluster else [True] if args.only_cluster
+                            else [False, True])]
     rows += [(n, False, "all") for n in full_sizes]
     for n, cluster, output in rows:
         store = work / f"pop-{n}-{output}-{'cluster' if cluster else 'local'}.zarr"
