@@ -51,6 +51,8 @@ __all__ = ["ChunkFailure", "PopulationAuditFailure", "PopulationResult", "run_po
 
 #: Memory the saved states of one chunk may take (bytes): what sets the default chunk size.
 CHUNK_STATE_BYTES = 48 * 2**20
+#: Patients per piece of a per-patient variable read for the summaries (8 MiB of float64).
+PER_PATIENT_PIECE = 2**20
 
 
 class PopulationAuditFailure(AuditFailure):
@@ -90,6 +92,7 @@ class PopulationResult:
     seconds: float
     resumed_chunks: int = 0
     _dataset: xr.Dataset | None = field(default=None, repr=False)
+    _per_patient: xr.Dataset | None = field(default=None, repr=False)
 
     @property
     def dataset(self) -> xr.Dataset:
@@ -98,6 +101,20 @@ class PopulationResult:
             # with strict=False a run may have failed chunks: their patients are masked
             self._dataset = open_population(self.path, allow_incomplete=bool(self.failures))
         return self._dataset
+
+    @property
+    def per_patient(self) -> xr.Dataset:
+        """The per-patient variables (parameters, covariates, NCA, max |residual|), lazy in
+        pieces of about 2^20 patients (whole stored chunks each): the summaries then take a
+        few tasks per variable, not one per stored chunk (a cluster's scheduler spent 100 s
+        on 1429 chunks × a dozen variables at 10⁶ patients)."""
+        if self._per_patient is None:
+            piece = max(1, PER_PATIENT_PIECE // max(self.chunk_size, 1)) * self.chunk_size
+            ds = open_population(self.path, chunks={"patient": piece},
+                                 allow_incomplete=bool(self.failures))
+            self._per_patient = ds[[n for n, v in ds.data_vars.items()
+                                    if v.dims == ("patient",)]]
+        return self._per_patient
 
     @property
     def failures(self) -> list[ChunkFailure]:
@@ -146,17 +163,20 @@ class PopulationResult:
     def nca(self, percentiles: Any = None) -> xr.Dataset:
         from medtransport.summaries import DEFAULT_PERCENTILES, nca_distribution
 
-        return nca_distribution(self.dataset, percentiles or DEFAULT_PERCENTILES)
+        return nca_distribution(self.per_patient, percentiles or DEFAULT_PERCENTILES)
 
     def pta(self, mics: Any, ratio: float = 400.0) -> xr.DataArray:
         from medtransport.summaries import pta_auc_over_mic
 
-        return pta_auc_over_mic(self.dataset, mics, ratio=ratio)
+        return pta_auc_over_mic(self.per_patient, mics, ratio=ratio)
 
     def close(self) -> None:
         if self._dataset is not None:
             self._dataset.close()
             self._dataset = None
+        if self._per_patient is not None:
+            self._per_patient.close()
+            self._per_patient = None
 
 
 def _id_list(ids: list[int], limit: int = 20) -> str:
@@ -318,16 +338,32 @@ def _stored_part(ds: xr.Dataset, variables: tuple[str, ...] | None,
     out = ds.reset_coords([c for c in ds.coords if c not in ds.dims and "patient" in
                            ds[c].dims])
     curve = summary_curve(out)
-    for name, (values, unit, long_name) in curve_metrics(curve).items():
+    # the probe's layout in plain Python: a client that runs no chunk never loads numba
+    for name, (values, unit, long_name) in curve_metrics(curve, compiled=not template).items():
         out[name] = ("patient", values, {"units": unit, "long_name": f"{long_name} of "
                                                                      f"{curve.name}"})
     for sp in _species(ds):
         res = out.get(f"{sp}_residual")
-        if res is not None and "patient" in res.dims:
+        worst = None
+        if res is not None and res.dims == ("time", "patient") and not template:
+            from medtransport.audit.extremes import abs_max_along
+
+            # both maxima of |residual| (over time per patient, over patients per time) in
+            # one pass, without an |residual| temporary
+            over_patients, over_time = abs_max_along(res.values)
+            # laid out as the reductions over "patient" and "time" would give them
+            worst = res.isel(patient=0, drop=True).copy(data=over_patients)
+            worst.attrs = {}
+            per_patient = res.isel(time=0, drop=True).copy(data=over_time)
+            per_patient.attrs = {"units": res.attrs.get("units", "1"),
+                                 "long_name": f"largest |ledger residual| of {sp} over time "
+                                              "(audited)"}
+            out[f"{sp}_max_abs_residual"] = per_patient
+        elif res is not None and "patient" in res.dims:
             out[f"{sp}_max_abs_residual"] = np.abs(res).max("time", skipna=False).assign_attrs(
                 units=res.attrs.get("units", "1"),
                 long_name=f"largest |ledger residual| of {sp} over time (audited)")
-        out.update(chunk_ledger(ds, sp))
+        out.update(chunk_ledger(ds, sp, worst=worst))
     if variables is None or "all" not in variables:
         wanted = set(variables or (str(curve.name),))
         keep_vars = [n for n, v in out.data_vars.items()
@@ -354,13 +390,14 @@ def _stored_part(ds: xr.Dataset, variables: tuple[str, ...] | None,
     return out
 
 
-def chunk_ledger(ds: xr.Dataset, species: str) -> dict[str, xr.DataArray]:
+def chunk_ledger(ds: xr.Dataset, species: str, *, worst: xr.DataArray | None = None
+                 ) -> dict[str, xr.DataArray]:
     """The chunk's books over time, (chunk = 1, time): each ledger part summed over the
     chunk's patients (``<species>_<part>_chunk_total``; a part kept once for all patients
     counts once per patient) and the largest |residual| over them
     (``<species>_residual_chunk_max``). The store keeps one row per chunk, so the report of a
     population of any size draws the whole population's drug account from a few numbers per
-    chunk."""
+    chunk. ``worst``: max |residual| over the patients at each time, when the caller has it."""
     from medtransport.results import LEDGER_TERMS
 
     n = ds.sizes.get("patient", 1)
@@ -376,8 +413,9 @@ def chunk_ledger(ds: xr.Dataset, species: str) -> dict[str, xr.DataArray]:
             long_name=f"{var.attrs.get('long_name', part)}, summed over the chunk's patients")
     res = ds.get(f"{species}_residual")
     if res is not None and "time" in res.dims:
-        worst = np.abs(res).max("patient", skipna=False) if "patient" in res.dims else \
-            np.abs(res)
+        if worst is None:
+            worst = np.abs(res).max("patient", skipna=False) if "patient" in res.dims else \
+                np.abs(res)
         out[f"{species}_residual_chunk_max"] = worst.expand_dims(chunk=1).assign_attrs(
             units=res.attrs.get("units", "1"),
             long_name=f"largest |ledger residual| of {species} over the chunk's patients")
@@ -436,7 +474,7 @@ def run_population(scenario: str | Path | Mapping[str, Any] | Scenario, n: int |
                    model_class: type[Model] | None = None,
                    on_chunk: Callable[[dict[str, Any]], None] | None = None,
                    progress: Callable[[float], None] | None = None,
-                   strict: bool = True) -> PopulationResult:
+                   strict: bool = True, threads: int = 1) -> PopulationResult:
     """Run a population in chunks, audit each, stream the results to a Zarr ``store``.
 
     ``n`` overrides ``population.size``; ``client`` is None (run here), a dask.distributed
@@ -447,6 +485,10 @@ def run_population(scenario: str | Path | Mapping[str, Any] | Scenario, n: int |
     always stored. ``dtype="float32"`` halves the stored states (audits run in float64
     first). ``on_chunk`` is called with each finished chunk's record. Raises
     :class:`PopulationAuditFailure` if any chunk failed (unless ``strict`` is False).
+    ``threads``: chunks computed at once when run here (no ``client``); the event loops,
+    audits' array passes and writes release the GIL, so two threads use two cores — the
+    model's code must then be thread-safe (the built-in ones are; a plugin's may not be, so
+    the default is one).
     """
     from medtransport.runner import prepare
 
@@ -542,7 +584,7 @@ def run_population(scenario: str | Path | Mapping[str, Any] | Scenario, n: int |
                 on_chunk(record)
 
         if dask_client is None:
-            _run_here(todo, finished)
+            _run_here(todo, finished, threads)
         else:
             _run_on_cluster(dask_client, todo, finished, pstore)
         if bands is not None:
@@ -564,11 +606,17 @@ def run_population(scenario: str | Path | Mapping[str, Any] | Scenario, n: int |
         return result
 
 
-def _run_here(tasks: list[ChunkTask], finished: Callable[[dict[str, Any]], None]) -> None:
+def _run_here(tasks: list[ChunkTask], finished: Callable[[dict[str, Any]], None],
+              threads: int = 1) -> None:
     """One chunk computes while the one before it is written by a second thread (Blosc
-    compression and file writes release the GIL): at most two chunks in memory."""
+    compression and file writes release the GIL): at most two chunks in memory. With
+    ``threads`` > 1, that many chunks compute at once (at most threads + 1 in memory), and
+    are written in their order."""
     from concurrent.futures import Future, ThreadPoolExecutor
 
+    if threads > 1:
+        _run_threaded(tasks, finished, threads)
+        return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="zarr-writer") as writer:
         pending: Future[dict[str, Any]] | None = None
         for task in tasks:
@@ -578,6 +626,30 @@ def _run_here(tasks: list[ChunkTask], finished: Callable[[dict[str, Any]], None]
             pending = writer.submit(store_chunk, task, record, out)
         if pending is not None:
             finished(pending.result())
+
+
+def _run_threaded(tasks: list[ChunkTask], finished: Callable[[dict[str, Any]], None],
+                  threads: int) -> None:
+    """:func:`_run_here` with ``threads`` chunks computing at once."""
+    from collections import deque
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    pending = iter(tasks)
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="chunk") as pool, \
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="zarr-writer") as writer:
+        running: deque[tuple[ChunkTask, Future[Any]]] = deque(
+            (t, pool.submit(compute_chunk, t)) for t in _take(pending, threads))
+        writing: Future[dict[str, Any]] | None = None
+        while running:
+            task, computing = running.popleft()
+            record, out = computing.result()
+            for t in _take(pending, 1):
+                running.append((t, pool.submit(compute_chunk, t)))
+            if writing is not None:
+                finished(writing.result())
+            writing = writer.submit(store_chunk, task, record, out)
+        if writing is not None:
+            finished(writing.result())
 
 
 def _run_on_cluster(client: Any, tasks: list[ChunkTask],

@@ -82,10 +82,11 @@ class Ledger:
         return cls(species, units, _as_terms(inflow, n_times), _as_terms(outflow, n_times),
                    _as_terms(sink, n_times), _as_terms(source, n_times))
 
-    def total(self, term: str, n_times: int) -> np.ndarray:
+    def total(self, term: str, n_times: int, *, new: bool = True) -> np.ndarray:
         """The sum over routes of one term (zeros when the model claims none): shape (T,), or
-        (T, P) when any route is given per patient."""
-        out = self._sum(term, n_times)
+        (T, P) when any route is given per patient. ``new=False``: a lone route may be
+        returned itself rather than copied (for a caller that keeps it read-only)."""
+        out = self._sum(term, n_times, new=new)
         if out is None:
             return np.zeros(n_times)
         return out[:, 0] if out.shape[1] == 1 else out
@@ -122,7 +123,13 @@ class Ledger:
         # laid out like a per-patient term when there is one (a solver's patient-major output)
         like = next((t for t, _ in signed if t.shape == shape), None)
         out = np.empty(shape) if like is None else np.empty_like(like)
-        out[...] = init
+        if signed and signed[0][0].shape == shape:
+            # initial ± the first term straight into ``out`` (the bits of filling it with
+            # initial first, one pass fewer)
+            (np.add if signed[0][1] > 0 else np.subtract)(init, signed[0][0], out=out)
+            signed = signed[1:]
+        else:
+            out[...] = init
         for total, sign in signed:
             out = _accumulate(out, total, sign)
         return out[:, 0] if out.shape[1] == 1 else out

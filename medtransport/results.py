@@ -75,7 +75,8 @@ def attach_ledger(ds: xr.Dataset, model: Model, ctx: AuditContext) -> xr.Dataset
         for term in LEDGER_TERMS:
             routes = getattr(ledger, term)
             if routes:
-                total = ledger.total(term, n)
+                # a lone route as it is (a batch's (T, P) copy per term cost a pass each)
+                total = ledger.total(term, n, new=False)
                 ds[f"{sp.name}_{term}"] = (dims[:total.ndim], total, {
                     "units": unit, "long_name": f"cumulative {term} of {sp.dimension}",
                     "routes": ", ".join(routes)})

@@ -71,9 +71,12 @@ def summary_curve(ds: xr.Dataset, variable: str | None = None,
     return da.transpose("time", "patient")
 
 
-def curve_metrics(curve: xr.DataArray) -> dict[str, tuple[np.ndarray, str, str]]:
+def curve_metrics(curve: xr.DataArray, *, compiled: bool = True
+                  ) -> dict[str, tuple[np.ndarray, str, str]]:
     """Per-patient Cmax, Tmax, Cmin, Clast and AUC (linear-up/log-down) of a (time, patient)
-    curve held in memory: name → (values over patients, unit, long name). Time in hours."""
+    curve held in memory: name → (values over patients, unit, long name). Time in hours.
+    ``compiled=False``: the same pass in plain Python, without loading numba (a store's
+    layout from one probe patient, in a client that runs no chunk)."""
     # patient-major: each patient's curve one row (no copy when the solver wrote it so)
     c = np.asarray(curve.transpose("patient", "time").values, dtype=float)
     t_h = np.asarray(curve["time"].values, dtype=float) / 3600.0
@@ -84,7 +87,8 @@ def curve_metrics(curve: xr.DataArray) -> dict[str, tuple[np.ndarray, str, str]]
     window = start >= t_h[0] - 1e-9 and bool(np.any(np.isclose(t_h, start, rtol=0,
                                                                 atol=1e-9)))
     first = int(np.argmax(t_h[:-1] >= start - 1e-9)) if window and len(t_h) > 1 else 0
-    cmax, i_max, cmin, auc, auc_24h = _metrics_kernel()(c, np.diff(t_h), first)
+    kernel = _metrics_kernel() if compiled else _metrics
+    cmax, i_max, cmin, auc, auc_24h = kernel(c, np.diff(t_h), first)
     tmax = np.where(np.isnan(cmax), np.nan, t_h[i_max] - t_h[0])
     out = {
         "nca_cmax": (cmax, unit, "maximum concentration"),
@@ -102,51 +106,52 @@ def curve_metrics(curve: xr.DataArray) -> dict[str, tuple[np.ndarray, str, str]]
 
 @functools.cache
 def _metrics_kernel() -> Any:
-    """One compiled pass per patient: Cmax and its first index, the minimum from there on,
-    and the linear-up/log-down AUC (whole curve, and from segment ``first`` on). A NaN
-    anywhere in a curve makes its Cmax, Cmin and AUCs NaN (and its Tmax, in the caller), as
-    numpy's reductions would."""
+    """:func:`_metrics` compiled (the same arithmetic, without fast-math)."""
     import numba
 
-    @numba.njit(cache=True)
-    def metrics(c: np.ndarray, dt: np.ndarray, first: int) -> tuple[np.ndarray, ...]:
-        n_patients, n_times = c.shape
-        cmax = np.empty(n_patients)
-        i_max = np.zeros(n_patients, dtype=np.int64)
-        cmin = np.empty(n_patients)
-        auc = np.empty(n_patients)
-        auc_24h = np.empty(n_patients)
-        for p in range(n_patients):
-            top, at, bad = c[p, 0], 0, False
-            for k in range(n_times):
-                v = c[p, k]
-                if v != v:
-                    bad = True
-                elif v > top:
-                    top, at = v, k
-            low = np.inf
-            for k in range(at, n_times):
-                low = min(low, c[p, k])
-            whole = 0.0
-            tail = 0.0
-            for k in range(n_times - 1):
-                c0, c1 = c[p, k], c[p, k + 1]
-                if c1 < c0 and c1 > 0:  # then c0 > 0 too
-                    seg = dt[k] * (c0 - c1) / np.log(c0 / c1)
-                else:
-                    seg = dt[k] * (c0 + c1) / 2.0
-                whole += seg
-                if k >= first:
-                    tail += seg
-            nan = np.nan
-            cmax[p] = nan if bad else top
-            i_max[p] = at
-            cmin[p] = nan if bad else low
-            auc[p] = nan if bad else whole
-            auc_24h[p] = nan if bad else tail
-        return cmax, i_max, cmin, auc, auc_24h
+    return numba.njit(cache=True, nogil=True)(_metrics)
 
-    return metrics
+
+def _metrics(c: np.ndarray, dt: np.ndarray, first: int) -> tuple[np.ndarray, ...]:
+    """One pass per patient: Cmax and its first index, the minimum from there on, and the
+    linear-up/log-down AUC (whole curve, and from segment ``first`` on). A NaN anywhere in a
+    curve makes its Cmax, Cmin and AUCs NaN (and its Tmax, in the caller), as numpy's
+    reductions would."""
+    n_patients, n_times = c.shape
+    cmax = np.empty(n_patients)
+    i_max = np.zeros(n_patients, dtype=np.int64)
+    cmin = np.empty(n_patients)
+    auc = np.empty(n_patients)
+    auc_24h = np.empty(n_patients)
+    for p in range(n_patients):
+        top, at, bad = c[p, 0], 0, False
+        for k in range(n_times):
+            v = c[p, k]
+            if v != v:
+                bad = True
+            elif v > top:
+                top, at = v, k
+        low = np.inf
+        for k in range(at, n_times):
+            low = min(low, c[p, k])
+        whole = 0.0
+        tail = 0.0
+        for k in range(n_times - 1):
+            c0, c1 = c[p, k], c[p, k + 1]
+            if c1 < c0 and c1 > 0:  # then c0 > 0 too
+                seg = dt[k] * (c0 - c1) / np.log(c0 / c1)
+            else:
+                seg = dt[k] * (c0 + c1) / 2.0
+            whole += seg
+            if k >= first:
+                tail += seg
+        nan = np.nan
+        cmax[p] = nan if bad else top
+        i_max[p] = at
+        cmin[p] = nan if bad else low
+        auc[p] = nan if bad else whole
+        auc_24h[p] = nan if bad else tail
+    return cmax, i_max, cmin, auc, auc_24h
 
 
 def percentile_bands(curve: xr.DataArray, percentiles: Sequence[float] = DEFAULT_PERCENTILES,

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["extremes"]
+__all__ = ["abs_max_along", "extremes"]
 
 #: Below this many values numpy's own passes are cheap enough (and need no compiler).
 COMPILED_SIZE = 1 << 20
@@ -51,7 +51,7 @@ def memory_order(values: np.ndarray) -> np.ndarray:
 def _kernel() -> Any:
     import numba
 
-    @numba.njit(cache=True)
+    @numba.njit(cache=True, nogil=True)
     def extremes_3d(a: np.ndarray) -> tuple[float, float]:
         lo = np.inf
         hi = -np.inf
@@ -86,3 +86,41 @@ def extremes(values: np.ndarray) -> tuple[Any, Any]:
         m = m[np.newaxis]
     lo, hi = _kernel()(m)
     return float(lo), float(hi)
+
+
+@functools.cache
+def _axes_kernel() -> Any:
+    import numba
+
+    @numba.njit(cache=True, nogil=True)
+    def abs_max_rows_cols(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        rows = np.zeros(a.shape[0])
+        cols = np.zeros(a.shape[1])
+        for i in range(a.shape[0]):
+            r = 0.0
+            for j in range(a.shape[1]):
+                v = abs(a[i, j])
+                if not v <= r:  # larger, or NaN (which then stays)
+                    r = v if r == r else r
+                if not v <= cols[j]:
+                    cols[j] = v if cols[j] == cols[j] else cols[j]
+            rows[i] = r
+        return rows, cols
+
+    return abs_max_rows_cols
+
+
+def abs_max_along(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(max_j |u_ij| for each i, max_i |u_ij| for each j) of a 2-D float array in one pass,
+    without an |u| temporary; NaN where a row or column holds a NaN (as numpy's ``max`` of
+    ``abs``, whose bits these are: a maximum is exact in any order). The array is read in its
+    memory order (a patient-major (time, patient) residual row by patient)."""
+    a = np.asarray(values, dtype=float)
+    if a.ndim != 2:
+        raise ValueError(f"expected a 2-D array, got shape {a.shape}")
+    if a.size == 0:
+        return np.abs(a).max(axis=1, initial=0.0), np.abs(a).max(axis=0, initial=0.0)
+    if abs(a.strides[0]) < abs(a.strides[1]):  # column-major: walk the transpose
+        cols, rows = _axes_kernel()(a.T)
+        return rows, cols
+    return _axes_kernel()(a)

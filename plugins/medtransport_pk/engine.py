@@ -105,6 +105,8 @@ _SUB_RESET, _SUB_SS, _SUB_DOSE, _SUB_OUT = range(4)
 LEDGER_TERMS = ("given", "unabsorbed", "eliminated", "reset", "steady_state", "dialysate")
 #: a grid time this close (relative, in h) to an event time is that event time
 SNAP_RTOL = 1e-9
+#: two steps of the event loop this close (relative) share their e^{λΔ} and φ's
+STEP_RTOL = 1e-12
 
 
 class RecordError(ValueError):
@@ -316,7 +318,7 @@ def kernel_for(work: int) -> Any:
 def _compiled_kernel() -> Any:
     import numba  # here, so that a small run never loads it
 
-    return numba.njit(cache=True)(_kernel)
+    return numba.njit(cache=True, nogil=True)(_kernel)
 
 
 def _kernel(ptr, kind, time, cmt, value, unabs, index, origin, seg0,
@@ -333,15 +335,25 @@ def _kernel(ptr, kind, time, cmt, value, unabs, index, origin, seg0,
     aug = np.zeros((n + 3, n + 3))
     eye = np.eye(n + 3)
     n_grid = gtimes.size
-    # e^{λΔ}, Δφ₁(λΔ), Δ²φ₂(λΔ) of the last step: a grid of equal steps reuses them (the same
-    # numbers, so the same bits), sparing two transcendentals per eigenvalue and step
+    # e^{λΔ}, Δφ₁(λΔ), Δ²φ₂(λΔ) of the last step: a grid of equal steps reuses them, sparing
+    # two transcendentals per eigenvalue and step. "Equal" within STEP_RTOL: the differences
+    # of a minute grid in hours (k/60) differ in their last bits from step to step, which
+    # made 58 % of a day's steps recompute; the step Δ' reused for Δ then differs by an ulp
+    # or two of the time (a relative error of STEP_RTOL·|λΔ| at most, round-off)
     c_exp = np.zeros(n)
     c_p1 = np.zeros(n)
     c_p2 = np.zeros(n)
     c_dt = -1.0
     c_seg = -1
+    # the state in eigen-coordinates, z = V⁻¹A, and w = V⁻¹r, carried from step to step while
+    # nothing but time changes (a grid's run between events): each step is then z ← e^{λΔ}z
+    # + Δφ₁w, and A = V·z is only read out — one product per step instead of two
+    zc = np.zeros(n)
+    wc = np.zeros(n)
+    z_seg = -1
     for p in range(ptr.size - 1):
         a[:] = 0.0
+        z_seg = -1
         r[:] = 0.0
         given = 0.0
         unab = 0.0
@@ -369,7 +381,7 @@ def _kernel(ptr, kind, time, cmt, value, unabs, index, origin, seg0,
                 for i in range(n):
                     rsum += r[i]
                 if use_eig[seg]:
-                    if dt != c_dt or seg != c_seg:
+                    if seg != c_seg or abs(dt - c_dt) > STEP_RTOL * c_dt:
                         for i in range(n):
                             x = lam[seg, i] * dt
                             # φ₁(x) = (eˣ − 1)/x, φ₂(x) = (eˣ − 1 − x)/x², by their series
@@ -388,20 +400,27 @@ def _kernel(ptr, kind, time, cmt, value, unabs, index, origin, seg0,
                             c_p2[i] = dt * dt * p2
                         c_dt = dt
                         c_seg = seg
+                    if z_seg != seg:  # A or r changed (an event), or the segment
+                        for i in range(n):
+                            zi = 0.0
+                            wi = 0.0
+                            for j in range(n):
+                                zi += wmat[seg, i, j] * a[j]
+                                wi += wmat[seg, i, j] * r[j]
+                            zc[i] = zi
+                            wc[i] = wi
+                        z_seg = seg
                     for i in range(n):
-                        zi = 0.0
-                        wi = 0.0
-                        for j in range(n):
-                            zi += wmat[seg, i, j] * a[j]
-                            wi += wmat[seg, i, j] * r[j]
-                        z[i] = c_exp[i] * zi + c_p1[i] * wi
+                        zi = zc[i]
+                        wi = wc[i]
+                        zc[i] = c_exp[i] * zi + c_p1[i] * wi
                         iz[i] = c_p1[i] * zi + c_p2[i] * wi
                     out = 0.0
                     dout = 0.0
                     for i in range(n):
                         s = 0.0
                         for j in range(n):
-                            s += vmat[seg, i, j] * z[j]
+                            s += vmat[seg, i, j] * zc[j]
                         a[i] = s
                         out += ev[seg, i] * iz[i]
                         dout += dv[seg, i] * iz[i]
@@ -443,12 +462,14 @@ def _kernel(ptr, kind, time, cmt, value, unabs, index, origin, seg0,
                         out += ex[n, i] * a[i]
                         dout += ex[n + 1, i] * a[i]
                     a[:] = z
+                    z_seg = -1
                     elim_cum += out
                     dial_cum += dout
                 given += rsum * dt
                 t = tnext
             if take_grid:
-                grid_amt[p, g, :] = a
+                for i in range(n):
+                    grid_amt[p, g, i] = a[i]
                 grid_conc[p, g] = a[central] / volume[seg]
                 grid_led[p, g, 0] = given
                 grid_led[p, g, 2] = elim_cum
@@ -469,6 +490,8 @@ def _kernel(ptr, kind, time, cmt, value, unabs, index, origin, seg0,
             if cancelled:
                 e += 1
                 continue  # cancelled by a later record's reset
+            if k >= 2 and k <= 5:  # a dose, an infusion change, a reset, a steady state
+                z_seg = -1
             if k == 2:  # bolus
                 a[cmt[e]] += value[e]
                 unab += unabs[e]

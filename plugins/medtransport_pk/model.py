@@ -517,7 +517,20 @@ class PKModel(Model):
     def _kinetics(self) -> dict[str, Any]:
         """Clearances (L/h) and volumes (L) after the covariate models and, for a population,
         each patient's log-normal variability (arrays over patients, or over the segments of
-        a data set's subjects)."""
+        a data set's subjects). Computed once per model and inputs: a chunk's run asks for it
+        nine times, and its unit conversions (pint) cost about a millisecond each."""
+        # the inputs themselves (held, so compared by identity): replacing any of them
+        # recomputes
+        key = (self.params, getattr(self, "covariates", None), self.scenario.patient,
+               getattr(self, "etas", None), getattr(self, "_seg_batch", None))
+        hit = getattr(self, "_kinetics_cache", None)
+        if hit is not None and all(x is y for x, y in zip(hit[0], key, strict=True)):
+            return dict(hit[1])
+        out = self._kinetics_uncached()
+        self._kinetics_cache = (key, out)
+        return dict(out)
+
+    def _kinetics_uncached(self) -> dict[str, Any]:
         p = self.params
         # a data set's covariates per segment, a population's sampled ones (arrays over
         # patients), else the one patient
@@ -682,7 +695,11 @@ class PKModel(Model):
         inflow = {"doses": term(0)}
         if np.any(led[..., 4] != 0):
             inflow["steady_state"] = term(4)
-        outflow = {"eliminated": term(2), "unabsorbed": term(1)}
+        outflow = {"eliminated": term(2)}
+        # like reset and steady_state: a route only when the records put something on it (an
+        # intravenous regimen has none unabsorbed; the zero route cost a batch a (T, P) sum)
+        if np.any(led[..., 1] != 0):
+            outflow["unabsorbed"] = term(1)
         if np.any(led[..., 3] != 0):
             outflow["reset"] = term(3)
         if getattr(self, "sessions", None):
@@ -707,8 +724,12 @@ class PKModel(Model):
         first_seg = np.searchsorted(self._seg_subject, np.arange(res.grid_amounts.shape[0]))
         sub_vols = vols[first_seg]
         amt = res.grid_amounts  # (P, T, n), each patient's curve contiguous
-        conc = amt[..., tissue_idx] / sub_vols[:, None, :]
+        # tissue by tissue into one array: a gather of the amounts first (amt[..., idx]) cost
+        # a (P, T, tissues) temporary and a second pass
+        conc = np.empty((*amt.shape[:2], len(tissue_idx)))
         conc[..., 0] = res.grid_concentration  # the volume in force at each time
+        for j in range(1, len(tissue_idx)):
+            np.divide(amt[..., tissue_idx[j]], sub_vols[:, None, j], out=conc[..., j])
         led = books.grid_ledger.transpose(1, 0, 2)  # (T, P, 5)
         state_led = res.grid_ledger
         assert state_led is not None

@@ -55,3 +55,19 @@ def test_integers_complex_and_empty() -> None:
     assert ext.extremes(np.array([1 + 2j, 1 - 1j])) == (1 - 1j, 1 + 2j)
     with pytest.raises(ValueError, match="empty"):
         ext.extremes(np.zeros((0, 3)))
+
+
+@pytest.mark.parametrize("layout", ["C", "F", "strided"])
+def test_abs_max_along_both_axes_matches_numpy_with_nans_and_infs(layout: str) -> None:
+    from medtransport.audit.extremes import abs_max_along
+
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(61, 37)) * 10.0 ** rng.integers(-5, 5, size=(61, 37))
+    x[3, 4] = np.nan
+    x[10, 20] = -np.inf
+    x[11, :] = -0.0
+    a = {"C": x, "F": np.asfortranarray(x), "strided": x[:, ::2]}[layout]
+    rows, cols = abs_max_along(a)
+    np.testing.assert_array_equal(rows, np.abs(a).max(axis=1))
+    np.testing.assert_array_equal(cols, np.abs(a).max(axis=0))
+    assert np.isnan(rows[3]) and rows[10] == np.inf

@@ -207,6 +207,18 @@ def test_chunking_changes_no_per_patient_number(full: Any, tmp_path: Path) -> No
         np.testing.assert_array_equal(b[name], a[name], err_msg=name)
 
 
+def test_two_threads_write_the_same_store_as_one(full: Any, tmp_path: Path) -> None:
+    """Chunks computed two at a time (and finished out of order) change no stored number,
+    band count or per-chunk row."""
+    other = run_population(scenario(), chunk_size=40, store=tmp_path / "two.zarr", threads=2)
+    assert sorted(other.records) == sorted(full.records) == [0, 1, 2, 3]
+    assert {r["status"] for r in other.records.values()} == {"passed"}
+    a, b = store_arrays(full.path), store_arrays(other.path)
+    assert a.keys() == b.keys()
+    for name in a:
+        np.testing.assert_array_equal(b[name], a[name], err_msg=name)
+
+
 @pytest.mark.parametrize(("output", "field", "words"), [
     ({"curves": "some"}, "population.output.curves", "'all' or 'none'"),
     ({"keep_curves": 0}, "population.output.keep_curves", "greater than or equal to 1"),

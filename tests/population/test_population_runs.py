@@ -218,9 +218,11 @@ def test_curve_metrics_of_a_known_curve() -> None:
 
 
 
-def test_curve_metrics_match_a_plain_loop_on_awkward_curves() -> None:
-    """The compiled per-patient pass against the rules written out one segment at a time:
-    rises, plateaus, falls to zero and back, a trough before the peak, and a NaN curve."""
+@pytest.mark.parametrize("compiled", [True, False])
+def test_curve_metrics_match_a_plain_loop_on_awkward_curves(compiled: bool) -> None:
+    """The per-patient pass (compiled, and in plain Python as a client lays out a store)
+    against the rules written out one segment at a time: rises, plateaus, falls to zero and
+    back, a trough before the peak, and a NaN curve."""
     import math
 
     import xarray as xr
@@ -235,7 +237,7 @@ def test_curve_metrics_match_a_plain_loop_on_awkward_curves() -> None:
     curves[7, 4] = np.nan
     curve = xr.DataArray(curves, dims=("time", "patient"), coords={"time": t_h * 3600},
                          attrs={"units": "mg/L"})
-    m = curve_metrics(curve)
+    m = curve_metrics(curve, compiled=compiled)
     for p in range(6):
         c = curves[:, p]
         if np.isnan(c).any():
