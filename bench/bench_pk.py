@@ -54,7 +54,7 @@ from typing import Any
 
 import machine
 import numpy as np
-from bench_diffusion import LoadMonitor, _cpu_model, log, now, reason, write_atomic
+from bench_diffusion import LoadMonitor, log, now, reason, write_atomic
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -541,7 +541,7 @@ def version(dist: str) -> str:
 def environment() -> dict[str, Any]:
     info: dict[str, Any] = {
         "python": platform.python_version(), "platform": platform.platform(),
-        "cpu": _cpu_model(), "cores": os.cpu_count(), "numpy": np.__version__,
+        "cpu": machine.cpu_model(), "cores": os.cpu_count(), "numpy": np.__version__,
         "versions": {d: version(d) for d in ("scipy", "chi-drm", "myokit", "medtransport")},
     }
     try:

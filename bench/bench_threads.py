@@ -47,7 +47,8 @@ try:
 except ImportError:
     sys.path.insert(0, str(BENCH.parent))
 
-from bench_diffusion import _cpu_model, write_atomic  # noqa: E402
+import machine  # noqa: E402
+from bench_diffusion import write_atomic  # noqa: E402
 
 
 def now() -> float:
@@ -227,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     import numba
 
     res: dict[str, Any] = {"quick": args.quick, "date": time.strftime("%Y-%m-%d %H:%M %Z"),
-                           "cpu": _cpu_model(), "cores": os.cpu_count(),
+                           "cpu": machine.cpu_model(), "cores": os.cpu_count(),
                            "numba_threads": numba.config.NUMBA_NUM_THREADS,
                            "load_start": loadavg()}
     patients = 200 if args.quick else 1000
