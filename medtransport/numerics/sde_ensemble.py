@@ -21,11 +21,16 @@ the SE of :mod:`~medtransport.numerics.ensemble`, the histogram density on the r
 (sums of the fine counts), and quantiles read off the fine counts by linear interpolation within
 a fine cell, whose width is their stated resolution (added in quadrature to the binomial SE).
 
-**Random numbers.** The normals are :mod:`medtransport.numerics.normal`'s counter-based stream:
-the increment of steps 2k + 1 and 2k + 2 of lane j in block b is Box–Muller pair
-``b·2⁴⁰ + k·BLOCK + j`` of the seed's stream, so a path's draws depend on the seed, the path's
-number and the step alone — not on the number of paths nor of threads (bitwise). The loop over
-lanes has no call and no branch the compiler cannot turn into a select, so it runs in SIMD.
+**Random numbers.** The normals are :mod:`medtransport.numerics.normal`'s counter-based
+*compact* float64 stream (one SplitMix64 word per Box–Muller pair, fused multiply–adds): the
+increments of steps 2k + 1 and 2k + 2 of lane j in block b are pair ``b·2⁴⁰ + k·BLOCK + j``
+(elements 2p and 2p + 1 of ``normal.compact_normal``), so a path's draws depend on the seed, the
+path's number and the step alone — not on the number of paths nor of threads (bitwise, any
+thread count). Block b owns words ``[b·2⁴⁰, (b + 1)·2⁴⁰)`` of the seed's SplitMix64 sequence, in
+quarters of 2³⁸: the increments; CIR's Gamma normals (pair ``+ 2³⁸``); its uniforms (words
+``+ 2·2³⁸ + 2(k·BLOCK + j)`` and ``+ 1``); and 2²⁸ words per lane for draws after a rejection
+(normals from ``+ 3·2³⁸ + j·2²⁸``, uniforms ``+ 2²⁶`` beyond, the boost's ``+ 2²⁷``). The loop
+over lanes has no call and no branch the compiler cannot turn into a select, so it runs in SIMD.
 
 **Schemes** (as :mod:`~medtransport.numerics.sde`): ``euler_maruyama`` and ``milstein`` with the
 state-space fixes ``truncate`` (full truncation: coefficients at the clipped state, the clipped
@@ -46,7 +51,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from medtransport.numerics.normal import _pair, _word, stream_key
+from medtransport.numerics.normal import _pair_compact, _word, stream_key
 from medtransport.numerics.sde import AffineSDE, exact_kinds
 
 __all__ = ["BLOCK", "EnsembleRun", "run_ensemble", "supports"]
@@ -55,9 +60,11 @@ __all__ = ["BLOCK", "EnsembleRun", "run_ensemble", "supports"]
 BLOCK = 256
 #: Fixed groups of blocks, merged in order: the unit of parallel work.
 GROUPS = 64
-_STRIDE = np.uint64(1 << 40)  # pairs reserved per block
-_REGION = np.uint64(1 << 38)  # pairs per region: increments, Gamma normals, uniforms, fallback
-_LANE = np.uint64(1 << 28)  # fallback draws per lane
+_STRIDE = np.uint64(1 << 40)  # words reserved per block (a compact pair is one word)
+_REGION = np.uint64(1 << 38)  # words per region: increments, Gamma normals, uniforms, fallback
+_LANE = np.uint64(1 << 28)  # fallback words per lane: normals, uniforms (+2²⁶), boost (+2²⁷)
+_LANE_U = np.uint64(1 << 26)
+_LANE_B = np.uint64(1 << 27)
 _U53 = 1.0 / 9007199254740992.0
 _S11 = np.uint64(11)
 
@@ -140,9 +147,8 @@ def _gamma_finish(key, lane_base, cnt, zz, u, d, c):  # type: ignore[no-untyped-
             v3 = v * v * v
             if math.log(u) < 0.5 * zz * zz + d - d * v3 + d * math.log(v3):
                 return d * v3, cnt
-        zz = _pair(key, lane_base + np.uint64(cnt), True)[0]
-        u = _uniform(key, np.uint64(2) * (lane_base + _REGION // np.uint64(2)
-                                          + np.uint64(cnt)))
+        zz = _pair_compact(key, lane_base + np.uint64(cnt))[0]
+        u = _uniform(key, lane_base + _LANE_U + np.uint64(cnt))
         cnt += 1
 
 
@@ -261,14 +267,14 @@ def _ensemble(n_paths, x0, n_steps, h, out_index, a0, a1, c0, c1, c2, scheme, ki
             for k2 in range((n_steps + 1) // 2):
                 pb = base + np.uint64(k2 * BLOCK)
                 for j in range(BLOCK):
-                    p, q = _pair(key, pb + np.uint64(j), True)
+                    p, q = _pair_compact(key, pb + np.uint64(j))
                     z1[j] = p
                     z2[j] = q
                 if cir_exact:  # Gamma normals (region 1), uniforms (words of region 2)
                     gb = base + _REGION + np.uint64(k2 * BLOCK)
-                    ub = np.uint64(2) * (base + np.uint64(2) * _REGION + np.uint64(k2 * BLOCK))
+                    ub = base + np.uint64(2) * _REGION + np.uint64(2 * k2 * BLOCK)
                     for j in range(BLOCK):
-                        p, q = _pair(key, gb + np.uint64(j), True)
+                        p, q = _pair_compact(key, gb + np.uint64(j))
                         zg1[j] = p
                         zg2[j] = q
                         ug1[j] = _uniform(key, ub + np.uint64(2 * j))
@@ -297,9 +303,8 @@ def _ensemble(n_paths, x0, n_steps, h, out_index, a0, a1, c0, c1, c2, scheme, ki
                                     gg[j] = gv
                                     cnt[j] = c_new
                                 if boost:
-                                    u = _uniform(key, np.uint64(2) * (
-                                        lane_base + _REGION // np.uint64(2)
-                                        + _LANE // np.uint64(2) + np.uint64(cnt[j])))
+                                    u = _uniform(key, lane_base + _LANE_B
+                                                 + np.uint64(cnt[j]))
                                     cnt[j] += 1
                                     gg[j] *= math.exp(math.log(u + 1e-300) / shape)
                             for j in range(BLOCK):
@@ -463,8 +468,9 @@ def run_ensemble(sde: AffineSDE, x0: float, dt: float, n_steps: int,
         raise ValueError(f"seed must be a non-negative 64-bit integer, got {seed!r}")
     if n_paths < 1 or n_steps < 0 or keep < 0:
         raise ValueError("n_paths must be ≥ 1, n_steps and keep ≥ 0")
-    if n_steps >= 2**26 or n_paths >= 2**32:  # the stream's reserved ranges (module docstring)
-        raise ValueError("run_ensemble takes fewer than 2²⁶ steps and 2³² paths")
+    # the stream's reserved ranges (module docstring): a lane's fallback count stays < 2²⁶
+    if n_steps >= 2**24 or n_paths >= 2**32:
+        raise ValueError("run_ensemble takes fewer than 2²⁴ steps and 2³² paths")
     lo, hi, cells = float(edges[0]), float(edges[1]), int(edges[2])
     if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo and cells >= 1):
         raise ValueError("edges must be (lower, upper, cells) with lower < upper, cells ≥ 1")
