@@ -48,7 +48,7 @@ from typing import Any
 
 import machine
 import numpy as np
-from bench_diffusion import LoadMonitor, _cpu_model, log, now, reason, write_atomic
+from bench_diffusion import LoadMonitor, log, now, reason, write_atomic
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -327,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
             for scheme in SCHEMES[name]:
                 rows.append(measure(name, problem, scheme, n, steps, monitor, subset))
     res = {"paths": n, "steps": steps, "sdeint_paths": sdeint_paths,
-           "torchsde_paths": subset["torchsde"], "cpu": _cpu_model(),
+           "torchsde_paths": subset["torchsde"], "cpu": machine.cpu_model(),
            "python": platform.python_version(),
            "threads": os.environ.get("NUMBA_NUM_THREADS"), "rows": rows,
            "command": " ".join([Path(sys.executable).name, *sys.argv]),

@@ -226,7 +226,17 @@ def _pair(key: np.uint64, p: np.uint64, wide: bool) -> tuple[float, float]:
 def _pair_compact(key: np.uint64, p: np.uint64) -> tuple[float, float]:
     """Pair ``p`` of the compact float64 stream (module docstring): one word, the float32
     layout and polynomials, Horner steps as fused multiply–adds."""
-    w = _word(key, p)
+    return _pair_compact_at(key + (p + _U1) * _GAMMA)
+
+
+@_inline
+def _pair_compact_at(state: np.uint64) -> tuple[float, float]:
+    """The compact pair whose SplitMix64 state is ``key + (p + 1)·γ``: a loop over
+    consecutive p passes ``state₀ + i·γ``, which the compiler turns into an addition per lane
+    instead of a 64-bit multiply (costly in SIMD)."""
+    z = (state ^ (state >> _S30)) * _M1
+    z = (z ^ (z >> _S27)) * _M2
+    w = z ^ (z >> _S31)
     u1 = 2.0 - _as_float(((w >> _S24) << _S12) | _ONE_BITS)  # (0, 1], step 2⁻⁴⁰
     t = w & _LOW24
     q = t >> _S22
