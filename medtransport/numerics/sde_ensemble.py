@@ -51,7 +51,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from medtransport.numerics.normal import _pair_compact, _word, stream_key
+from medtransport.numerics.normal import _log_unit, _pair_compact, _word, stream_key
 from medtransport.numerics.sde import AffineSDE, exact_kinds
 from medtransport.numerics.vector_width import prefer_wide_vectors
 
@@ -67,6 +67,7 @@ _LANE = np.uint64(1 << 28)  # fallback words per lane: normals, uniforms (+2²�
 _LANE_U = np.uint64(1 << 26)
 _LANE_B = np.uint64(1 << 27)
 _U53 = 1.0 / 9007199254740992.0
+_U_MIN = 2.0 ** -54  # stands in for u = 0 in ln u (the test then accepts either way)
 _S11 = np.uint64(11)
 
 _jit = {"nogil": True, "cache": True, "error_model": "numpy"}
@@ -95,9 +96,9 @@ def _fold(y, lo, hi):  # type: ignore[no-untyped-def]  # pragma: no cover - comp
 @_inline
 def _em(x, z, n, a0, a1, c0, c1, c2, h, sqh, t_lo, t_hi, ss_lo, ss_hi, viol, noise_case,
         milstein, reflect):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
-    """One Euler–Maruyama (``milstein`` = 0) or Milstein (1) step of ``n`` lanes; noise_case
-    0 additive, 1 proportional, 2 general, and ``reflect`` are constants at every call site,
-    folded by the compiler."""
+    """One Euler–Maruyama (``milstein`` False) or Milstein (True) step of ``n`` lanes;
+    ``milstein``, noise_case (0 additive, 1 proportional, 2 general) and ``reflect`` are
+    constants at every call site, folded by the compiler."""
     b_add = math.sqrt(c0) if c0 > 0.0 else 0.0
     b_lin = math.sqrt(c2) if c2 > 0.0 else 0.0
     for j in range(n):
@@ -112,9 +113,9 @@ def _em(x, z, n, a0, a1, c0, c1, c2, h, sqh, t_lo, t_hi, ss_lo, ss_hi, viol, noi
             b = math.sqrt(max(var, 0.0))
         dw = sqh * z[j]
         y = xj + (a0 + a1 * xv) * h + b * dw
-        # Milstein's term times 0 or 1: a select would cost more than the product
-        y += milstein * 0.25 * (c1 + 2.0 * c2 * xv) * (dw * dw - h)
-        out = y < ss_lo or y > ss_hi
+        if milstein:
+            y += 0.25 * (c1 + 2.0 * c2 * xv) * (dw * dw - h)
+        out = (y < ss_lo) | (y > ss_hi)
         viol[j] += 1 if out else 0
         if reflect:
             y = _fold(y, ss_lo, ss_hi) if out else y
@@ -122,35 +123,46 @@ def _em(x, z, n, a0, a1, c0, c1, c2, h, sqh, t_lo, t_hi, ss_lo, ss_hi, viol, noi
 
 
 @_inline
-def _cir_exact(x, z, zg, ug, g, acc, n, mult, k, d, c):  # type: ignore[no-untyped-def]  # pragma: no cover
-    """The SIMD part of a CIR exact step: the non-central part and the Gamma draw where
-    Marsaglia–Tsang's squeeze accepts (acc = 1); the rest is finished lane by lane."""
+def _cir_exact(x, z, zg, ug, g, acc, n, ratio, d, c):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """The SIMD part of a CIR exact step: the non-central part (λ = X·``ratio``) and
+    Marsaglia–Tsang's whole test on the lane's first (z, u) — the squeeze or, where it fails,
+    ln u < z²/2 + d − d·v + d·ln v (v = (1 + c·z)³, the logarithms by the core's polynomial
+    ln, so the loop stays SIMD); acc = 1 where it accepts. The few rejected lanes (3 % at
+    shape 1.3) draw afresh lane by lane."""
     for j in range(n):
-        nc = max(x[j], 0.0) * mult / k
+        nc = max(x[j], 0.0) * ratio
         t = z[j] + math.sqrt(nc)
         zz = zg[j]
         v = 1.0 + c * zz
-        v3 = v * v * v
+        pos = v > 0.0
+        vp = v if pos else 1.0
+        v3 = vp * vp * vp
         z2 = zz * zz
-        ok = v > 0.0 and ug[j] < 1.0 - 0.0331 * z2 * z2
+        u = ug[j]
+        squeeze = u < 1.0 - 0.0331 * z2 * z2
+        ln_u = _log_unit(max(u, _U_MIN), True)
+        full = ln_u < 0.5 * z2 + d - d * v3 + d * _log_unit(v3, True)
+        ok = pos & (squeeze | full)
         acc[j] = 1 if ok else 0
         g[j] = d * v3 if ok else 0.0
         x[j] = t * t
 
 
 @numba.njit(**_jit)
-def _gamma_finish(key, lane_base, cnt, zz, u, d, c):  # type: ignore[no-untyped-def]  # pragma: no cover
-    """Marsaglia–Tsang's full test on the first (z, u), then fresh draws from the lane's own
-    fallback stream until accepted; returns (G/1 at shape d + 1/3, draws used)."""
+def _gamma_finish(key, lane_base, cnt, d, c):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """Marsaglia–Tsang on fresh draws from the lane's own fallback stream (its first (z, u)
+    was rejected in SIMD) until one is accepted; returns (G at shape d + 1/3, draws used)."""
     while True:
-        v = 1.0 + c * zz
-        if v > 0.0:
-            v3 = v * v * v
-            if math.log(u) < 0.5 * zz * zz + d - d * v3 + d * math.log(v3):
-                return d * v3, cnt
         zz = _pair_compact(key, lane_base + np.uint64(cnt))[0]
         u = _uniform(key, lane_base + _LANE_U + np.uint64(cnt))
         cnt += 1
+        v = 1.0 + c * zz
+        if v > 0.0:
+            v3 = v * v * v
+            z2 = zz * zz
+            if u < 1.0 - 0.0331 * z2 * z2 or (
+                    u > 0.0 and math.log(u) < 0.5 * z2 + d - d * v3 + d * math.log(v3)):
+                return d * v3, cnt
 
 
 @_inline
@@ -227,7 +239,6 @@ def _ensemble(n_paths, x0, n_steps, h, out_index, a0, a1, c0, c1, c2, scheme, ki
     n_groups = gstats.shape[0]
     per = (n_blocks + n_groups - 1) // n_groups
     sqh = math.sqrt(h)
-    mil = 1.0 if scheme == 1 else 0.0
     t_lo = ss_lo if fix == 1 else -math.inf
     t_hi = ss_hi if fix == 1 else math.inf
     # CIR exact: ν = ex_shift, Gamma shape (ν − 1)/2, boosted below 1
@@ -236,6 +247,7 @@ def _ensemble(n_paths, x0, n_steps, h, out_index, a0, a1, c0, c1, c2, scheme, ki
     gd = (shape + 1.0 if boost else shape) - 1.0 / 3.0
     gc = 1.0 / math.sqrt(9.0 * gd)
     cir_exact = scheme == 2 and kind == 3
+    ratio = ex_mult / ex_sd if cir_exact else 0.0  # λ per unit state
     for grp in numba.prange(n_groups):
         prefer_wide_vectors()  # 512-bit SIMD where the CPU has it (the loop body is outlined)
         x = np.empty(BLOCK)
@@ -296,12 +308,11 @@ def _ensemble(n_paths, x0, n_steps, h, out_index, a0, a1, c0, c1, c2, scheme, ki
                         else:
                             zg = zg1 if half == 0 else zg2
                             ug = ug1 if half == 0 else ug2
-                            _cir_exact(x, z, zg, ug, gg, acc, BLOCK, ex_mult, ex_sd, gd, gc)
+                            _cir_exact(x, z, zg, ug, gg, acc, BLOCK, ratio, gd, gc)
                             for j in range(lanes):
                                 lane_base = base + np.uint64(3) * _REGION + np.uint64(j) * _LANE
                                 if acc[j] == 0:
-                                    gv, c_new = _gamma_finish(key, lane_base, cnt[j], zg[j],
-                                                              ug[j], gd, gc)
+                                    gv, c_new = _gamma_finish(key, lane_base, cnt[j], gd, gc)
                                     gg[j] = gv
                                     cnt[j] = c_new
                                 if boost:
@@ -312,19 +323,33 @@ def _ensemble(n_paths, x0, n_steps, h, out_index, a0, a1, c0, c1, c2, scheme, ki
                             for j in range(BLOCK):
                                 x[j] = ex_sd * (x[j] + 2.0 * gg[j])
                     else:
-                        # noise case and reflection fixed at each call: four SIMD loops
-                        if fix == 2:
+                        # scheme, noise case and reflection fixed at each call: SIMD loops
+                        # without a runtime test inside
+                        if scheme == 1:
+                            if fix == 2:
+                                _em(x, z, BLOCK, a0, a1, c0, c1, c2, h, sqh, t_lo, t_hi, ss_lo,
+                                    ss_hi, viol, 2, True, True)
+                            elif noise_case == 0:
+                                _em(x, z, BLOCK, a0, a1, c0, c1, c2, h, sqh, t_lo, t_hi, ss_lo,
+                                    ss_hi, viol, 0, True, False)
+                            elif noise_case == 1:
+                                _em(x, z, BLOCK, a0, a1, c0, c1, c2, h, sqh, t_lo, t_hi, ss_lo,
+                                    ss_hi, viol, 1, True, False)
+                            else:
+                                _em(x, z, BLOCK, a0, a1, c0, c1, c2, h, sqh, t_lo, t_hi, ss_lo,
+                                    ss_hi, viol, 2, True, False)
+                        elif fix == 2:
                             _em(x, z, BLOCK, a0, a1, c0, c1, c2, h, sqh, t_lo, t_hi, ss_lo,
-                                ss_hi, viol, 2, mil, True)
+                                ss_hi, viol, 2, False, True)
                         elif noise_case == 0:
                             _em(x, z, BLOCK, a0, a1, c0, c1, c2, h, sqh, t_lo, t_hi, ss_lo,
-                                ss_hi, viol, 0, mil, False)
+                                ss_hi, viol, 0, False, False)
                         elif noise_case == 1:
                             _em(x, z, BLOCK, a0, a1, c0, c1, c2, h, sqh, t_lo, t_hi, ss_lo,
-                                ss_hi, viol, 1, mil, False)
+                                ss_hi, viol, 1, False, False)
                         else:
                             _em(x, z, BLOCK, a0, a1, c0, c1, c2, h, sqh, t_lo, t_hi, ss_lo,
-                                ss_hi, viol, 2, mil, False)
+                                ss_hi, viol, 2, False, False)
                     o = out_index[step]
                     if o >= 0:
                         if scheme == 2 and kind == 2:
