@@ -51,7 +51,21 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from medtransport.numerics.normal import _log_unit, _pair_compact, _word, stream_key
+from medtransport.numerics.normal import (
+    _LN2_HI,
+    _LN2_LO,
+    _MANT,
+    _ONE_BITS,
+    _S52,
+    _SQRT2,
+    _TWO52_BITS,
+    _as_bits,
+    _as_float,
+    _fma,
+    _pair_compact,
+    _word,
+    stream_key,
+)
 from medtransport.numerics.sde import AffineSDE, exact_kinds
 from medtransport.numerics.vector_width import prefer_wide_vectors
 
@@ -67,6 +81,7 @@ _LANE = np.uint64(1 << 28)  # fallback words per lane: normals, uniforms (+2²�
 _LANE_U = np.uint64(1 << 26)
 _LANE_B = np.uint64(1 << 27)
 _U53 = 1.0 / 9007199254740992.0
+_ALL_ACCEPTED = np.uint64(0x0101010101010101)  # eight flags of 1 as bytes
 _U_MIN = 2.0 ** -54  # stands in for u = 0 in ln u (the test then accepts either way)
 _S11 = np.uint64(11)
 
@@ -123,12 +138,47 @@ def _em(x, z, n, a0, a1, c0, c1, c2, h, sqh, t_lo, t_hi, ss_lo, ss_hi, viol, noi
 
 
 @_inline
+def _ln_parts(x):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    """x = m·2ᵉ with m ∈ [√½, √2), for a positive normal float64: (m, e)."""
+    bits = _as_bits(x)
+    ef = _as_float((bits >> _S52) | _TWO52_BITS) - (4503599627370496.0 + 1023.0)
+    m = _as_float((bits & _MANT) | _ONE_BITS)
+    big = m > _SQRT2
+    return (m * 0.5 if big else m), (ef + 1.0 if big else ef)
+
+
+@_inline
+def _ln_series(s, ef):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    """e·ln 2 + 2·atanh(s) by the series of normal._log_unit (j ≤ 9, truncation < 1e-17),
+    Horner steps as fused multiply–adds."""
+    s2 = s * s
+    p = _fma(_fma(_fma(_fma(1.0 / 19.0, s2, 1.0 / 17.0), s2, 1.0 / 15.0), s2, 1.0 / 13.0),
+             s2, 1.0 / 11.0)
+    p = _fma(_fma(_fma(_fma(p, s2, 1.0 / 9.0), s2, 1.0 / 7.0), s2, 1.0 / 5.0), s2, 1.0 / 3.0)
+    p = _fma(p, s2, 1.0)
+    return _fma(ef, _LN2_HI, _fma(2.0 * s, p, ef * _LN2_LO))
+
+
+@_inline
+def _ln_two(a, b):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    """(ln a, ln b) for positive normal floats with ONE division: s = (m − 1)/(m + 1) of both
+    from 1/((mₐ + 1)(m_b + 1)) — the divider, shared with the square roots, is this loop's
+    bottleneck."""
+    ma, ea = _ln_parts(a)
+    mb, eb = _ln_parts(b)
+    pa = ma + 1.0
+    pb = mb + 1.0
+    r = 1.0 / (pa * pb)
+    return _ln_series((ma - 1.0) * pb * r, ea), _ln_series((mb - 1.0) * pa * r, eb)
+
+
+@_inline
 def _cir_exact(x, z, zg, ug, g, acc, n, ratio, d, c):  # type: ignore[no-untyped-def]  # pragma: no cover
     """The SIMD part of a CIR exact step: the non-central part (λ = X·``ratio``) and
     Marsaglia–Tsang's whole test on the lane's first (z, u) — the squeeze or, where it fails,
     ln u < z²/2 + d − d·v + d·ln v (v = (1 + c·z)³, the logarithms by the core's polynomial
-    ln, so the loop stays SIMD); acc = 1 where it accepts. The few rejected lanes (3 % at
-    shape 1.3) draw afresh lane by lane."""
+    ln, both with one division, so the loop stays SIMD); acc = 1 where it accepts. The few
+    rejected lanes (3 % at shape 1.3) draw afresh lane by lane."""
     for j in range(n):
         nc = max(x[j], 0.0) * ratio
         t = z[j] + math.sqrt(nc)
@@ -140,8 +190,8 @@ def _cir_exact(x, z, zg, ug, g, acc, n, ratio, d, c):  # type: ignore[no-untyped
         z2 = zz * zz
         u = ug[j]
         squeeze = u < 1.0 - 0.0331 * z2 * z2
-        ln_u = _log_unit(max(u, _U_MIN), True)
-        full = ln_u < 0.5 * z2 + d - d * v3 + d * _log_unit(v3, True)
+        ln_u, ln_v = _ln_two(max(u, _U_MIN), v3)
+        full = ln_u < 0.5 * z2 + d - d * v3 + d * ln_v
         ok = pos & (squeeze | full)
         acc[j] = 1 if ok else 0
         g[j] = d * v3 if ok else 0.0
@@ -163,6 +213,21 @@ def _gamma_finish(key, lane_base, cnt, d, c):  # type: ignore[no-untyped-def]  #
             if u < 1.0 - 0.0331 * z2 * z2 or (
                     u > 0.0 and math.log(u) < 0.5 * z2 + d - d * v3 + d * math.log(v3)):
                 return d * v3, cnt
+
+
+@_inline
+def _cir_finish(key, base, j, cnt, acc, gg, d, c, boost, shape):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """Lane j of a CIR exact step after the SIMD part: fresh Gamma draws if its first was
+    rejected, and the boost G·U^{1/shape} for shape < 1, from the lane's own words."""
+    lane_base = base + np.uint64(3) * _REGION + np.uint64(j) * _LANE
+    if acc[j] == 0:
+        gv, c_new = _gamma_finish(key, lane_base, cnt[j], d, c)
+        gg[j] = gv
+        cnt[j] = c_new
+    if boost:
+        u = _uniform(key, lane_base + _LANE_B + np.uint64(cnt[j]))
+        cnt[j] += 1
+        gg[j] *= math.exp(math.log(u + 1e-300) / shape)
 
 
 @_inline
@@ -259,7 +324,8 @@ def _ensemble(n_paths, x0, n_steps, h, out_index, a0, a1, c0, c1, c2, scheme, ki
         ug1 = np.empty(BLOCK)
         ug2 = np.empty(BLOCK)
         gg = np.empty(BLOCK)
-        acc = np.zeros(BLOCK, np.int64)
+        acc = np.ones(BLOCK, np.uint8)
+        acc8 = acc.view(np.uint64)
         viol = np.zeros(BLOCK, np.int64)
         cnt = np.zeros(BLOCK, np.int64)
         st = gstats[grp]
@@ -309,17 +375,12 @@ def _ensemble(n_paths, x0, n_steps, h, out_index, a0, a1, c0, c1, c2, scheme, ki
                             zg = zg1 if half == 0 else zg2
                             ug = ug1 if half == 0 else ug2
                             _cir_exact(x, z, zg, ug, gg, acc, BLOCK, ratio, gd, gc)
-                            for j in range(lanes):
-                                lane_base = base + np.uint64(3) * _REGION + np.uint64(j) * _LANE
-                                if acc[j] == 0:
-                                    gv, c_new = _gamma_finish(key, lane_base, cnt[j], gd, gc)
-                                    gg[j] = gv
-                                    cnt[j] = c_new
-                                if boost:
-                                    u = _uniform(key, lane_base + _LANE_B
-                                                 + np.uint64(cnt[j]))
-                                    cnt[j] += 1
-                                    gg[j] *= math.exp(math.log(u + 1e-300) / shape)
+                            for j8 in range(BLOCK // 8):
+                                # eight lanes' flags at once: most groups have no rejection
+                                if boost or acc8[j8] != _ALL_ACCEPTED:
+                                    for j in range(8 * j8, min(8 * j8 + 8, lanes)):
+                                        _cir_finish(key, base, j, cnt, acc, gg, gd, gc, boost,
+                                                    shape)
                             for j in range(BLOCK):
                                 x[j] = ex_sd * (x[j] + 2.0 * gg[j])
                     else:
