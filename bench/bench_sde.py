@@ -112,8 +112,24 @@ def ours_paths(problem: str, scheme: str, n: int, steps: int) -> np.ndarray:
     return res.values[0, :, 0]
 
 
+#: Paths per chunk of the numpy loop: its arrays (512 KiB each) stay in L2 while a chunk runs
+#: all its steps — 7 % faster than the whole 10⁶ paths per step (memory-bound passes).
+NUMPY_CHUNK = 65536
+
+
 def numpy_loop(problem: str, scheme: str, n: int, steps: int) -> np.ndarray:
+    """Vectorised over a chunk of paths, one step per iteration, in place; chunk after chunk
+    (the same law — only the order of the generator's draws differs)."""
     rng = np.random.default_rng(SEED)
+    out = np.empty(n)
+    for lo in range(0, n, NUMPY_CHUNK):
+        hi = min(n, lo + NUMPY_CHUNK)
+        out[lo:hi] = _numpy_chunk(rng, problem, scheme, hi - lo, steps)
+    return out
+
+
+def _numpy_chunk(rng: np.random.Generator, problem: str, scheme: str, n: int, steps: int
+                 ) -> np.ndarray:
     h = T / steps
     sq = math.sqrt(h)
     z = np.empty(n)
