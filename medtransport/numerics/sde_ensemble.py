@@ -30,7 +30,8 @@ thread count). Block b owns words ``[b·2⁴⁰, (b + 1)·2⁴⁰)`` of the seed
 quarters of 2³⁸: the increments; CIR's Gamma normals (pair ``+ 2³⁸``); its uniforms (words
 ``+ 2·2³⁸ + 2(k·BLOCK + j)`` and ``+ 1``); and 2²⁸ words per lane for draws after a rejection
 (normals from ``+ 3·2³⁸ + j·2²⁸``, uniforms ``+ 2²⁶`` beyond, the boost's ``+ 2²⁷``). The loop
-over lanes has no call and no branch the compiler cannot turn into a select, so it runs in SIMD.
+over lanes has no call and no branch the compiler cannot turn into a select, so it runs in SIMD,
+with 512-bit vectors where the CPU has them (:mod:`~medtransport.numerics.vector_width`).
 
 **Schemes** (as :mod:`~medtransport.numerics.sde`): ``euler_maruyama`` and ``milstein`` with the
 state-space fixes ``truncate`` (full truncation: coefficients at the clipped state, the clipped
@@ -38,8 +39,10 @@ state recorded), ``reflect`` and ``none``, every step that ends outside counted;
 transitions — Gaussian (OU, drifted BM), geometric Brownian motion advanced in logarithms
 (ln X grows by (λ − μ²/2)h + μ√h·Z, the exact log-normal transition, exponentiated only at
 outputs), and CIR's scaled non-central χ² for ν = 4κθ/σ² > 1 as k·((Z + √λ)² + 2·G),
-G ~ Gamma((ν − 1)/2) by Marsaglia & Tsang (2000) with their squeeze tried in SIMD first (shape
-< 1 by the boost G·U^{1/shape}). No walls: paths with walls run on the path engine.
+G ~ Gamma((ν − 1)/2) by Marsaglia & Tsang (2000), their whole test (squeeze, then the
+logarithmic one) on each lane's first candidate in SIMD and fresh candidates lane by lane for
+the few rejected (shape < 1 by the boost G·U^{1/shape}). No walls: paths with walls run on the
+path engine.
 """
 
 from __future__ import annotations
