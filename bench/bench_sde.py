@@ -13,12 +13,12 @@ blocks of paths in SIMD on the core counter-based normal stream, the statistics 
 mean, variance, their SEs, histogram, quantiles — computed in the kernel, no path array; timed
 after a first call that compiles or loads the cache), ``medtransport paths`` (the path engine
 ``numerics.sde.simulate``, per-path xoshiro streams and ziggurat normals, every path's state
-returned), ``numpy loop`` (vectorised over paths, one step per iteration,
-in place), ``torchsde`` (``torchsde.sdeint`` with ``method="euler"``, fixed step, the batch of
-paths as one tensor), ``sdeint`` (``sdeint.itoEuler``, one path per call — it takes one state
-vector, and a batch as one vector would make its noise matrix n×n — timed on a subset of paths
-and reported per path-step). Throughput = paths × steps / wall time. Every row's mean and
-variance at T are compared with the exact moments in standard errors.
+returned), ``numpy loop`` (vectorised over a chunk of 65,536 paths, one step per iteration,
+in place, chunk after chunk), ``torchsde`` (``torchsde.sdeint`` with ``method="euler"``,
+fixed step, the batch of paths as one tensor), ``sdeint`` (``sdeint.itoEuler``, one path per
+call — it takes one state vector, and a batch as one vector would make its noise matrix n×n —
+timed on a subset of paths and reported per path-step). Throughput = paths × steps / wall
+time. Every row's mean and variance at T are compared with the exact moments in standard errors.
 
 Usage (from the repository root, see bench/README.md):
 
