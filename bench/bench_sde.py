@@ -13,12 +13,12 @@ blocks of paths in SIMD on the core counter-based normal stream, the statistics 
 mean, variance, their SEs, histogram, quantiles — computed in the kernel, no path array; timed
 after a first call that compiles or loads the cache), ``medtransport paths`` (the path engine
 ``numerics.sde.simulate``, per-path xoshiro streams and ziggurat normals, every path's state
-returned), ``numpy loop`` (vectorised over paths, one step per iteration,
-in place), ``torchsde`` (``torchsde.sdeint`` with ``method="euler"``, fixed step, the batch of
-paths as one tensor), ``sdeint`` (``sdeint.itoEuler``, one path per call — it takes one state
-vector, and a batch as one vector would make its noise matrix n×n — timed on a subset of paths
-and reported per path-step). Throughput = paths × steps / wall time. Every row's mean and
-variance at T are compared with the exact moments in standard errors.
+returned), ``numpy loop`` (vectorised over a chunk of 65,536 paths, one step per iteration,
+in place, chunk after chunk), ``torchsde`` (``torchsde.sdeint`` with ``method="euler"``,
+fixed step, the batch of paths as one tensor), ``sdeint`` (``sdeint.itoEuler``, one path per
+call — it takes one state vector, and a batch as one vector would make its noise matrix n×n —
+timed on a subset of paths and reported per path-step). Throughput = paths × steps / wall
+time. Every row's mean and variance at T are compared with the exact moments in standard errors.
 
 Usage (from the repository root, see bench/README.md):
 
@@ -48,7 +48,7 @@ from typing import Any
 
 import machine
 import numpy as np
-from bench_diffusion import LoadMonitor, _cpu_model, log, now, reason, write_atomic
+from bench_diffusion import LoadMonitor, log, now, reason, write_atomic
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -112,8 +112,24 @@ def ours_paths(problem: str, scheme: str, n: int, steps: int) -> np.ndarray:
     return res.values[0, :, 0]
 
 
+#: Paths per chunk of the numpy loop: its arrays (512 KiB each) stay in L2 while a chunk runs
+#: all its steps — 7 % faster than the whole 10⁶ paths per step (memory-bound passes).
+NUMPY_CHUNK = 65536
+
+
 def numpy_loop(problem: str, scheme: str, n: int, steps: int) -> np.ndarray:
+    """Vectorised over a chunk of paths, one step per iteration, in place; chunk after chunk
+    (the same law — only the order of the generator's draws differs)."""
     rng = np.random.default_rng(SEED)
+    out = np.empty(n)
+    for lo in range(0, n, NUMPY_CHUNK):
+        hi = min(n, lo + NUMPY_CHUNK)
+        out[lo:hi] = _numpy_chunk(rng, problem, scheme, hi - lo, steps)
+    return out
+
+
+def _numpy_chunk(rng: np.random.Generator, problem: str, scheme: str, n: int, steps: int
+                 ) -> np.ndarray:
     h = T / steps
     sq = math.sqrt(h)
     z = np.empty(n)
@@ -327,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
             for scheme in SCHEMES[name]:
                 rows.append(measure(name, problem, scheme, n, steps, monitor, subset))
     res = {"paths": n, "steps": steps, "sdeint_paths": sdeint_paths,
-           "torchsde_paths": subset["torchsde"], "cpu": _cpu_model(),
+           "torchsde_paths": subset["torchsde"], "cpu": machine.cpu_model(),
            "python": platform.python_version(),
            "threads": os.environ.get("NUMBA_NUM_THREADS"), "rows": rows,
            "command": " ".join([Path(sys.executable).name, *sys.argv]),

@@ -36,6 +36,17 @@ vector and scalar code give the same bits.
   truncation below 10⁻¹⁶ (a few ulp in all).
 
 The arithmetic is in float64; a float32 result is rounded once, on the store.
+
+**The compact float64 stream** (:func:`compact_normal`, :func:`fill_compact_normal`; what
+:mod:`~medtransport.numerics.sde_ensemble` draws): another stream of the same seed, for hot
+loops that need many float64 deviates — pair ``p`` is made from the ONE word ``w_p`` with the
+float32 layout above (40 bits for U₁, tail 7.4σ; 24 bits for t), its polynomials those of the
+float32 stream (relative error below 10⁻¹⁰), evaluated with fused multiply–adds and kept in
+float64. Its elements are therefore not those of :func:`standard_normal` in float64 (which
+keep their bits), but its guarantees are the same: element ``g`` is a function of the seed and
+``g`` alone — bitwise the same for any thread count, block split or ``offset`` — and an fma is
+correctly rounded wherever it runs (vector or scalar, with or without FMA hardware), so no
+fast-math is involved. One word and FMAs make a pair ~1.6× cheaper than the float64 stream's.
 """
 
 from __future__ import annotations
@@ -44,9 +55,11 @@ import numba
 import numpy as np
 from llvmlite import ir
 from numba import types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
-__all__ = ["add_noise", "fill_standard_normal", "standard_normal", "stream_key"]
+__all__ = ["add_noise", "compact_normal", "fill_compact_normal", "fill_standard_normal",
+           "standard_normal", "stream_key"]
 
 #: Elements per parallel block (even, so pairs never straddle blocks); a block's buffer for the
 #: fused kernel (128 KiB in float64) stays in L2.
@@ -93,6 +106,22 @@ def _as_bits(typingctx, value):  # type: ignore[no-untyped-def]
         return builder.bitcast(args[0], ir.IntType(64))
 
     return types.uint64(value), codegen
+
+
+@intrinsic
+def _fma(typingctx, a, b, c):  # type: ignore[no-untyped-def]
+    """a·b + c rounded once (LLVM's llvm.fma: the same bits in vector and scalar code; numba
+    does not contract a*b + c by itself without fast-math)."""
+    if not all(isinstance(v, types.Float) and v.bitwidth == 64 for v in (a, b, c)):
+        return None
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        f64 = ir.DoubleType()
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(f64, [f64] * 3),
+                                            "llvm.fma.f64")
+        return builder.call(fn, args)
+
+    return types.float64(types.float64, types.float64, types.float64), codegen
 
 
 _jit = numba.njit(nogil=True, cache=True, error_model="numpy")
@@ -194,6 +223,57 @@ def _pair(key: np.uint64, p: np.uint64, wide: bool) -> tuple[float, float]:
 
 
 @_inline
+def _pair_compact(key: np.uint64, p: np.uint64) -> tuple[float, float]:
+    """Pair ``p`` of the compact float64 stream (module docstring): one word, the float32
+    layout and polynomials, Horner steps as fused multiply–adds."""
+    return _pair_compact_at(key + (p + _U1) * _GAMMA)
+
+
+@_inline
+def _pair_compact_at(state: np.uint64) -> tuple[float, float]:
+    """The compact pair whose SplitMix64 state is ``key + (p + 1)·γ``: a loop over
+    consecutive p passes ``state₀ + i·γ``, which the compiler turns into an addition per lane
+    instead of a 64-bit multiply (costly in SIMD)."""
+    z = (state ^ (state >> _S30)) * _M1
+    z = (z ^ (z >> _S27)) * _M2
+    w = z ^ (z >> _S31)
+    u1 = 2.0 - _as_float(((w >> _S24) << _S12) | _ONE_BITS)  # (0, 1], step 2⁻⁴⁰
+    t = w & _LOW24
+    q = t >> _S22
+    f = _as_float(((t & _LOW22) << _S30) | _ONE_BITS) - 1.0
+    # ln U₁ as in _log_unit (j ≤ 5)
+    bits = _as_bits(u1)
+    ef = _as_float((bits >> _S52) | _TWO52_BITS) - (4503599627370496.0 + 1023.0)
+    m = _as_float((bits & _MANT) | _ONE_BITS)
+    big = m > _SQRT2
+    m = m * 0.5 if big else m
+    ef = ef + 1.0 if big else ef
+    s = (m - 1.0) / (m + 1.0)
+    s2 = s * s
+    p5 = _fma(_fma(_fma(_fma(1.0 / 11.0, s2, 1.0 / 9.0), s2, 1.0 / 7.0), s2, 1.0 / 5.0), s2,
+              1.0 / 3.0)
+    p5 = _fma(p5, s2, 1.0)
+    ln_u = _fma(ef, _LN2_HI, _fma(2.0 * s, p5, ef * _LN2_LO))
+    r = np.sqrt(-2.0 * ln_u)
+    # cos φ, sin φ as in _sincos (through φ¹²/12! and φ¹¹/11!)
+    phi = (f - 0.5) * _HALF_PI
+    x2 = phi * phi
+    c = _fma(_fma(_fma(1.0 / 479001600.0, x2, -1.0 / 3628800.0), x2, 1.0 / 40320.0), x2,
+             -1.0 / 720.0)
+    c = _fma(_fma(_fma(c, x2, 1.0 / 24.0), x2, -0.5), x2, 1.0)
+    sn = _fma(_fma(_fma(-1.0 / 39916800.0, x2, 1.0 / 362880.0), x2, -1.0 / 5040.0), x2,
+              1.0 / 120.0)
+    sn = _fma(_fma(sn, x2, -1.0 / 6.0), x2, 1.0) * phi
+    odd = (q & _U1) == _U1
+    a1 = sn if odd else c
+    a2 = c if odd else sn
+    hi = (q >> _U1) & _U1
+    z1 = _as_float(_as_bits(a1) ^ (((q & _U1) ^ hi) << _S63))
+    z2 = _as_float(_as_bits(a2) ^ (hi << _S63))
+    return r * z1, r * z2
+
+
+@_inline
 def _fill_range_py(buf, lo, hi, key, g0, wide):  # type: ignore[no-untyped-def]
     """buf[lo + k] = element g0 + k of the stream for lo + k < hi (``wide`` a compile-time
     constant; the whole array is passed, not a slice, so it stays C-contiguous to numba)."""
@@ -225,6 +305,36 @@ def _fill_narrow(buf, lo: int, hi: int, key: np.uint64, g0: int) -> None:  # typ
 @_jit
 def _fill_wide(buf, lo: int, hi: int, key: np.uint64, g0: int) -> None:  # type: ignore[no-untyped-def]
     _fill_range_py(buf, lo, hi, key, g0, True)
+
+
+@_jit
+def _fill_compact(buf, lo: int, hi: int, key: np.uint64, g0: int) -> None:  # type: ignore[no-untyped-def]
+    """As _fill_range_py, on the compact stream."""
+    n = hi - lo
+    if n <= 0:
+        return
+    k = 0
+    if g0 % 2 == 1:
+        buf[lo] = _pair_compact(key, np.uint64((g0 - 1) // 2))[1]
+        k = 1
+    p0 = np.uint64((g0 + k) // 2)
+    npairs = (n - k) // 2
+    base = np.uint64(lo + k)
+    for i in range(npairs):
+        z1, z2 = _pair_compact(key, p0 + np.uint64(i))
+        j = base + np.uint64(2 * i)
+        buf[j] = z1
+        buf[j + _U1] = z2
+    k += 2 * npairs
+    if k < n:
+        buf[lo + k] = _pair_compact(key, p0 + np.uint64(npairs))[0]
+
+
+def _fill_blocks_compact_py(out, key, offset):  # type: ignore[no-untyped-def]
+    n = out.shape[0]
+    for blk in numba.prange((n + BLOCK - 1) // BLOCK):
+        lo = blk * BLOCK
+        _fill_compact(out, lo, min(n, lo + BLOCK), key, offset + lo)
 
 
 def _fill_blocks_narrow_py(out, key, offset):  # type: ignore[no-untyped-def]
@@ -289,6 +399,9 @@ def _compile(py):  # type: ignore[no-untyped-def]
 # [wide][parallel]: float32 → narrow (one word per pair), float64 → wide (two words)
 _FILL = (_compile(_fill_blocks_narrow_py), _compile(_fill_blocks_wide_py))
 _NOISE = (_compile(_noise_blocks_narrow_py), _compile(_noise_blocks_wide_py))
+
+
+_FILL_COMPACT = _compile(_fill_blocks_compact_py)
 
 
 def _fill_serial(out, key, offset, wide):  # type: ignore[no-untyped-def]
@@ -362,3 +475,27 @@ def add_noise(x0: np.ndarray, signal: np.ndarray | float, noise: np.ndarray | fl
         kernel(x0.reshape(-1), out.reshape(-1), eps.reshape(-1), a, b, cols, stream_key(seed),
                offset, return_noise)
     return (out, eps) if return_noise else out
+
+
+def fill_compact_normal(out: np.ndarray, seed: int | np.random.SeedSequence, *,
+                        offset: int = 0) -> np.ndarray:
+    """Fill the C-contiguous float64 array ``out`` with elements ``offset …`` of the seed's
+    compact stream (module docstring; C order) and return it. Element ``g`` depends on the
+    seed and ``g`` only: the same bits for any thread count, split or offset."""
+    if out.dtype != np.float64:
+        raise TypeError(f"out must be float64 (the compact stream is float64), got {out.dtype}")
+    if not out.flags.c_contiguous:
+        raise ValueError("out must be C-contiguous")
+    offset = _check_offset(offset)
+    flat = out.reshape(-1)
+    if flat.size:
+        _FILL_COMPACT[int(flat.size >= PARALLEL_MIN)](flat, stream_key(seed), offset)
+    return out
+
+
+def compact_normal(shape: tuple[int, ...] | int, seed: int | np.random.SeedSequence, *,
+                   offset: int = 0) -> np.ndarray:
+    """A float64 array of independent N(0, 1) deviates: elements ``offset …`` of the seed's
+    compact stream (not the elements of :func:`standard_normal`)."""
+    shape = (shape,) if isinstance(shape, int | np.integer) else tuple(shape)
+    return fill_compact_normal(np.empty(shape, dtype=np.float64), seed, offset=offset)

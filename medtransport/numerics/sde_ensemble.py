@@ -21,11 +21,17 @@ the SE of :mod:`~medtransport.numerics.ensemble`, the histogram density on the r
 (sums of the fine counts), and quantiles read off the fine counts by linear interpolation within
 a fine cell, whose width is their stated resolution (added in quadrature to the binomial SE).
 
-**Random numbers.** The normals are :mod:`medtransport.numerics.normal`'s counter-based stream:
-the increment of steps 2k + 1 and 2k + 2 of lane j in block b is Box–Muller pair
-``b·2⁴⁰ + k·BLOCK + j`` of the seed's stream, so a path's draws depend on the seed, the path's
-number and the step alone — not on the number of paths nor of threads (bitwise). The loop over
-lanes has no call and no branch the compiler cannot turn into a select, so it runs in SIMD.
+**Random numbers.** The normals are :mod:`medtransport.numerics.normal`'s counter-based
+*compact* float64 stream (one SplitMix64 word per Box–Muller pair, fused multiply–adds): the
+increments of steps 2k + 1 and 2k + 2 of lane j in block b are pair ``b·2⁴⁰ + k·BLOCK + j``
+(elements 2p and 2p + 1 of ``normal.compact_normal``), so a path's draws depend on the seed, the
+path's number and the step alone — not on the number of paths nor of threads (bitwise, any
+thread count). Block b owns words ``[b·2⁴⁰, (b + 1)·2⁴⁰)`` of the seed's SplitMix64 sequence, in
+quarters of 2³⁸: the increments; CIR's Gamma normals (pair ``+ 2³⁸``); its uniforms (words
+``+ 2·2³⁸ + 2(k·BLOCK + j)`` and ``+ 1``); and 2²⁸ words per lane for draws after a rejection
+(normals from ``+ 3·2³⁸ + j·2²⁸``, uniforms ``+ 2²⁶`` beyond, the boost's ``+ 2²⁷``). The loop
+over lanes has no call and no branch the compiler cannot turn into a select, so it runs in SIMD,
+with 512-bit vectors where the CPU has them (:mod:`~medtransport.numerics.vector_width`).
 
 **Schemes** (as :mod:`~medtransport.numerics.sde`): ``euler_maruyama`` and ``milstein`` with the
 state-space fixes ``truncate`` (full truncation: coefficients at the clipped state, the clipped
@@ -33,8 +39,10 @@ state recorded), ``reflect`` and ``none``, every step that ends outside counted;
 transitions — Gaussian (OU, drifted BM), geometric Brownian motion advanced in logarithms
 (ln X grows by (λ − μ²/2)h + μ√h·Z, the exact log-normal transition, exponentiated only at
 outputs), and CIR's scaled non-central χ² for ν = 4κθ/σ² > 1 as k·((Z + √λ)² + 2·G),
-G ~ Gamma((ν − 1)/2) by Marsaglia & Tsang (2000) with their squeeze tried in SIMD first (shape
-< 1 by the boost G·U^{1/shape}). No walls: paths with walls run on the path engine.
+G ~ Gamma((ν − 1)/2) by Marsaglia & Tsang (2000), their whole test (squeeze, then the
+logarithmic one) on each lane's first candidate in SIMD and fresh candidates lane by lane for
+the few rejected (shape < 1 by the boost G·U^{1/shape}). No walls: paths with walls run on the
+path engine.
 """
 
 from __future__ import annotations
@@ -46,8 +54,23 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from medtransport.numerics.normal import _pair, _word, stream_key
+from medtransport.numerics.normal import (
+    _LN2_HI,
+    _LN2_LO,
+    _MANT,
+    _ONE_BITS,
+    _S52,
+    _SQRT2,
+    _TWO52_BITS,
+    _as_bits,
+    _as_float,
+    _fma,
+    _pair_compact,
+    _word,
+    stream_key,
+)
 from medtransport.numerics.sde import AffineSDE, exact_kinds
+from medtransport.numerics.vector_width import prefer_wide_vectors
 
 __all__ = ["BLOCK", "EnsembleRun", "run_ensemble", "supports"]
 
@@ -55,10 +78,14 @@ __all__ = ["BLOCK", "EnsembleRun", "run_ensemble", "supports"]
 BLOCK = 256
 #: Fixed groups of blocks, merged in order: the unit of parallel work.
 GROUPS = 64
-_STRIDE = np.uint64(1 << 40)  # pairs reserved per block
-_REGION = np.uint64(1 << 38)  # pairs per region: increments, Gamma normals, uniforms, fallback
-_LANE = np.uint64(1 << 28)  # fallback draws per lane
+_STRIDE = np.uint64(1 << 40)  # words reserved per block (a compact pair is one word)
+_REGION = np.uint64(1 << 38)  # words per region: increments, Gamma normals, uniforms, fallback
+_LANE = np.uint64(1 << 28)  # fallback words per lane: normals, uniforms (+2²⁶), boost (+2²⁷)
+_LANE_U = np.uint64(1 << 26)
+_LANE_B = np.uint64(1 << 27)
 _U53 = 1.0 / 9007199254740992.0
+_ALL_ACCEPTED = np.uint64(0x0101010101010101)  # eight flags of 1 as bytes
+_U_MIN = 2.0 ** -54  # stands in for u = 0 in ln u (the test then accepts either way)
 _S11 = np.uint64(11)
 
 _jit = {"nogil": True, "cache": True, "error_model": "numpy"}
@@ -87,9 +114,9 @@ def _fold(y, lo, hi):  # type: ignore[no-untyped-def]  # pragma: no cover - comp
 @_inline
 def _em(x, z, n, a0, a1, c0, c1, c2, h, sqh, t_lo, t_hi, ss_lo, ss_hi, viol, noise_case,
         milstein, reflect):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
-    """One Euler–Maruyama (``milstein`` = 0) or Milstein (1) step of ``n`` lanes; noise_case
-    0 additive, 1 proportional, 2 general, and ``reflect`` are constants at every call site,
-    folded by the compiler."""
+    """One Euler–Maruyama (``milstein`` False) or Milstein (True) step of ``n`` lanes;
+    ``milstein``, noise_case (0 additive, 1 proportional, 2 general) and ``reflect`` are
+    constants at every call site, folded by the compiler."""
     b_add = math.sqrt(c0) if c0 > 0.0 else 0.0
     b_lin = math.sqrt(c2) if c2 > 0.0 else 0.0
     for j in range(n):
@@ -104,9 +131,9 @@ def _em(x, z, n, a0, a1, c0, c1, c2, h, sqh, t_lo, t_hi, ss_lo, ss_hi, viol, noi
             b = math.sqrt(max(var, 0.0))
         dw = sqh * z[j]
         y = xj + (a0 + a1 * xv) * h + b * dw
-        # Milstein's term times 0 or 1: a select would cost more than the product
-        y += milstein * 0.25 * (c1 + 2.0 * c2 * xv) * (dw * dw - h)
-        out = y < ss_lo or y > ss_hi
+        if milstein:
+            y += 0.25 * (c1 + 2.0 * c2 * xv) * (dw * dw - h)
+        out = (y < ss_lo) | (y > ss_hi)
         viol[j] += 1 if out else 0
         if reflect:
             y = _fold(y, ss_lo, ss_hi) if out else y
@@ -114,36 +141,96 @@ def _em(x, z, n, a0, a1, c0, c1, c2, h, sqh, t_lo, t_hi, ss_lo, ss_hi, viol, noi
 
 
 @_inline
-def _cir_exact(x, z, zg, ug, g, acc, n, mult, k, d, c):  # type: ignore[no-untyped-def]  # pragma: no cover
-    """The SIMD part of a CIR exact step: the non-central part and the Gamma draw where
-    Marsaglia–Tsang's squeeze accepts (acc = 1); the rest is finished lane by lane."""
+def _ln_parts(x):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    """x = m·2ᵉ with m ∈ [√½, √2), for a positive normal float64: (m, e)."""
+    bits = _as_bits(x)
+    ef = _as_float((bits >> _S52) | _TWO52_BITS) - (4503599627370496.0 + 1023.0)
+    m = _as_float((bits & _MANT) | _ONE_BITS)
+    big = m > _SQRT2
+    return (m * 0.5 if big else m), (ef + 1.0 if big else ef)
+
+
+@_inline
+def _ln_series(s, ef):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    """e·ln 2 + 2·atanh(s) by the series of normal._log_unit (j ≤ 9, truncation < 1e-17),
+    Horner steps as fused multiply–adds."""
+    s2 = s * s
+    p = _fma(_fma(_fma(_fma(1.0 / 19.0, s2, 1.0 / 17.0), s2, 1.0 / 15.0), s2, 1.0 / 13.0),
+             s2, 1.0 / 11.0)
+    p = _fma(_fma(_fma(_fma(p, s2, 1.0 / 9.0), s2, 1.0 / 7.0), s2, 1.0 / 5.0), s2, 1.0 / 3.0)
+    p = _fma(p, s2, 1.0)
+    return _fma(ef, _LN2_HI, _fma(2.0 * s, p, ef * _LN2_LO))
+
+
+@_inline
+def _ln_two(a, b):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    """(ln a, ln b) for positive normal floats with ONE division: s = (m − 1)/(m + 1) of both
+    from 1/((mₐ + 1)(m_b + 1)) — the divider, shared with the square roots, is this loop's
+    bottleneck."""
+    ma, ea = _ln_parts(a)
+    mb, eb = _ln_parts(b)
+    pa = ma + 1.0
+    pb = mb + 1.0
+    r = 1.0 / (pa * pb)
+    return _ln_series((ma - 1.0) * pb * r, ea), _ln_series((mb - 1.0) * pa * r, eb)
+
+
+@_inline
+def _cir_exact(x, z, zg, ug, g, acc, n, ratio, d, c):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """The SIMD part of a CIR exact step: the non-central part (λ = X·``ratio``) and
+    Marsaglia–Tsang's whole test on the lane's first (z, u) — the squeeze or, where it fails,
+    ln u < z²/2 + d − d·v + d·ln v (v = (1 + c·z)³, the logarithms by the core's polynomial
+    ln, both with one division, so the loop stays SIMD); acc = 1 where it accepts. The few
+    rejected lanes (3 % at shape 1.3) draw afresh lane by lane."""
     for j in range(n):
-        nc = max(x[j], 0.0) * mult / k
+        nc = max(x[j], 0.0) * ratio
         t = z[j] + math.sqrt(nc)
         zz = zg[j]
         v = 1.0 + c * zz
-        v3 = v * v * v
+        pos = v > 0.0
+        vp = v if pos else 1.0
+        v3 = vp * vp * vp
         z2 = zz * zz
-        ok = v > 0.0 and ug[j] < 1.0 - 0.0331 * z2 * z2
+        u = ug[j]
+        squeeze = u < 1.0 - 0.0331 * z2 * z2
+        ln_u, ln_v = _ln_two(max(u, _U_MIN), v3)
+        full = ln_u < 0.5 * z2 + d - d * v3 + d * ln_v
+        ok = pos & (squeeze | full)
         acc[j] = 1 if ok else 0
         g[j] = d * v3 if ok else 0.0
         x[j] = t * t
 
 
 @numba.njit(**_jit)
-def _gamma_finish(key, lane_base, cnt, zz, u, d, c):  # type: ignore[no-untyped-def]  # pragma: no cover
-    """Marsaglia–Tsang's full test on the first (z, u), then fresh draws from the lane's own
-    fallback stream until accepted; returns (G/1 at shape d + 1/3, draws used)."""
+def _gamma_finish(key, lane_base, cnt, d, c):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """Marsaglia–Tsang on fresh draws from the lane's own fallback stream (its first (z, u)
+    was rejected in SIMD) until one is accepted; returns (G at shape d + 1/3, draws used)."""
     while True:
+        zz = _pair_compact(key, lane_base + np.uint64(cnt))[0]
+        u = _uniform(key, lane_base + _LANE_U + np.uint64(cnt))
+        cnt += 1
         v = 1.0 + c * zz
         if v > 0.0:
             v3 = v * v * v
-            if math.log(u) < 0.5 * zz * zz + d - d * v3 + d * math.log(v3):
+            z2 = zz * zz
+            if u < 1.0 - 0.0331 * z2 * z2 or (
+                    u > 0.0 and math.log(u) < 0.5 * z2 + d - d * v3 + d * math.log(v3)):
                 return d * v3, cnt
-        zz = _pair(key, lane_base + np.uint64(cnt), True)[0]
-        u = _uniform(key, np.uint64(2) * (lane_base + _REGION // np.uint64(2)
-                                          + np.uint64(cnt)))
-        cnt += 1
+
+
+@_inline
+def _cir_finish(key, base, j, cnt, acc, gg, d, c, boost, shape):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """Lane j of a CIR exact step after the SIMD part: fresh Gamma draws if its first was
+    rejected, and the boost G·U^{1/shape} for shape < 1, from the lane's own words."""
+    lane_base = base + np.uint64(3) * _REGION + np.uint64(j) * _LANE
+    if acc[j] == 0:
+        gv, c_new = _gamma_finish(key, lane_base, cnt[j], d, c)
+        gg[j] = gv
+        cnt[j] = c_new
+    if boost:
+        u = _uniform(key, lane_base + _LANE_B + np.uint64(cnt[j]))
+        cnt[j] += 1
+        gg[j] *= math.exp(math.log(u + 1e-300) / shape)
 
 
 @_inline
@@ -220,7 +307,6 @@ def _ensemble(n_paths, x0, n_steps, h, out_index, a0, a1, c0, c1, c2, scheme, ki
     n_groups = gstats.shape[0]
     per = (n_blocks + n_groups - 1) // n_groups
     sqh = math.sqrt(h)
-    mil = 1.0 if scheme == 1 else 0.0
     t_lo = ss_lo if fix == 1 else -math.inf
     t_hi = ss_hi if fix == 1 else math.inf
     # CIR exact: ν = ex_shift, Gamma shape (ν − 1)/2, boosted below 1
@@ -229,7 +315,9 @@ def _ensemble(n_paths, x0, n_steps, h, out_index, a0, a1, c0, c1, c2, scheme, ki
     gd = (shape + 1.0 if boost else shape) - 1.0 / 3.0
     gc = 1.0 / math.sqrt(9.0 * gd)
     cir_exact = scheme == 2 and kind == 3
+    ratio = ex_mult / ex_sd if cir_exact else 0.0  # λ per unit state
     for grp in numba.prange(n_groups):
+        prefer_wide_vectors()  # 512-bit SIMD where the CPU has it (the loop body is outlined)
         x = np.empty(BLOCK)
         xs = np.empty(BLOCK)
         z1 = np.empty(BLOCK)
@@ -239,7 +327,8 @@ def _ensemble(n_paths, x0, n_steps, h, out_index, a0, a1, c0, c1, c2, scheme, ki
         ug1 = np.empty(BLOCK)
         ug2 = np.empty(BLOCK)
         gg = np.empty(BLOCK)
-        acc = np.zeros(BLOCK, np.int64)
+        acc = np.ones(BLOCK, np.uint8)
+        acc8 = acc.view(np.uint64)
         viol = np.zeros(BLOCK, np.int64)
         cnt = np.zeros(BLOCK, np.int64)
         st = gstats[grp]
@@ -261,14 +350,14 @@ def _ensemble(n_paths, x0, n_steps, h, out_index, a0, a1, c0, c1, c2, scheme, ki
             for k2 in range((n_steps + 1) // 2):
                 pb = base + np.uint64(k2 * BLOCK)
                 for j in range(BLOCK):
-                    p, q = _pair(key, pb + np.uint64(j), True)
+                    p, q = _pair_compact(key, pb + np.uint64(j))
                     z1[j] = p
                     z2[j] = q
                 if cir_exact:  # Gamma normals (region 1), uniforms (words of region 2)
                     gb = base + _REGION + np.uint64(k2 * BLOCK)
-                    ub = np.uint64(2) * (base + np.uint64(2) * _REGION + np.uint64(k2 * BLOCK))
+                    ub = base + np.uint64(2) * _REGION + np.uint64(2 * k2 * BLOCK)
                     for j in range(BLOCK):
-                        p, q = _pair(key, gb + np.uint64(j), True)
+                        p, q = _pair_compact(key, gb + np.uint64(j))
                         zg1[j] = p
                         zg2[j] = q
                         ug1[j] = _uniform(key, ub + np.uint64(2 * j))
@@ -288,36 +377,43 @@ def _ensemble(n_paths, x0, n_steps, h, out_index, a0, a1, c0, c1, c2, scheme, ki
                         else:
                             zg = zg1 if half == 0 else zg2
                             ug = ug1 if half == 0 else ug2
-                            _cir_exact(x, z, zg, ug, gg, acc, BLOCK, ex_mult, ex_sd, gd, gc)
-                            for j in range(lanes):
-                                lane_base = base + np.uint64(3) * _REGION + np.uint64(j) * _LANE
-                                if acc[j] == 0:
-                                    gv, c_new = _gamma_finish(key, lane_base, cnt[j], zg[j],
-                                                              ug[j], gd, gc)
-                                    gg[j] = gv
-                                    cnt[j] = c_new
-                                if boost:
-                                    u = _uniform(key, np.uint64(2) * (
-                                        lane_base + _REGION // np.uint64(2)
-                                        + _LANE // np.uint64(2) + np.uint64(cnt[j])))
-                                    cnt[j] += 1
-                                    gg[j] *= math.exp(math.log(u + 1e-300) / shape)
+                            _cir_exact(x, z, zg, ug, gg, acc, BLOCK, ratio, gd, gc)
+                            for j8 in range(BLOCK // 8):
+                                # eight lanes' flags at once: most groups have no rejection
+                                if boost or acc8[j8] != _ALL_ACCEPTED:
+                                    for j in range(8 * j8, min(8 * j8 + 8, lanes)):
+                                        _cir_finish(key, base, j, cnt, acc, gg, gd, gc, boost,
+                                                    shape)
                             for j in range(BLOCK):
                                 x[j] = ex_sd * (x[j] + 2.0 * gg[j])
                     else:
-                        # noise case and reflection fixed at each call: four SIMD loops
-                        if fix == 2:
+                        # scheme, noise case and reflection fixed at each call: SIMD loops
+                        # without a runtime test inside
+                        if scheme == 1:
+                            if fix == 2:
+                                _em(x, z, BLOCK, a0, a1, c0, c1, c2, h, sqh, t_lo, t_hi, ss_lo,
+                                    ss_hi, viol, 2, True, True)
+                            elif noise_case == 0:
+                                _em(x, z, BLOCK, a0, a1, c0, c1, c2, h, sqh, t_lo, t_hi, ss_lo,
+                                    ss_hi, viol, 0, True, False)
+                            elif noise_case == 1:
+                                _em(x, z, BLOCK, a0, a1, c0, c1, c2, h, sqh, t_lo, t_hi, ss_lo,
+                                    ss_hi, viol, 1, True, False)
+                            else:
+                                _em(x, z, BLOCK, a0, a1, c0, c1, c2, h, sqh, t_lo, t_hi, ss_lo,
+                                    ss_hi, viol, 2, True, False)
+                        elif fix == 2:
                             _em(x, z, BLOCK, a0, a1, c0, c1, c2, h, sqh, t_lo, t_hi, ss_lo,
-                                ss_hi, viol, 2, mil, True)
+                                ss_hi, viol, 2, False, True)
                         elif noise_case == 0:
                             _em(x, z, BLOCK, a0, a1, c0, c1, c2, h, sqh, t_lo, t_hi, ss_lo,
-                                ss_hi, viol, 0, mil, False)
+                                ss_hi, viol, 0, False, False)
                         elif noise_case == 1:
                             _em(x, z, BLOCK, a0, a1, c0, c1, c2, h, sqh, t_lo, t_hi, ss_lo,
-                                ss_hi, viol, 1, mil, False)
+                                ss_hi, viol, 1, False, False)
                         else:
                             _em(x, z, BLOCK, a0, a1, c0, c1, c2, h, sqh, t_lo, t_hi, ss_lo,
-                                ss_hi, viol, 2, mil, False)
+                                ss_hi, viol, 2, False, False)
                     o = out_index[step]
                     if o >= 0:
                         if scheme == 2 and kind == 2:
@@ -463,8 +559,9 @@ def run_ensemble(sde: AffineSDE, x0: float, dt: float, n_steps: int,
         raise ValueError(f"seed must be a non-negative 64-bit integer, got {seed!r}")
     if n_paths < 1 or n_steps < 0 or keep < 0:
         raise ValueError("n_paths must be ≥ 1, n_steps and keep ≥ 0")
-    if n_steps >= 2**26 or n_paths >= 2**32:  # the stream's reserved ranges (module docstring)
-        raise ValueError("run_ensemble takes fewer than 2²⁶ steps and 2³² paths")
+    # the stream's reserved ranges (module docstring): a lane's fallback count stays < 2²⁶
+    if n_steps >= 2**24 or n_paths >= 2**32:
+        raise ValueError("run_ensemble takes fewer than 2²⁴ steps and 2³² paths")
     lo, hi, cells = float(edges[0]), float(edges[1]), int(edges[2])
     if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo and cells >= 1):
         raise ValueError("edges must be (lower, upper, cells) with lower < upper, cells ≥ 1")

@@ -12,6 +12,8 @@ from scipy import stats
 from medtransport.numerics import normal
 from medtransport.numerics.normal import (
     add_noise,
+    compact_normal,
+    fill_compact_normal,
     fill_standard_normal,
     standard_normal,
     stream_key,
@@ -68,8 +70,12 @@ def test_values_are_box_muller_of_the_stated_bits(dtype: type) -> None:
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_law_is_standard_normal(dtype: type) -> None:
-    n = 2_000_000
-    z = standard_normal(n, 2024, dtype=dtype).astype(np.float64)
+    assert_standard_normal(standard_normal(2_000_000, 2024, dtype=dtype).astype(np.float64))
+
+
+def assert_standard_normal(z: np.ndarray) -> None:
+    """Moments, KS, Anderson–Darling, tails and binned χ² of 2·10⁶ deviates against N(0, 1)."""
+    n = z.size
     # moments within 5 standard errors
     assert abs(z.mean()) < 5 / np.sqrt(n)
     assert abs(z.var() - 1) < 5 * np.sqrt(2 / n)
@@ -169,3 +175,62 @@ def test_fill_and_bad_input() -> None:
         standard_normal(4, 1, offset=-1)
     with pytest.raises(ValueError, match="out must be C-contiguous"):
         fill_standard_normal(np.empty((4, 4))[:, ::2], 1)
+
+
+def test_compact_stream_is_box_muller_of_one_word_per_pair() -> None:
+    """Against libm's log/cos/sin in float64 applied to the documented layout (the float32
+    stream's: one word per pair), to the polynomials' stated 1e-10."""
+    seed, n_pairs = 77, 4096
+    key = int(stream_key(seed))
+    z = compact_normal(2 * n_pairs, seed)
+    w = splitmix64(key, np.arange(n_pairs, dtype=np.uint64))
+    u1 = 1.0 - (w >> np.uint64(24)).astype(np.float64) * 2.0 ** -40
+    t = (w & np.uint64((1 << 24) - 1)).astype(np.float64) * 2.0 ** -24
+    r = np.sqrt(-2.0 * np.log(u1))
+    theta = 2 * np.pi * t - np.pi / 4
+    ref = np.empty(2 * n_pairs)
+    ref[0::2], ref[1::2] = r * np.cos(theta), r * np.sin(theta)
+    err = np.max(np.abs(z - ref) / np.maximum(1, np.abs(ref)))
+    assert 0 < err < 1e-10  # float64 values, not the float64 stream's 1e-16 polynomials
+    assert z.dtype == np.float64
+
+
+def test_compact_law_and_independence() -> None:
+    z = compact_normal(2_000_000, 2024)
+    assert_standard_normal(z)
+    z1, z2 = z[0:1_000_000:2], z[1:1_000_000:2]
+    n = z1.size
+    assert abs(np.corrcoef(z1, z2)[0, 1]) < 5 / np.sqrt(n)
+    assert abs(np.corrcoef(z1 ** 2, z2 ** 2)[0, 1]) < 5 / np.sqrt(n)
+    assert stats.kstest(z1 ** 2 + z2 ** 2, "expon", args=(0, 2)).pvalue > ALPHA
+    assert stats.kstest(np.arctan2(z2, z1), "uniform", args=(-np.pi, 2 * np.pi)).pvalue > ALPHA
+    # not the float64 stream of the same seed: uncorrelated with it
+    other = standard_normal(200_000, 2024, dtype=np.float64)
+    assert abs(np.corrcoef(z[:200_000], other)[0, 1]) < 5 / np.sqrt(200_000)
+
+
+def test_compact_bitwise_reproducible_for_any_thread_count_and_split() -> None:
+    n = 5 * normal.BLOCK + 3
+    before = numba.get_num_threads()
+    try:
+        runs = []
+        for threads in sorted({1, before, numba.config.NUMBA_NUM_THREADS}):
+            numba.set_num_threads(threads)
+            runs.append(compact_normal(n, 11))
+    finally:
+        numba.set_num_threads(before)
+    whole = runs[0]
+    assert all(np.array_equal(r, whole) for r in runs[1:])
+    serial = np.empty_like(whole)
+    normal._FILL_COMPACT[0](serial, stream_key(11), 0)
+    assert np.array_equal(serial, whole)
+    cuts = [0, 1, 6, 7, normal.BLOCK + 1, 3 * normal.BLOCK, n]
+    pieces = [compact_normal(b - a, 11, offset=a) for a, b in itertools.pairwise(cuts)]
+    assert np.array_equal(np.concatenate(pieces), whole)
+    assert np.array_equal(compact_normal(n, np.random.SeedSequence(11)), whole)
+    out = np.empty((3, 7))
+    assert fill_compact_normal(out, 11) is out and np.array_equal(out.ravel(), whole[:21])
+    with pytest.raises(TypeError, match="out must be float64"):
+        fill_compact_normal(np.empty(4, np.float32), 1)
+    with pytest.raises(ValueError, match="offset must be a non-negative"):
+        compact_normal(4, 1, offset=-1)

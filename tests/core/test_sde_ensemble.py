@@ -1,7 +1,7 @@
 """Statistics computed while the paths run (``numerics.sde_ensemble``), checked three ways:
 
-- against the same paths rebuilt independently in numpy from the core normal stream
-  (``normal.fill_standard_normal``) and summarised by ``numerics.ensemble`` — moments to
+- against the same paths rebuilt independently in numpy from the core compact normal stream
+  (``normal.fill_compact_normal``) and summarised by ``numerics.ensemble`` — moments to
   round-off, histogram counts, extremes and kept paths exactly;
 - against the exact moments and laws of the processes (5 Monte Carlo SE, KS level 1e-3);
 - for the same bits whatever the number of threads and the number of paths.
@@ -17,7 +17,7 @@ import pytest
 from scipy import stats
 
 from medtransport.numerics.ensemble import ensemble_statistics
-from medtransport.numerics.normal import fill_standard_normal
+from medtransport.numerics.normal import fill_compact_normal
 from medtransport.numerics.sde import AffineSDE
 from medtransport.numerics.sde_ensemble import BLOCK, run_ensemble, supports
 from medtransport.numerics.sde_moments import exact_moments
@@ -36,11 +36,11 @@ def cir(kappa: float = 2.0, theta: float = 0.04, sigma: float = 0.3) -> AffineSD
 def increments(n_paths: int, n_steps: int, seed: int) -> np.ndarray:
     """The standard normals of each path and step, (n_steps, n_paths), from the module's stated
     layout: steps 2k + 1 and 2k + 2 of lane j in block b are elements 2p and 2p + 1 of the
-    seed's stream, p = b·2⁴⁰ + k·BLOCK + j."""
+    seed's compact stream, p = b·2⁴⁰ + k·BLOCK + j."""
     pairs = (n_steps + 1) // 2
     out = np.empty((2 * pairs, n_paths))
     for b in range((n_paths + BLOCK - 1) // BLOCK):
-        buf = fill_standard_normal(np.empty((pairs, BLOCK, 2)), seed, offset=2 * b * 2**40)
+        buf = fill_compact_normal(np.empty((pairs, BLOCK, 2)), seed, offset=2 * b * 2**40)
         lanes = min(BLOCK, n_paths - b * BLOCK)
         out[:, b * BLOCK:b * BLOCK + lanes] = buf[:, :lanes, :].transpose(0, 2, 1).reshape(
             2 * pairs, lanes)
