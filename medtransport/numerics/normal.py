@@ -51,12 +51,16 @@ fast-math is involved. One word and FMAs make a pair ~1.6× cheaper than the flo
 
 from __future__ import annotations
 
+import types as types_module
+
 import numba
 import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
+
+from medtransport.numerics import threads
 
 __all__ = ["add_noise", "compact_normal", "fill_compact_normal", "fill_standard_normal",
            "standard_normal", "stream_key"]
@@ -391,9 +395,17 @@ def _noise_blocks_wide_py(x0, out, eps, a, b, cols, key, offset, keep):  # type:
 
 def _compile(py):  # type: ignore[no-untyped-def]
     """(serial, parallel) dispatchers of one kernel: the same arithmetic, so the same bits;
-    each compiles on first use only (a float32 user never compiles the float64 path)."""
+    each compiles on first use only (a float32 user never compiles the float64 path).
+
+    The parallel one compiles a copy of the function under its own name: numba's cache files
+    are named by the function, not by its flags, so two dispatchers of one function load each
+    other's machine code (the serial one then starts the thread pool)."""
+    twin = types_module.FunctionType(py.__code__, py.__globals__, py.__name__ + "_parallel",
+                                     py.__defaults__, py.__closure__)
+    twin.__qualname__ = py.__qualname__ + "_parallel"
+    twin.__module__ = py.__module__
     return (numba.njit(nogil=True, cache=True, error_model="numpy")(py),
-            numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy")(py))
+            numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy")(twin))
 
 
 # [wide][parallel]: float32 → narrow (one word per pair), float64 → wide (two words)
@@ -402,6 +414,17 @@ _NOISE = (_compile(_noise_blocks_narrow_py), _compile(_noise_blocks_wide_py))
 
 
 _FILL_COMPACT = _compile(_fill_blocks_compact_py)
+
+
+def _call(kernels, size: int, *args) -> None:  # type: ignore[no-untyped-def]
+    """Run the serial or the parallel kernel of a pair, as many threads as
+    :func:`medtransport.numerics.threads.choose` gives (the same bits either way)."""
+    n = threads.choose(size, PARALLEL_MIN)
+    if n == 1:
+        kernels[0](*args)
+        return
+    with threads.limited(n, blas=False):
+        kernels[1](*args)
 
 
 def _fill_serial(out, key, offset, wide):  # type: ignore[no-untyped-def]
@@ -437,8 +460,7 @@ def fill_standard_normal(out: np.ndarray, seed: int | np.random.SeedSequence, *,
     offset = _check_offset(offset)
     flat = out.reshape(-1)
     if flat.size:
-        kernel = _FILL[int(out.dtype == np.float64)][int(flat.size >= PARALLEL_MIN)]
-        kernel(flat, stream_key(seed), offset)
+        _call(_FILL[int(out.dtype == np.float64)], flat.size, flat, stream_key(seed), offset)
     return out
 
 
@@ -471,9 +493,8 @@ def add_noise(x0: np.ndarray, signal: np.ndarray | float, noise: np.ndarray | fl
     out = np.empty_like(x0)
     eps = np.empty_like(x0) if return_noise else np.empty(0, dtype=x0.dtype)
     if out.size:
-        kernel = _NOISE[int(x0.dtype == np.float64)][int(out.size >= PARALLEL_MIN)]
-        kernel(x0.reshape(-1), out.reshape(-1), eps.reshape(-1), a, b, cols, stream_key(seed),
-               offset, return_noise)
+        _call(_NOISE[int(x0.dtype == np.float64)], out.size, x0.reshape(-1), out.reshape(-1),
+              eps.reshape(-1), a, b, cols, stream_key(seed), offset, return_noise)
     return (out, eps) if return_noise else out
 
 
@@ -489,7 +510,7 @@ def fill_compact_normal(out: np.ndarray, seed: int | np.random.SeedSequence, *,
     offset = _check_offset(offset)
     flat = out.reshape(-1)
     if flat.size:
-        _FILL_COMPACT[int(flat.size >= PARALLEL_MIN)](flat, stream_key(seed), offset)
+        _call(_FILL_COMPACT, flat.size, flat, stream_key(seed), offset)
     return out
 
 

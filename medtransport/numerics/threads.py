@@ -26,6 +26,10 @@ environment variable ``MEDTRANSPORT_THREADS`` (a positive integer or ``auto``), 
 :func:`limited` applies a count to numba's threads (only if numba is loaded; the setting is per
 calling thread) and to the BLAS/OpenMP pools threadpoolctl finds, for the duration of a block.
 
+A process forked from one whose numba thread pool runs on GNU OpenMP cannot start that pool
+again (numba stops the child: GNU OpenMP is not fork-safe), so such a child takes one thread
+for every call, whatever was requested: the serial kernels give the same bits.
+
 Used by the FTCS stencil (:mod:`medtransport.numerics.ftcs`), the PK propagation loop
 (:mod:`medtransport.numerics.propagate`) and the saturable-PK ODE solve (its BLAS pools). Their
 results do not depend on the count: they split independent work (rows of a stencil step,
@@ -53,6 +57,25 @@ _requested: int | None = None
 _lock = threading.Lock()
 _cache: tuple[float, int] | None = None  # (monotonic time, threads) of the last auto decision
 _KEEP_S = 1.0
+_forked_from_gnu_omp = False
+
+
+def _after_fork_in_child() -> None:
+    """Remember, in a forked child, that the parent's numba pool was GNU OpenMP's."""
+    global _forked_from_gnu_omp, _cache
+    numba = sys.modules.get("numba")
+    if numba is None:
+        return
+    try:
+        layer = numba.threading_layer()
+    except (ValueError, AttributeError):  # the pool was never started: nothing to inherit
+        return
+    if layer == "omp":
+        _forked_from_gnu_omp = True
+        _cache = None
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def set_requested(n: int | None) -> None:
@@ -151,7 +174,8 @@ def choose(work: float = math.inf, serial_below: float = 0.0) -> int:
     other processes leave free (at least 1). Only the main thread shares work out: a caller
     already running in a worker thread (a dask or executor thread) keeps to one."""
     global _cache
-    if work < serial_below or threading.current_thread() is not threading.main_thread():
+    if work < serial_below or threading.current_thread() is not threading.main_thread() or \
+            _forked_from_gnu_omp:
         return 1
     n = requested()
     total = cores()

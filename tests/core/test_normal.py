@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from medtransport.numerics import normal
+from medtransport.numerics import normal, threads
 from medtransport.numerics.normal import (
     add_noise,
     compact_normal,
@@ -119,15 +119,11 @@ def test_pairs_and_neighbours_are_independent() -> None:
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_bitwise_reproducible_for_any_thread_count_and_split(dtype: type) -> None:
     n = 5 * normal.BLOCK + 3  # above the parallel threshold, ragged last block
-    before = numba.get_num_threads()
-    try:
-        runs = []
-        for threads in sorted({1, before, numba.config.NUMBA_NUM_THREADS}):
-            numba.set_num_threads(threads)
+    runs = []
+    for count in sorted({1, 2, numba.config.NUMBA_NUM_THREADS}):
+        with threads.requested_for(count):
             runs.append(standard_normal(n, 11, dtype=dtype))
             runs.append(add_noise(np.ones((3, n), dtype), [0.5, 0.7, 0.9], 0.3, 11))
-    finally:
-        numba.set_num_threads(before)
     for other in runs[2::2]:
         assert np.array_equal(other, runs[0])
     for other in runs[3::2]:
@@ -211,14 +207,10 @@ def test_compact_law_and_independence() -> None:
 
 def test_compact_bitwise_reproducible_for_any_thread_count_and_split() -> None:
     n = 5 * normal.BLOCK + 3
-    before = numba.get_num_threads()
-    try:
-        runs = []
-        for threads in sorted({1, before, numba.config.NUMBA_NUM_THREADS}):
-            numba.set_num_threads(threads)
+    runs = []
+    for count in sorted({1, 2, numba.config.NUMBA_NUM_THREADS}):
+        with threads.requested_for(count):
             runs.append(compact_normal(n, 11))
-    finally:
-        numba.set_num_threads(before)
     whole = runs[0]
     assert all(np.array_equal(r, whole) for r in runs[1:])
     serial = np.empty_like(whole)
@@ -234,3 +226,28 @@ def test_compact_bitwise_reproducible_for_any_thread_count_and_split() -> None:
         fill_compact_normal(np.empty(4, np.float32), 1)
     with pytest.raises(ValueError, match="offset must be a non-negative"):
         compact_normal(4, 1, offset=-1)
+
+
+def test_the_serial_kernels_never_start_the_thread_pool_even_from_numbas_cache() -> None:
+    """numba names cache files by function, not by flags: a serial and a parallel dispatcher
+    of one function would load each other's code. Run both, then the serial one alone in a
+    fresh process (a cache hit): it must not have started numba's thread pool."""
+    import subprocess
+    import sys
+
+    both = ("import numpy as np; from medtransport.numerics import normal as m\n"
+            "x = np.empty(8 * m.PARALLEL_MIN)\n"
+            "m._FILL[1][1](x, m.stream_key(3), 0); m._FILL[1][0](x, m.stream_key(3), 0)\n"
+            "m._FILL_COMPACT[1](x, m.stream_key(3), 0); m._FILL_COMPACT[0](x, m.stream_key(3), 0)\n")
+    serial = ("import numba, numpy as np; from medtransport.numerics import normal as m\n"
+              "x = np.empty(8 * m.PARALLEL_MIN)\n"
+              "m._FILL[1][0](x, m.stream_key(3), 0); m._FILL_COMPACT[0](x, m.stream_key(3), 0)\n"
+              "try:\n"
+              "    print('pool started:', numba.threading_layer())\n"
+              "except ValueError:\n"
+              "    print('no pool')\n")
+    for code in (both, serial):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             timeout=300)
+        assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "no pool"

@@ -209,3 +209,26 @@ def test_cli_refuses_a_bad_thread_count_with_exit_2(tmp_path: Path, args: list[s
     assert result.exit_code == 2, result.output
     assert "threads" in result.output.lower() or threads.ENV in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_child_forked_after_the_parallel_pool_started_computes_on_one_thread() -> None:
+    """GNU OpenMP is not fork-safe: numba stops a forked child that enters a parallel region
+    its parent's pool ran. The child must take the serial kernels and get the same bits."""
+    import os
+
+    from medtransport.numerics import normal
+
+    n = 8 * normal.PARALLEL_MIN
+    with threads.requested_for(2):
+        expected = normal.standard_normal(n, 5, dtype=np.float64)  # starts the parallel pool
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            code = 1
+            try:
+                same = np.array_equal(normal.standard_normal(n, 5, dtype=np.float64), expected)
+                code = 0 if same and threads.choose(n, 1) in (1, 2) else 3
+            finally:
+                os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status), f"the child was stopped by signal {os.WTERMSIG(status)}"
+    assert os.WEXITSTATUS(status) == 0
