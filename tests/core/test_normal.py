@@ -238,7 +238,8 @@ def test_the_serial_kernels_never_start_the_thread_pool_even_from_numbas_cache()
     both = ("import numpy as np; from medtransport.numerics import normal as m\n"
             "x = np.empty(8 * m.PARALLEL_MIN)\n"
             "m._FILL[1][1](x, m.stream_key(3), 0); m._FILL[1][0](x, m.stream_key(3), 0)\n"
-            "m._FILL_COMPACT[1](x, m.stream_key(3), 0); m._FILL_COMPACT[0](x, m.stream_key(3), 0)\n")
+            "m._FILL_COMPACT[1](x, m.stream_key(3), 0)\n"
+            "m._FILL_COMPACT[0](x, m.stream_key(3), 0)\n")
     serial = ("import numba, numpy as np; from medtransport.numerics import normal as m\n"
               "x = np.empty(8 * m.PARALLEL_MIN)\n"
               "m._FILL[1][0](x, m.stream_key(3), 0); m._FILL_COMPACT[0](x, m.stream_key(3), 0)\n"
