@@ -36,8 +36,17 @@ def default_plot(model: Model, ds: xr.Dataset, figure: Any) -> None:
         canonical = str(stored.attrs["units"])
         unit = display.unit(species.name, canonical, stored.values)
 
+        # a population's ledger is drawn as the whole cohort's (one line per term, not one
+        # per patient: a legend of thousands of entries leaves no room for the axes)
+        others = [d for d in stored.dims if d != "time"]
+        count = int(np.prod([stored.sizes[d] for d in others]))
+        cohort = f" (sum over {count} {'×'.join(others)}{'s' if count > 1 else ''})" \
+            if others else ""
+
         def shown(var: xr.DataArray) -> np.ndarray:
-            return convert(var.values, canonical, unit)
+            extra = [d for d in var.dims if d != "time"]
+            values = var.sum(extra).transpose("time").values if extra else var.values
+            return convert(values, canonical, unit)
 
         from medtransport.display import convert
 
@@ -48,7 +57,7 @@ def default_plot(model: Model, ds: xr.Dataset, figure: Any) -> None:
                 ax1.plot(t, shown(ds[f"{species.name}_{term}"]), label=term)
         ax1.set_xlabel(f"time [{time_unit}]")
         ax1.set_ylabel(f"{species.dimension} [{pretty(unit)}]")
-        ax1.set_title("conservation ledger")
+        ax1.set_title(f"conservation ledger{cohort}", fontsize="medium")
         ax1.legend(fontsize="small")
     density = ds[species.variable]
     last = density.isel(time=-1)
@@ -80,15 +89,23 @@ def default_plot(model: Model, ds: xr.Dataset, figure: Any) -> None:
         ax2.legend(fontsize="small")
         ax2.set_title(f"{density.attrs.get('long_name', species.variable)}{left_out}",
                       fontsize="medium")
-    elif last.ndim == 2:
-        im = ax2.pcolormesh(last[last.dims[1]].values, last[last.dims[0]].values, last.values)
-        figure.colorbar(im, ax=ax2)
-    elif last.ndim == 3:
-        mid = last.isel({last.dims[2]: last.sizes[last.dims[2]] // 2})
-        im = ax2.pcolormesh(mid[mid.dims[1]].values, mid[mid.dims[0]].values, mid.values)
-        figure.colorbar(im, ax=ax2)
-    if last.ndim != 1:
-        ax2.set_title(f"{density.attrs.get('long_name', species.variable)}")
+    elif last.ndim in (2, 3):
+        from medtransport.display import pretty
+
+        mid = last if last.ndim == 2 else \
+            last.isel({last.dims[2]: last.sizes[last.dims[2]] // 2})
+        values, unit = display.show(species.variable, np.asarray(mid.values, dtype=float),
+                                    str(density.attrs.get("units", "")))
+        im = ax2.pcolormesh(mid[mid.dims[1]].values, mid[mid.dims[0]].values, values)
+        for axis, d in ((ax2.set_xlabel, mid.dims[1]), (ax2.set_ylabel, mid.dims[0])):
+            where = pretty(str(ds[d].attrs.get("units", ""))) if d in ds.coords else ""
+            axis(f"{ds[d].attrs.get('long_name', d) if d in ds.coords else d}"
+                 + (f" [{where}]" if where.strip() else ""))
+        figure.colorbar(im, ax=ax2, label=f"{density.attrs.get('long_name', density.name)} "
+                                          f"[{pretty(unit)}]")
+        tlast = ds["time"].values[-1] / scale
+        ax2.set_title(f"{density.attrs.get('long_name', species.variable)} at "
+                      f"t = {tlast:.3g} {time_unit}", fontsize="medium")
     figure.suptitle(model.scenario.name)
 
 

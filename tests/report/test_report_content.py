@@ -319,3 +319,27 @@ def test_a_leak_in_one_patient_is_found_in_its_block() -> None:
     assert [r.attrs["data-chunk"] for r in failed] == ["block 3"]  # patients 12–15
     values = failed[0].find_all("td")
     assert values[1].text == "12–15" and values[3].text == "13" and values[5].text == "1"
+
+
+def test_a_population_file_s_default_plot_draws_the_cohort_s_ledger_not_a_line_per_patient(
+        population: tuple[xr.Dataset, Element]) -> None:
+    """The report of a population file draws the model's default plot; with one line and one
+    legend entry per patient (3,000 entries) the axes collapsed and drawing took 20 s."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from medtransport.plotting import default_plot
+
+    ds, _ = population
+    fig = Figure(figsize=(11, 4.5))
+    default_plot(prepare(POPULATION), ds, fig)
+    ledger = fig.axes[0]
+    assert len(ledger.get_legend().get_texts()) <= 6
+    assert "1000 patients" in ledger.get_title()
+    stored = {line.get_label(): line.get_ydata() for line in ledger.get_lines()}
+    total = ds["drug_stored"].sum("patient").values  # in g on the plot, mg in the file
+    np.testing.assert_allclose(np.asarray(stored["stored (recomputed)"]) * 1e3, total,
+                               rtol=1e-12)
+    assert all(ax.get_xlabel() and ax.get_ylabel() for ax in fig.axes[:2])
