@@ -215,8 +215,14 @@ def _pair(key: np.uint64, p: np.uint64, wide: bool) -> tuple[float, float]:
         f = _as_float(((t & _LOW22) << _S30) | _ONE_BITS) - 1.0
     r = np.sqrt(-2.0 * _log_unit(u1, wide))
     c, s = _sincos((f - 0.5) * _HALF_PI, wide)
-    # rotate (cos φ, sin φ) by q quarter turns: swap when q is odd, then flip signs (by the
-    # sign bit, branch-free) of the cosine for q = 1, 2 and of the sine for q = 2, 3
+    return _rotated(r, c, s, q)
+
+
+@_inline
+def _rotated(r: float, c: float, s: float, q: np.uint64) -> tuple[float, float]:
+    """r·(cos, sin) of φ + q·π/2 from (cos φ, sin φ) = (c, s): swap when q is odd, then flip
+    signs (by the sign bit, branch-free) of the cosine for q = 1, 2 and of the sine for
+    q = 2, 3."""
     odd = (q & _U1) == _U1
     a1 = s if odd else c
     a2 = c if odd else s
@@ -268,70 +274,58 @@ def _pair_compact_at(state: np.uint64) -> tuple[float, float]:
     sn = _fma(_fma(_fma(-1.0 / 39916800.0, x2, 1.0 / 362880.0), x2, -1.0 / 5040.0), x2,
               1.0 / 120.0)
     sn = _fma(_fma(sn, x2, -1.0 / 6.0), x2, 1.0) * phi
-    odd = (q & _U1) == _U1
-    a1 = sn if odd else c
-    a2 = c if odd else sn
-    hi = (q >> _U1) & _U1
-    z1 = _as_float(_as_bits(a1) ^ (((q & _U1) ^ hi) << _S63))
-    z2 = _as_float(_as_bits(a2) ^ (hi << _S63))
-    return r * z1, r * z2
+    return _rotated(r, c, sn, q)
+
+
+#: Streams a fill loop can draw from (compile-time constants of :func:`_fill_range_py`).
+_NARROW, _WIDE, _COMPACT = 0, 1, 2
 
 
 @_inline
-def _fill_range_py(buf, lo, hi, key, g0, wide):  # type: ignore[no-untyped-def]
-    """buf[lo + k] = element g0 + k of the stream for lo + k < hi (``wide`` a compile-time
+def _pair_of(key: np.uint64, p: np.uint64, stream: int) -> tuple[float, float]:
+    """Pair ``p`` of the float32 (narrow), float64 (wide) or compact stream."""
+    if stream == _COMPACT:
+        return _pair_compact(key, p)
+    return _pair(key, p, stream == _WIDE)
+
+
+@_inline
+def _fill_range_py(buf, lo, hi, key, g0, stream):  # type: ignore[no-untyped-def]
+    """buf[lo + k] = element g0 + k of the stream for lo + k < hi (``stream`` a compile-time
     constant; the whole array is passed, not a slice, so it stays C-contiguous to numba)."""
     n = hi - lo
     if n <= 0:
         return
     k = 0
     if g0 % 2 == 1:  # starts on the second half of a pair
-        buf[lo] = _pair(key, np.uint64((g0 - 1) // 2), wide)[1]
+        buf[lo] = _pair_of(key, np.uint64((g0 - 1) // 2), stream)[1]
         k = 1
     p0 = np.uint64((g0 + k) // 2)
     npairs = (n - k) // 2
     base = np.uint64(lo + k)  # unsigned indices: numba adds no negative-index wraparound,
     for i in range(npairs):  # which would stop LLVM from vectorising the stores
-        z1, z2 = _pair(key, p0 + np.uint64(i), wide)
+        z1, z2 = _pair_of(key, p0 + np.uint64(i), stream)
         j = base + np.uint64(2 * i)
         buf[j] = z1
         buf[j + _U1] = z2
     k += 2 * npairs
     if k < n:
-        buf[lo + k] = _pair(key, p0 + np.uint64(npairs), wide)[0]
+        buf[lo + k] = _pair_of(key, p0 + np.uint64(npairs), stream)[0]
 
 
 @_jit
 def _fill_narrow(buf, lo: int, hi: int, key: np.uint64, g0: int) -> None:  # type: ignore[no-untyped-def]
-    _fill_range_py(buf, lo, hi, key, g0, False)
+    _fill_range_py(buf, lo, hi, key, g0, _NARROW)
 
 
 @_jit
 def _fill_wide(buf, lo: int, hi: int, key: np.uint64, g0: int) -> None:  # type: ignore[no-untyped-def]
-    _fill_range_py(buf, lo, hi, key, g0, True)
+    _fill_range_py(buf, lo, hi, key, g0, _WIDE)
 
 
 @_jit
 def _fill_compact(buf, lo: int, hi: int, key: np.uint64, g0: int) -> None:  # type: ignore[no-untyped-def]
-    """As _fill_range_py, on the compact stream."""
-    n = hi - lo
-    if n <= 0:
-        return
-    k = 0
-    if g0 % 2 == 1:
-        buf[lo] = _pair_compact(key, np.uint64((g0 - 1) // 2))[1]
-        k = 1
-    p0 = np.uint64((g0 + k) // 2)
-    npairs = (n - k) // 2
-    base = np.uint64(lo + k)
-    for i in range(npairs):
-        z1, z2 = _pair_compact(key, p0 + np.uint64(i))
-        j = base + np.uint64(2 * i)
-        buf[j] = z1
-        buf[j + _U1] = z2
-    k += 2 * npairs
-    if k < n:
-        buf[lo + k] = _pair_compact(key, p0 + np.uint64(npairs))[0]
+    _fill_range_py(buf, lo, hi, key, g0, _COMPACT)
 
 
 def _fill_blocks_compact_py(out, key, offset):  # type: ignore[no-untyped-def]
