@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from sde_mutants import half_noise
 
 import medtransport
 from medtransport.errors import AuditFailure, ScenarioError
@@ -234,20 +235,11 @@ def test_a_simulation_with_the_wrong_reversion_rate_is_caught_by_the_moments_aud
 def test_a_particle_with_half_the_noise_variance_is_caught_by_the_fokker_planck_test() -> None:
     cls = cls_of("sde.drifted_brownian")
 
-    class HalfNoise(cls):  # type: ignore[misc, valid-type]
-        def simulate(self, progress: Any = None) -> Any:
-            declared = self.sde
-            right = declared()
-            self.sde = lambda: engine.AffineSDE.scalar(  # type: ignore[method-assign]
-                float(right.drift_constant[0]), 0.0, c0=0.5 * float(right.noise[0, 0]))
-            try:
-                return super().simulate(progress)
-            finally:
-                self.sde = declared  # type: ignore[method-assign]
+    narrow = half_noise(cls)
 
     for i in (0, 1):  # free, and between a reflecting wall and a sink
         sc = example("sde.drifted_brownian", i)
-        assert "fokker_planck" in failed_audits(HalfNoise, sc)
+        assert "fokker_planck" in failed_audits(narrow, sc)
         fp = report(medtransport.run(sc))["fokker_planck"]
         assert fp["passed"] and "level 0.001" in fp["detail"]
 

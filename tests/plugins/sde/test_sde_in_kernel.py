@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from sde_mutants import half_noise
 
 import medtransport
 from medtransport.errors import ScenarioError
@@ -108,16 +109,7 @@ def test_in_kernel_mutants_are_caught() -> None:
         def bounds_fix(self) -> str:
             return "none"
 
-    class HalfNoise(bm):  # type: ignore[misc, valid-type]
-        def simulate(self, progress: Any = None) -> Any:
-            declared = self.sde
-            right = declared()
-            self.sde = lambda: engine.AffineSDE.scalar(  # type: ignore[method-assign]
-                float(right.drift_constant[0]), 0.0, c0=0.5 * float(right.noise[0, 0]))
-            try:
-                return super().simulate(progress)
-            finally:
-                self.sde = declared  # type: ignore[method-assign]
+    narrow = half_noise(bm)
 
     class LosesDensity(ou):  # type: ignore[misc, valid-type]
         def _dataset_in_kernel(self, run: Any, times: np.ndarray) -> Any:
@@ -136,7 +128,7 @@ def test_in_kernel_mutants_are_caught() -> None:
             "solver": {"method": "euler_maruyama", "paths": 2000, "statistics": "in_kernel"},
             "time": {"stop": "2 h", "step": "0.01 h", "output_every": "0.5 h"}, "seed": 4}
     assert "state_space" in failed_audits(NoFix, hard)
-    assert "fokker_planck" in failed_audits(HalfNoise, example("sde.drifted_brownian", 0,
+    assert "fokker_planck" in failed_audits(narrow, example("sde.drifted_brownian", 0,
                                                                "in_kernel", 4000))
     assert "density_normalization" in failed_audits(
         LosesDensity, example("sde.ornstein_uhlenbeck", 0, "in_kernel", 4000))
