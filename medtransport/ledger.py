@@ -113,12 +113,18 @@ class Ledger:
             out = _accumulate(out, route, 1.0)
         return out
 
+    def signed_terms(self, n_times: int) -> list[tuple[np.ndarray, float]]:
+        """(Σ routes, ±1) of each term with routes, in the order the expected amount adds
+        them — inflow, source, outflow, sink; each (T, 1) or (T, P), possibly a route itself
+        (read only)."""
+        return [(total, sign) for term, sign in (("inflow", 1.0), ("source", 1.0),
+                                                 ("outflow", -1.0), ("sink", -1.0))
+                if (total := self._sum(term, n_times, new=False)) is not None]
+
     def expected_stored(self, initial: float | np.ndarray, n_times: int) -> np.ndarray:
         """initial + inflow + source − outflow − sink: (T,) or (T, P)."""
         init = np.reshape(np.asarray(initial, dtype=float), (1, -1))
-        signed = [(total, sign) for term, sign in (("inflow", 1.0), ("source", 1.0),
-                                                   ("outflow", -1.0), ("sink", -1.0))
-                  if (total := self._sum(term, n_times, new=False)) is not None]
+        signed = self.signed_terms(n_times)
         shape = np.broadcast_shapes((n_times, 1), init.shape, *(t.shape for t, _ in signed))
         # laid out like a per-patient term when there is one (a solver's patient-major output)
         like = next((t for t, _ in signed if t.shape == shape), None)

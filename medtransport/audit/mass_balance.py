@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from medtransport.audit.extremes import extremes
 from medtransport.audit.report import AuditContext, AuditResult
 from medtransport.audit.wording import amount, difference_in_words
 
@@ -24,16 +23,8 @@ def residual(ctx: AuditContext, species: str) -> tuple[np.ndarray, float]:
     terms = [ctx.stored[species], ctx.expected(species), np.ravel(ctx.initial[species])]
     for term in ("inflow", "outflow", "sink", "source"):
         terms.extend(getattr(ledger, term).values())
-    scale = float(max(_magnitude(t) for t in terms))
+    scale = float(max(ctx.magnitude(t) for t in terms))
     return res, scale
-
-
-def _magnitude(values: np.ndarray) -> float:
-    """max |u| (NaN if any u is NaN; 0 for no values), from one pass for both extremes."""
-    if values.size == 0:
-        return 0.0
-    lo, hi = extremes(values)
-    return max(-lo, hi) if lo == lo else float("nan")
 
 
 def audit_mass_balance(ctx: AuditContext) -> list[AuditResult]:
@@ -55,7 +46,7 @@ def audit_mass_balance(ctx: AuditContext) -> list[AuditResult]:
             continue
         tol = ctx.tolerance.atol + ctx.tolerance.rtol * scale
         se = ctx.trajectory.standard_errors.get(sp.name)
-        worst = _magnitude(res)
+        worst = ctx.magnitude(res)
         batch = f" and {res.shape[1]} patients" if res.ndim == 2 else ""
         if se is None and worst <= tol:
             # the usual verdict, without the full-size arrays that locate a failure

@@ -104,6 +104,10 @@ class AuditContext:
     initial: dict[str, Any] = field(default_factory=dict)
     unit_problems: dict[str, str] = field(default_factory=dict)
     _extremes: dict[str, tuple[float, float]] = field(default_factory=dict, repr=False)
+    #: (min, max) by the memory they describe (see :func:`memory_key`): a state that is also a
+    #: ledger route, or an array the mass balance's pass has read, is not read again
+    _extremes_at: dict[tuple[Any, ...], tuple[float, float]] = field(default_factory=dict,
+                                                                     repr=False)
     _expected: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     _residual: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     _display: Any = field(default=None, repr=False)
@@ -129,6 +133,8 @@ class AuditContext:
         (T, P) when the ledger is kept per patient; computed once per run."""
         hit = self._expected.get(species)
         if hit is None:
+            if self._one_pass(species):
+                return self._expected[species]
             assert self.trajectory is not None and self.times is not None
             ledger = self.trajectory.ledgers[species]
             hit = self._expected[species] = ledger.expected_stored(self.initial[species],
@@ -140,6 +146,8 @@ class AuditContext:
         ValueError when the ledger is kept per patient but the states are not."""
         hit = self._residual.get(species)
         if hit is None:
+            if self._one_pass(species):
+                return self._residual[species]
             stored = self.stored[species]
             expected = self.expected(species)
             if expected.ndim > stored.ndim:
@@ -150,14 +158,55 @@ class AuditContext:
             hit = self._residual[species] = stored - expected
         return hit
 
+    def _one_pass(self, species: str) -> bool:
+        """Expected and residual of a batch, and the extremes of what they are made of, from
+        one pass over its memory (:mod:`medtransport.audit.ledger_pass`); False when that
+        pass does not apply (or has already run and not applied)."""
+        if species in self._expected or species not in self.stored:
+            return False
+        from medtransport.audit.ledger_pass import ledger_pass
+
+        assert self.trajectory is not None and self.times is not None
+        ledger = self.trajectory.ledgers[species]
+        done = ledger_pass(self.stored[species], self.initial[species],
+                           ledger.signed_terms(len(self.times)))
+        if done is None:
+            return False
+        self._expected[species] = done.expected
+        self._residual[species] = done.residual
+        self._extremes_at.update(done.extremes)
+        return True
+
     def extremes(self, name: str) -> tuple[float, float]:
         """(min, max) of a numeric state variable or coordinate, (nan, nan) if any value is
         NaN; computed once per run and shared by the audits that ask (finiteness,
         non-negativity)."""
         hit = self._extremes.get(name)
         if hit is None:
-            hit = self._extremes[name] = extremes(self.states[name].values)
+            hit = self._extremes[name] = self.extremes_of(self.states[name].values)
         return hit
+
+    def extremes_of(self, values: np.ndarray) -> tuple[float, float]:
+        """(min, max) of an array the audits read, (nan, nan) if any value is NaN; once per
+        piece of memory (a state that is also a ledger route is read once)."""
+        from medtransport.audit.ledger_pass import memory_key
+
+        values = np.asarray(values)
+        if values.dtype != np.float64 or values.size == 0:
+            return extremes(values)
+        key = memory_key(values)
+        hit = self._extremes_at.get(key)
+        if hit is None:
+            hit = self._extremes_at[key] = extremes(values)
+        return hit
+
+    def magnitude(self, values: np.ndarray) -> float:
+        """max |u| of an array the audits read (NaN if any u is NaN; 0 for no values)."""
+        values = np.asarray(values)
+        if values.size == 0:
+            return 0.0
+        lo, hi = self.extremes_of(values)
+        return max(-lo, hi) if lo == lo else float("nan")
 
     def unrecomputable(self, name: str, species: str) -> AuditResult | None:
         """A failed result for an audit of ``species`` whose stored amount the framework could
@@ -212,4 +261,11 @@ class AuditContext:
                 ctx.initial[species.name] = float(initial) if initial.ndim == 0 else initial
             except Exception as exc:  # a unit mismatch is a failed audit, not a crash
                 ctx.unit_problems[species.name] = f"{type(exc).__name__}: {exc}"
+        for species in model.conserved:
+            # before finiteness reads the states: a state that is also a ledger route (a
+            # batch's cumulative eliminated amount) is then read once, by this pass
+            try:
+                ctx._one_pass(species.name)
+            except ValueError:
+                pass  # a misshapen ledger: the mass balance reports it
         return ctx

@@ -1,0 +1,172 @@
+"""The mass balance's arrays of a batch of patients in one pass over their memory.
+
+    expected = initial ± term₁ ± … ± term_k      (the ledger's order: inflow, source,
+                                                  outflow, sink; a term = Σ of its routes)
+    residual = stored − expected
+
+and, from the same reads, the extremes (min, max; NaN if any value is NaN) of ``stored``, of
+every term, of ``expected`` and of ``residual`` — all that the mass-balance audit asks of them
+(its scale is the largest |u| the ledger saw; its verdict the largest |residual|), and what
+finiteness and non-negativity ask of a state that is also a ledger term.
+
+A batch's arrays are (T, P) float64 of 24 MB and more each: separately, the sums and the
+audits' extremes were a dozen passes over them. Here each patient's row (or each time's, in
+the arrays' own memory order) is read once; its expected and residual are written and their
+extremes taken while the row is still in the first-level cache. The arithmetic is the
+ledger's, in the same order (``e = initial; e = e ± term`` term by term, no fused
+multiply–add), so ``expected`` and ``residual`` have the bits of
+:meth:`medtransport.ledger.Ledger.expected_stored` and of ``stored − expected``. The extremes
+compare integer keys of the values' bits (see :mod:`medtransport.audit.extremes`).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from medtransport.audit.extremes import _INF_BITS, COMPILED_SIZE, _from_key
+
+__all__ = ["MAX_TERMS", "LedgerPass", "ledger_pass"]
+
+#: Terms (after summing each one's routes) the compiled pass takes.
+MAX_TERMS = 4
+
+
+@dataclass
+class LedgerPass:
+    """What one pass gives: the arrays, and (min, max) of each array it read or wrote — in
+    ``extremes``, keyed like :func:`memory_key` so that an audit asking about the same memory
+    under another name (a state that is also a ledger route) finds them."""
+
+    expected: np.ndarray
+    residual: np.ndarray
+    extremes: dict[tuple[Any, ...], tuple[float, float]]
+
+
+def memory_key(values: np.ndarray) -> tuple[Any, ...]:
+    """Identifies the values an array shows: its buffer address, shape, strides and dtype."""
+    return (values.__array_interface__["data"][0], values.shape, values.strides,
+            values.dtype.str)
+
+
+@functools.cache
+def _kernel() -> Any:
+    import numba
+
+    magnitude = np.int64(0x7FFF_FFFF_FFFF_FFFF)
+
+    @numba.njit(cache=True, nogil=True, inline="always")
+    def keys(b: np.ndarray, i: int, n: int, acc: np.ndarray, slot: int) -> None:
+        lo = acc[slot, 0]
+        hi = acc[slot, 1]
+        top = acc[slot, 2]
+        for j in range(n):
+            x = b[i, j]
+            key = x ^ ((x >> 63) & magnitude)
+            lo = key if key < lo else lo
+            hi = key if key > hi else hi
+            ax = x & magnitude
+            top = ax if ax > top else top
+        acc[slot, 0] = lo
+        acc[slot, 1] = hi
+        acc[slot, 2] = top
+
+    @numba.njit(cache=True, nogil=True)
+    def books(stored: np.ndarray, initial: np.ndarray, n_terms: int,
+              t0: np.ndarray, t1: np.ndarray, t2: np.ndarray, t3: np.ndarray,
+              signs: np.ndarray, expected: np.ndarray, residual: np.ndarray,
+              b_stored: np.ndarray, b0: np.ndarray, b1: np.ndarray, b2: np.ndarray,
+              b3: np.ndarray, b_expected: np.ndarray, b_residual: np.ndarray) -> np.ndarray:
+        """Rows i of the (R, C) arrays in order. ``acc`` rows: stored, the terms, expected,
+        residual; columns: min key, max key, max |x| bits."""
+        acc = np.empty((3 + MAX_TERMS, 3), dtype=np.int64)
+        for s in range(acc.shape[0]):
+            acc[s, 0] = magnitude
+            acc[s, 1] = -magnitude - 1
+            acc[s, 2] = 0
+        s0 = signs[0]
+        s1 = signs[1]
+        s2 = signs[2]
+        s3 = signs[3]
+        n = stored.shape[1]
+        for i in range(stored.shape[0]):
+            # e = initial ± each term in turn: the ledger's sums (s·t is exact for s = ±1)
+            if n_terms == 1:
+                for j in range(n):
+                    e = initial[i, j] + s0 * t0[i, j]
+                    expected[i, j] = e
+                    residual[i, j] = stored[i, j] - e
+            elif n_terms == 2:
+                for j in range(n):
+                    e = (initial[i, j] + s0 * t0[i, j]) + s1 * t1[i, j]
+                    expected[i, j] = e
+                    residual[i, j] = stored[i, j] - e
+            elif n_terms == 3:
+                for j in range(n):
+                    e = ((initial[i, j] + s0 * t0[i, j]) + s1 * t1[i, j]) + s2 * t2[i, j]
+                    expected[i, j] = e
+                    residual[i, j] = stored[i, j] - e
+            else:
+                for j in range(n):
+                    e = (((initial[i, j] + s0 * t0[i, j]) + s1 * t1[i, j]) + s2 * t2[i, j]) \
+                        + s3 * t3[i, j]
+                    expected[i, j] = e
+                    residual[i, j] = stored[i, j] - e
+            # the row's extremes while it is in the first-level cache
+            keys(b_stored, i, n, acc, 0)
+            keys(b0, i, n, acc, 1)
+            if n_terms > 1:
+                keys(b1, i, n, acc, 2)
+            if n_terms > 2:
+                keys(b2, i, n, acc, 3)
+            if n_terms > 3:
+                keys(b3, i, n, acc, 4)
+            keys(b_expected, i, n, acc, 1 + MAX_TERMS)
+            keys(b_residual, i, n, acc, 2 + MAX_TERMS)
+        return acc
+
+    return books
+
+
+def _rows_first(a: np.ndarray, patient_major: bool) -> np.ndarray:
+    return a.T if patient_major else a
+
+
+def ledger_pass(stored: np.ndarray, initial: float | np.ndarray,
+                terms: list[tuple[np.ndarray, float]]) -> LedgerPass | None:
+    """The pass over a (T, P) batch; None when it does not apply — fewer values than
+    :data:`~medtransport.audit.extremes.COMPILED_SIZE`, more than :data:`MAX_TERMS` terms, or
+    a term not shaped like ``stored`` — and the caller's numpy sums do the work. ``terms``:
+    (the term's values, +1 or −1) in the ledger's order."""
+    if (stored.ndim != 2 or stored.dtype != np.float64 or stored.size < COMPILED_SIZE
+            or not 1 <= len(terms) <= MAX_TERMS
+            or any(t.shape != stored.shape or t.dtype != np.float64 for t, _ in terms)):
+        return None
+    init = np.asarray(initial, dtype=float)
+    if init.ndim > 1 or (init.ndim == 1 and init.size not in (1, stored.shape[1])):
+        return None
+    init = np.broadcast_to(init.reshape(1, -1), stored.shape)
+    # walk every array in the stored amount's memory order: rows = patients when it is
+    # patient-major (a batch solver's output), else times
+    patient_major = abs(stored.strides[1]) > abs(stored.strides[0])
+    expected = np.empty_like(stored)  # laid out like stored ("K" order)
+    residual = np.empty_like(stored)
+    values = [t for t, _ in terms]
+    padded = values + [values[0]] * (MAX_TERMS - len(values))
+    signs = np.array([s for _, s in terms] + [1.0] * (MAX_TERMS - len(terms)))
+    rows = [_rows_first(a, patient_major) for a in (stored, init, *padded, expected,
+                                                    residual)]
+    bits = [r.view(np.int64) for r in (rows[0], *rows[2:])]
+    acc = _kernel()(rows[0], rows[1], len(terms), *rows[2:2 + MAX_TERMS], signs, rows[-2],
+                    rows[-1], *bits)
+    found: dict[tuple[Any, ...], tuple[float, float]] = {}
+    arrays = [stored, *values, expected, residual]
+    slots = [0, *range(1, 1 + len(values)), 1 + MAX_TERMS, 2 + MAX_TERMS]
+    for a, slot in zip(arrays, slots, strict=True):
+        lo, hi, top = acc[slot]
+        found[memory_key(a)] = (float("nan"), float("nan")) if top > _INF_BITS else \
+            (_from_key(lo), _from_key(hi))
+    return LedgerPass(expected, residual, found)
