@@ -23,6 +23,7 @@ Dimensionless, time and unknown units are left alone (time axes are the plots' o
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -56,7 +57,9 @@ def dimensionality(unit: str) -> str | None:
     return _dims(unit)
 
 
+@functools.lru_cache(maxsize=1024)
 def _dims(unit: str) -> str | None:
+    # cached: the audits of every population chunk word their details in the same few units
     try:
         return str(_ureg().parse_units(unit).dimensionality)
     except Exception:
