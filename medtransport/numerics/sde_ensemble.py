@@ -212,7 +212,7 @@ def _mt_test(zz, u, d, c):  # type: ignore[no-untyped-def]  # pragma: no cover -
 
 #: Candidates per chunk of the compacted lists (a multiple of the widest SIMD vector, so the
 #: vector loop has no scalar remainder).
-_CHUNK = 16
+_CHUNK = 8
 
 
 @_inline
