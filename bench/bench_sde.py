@@ -25,6 +25,7 @@ Usage (from the repository root, see bench/README.md):
     bench/.venv-sde/bin/python bench/bench_sde.py --quick           # 10⁴ paths × 100 steps
     bench/.venv-sde/bin/python bench/bench_sde.py --paths 200000    # reduced
     bench/.venv-sde/bin/python bench/bench_sde.py                   # 10⁶ paths × 1000 steps
+    bench/.venv-sde/bin/python bench/bench_sde.py --only "cir:exact,medtransport,numpy loop"
 
 Writes ``sde[-quick].{md,json}`` into ``--out`` (default bench/results/local/; atomically) and
 prints the table, under the machine header of bench/machine.py.
@@ -329,8 +330,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--torchsde-paths", type=int, default=None,
                     help="paths in torchsde's batch (default: all; its time per step grows "
                          "faster than the batch here, so a subset keeps a run in minutes)")
+    ap.add_argument("--only", default=None, metavar="PROBLEM:SCHEME[,IMPL...]",
+                    help="one row pair to iterate on, e.g. 'cir:exact' (every implementation "
+                         "with that scheme) or 'cir:exact,medtransport,numpy loop'; the "
+                         "result goes to sde-only-PROBLEM-SCHEME.{md,json}")
     machine.add_out_argument(ap)
     args = ap.parse_args(argv)
+    only: tuple[str, str, tuple[str, ...]] | None = None
+    if args.only:
+        head, *impls = [p.strip() for p in args.only.split(",")]
+        problem, _, scheme = head.partition(":")
+        bad = [i for i in impls if i not in IMPLS]
+        if problem not in ("gbm", "cir") or scheme not in ("euler_maruyama", "exact") or bad:
+            ap.error(f"--only: expected PROBLEM:SCHEME with PROBLEM gbm or cir, SCHEME "
+                     f"euler_maruyama or exact, then implementations among {list(IMPLS)}; "
+                     f"got {args.only!r}")
+        only = (problem, scheme, tuple(impls) or tuple(IMPLS))
     info = machine.announce(quick=args.quick)
     n = args.paths or (10_000 if args.quick else 1_000_000)
     steps = args.steps or (100 if args.quick else 1000)
@@ -341,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     for problem in ("gbm", "cir"):
         for name in IMPLS:
             for scheme in SCHEMES[name]:
+                if only and ((problem, scheme) != only[:2] or name not in only[2]):
+                    continue
                 rows.append(measure(name, problem, scheme, n, steps, monitor, subset))
     res = {"paths": n, "steps": steps, "sdeint_paths": sdeint_paths,
            "torchsde_paths": subset["torchsde"], "cpu": machine.cpu_model(),
@@ -351,6 +368,8 @@ def main(argv: list[str] | None = None) -> int:
     text = render(res)
     print(text)
     stem = "sde-quick" if args.quick else "sde"
+    if only:
+        stem += f"-only-{only[0]}-{only[1]}"
     out = machine.output_dir(args.out)
     write_atomic(out / f"{stem}.md", text)
     write_atomic(out / f"{stem}.json", json.dumps(res, indent=1, default=str))
