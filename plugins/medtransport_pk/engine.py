@@ -196,6 +196,9 @@ class EngineResult:
     grid_amounts: np.ndarray | None = None  # (P, G, n)
     grid_concentration: np.ndarray | None = None  # (P, G)
     grid_ledger: np.ndarray | None = None  # (P, G, 6)
+    #: (6,) whether each ledger column is not zero at some grid output: a caller need not
+    #: scan (P, G) arrays to find the terms a regimen uses (most use neither reset nor SS)
+    grid_nonzero: np.ndarray | None = None
     check_ok: np.ndarray | None = None  # steady-state periodicity checks (see check_residual)
     check_residual: np.ndarray | None = None
     before_amounts: np.ndarray | None = None  # (B, n) amounts asked for with ``before``
@@ -327,7 +330,8 @@ def _compiled_kernel() -> Any:
 def _kernel(ptr, kind, time, cmt, value, unabs, index, origin, seg0,
             vmat, wmat, lam, ev, dv, use_eig, kmat, elim, dial, volume, ss_table, gtimes,
             central,
-            rec_amt, rec_conc, rec_led, grid_amt, grid_conc, grid_led, check_amt, fast):
+            rec_amt, rec_conc, rec_led, grid_amt, grid_conc, grid_led, check_amt, grid_nonzero,
+            fast):
     """Every subject's events in order, merged with the grid times (a grid output at an event
     time comes after the events at that time). Returns how many grid outputs the tight loop
     of ``fast`` runs wrote (a run: outputs between two events, in one segment on the eigen
@@ -357,6 +361,8 @@ def _kernel(ptr, kind, time, cmt, value, unabs, index, origin, seg0,
     wc = np.zeros(n)
     z_seg = -1
     n_fast = 0
+    # which ledger columns are not zero at some grid output (so that no caller scans them)
+    nz0 = nz1 = nz2 = nz3 = nz4 = nz5 = False
     for p in range(ptr.size - 1):
         a[:] = 0.0
         z_seg = -1
@@ -478,17 +484,23 @@ def _kernel(ptr, kind, time, cmt, value, unabs, index, origin, seg0,
                     grid_amt[p, g, i] = a[i]
                 grid_conc[p, g] = a[central] / volume[seg]
                 grid_led[p, g, 0] = given
+                nz0 |= given != 0.0
                 grid_led[p, g, 2] = elim_cum
+                nz2 |= elim_cum != 0.0
                 # the rarer terms only once they are not zero (the buffer starts at zero): a
                 # plain regimen's run then never touches their pages
                 if unab != 0.0:
                     grid_led[p, g, 1] = unab
+                    nz1 = True
                 if removed != 0.0:
                     grid_led[p, g, 3] = removed
+                    nz3 = True
                 if ssdecl != 0.0:
                     grid_led[p, g, 4] = ssdecl
+                    nz4 = True
                 if dial_cum != 0.0:
                     grid_led[p, g, 5] = dial_cum
+                    nz5 = True
                 g += 1
                 if fast and z_seg == seg and c_seg == seg and use_eig[seg]:
                     # a run of grid outputs before the next event, in this segment, with the
@@ -544,16 +556,24 @@ def _kernel(ptr, kind, time, cmt, value, unabs, index, origin, seg0,
                             grid_amt[p, g, 1] = a1
                             grid_conc[p, g] = (a0 if central == 0 else a1) / vol_c
                             grid_led[p, g, 0] = given
+                            if not nz0:
+                                nz0 = given != 0.0
                             grid_led[p, g, 2] = elim_cum
+                            if not nz2:
+                                nz2 = elim_cum != 0.0
                             if rare:
                                 if unab != 0.0:
                                     grid_led[p, g, 1] = unab
+                                    nz1 = True
                                 if removed != 0.0:
                                     grid_led[p, g, 3] = removed
+                                    nz3 = True
                                 if ssdecl != 0.0:
                                     grid_led[p, g, 4] = ssdecl
+                                    nz4 = True
                             if dial_cum != 0.0:
                                 grid_led[p, g, 5] = dial_cum
+                                nz5 = True
                             g += 1
                         zc[0] = z0
                         zc[1] = z1
@@ -587,16 +607,24 @@ def _kernel(ptr, kind, time, cmt, value, unabs, index, origin, seg0,
                                 grid_amt[p, g, i] = a[i]
                             grid_conc[p, g] = a[central] / vol_c
                             grid_led[p, g, 0] = given
+                            if not nz0:
+                                nz0 = given != 0.0
                             grid_led[p, g, 2] = elim_cum
+                            if not nz2:
+                                nz2 = elim_cum != 0.0
                             if rare:
                                 if unab != 0.0:
                                     grid_led[p, g, 1] = unab
+                                    nz1 = True
                                 if removed != 0.0:
                                     grid_led[p, g, 3] = removed
+                                    nz3 = True
                                 if ssdecl != 0.0:
                                     grid_led[p, g, 4] = ssdecl
+                                    nz4 = True
                             if dial_cum != 0.0:
                                 grid_led[p, g, 5] = dial_cum
+                                nz5 = True
                             g += 1
                     n_fast += g - g_run
                 continue
@@ -644,6 +672,12 @@ def _kernel(ptr, kind, time, cmt, value, unabs, index, origin, seg0,
                 rec_led[j, 4] = ssdecl
                 rec_led[j, 5] = dial_cum
             e += 1
+    grid_nonzero[0] = nz0
+    grid_nonzero[1] = nz1
+    grid_nonzero[2] = nz2
+    grid_nonzero[3] = nz3
+    grid_nonzero[4] = nz4
+    grid_nonzero[5] = nz5
     return n_fast
 
 
@@ -1061,6 +1095,7 @@ def simulate(table: RecordTable, kinetics: Kinetics, *, compartments: tuple[str,
     # block, so the audits read a route (T, P) in one pass instead of gathering every 6th value
     grid_led = np.zeros((len(LEDGER_TERMS), n_sub if gsize else 0, gsize)).transpose(1, 2, 0)
     check_amt = np.zeros((check_rec.size + n_before, n))
+    grid_nonzero = np.zeros(len(LEDGER_TERMS), bool)
     if saturable:
         from medtransport_pk import saturable as nonlinear
 
@@ -1068,12 +1103,15 @@ def simulate(table: RecordTable, kinetics: Kinetics, *, compartments: tuple[str,
                       ev["index"], ev["origin"], first_seg.astype(np.int64), kinetics,
                       np.ascontiguousarray(sst.table), g_out, int(central), rec_amt, rec_conc,
                       rec_led, grid_amt, grid_conc, grid_led, check_amt)
+        grid_nonzero[:] = np.any(grid_led != 0, axis=(0, 1))
     else:
         _run_linear(ptr, ev, first_seg, kinetics, sst, g_out, central, rec_amt, rec_conc,
-                    rec_led, grid_amt, grid_conc, grid_led, check_amt, n_sub, gsize, n)
+                    rec_led, grid_amt, grid_conc, grid_led, check_amt, grid_nonzero, n_sub,
+                    gsize, n)
     result = EngineResult(ids, block, rec_amt, rec_conc, rec_led,
                           g_out if grid is not None else None, grid_amt if gsize else None,
-                          grid_conc if gsize else None, grid_led if gsize else None)
+                          grid_conc if gsize else None, grid_led if gsize else None,
+                          grid_nonzero if gsize else None)
     if n_before:
         result.before_amounts = check_amt[check_rec.size:]
     if check_rec.size:
@@ -1088,7 +1126,8 @@ def _run_linear(ptr: np.ndarray, ev: dict[str, np.ndarray], first_seg: np.ndarra
                 kinetics: Kinetics, sst: _SteadyStates, g_out: np.ndarray, central: int,
                 rec_amt: np.ndarray, rec_conc: np.ndarray, rec_led: np.ndarray,
                 grid_amt: np.ndarray, grid_conc: np.ndarray, grid_led: np.ndarray,
-                check_amt: np.ndarray, n_sub: int, gsize: int, n: int) -> None:
+                check_amt: np.ndarray, grid_nonzero: np.ndarray, n_sub: int, gsize: int,
+                n: int) -> None:
     """The linear kernel over the sorted events (exact propagation by eigen-systems)."""
     vmat, wmat, lam, evec, dvec, use_eig, _ = _eigensystems(kinetics)
     work = (ev["kind"].size + n_sub * gsize) * n * n
@@ -1099,4 +1138,5 @@ def _run_linear(ptr: np.ndarray, ev: dict[str, np.ndarray], first_seg: np.ndarra
                      np.ascontiguousarray(_dialysis(kinetics)),
                      np.ascontiguousarray(kinetics.volume, float),
                      np.ascontiguousarray(sst.table), g_out, int(central), rec_amt, rec_conc,
-                     rec_led, grid_amt, grid_conc, grid_led, check_amt, FAST_RUNS)
+                     rec_led, grid_amt, grid_conc, grid_led, check_amt, grid_nonzero,
+                     FAST_RUNS)

@@ -682,10 +682,11 @@ class PKModel(Model):
         them within rounding of a dose time to that dose time)."""
         return self.scenario.time.grid_and_explicit_times() / 3600.0
 
-    def _ledger_terms(self, led: np.ndarray, nb: int) -> tuple[dict[str, np.ndarray],
-                                                               dict[str, np.ndarray]]:
-        """Inflow and outflow routes from the engine's cumulative books (…, 5), each counted
-        from the first output time (what was there then is the declared initial amount)."""
+    def _ledger_terms(self, led: np.ndarray, nonzero: np.ndarray
+                      ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Inflow and outflow routes from the engine's cumulative books (…, 6), each counted
+        from the first output time (what was there then is the declared initial amount);
+        ``nonzero``: which columns the engine found not zero (its ``grid_nonzero``)."""
         def term(k: int) -> np.ndarray:
             x = led[..., k]
             first = x[:1]
@@ -693,14 +694,14 @@ class PKModel(Model):
             return x - first if np.any(first != 0) else x
 
         inflow = {"doses": term(0)}
-        if np.any(led[..., 4] != 0):
+        if nonzero[4]:
             inflow["steady_state"] = term(4)
         outflow = {"eliminated": term(2)}
         # like reset and steady_state: a route only when the records put something on it (an
         # intravenous regimen has none unabsorbed; the zero route cost a batch a (T, P) sum)
-        if np.any(led[..., 1] != 0):
+        if nonzero[1]:
             outflow["unabsorbed"] = term(1)
-        if np.any(led[..., 3] != 0):
+        if nonzero[3]:
             outflow["reset"] = term(3)
         if getattr(self, "sessions", None):
             outflow["dialysate"] = term(5)
@@ -716,8 +717,8 @@ class PKModel(Model):
         self._declared_books = books  # the books of the declared records, from t0
         assert res.grid is not None and res.grid_amounts is not None
         assert books.grid_ledger is not None and res.grid_concentration is not None
+        assert books.grid_nonzero is not None and res.grid_nonzero is not None
         times_s = res.grid * 3600.0
-        nb = len(self.body)
         unit = self.unit
         tissue_idx = [self.body.index(n) for n in self.tissues]
         vols = np.broadcast_to(self.volumes(), (self._batch_size() or 1, len(self.tissues)))
@@ -772,7 +773,7 @@ class PKModel(Model):
         name = "grid_concentration" if self.from_data else "concentration"
         data[name] = (("time", *batch, "tissue"), conc,
                       {"units": f"{unit}/L", "long_name": "drug concentration"})
-        if np.any(removed != 0):
+        if res.grid_nonzero[3]:
             data["removed"] = (("time", *batch), removed,
                                {"units": unit, "long_name": "cumulative drug removed by "
                                                             "resets (EVID 3/4, SS 1)"})
@@ -797,7 +798,7 @@ class PKModel(Model):
                                                           "absorption rate of each patient"})
         for label in ("compartment", "tissue"):
             ds[label].attrs["units"] = "1"
-        inflow, outflow = self._ledger_terms(led, nb)
+        inflow, outflow = self._ledger_terms(led, books.grid_nonzero)
         ledger = Ledger.of("drug", unit, times_s.size, inflow=inflow, outflow=outflow)
         if self.from_data:
             self._attach_records(ds, res, books)

@@ -167,3 +167,13 @@ def test_the_cases_put_something_on_every_ledger_term(monkeypatch: pytest.Monkey
         seen |= np.any(res.grid_ledger != 0, axis=(0, 1))
         assert np.all(np.abs(res.record_residual()) <= 1e-9 * np.abs(res.record_ledger).max())
     assert seen.all(), dict(zip(engine.LEDGER_TERMS, seen, strict=True))
+
+
+@pytest.mark.parametrize("interpreted", [False, True], ids=["compiled", "interpreted"])
+@pytest.mark.parametrize("name", list(CASES))
+def test_the_loop_reports_the_ledger_columns_it_wrote(
+        name: str, interpreted: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``grid_nonzero`` is what a scan of the grid's books finds, column by column."""
+    res, _, _ = run(CASES[name], True, interpreted, monkeypatch)
+    assert res.grid_ledger is not None and res.grid_nonzero is not None
+    np.testing.assert_array_equal(res.grid_nonzero, np.any(res.grid_ledger != 0, axis=(0, 1)))
