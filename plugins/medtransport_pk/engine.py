@@ -202,6 +202,9 @@ class EngineResult:
     check_ok: np.ndarray | None = None  # steady-state periodicity checks (see check_residual)
     check_residual: np.ndarray | None = None
     before_amounts: np.ndarray | None = None  # (B, n) amounts asked for with ``before``
+    #: (P, G, 1 + C): ``grid_concentration`` (its column 0), then the columns asked for with
+    #: ``concentrations`` (see :func:`simulate`)
+    grid_concentrations: np.ndarray | None = None
 
     @staticmethod
     def residual(amounts: np.ndarray, ledger: np.ndarray) -> np.ndarray:
@@ -329,13 +332,15 @@ def _compiled_kernel() -> Any:
 
 def _kernel(ptr, kind, time, cmt, value, unabs, index, origin, seg0,
             vmat, wmat, lam, ev, dv, use_eig, kmat, elim, dial, volume, ss_table, gtimes,
-            central,
+            central, conc_cmt, conc_vol,
             rec_amt, rec_conc, rec_led, grid_amt, grid_conc, grid_led, check_amt, grid_nonzero,
             fast):
     """Every subject's events in order, merged with the grid times (a grid output at an event
-    time comes after the events at that time). Returns how many grid outputs the tight loop
-    of ``fast`` runs wrote (a run: outputs between two events, in one segment on the eigen
-    path, at the cached step)."""
+    time comes after the events at that time). The grid's concentrations (P, G, 1 + C): the
+    central amount over the volume in force, then the amount of compartment ``conc_cmt[j]``
+    over ``conc_vol[p, j]``. Returns how many grid outputs the tight loop of ``fast`` runs
+    wrote (a run: outputs between two events, in one segment on the eigen path, at the
+    cached step)."""
     n = kmat.shape[1]
     a = np.zeros(n)
     r = np.zeros(n)
@@ -344,6 +349,7 @@ def _kernel(ptr, kind, time, cmt, value, unabs, index, origin, seg0,
     aug = np.zeros((n + 3, n + 3))
     eye = np.eye(n + 3)
     n_grid = gtimes.size
+    n_conc = conc_cmt.size
     # e^{λΔ}, Δφ₁(λΔ), Δ²φ₂(λΔ) of the last step: a grid of equal steps reuses them, sparing
     # two transcendentals per eigenvalue and step. "Equal" within STEP_RTOL: the differences
     # of a minute grid in hours (k/60) differ in their last bits from step to step, which
@@ -482,7 +488,9 @@ def _kernel(ptr, kind, time, cmt, value, unabs, index, origin, seg0,
             if take_grid:
                 for i in range(n):
                     grid_amt[p, g, i] = a[i]
-                grid_conc[p, g] = a[central] / volume[seg]
+                grid_conc[p, g, 0] = a[central] / volume[seg]
+                for j in range(n_conc):
+                    grid_conc[p, g, 1 + j] = a[conc_cmt[j]] / conc_vol[p, j]
                 grid_led[p, g, 0] = given
                 nz0 |= given != 0.0
                 grid_led[p, g, 2] = elim_cum
@@ -514,6 +522,10 @@ def _kernel(ptr, kind, time, cmt, value, unabs, index, origin, seg0,
                     for i in range(n):
                         rsum += r[i]
                     vol_c = volume[seg]
+                    # the first further concentration column hoisted (a body of two has at
+                    # most two columns)
+                    cmt_x = conc_cmt[0] if n_conc > 0 else 0
+                    vol_x = conc_vol[p, 0] if n_conc > 0 else 1.0
                     rare = unab != 0.0 or removed != 0.0 or ssdecl != 0.0
                     g_run = g
                     if n == 2:  # the state in registers (a two-compartment body)
@@ -554,7 +566,12 @@ def _kernel(ptr, kind, time, cmt, value, unabs, index, origin, seg0,
                             t = tnext
                             grid_amt[p, g, 0] = a0
                             grid_amt[p, g, 1] = a1
-                            grid_conc[p, g] = (a0 if central == 0 else a1) / vol_c
+                            grid_conc[p, g, 0] = (a0 if central == 0 else a1) / vol_c
+                            if n_conc > 0:
+                                grid_conc[p, g, 1] = (a0 if cmt_x == 0 else a1) / vol_x
+                                for j in range(1, n_conc):
+                                    grid_conc[p, g, 1 + j] = (a0 if conc_cmt[j] == 0 else a1
+                                                              ) / conc_vol[p, j]
                             grid_led[p, g, 0] = given
                             if not nz0:
                                 nz0 = given != 0.0
@@ -605,7 +622,9 @@ def _kernel(ptr, kind, time, cmt, value, unabs, index, origin, seg0,
                             t = tnext
                             for i in range(n):
                                 grid_amt[p, g, i] = a[i]
-                            grid_conc[p, g] = a[central] / vol_c
+                            grid_conc[p, g, 0] = a[central] / vol_c
+                            for j in range(n_conc):
+                                grid_conc[p, g, 1 + j] = a[conc_cmt[j]] / conc_vol[p, j]
                             grid_led[p, g, 0] = given
                             if not nz0:
                                 nz0 = given != 0.0
@@ -902,10 +921,14 @@ def simulate(table: RecordTable, kinetics: Kinetics, *, compartments: tuple[str,
              central: int, default_dose: int, grid: np.ndarray | None = None,
              check_steady_state: bool = True,
              before: tuple[np.ndarray, np.ndarray] | None = None,
-             validated: bool = False) -> EngineResult:
+             validated: bool = False,
+             concentrations: tuple[np.ndarray, np.ndarray] | None = None) -> EngineResult:
     """Run every subject of ``table`` (see the module docstring). ``before`` = (subject
     indices, times) asks for the amounts just before anything happens at those times (a
-    trough before a dose), returned as ``EngineResult.before_amounts``. Raises
+    trough before a dose), returned as ``EngineResult.before_amounts``. ``concentrations``
+    = (compartment indices (C,), volumes (P, C) in L) asks for more concentrations on the
+    grid, each compartment's amount over its subject's volume, written by the event loop
+    (``EngineResult.grid_concentrations``, after the central one). Raises
     :class:`RecordError` for records the semantics do not define (``validated``: the caller
     has run :func:`validate` on these records and kinetics already)."""
     n = len(compartments)
@@ -1090,7 +1113,13 @@ def simulate(table: RecordTable, kinetics: Kinetics, *, compartments: tuple[str,
     rec_led = np.zeros((nrec, len(LEDGER_TERMS)))
     gsize = g_out.size
     grid_amt = np.zeros((n_sub if gsize else 0, gsize, n))
-    grid_conc = np.zeros((n_sub if gsize else 0, gsize))
+    if concentrations is None:
+        conc_cmt, conc_vol = np.zeros(0, np.int64), np.zeros((n_sub, 0))
+    else:
+        conc_cmt = np.ascontiguousarray(concentrations[0], np.int64)
+        conc_vol = np.ascontiguousarray(np.broadcast_to(concentrations[1],
+                                                        (n_sub, conc_cmt.size)), float)
+    grid_conc = np.zeros((n_sub if gsize else 0, gsize, 1 + conc_cmt.size))
     # term-major memory behind the (P, T, terms) view: each ledger term is one contiguous
     # block, so the audits read a route (T, P) in one pass instead of gathering every 6th value
     grid_led = np.zeros((len(LEDGER_TERMS), n_sub if gsize else 0, gsize)).transpose(1, 2, 0)
@@ -1102,16 +1131,20 @@ def simulate(table: RecordTable, kinetics: Kinetics, *, compartments: tuple[str,
         nonlinear.run(ptr, ev["kind"], ev["time"], ev["cmt"], ev["value"], ev["unabs"],
                       ev["index"], ev["origin"], first_seg.astype(np.int64), kinetics,
                       np.ascontiguousarray(sst.table), g_out, int(central), rec_amt, rec_conc,
-                      rec_led, grid_amt, grid_conc, grid_led, check_amt)
+                      rec_led, grid_amt, grid_conc[..., 0], grid_led, check_amt)
         grid_nonzero[:] = np.any(grid_led != 0, axis=(0, 1))
+        for j, c in enumerate(conc_cmt):
+            np.divide(grid_amt[..., c], conc_vol[:, None, j], out=grid_conc[..., 1 + j])
     else:
-        _run_linear(ptr, ev, first_seg, kinetics, sst, g_out, central, rec_amt, rec_conc,
-                    rec_led, grid_amt, grid_conc, grid_led, check_amt, grid_nonzero, n_sub,
-                    gsize, n)
+        _run_linear(ptr, ev, first_seg, kinetics, sst, g_out, central, conc_cmt, conc_vol,
+                    rec_amt, rec_conc, rec_led, grid_amt, grid_conc, grid_led, check_amt,
+                    grid_nonzero, n_sub, gsize, n)
     result = EngineResult(ids, block, rec_amt, rec_conc, rec_led,
                           g_out if grid is not None else None, grid_amt if gsize else None,
-                          grid_conc if gsize else None, grid_led if gsize else None,
-                          grid_nonzero if gsize else None)
+                          grid_conc[..., 0] if gsize else None,
+                          grid_led if gsize else None, grid_nonzero if gsize else None)
+    if gsize:
+        result.grid_concentrations = grid_conc
     if n_before:
         result.before_amounts = check_amt[check_rec.size:]
     if check_rec.size:
@@ -1124,7 +1157,8 @@ def simulate(table: RecordTable, kinetics: Kinetics, *, compartments: tuple[str,
 
 def _run_linear(ptr: np.ndarray, ev: dict[str, np.ndarray], first_seg: np.ndarray,
                 kinetics: Kinetics, sst: _SteadyStates, g_out: np.ndarray, central: int,
-                rec_amt: np.ndarray, rec_conc: np.ndarray, rec_led: np.ndarray,
+                conc_cmt: np.ndarray, conc_vol: np.ndarray, rec_amt: np.ndarray,
+                rec_conc: np.ndarray, rec_led: np.ndarray,
                 grid_amt: np.ndarray, grid_conc: np.ndarray, grid_led: np.ndarray,
                 check_amt: np.ndarray, grid_nonzero: np.ndarray, n_sub: int, gsize: int,
                 n: int) -> None:
@@ -1137,6 +1171,6 @@ def _run_linear(ptr: np.ndarray, ev: dict[str, np.ndarray], first_seg: np.ndarra
                      np.ascontiguousarray(kinetics.elimination, float),
                      np.ascontiguousarray(_dialysis(kinetics)),
                      np.ascontiguousarray(kinetics.volume, float),
-                     np.ascontiguousarray(sst.table), g_out, int(central), rec_amt, rec_conc,
-                     rec_led, grid_amt, grid_conc, grid_led, check_amt, grid_nonzero,
-                     FAST_RUNS)
+                     np.ascontiguousarray(sst.table), g_out, int(central), conc_cmt, conc_vol,
+                     rec_amt, rec_conc, rec_led, grid_amt, grid_conc, grid_led, check_amt,
+                     grid_nonzero, FAST_RUNS)

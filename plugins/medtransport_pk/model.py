@@ -667,13 +667,15 @@ class PKModel(Model):
         return self._run_records
 
     def _engine(self, table: RecordTable, grid_h: np.ndarray | None,
-                before: tuple[np.ndarray, np.ndarray] | None = None) -> engine.EngineResult:
+                before: tuple[np.ndarray, np.ndarray] | None = None,
+                concentrations: tuple[np.ndarray, np.ndarray] | None = None
+                ) -> engine.EngineResult:
         try:
             # the declared records were validated when the model was built
             return engine.simulate(table, self._engine_kinetics(), compartments=self.body,
                                    central=self.body.index("central"), default_dose=0,
                                    grid=grid_h, validated=table is self._run_records,
-                                   before=before)
+                                   before=before, concentrations=concentrations)
         except engine.RecordError as exc:
             raise ScenarioError(self._record_problems(exc)) from None
 
@@ -711,26 +713,26 @@ class PKModel(Model):
         times_h = self._output_times_h()
         solver = self._solver_records()
         intervals, before = self._dose_intervals(times_h) if self.from_data else (None, None)
-        res = self._engine(solver, times_h, before)
+        tissue_idx = [self.body.index(n) for n in self.tissues]
+        vols = np.broadcast_to(self.volumes(), (self._batch_size() or 1, len(self.tissues)))
+        n_sub = int(self._seg_subject[-1]) + 1
+        first_seg = np.searchsorted(self._seg_subject, np.arange(n_sub))
+        sub_vols = vols[first_seg]
+        # the other tissues' concentrations (amount over the subject's volume) come from the
+        # engine's loop with the grid: a (P, T) pass of their own cost a chunk more
+        res = self._engine(solver, times_h, before,
+                           concentrations=(np.array(tissue_idx[1:], np.int64), sub_vols[:, 1:]))
         books = res if solver is self._run_records else self._engine(self._run_records,
                                                                      times_h)
         self._declared_books = books  # the books of the declared records, from t0
         assert res.grid is not None and res.grid_amounts is not None
-        assert books.grid_ledger is not None and res.grid_concentration is not None
+        assert books.grid_ledger is not None and res.grid_concentrations is not None
         assert books.grid_nonzero is not None and res.grid_nonzero is not None
         times_s = res.grid * 3600.0
         unit = self.unit
-        tissue_idx = [self.body.index(n) for n in self.tissues]
-        vols = np.broadcast_to(self.volumes(), (self._batch_size() or 1, len(self.tissues)))
-        first_seg = np.searchsorted(self._seg_subject, np.arange(res.grid_amounts.shape[0]))
-        sub_vols = vols[first_seg]
         amt = res.grid_amounts  # (P, T, n), each patient's curve contiguous
-        # tissue by tissue into one array: a gather of the amounts first (amt[..., idx]) cost
-        # a (P, T, tissues) temporary and a second pass
-        conc = np.empty((*amt.shape[:2], len(tissue_idx)))
-        conc[..., 0] = res.grid_concentration  # the volume in force at each time
-        for j in range(1, len(tissue_idx)):
-            np.divide(amt[..., tissue_idx[j]], sub_vols[:, None, j], out=conc[..., j])
+        # (P, T, tissues): central over the volume in force at each time, then the others
+        conc = res.grid_concentrations
         led = books.grid_ledger.transpose(1, 0, 2)  # (T, P, 5)
         state_led = res.grid_ledger
         assert state_led is not None

@@ -19,7 +19,8 @@ from medtransport_pk.records import RecordTable
 
 KERNEL_FOR = engine.kernel_for
 FIELDS = ("record_amounts", "record_concentration", "record_ledger", "grid_amounts",
-          "grid_concentration", "grid_ledger", "check_residual", "before_amounts")
+          "grid_concentration", "grid_concentrations", "grid_ledger", "grid_nonzero",
+          "check_residual", "before_amounts")
 
 
 def minute_grid(hours: float) -> np.ndarray:
@@ -113,6 +114,16 @@ CASES = {"two-compartment, segments, reset, SS": vancomycin_like,
          "oral two-compartment (n = 3)": oral_two_compartment}
 
 
+def bits(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x).view(np.uint8)
+
+
+def other_compartments(n: int, central: int, n_sub: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every compartment but central (central again too), each subject with its volumes."""
+    cmt = np.array([c for c in range(n) if c != central] + [central])
+    return cmt, 7.0 + np.arange(n_sub * cmt.size).reshape(n_sub, cmt.size) / 3.0
+
+
 def run(case: Any, fast: bool, interpreted: bool, monkeypatch: pytest.MonkeyPatch
         ) -> tuple[engine.EngineResult, int, int]:
     """The engine's result, how many grid outputs the tight runs wrote and how many subjects
@@ -127,10 +138,11 @@ def run(case: Any, fast: bool, interpreted: bool, monkeypatch: pytest.MonkeyPatc
         return lambda *args: written.append(kernel(*args))
 
     monkeypatch.setattr(engine, "kernel_for", counting)
-    block, _ = engine.subject_blocks(tbl.id)
+    block, ids = engine.subject_blocks(tbl.id)
     before = (block[tbl.evid == 1], tbl.time[tbl.evid == 1])
     res = engine.simulate(tbl, kin, compartments=names, central=central, default_dose=0,
-                          grid=minute_grid(24.0), before=before)
+                          grid=minute_grid(24.0), before=before,
+                          concentrations=other_compartments(len(names), central, ids.size))
     use_eig = engine._eigensystems(kin)[5]
     eigen = np.unique(kin.subject).size - np.unique(kin.subject[~use_eig]).size
     return res, sum(written), eigen
@@ -153,8 +165,7 @@ def test_runs_of_grid_outputs_give_the_generic_steps_bits(
             assert b is None, field
             continue
         # bits, not values: −0.0 and 0.0 differ here
-        np.testing.assert_array_equal(np.asarray(a).view(np.int64), np.asarray(b).view(
-            np.int64), err_msg=field)
+        np.testing.assert_array_equal(bits(a), bits(b), err_msg=field)
 
 
 def test_the_cases_put_something_on_every_ledger_term(monkeypatch: pytest.MonkeyPatch
@@ -177,3 +188,42 @@ def test_the_loop_reports_the_ledger_columns_it_wrote(
     res, _, _ = run(CASES[name], True, interpreted, monkeypatch)
     assert res.grid_ledger is not None and res.grid_nonzero is not None
     np.testing.assert_array_equal(res.grid_nonzero, np.any(res.grid_ledger != 0, axis=(0, 1)))
+
+
+@pytest.mark.parametrize("interpreted", [False, True], ids=["compiled", "interpreted"])
+@pytest.mark.parametrize("name", list(CASES))
+def test_the_loop_writes_the_concentrations_asked_for(
+        name: str, interpreted: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Column 0 is the central concentration; the others each compartment's amount over its
+    subject's volume, the bits of numpy's division."""
+    res, _, _ = run(CASES[name], True, interpreted, monkeypatch)
+    conc, amt = res.grid_concentrations, res.grid_amounts
+    assert conc is not None and amt is not None and res.grid_concentration is not None
+    n_sub, _, n = amt.shape
+    central = int(CASES[name]()[3])
+    cmt, vol = other_compartments(n, central, n_sub)
+    assert conc.shape == (*amt.shape[:2], 1 + cmt.size)
+    np.testing.assert_array_equal(conc[..., 0], res.grid_concentration)
+    for j, c in enumerate(cmt):
+        np.testing.assert_array_equal(conc[..., 1 + j], amt[..., c] / vol[:, None, j])
+
+
+def test_saturable_runs_report_the_same_columns_and_concentrations() -> None:
+    """The saturable propagation (its own loop) fills ``grid_nonzero`` and the further
+    concentration columns the same way."""
+    tbl, kin, names, central = vancomycin_like()
+    m = kin.start.size
+    kin.vmax, kin.km = np.full(m, 200.0), np.full(m, 15.0)
+    _, ids = engine.subject_blocks(tbl.id)
+    grid = np.arange(0.0, 24.0 + 1e-9, 0.25)
+    cmt, vol = other_compartments(len(names), central, ids.size)
+    res = engine.simulate(tbl, kin, compartments=names, central=central, default_dose=0,
+                          grid=grid, concentrations=(cmt, vol))
+    conc, amt, led = res.grid_concentrations, res.grid_amounts, res.grid_ledger
+    assert conc is not None and amt is not None and led is not None
+    assert res.grid_concentration is not None and res.grid_nonzero is not None
+    np.testing.assert_array_equal(conc[..., 0], res.grid_concentration)
+    for j, c in enumerate(cmt):
+        np.testing.assert_array_equal(conc[..., 1 + j], amt[..., c] / vol[:, None, j])
+    np.testing.assert_array_equal(res.grid_nonzero, np.any(led != 0, axis=(0, 1)))
+    assert res.grid_nonzero[[0, 2, 3, 4]].all()  # given, eliminated, the reset, the SS dose
