@@ -513,8 +513,8 @@ def _kernel(ptr, kind, time, cmt, value, unabs, index, origin, seg0,
                 if fast and z_seg == seg and c_seg == seg and use_eig[seg]:
                     # a run of grid outputs before the next event, in this segment, with the
                     # cached step: the eigen step above in the same order of operations (so
-                    # the same bits), without the event merge and the cache and rare-term
-                    # checks of every step; it stops where the step differs
+                    # the same bits), without the event merge and the cache checks of every
+                    # step; it stops where the step differs
                     tlim = np.inf
                     if e < hi:
                         tlim = time[e]
@@ -522,13 +522,10 @@ def _kernel(ptr, kind, time, cmt, value, unabs, index, origin, seg0,
                     for i in range(n):
                         rsum += r[i]
                     vol_c = volume[seg]
-                    # the first further concentration column hoisted (a body of two has at
-                    # most two columns)
-                    cmt_x = conc_cmt[0] if n_conc > 0 else 0
-                    vol_x = conc_vol[p, 0] if n_conc > 0 else 1.0
-                    rare = unab != 0.0 or removed != 0.0 or ssdecl != 0.0
+                    # given and eliminated are checked for zero only until they are not
+                    track = not (nz0 and nz2)
                     g_run = g
-                    if n == 2:  # the state in registers (a two-compartment body)
+                    if n == 2 and n_conc <= 2:  # a body of two: the state in registers
                         z0 = zc[0]
                         z1 = zc[1]
                         w0 = wc[0]
@@ -549,6 +546,10 @@ def _kernel(ptr, kind, time, cmt, value, unabs, index, origin, seg0,
                         d1 = dv[seg, 1]
                         a0 = a[0]
                         a1 = a[1]
+                        cmt_1 = conc_cmt[0] if n_conc > 0 else 0
+                        vol_1 = conc_vol[p, 0] if n_conc > 0 else 1.0
+                        cmt_2 = conc_cmt[1] if n_conc > 1 else 0
+                        vol_2 = conc_vol[p, 1] if n_conc > 1 else 1.0
                         while g < n_grid and gtimes[g] < tlim:
                             tnext = gtimes[g]
                             dt = tnext - t
@@ -568,26 +569,14 @@ def _kernel(ptr, kind, time, cmt, value, unabs, index, origin, seg0,
                             grid_amt[p, g, 1] = a1
                             grid_conc[p, g, 0] = (a0 if central == 0 else a1) / vol_c
                             if n_conc > 0:
-                                grid_conc[p, g, 1] = (a0 if cmt_x == 0 else a1) / vol_x
-                                for j in range(1, n_conc):
-                                    grid_conc[p, g, 1 + j] = (a0 if conc_cmt[j] == 0 else a1
-                                                              ) / conc_vol[p, j]
+                                grid_conc[p, g, 1] = (a0 if cmt_1 == 0 else a1) / vol_1
+                            if n_conc > 1:
+                                grid_conc[p, g, 2] = (a0 if cmt_2 == 0 else a1) / vol_2
                             grid_led[p, g, 0] = given
-                            if not nz0:
-                                nz0 = given != 0.0
                             grid_led[p, g, 2] = elim_cum
-                            if not nz2:
-                                nz2 = elim_cum != 0.0
-                            if rare:
-                                if unab != 0.0:
-                                    grid_led[p, g, 1] = unab
-                                    nz1 = True
-                                if removed != 0.0:
-                                    grid_led[p, g, 3] = removed
-                                    nz3 = True
-                                if ssdecl != 0.0:
-                                    grid_led[p, g, 4] = ssdecl
-                                    nz4 = True
+                            if track:
+                                nz0 |= given != 0.0
+                                nz2 |= elim_cum != 0.0
                             if dial_cum != 0.0:
                                 grid_led[p, g, 5] = dial_cum
                                 nz5 = True
@@ -626,25 +615,29 @@ def _kernel(ptr, kind, time, cmt, value, unabs, index, origin, seg0,
                             for j in range(n_conc):
                                 grid_conc[p, g, 1 + j] = a[conc_cmt[j]] / conc_vol[p, j]
                             grid_led[p, g, 0] = given
-                            if not nz0:
-                                nz0 = given != 0.0
                             grid_led[p, g, 2] = elim_cum
-                            if not nz2:
-                                nz2 = elim_cum != 0.0
-                            if rare:
-                                if unab != 0.0:
-                                    grid_led[p, g, 1] = unab
-                                    nz1 = True
-                                if removed != 0.0:
-                                    grid_led[p, g, 3] = removed
-                                    nz3 = True
-                                if ssdecl != 0.0:
-                                    grid_led[p, g, 4] = ssdecl
-                                    nz4 = True
+                            if track:
+                                nz0 |= given != 0.0
+                                nz2 |= elim_cum != 0.0
                             if dial_cum != 0.0:
                                 grid_led[p, g, 5] = dial_cum
                                 nz5 = True
                             g += 1
+                    # the rarer terms do not change over the run: written after it (only
+                    # when not zero, like every output above)
+                    if g > g_run:
+                        if unab != 0.0:
+                            for gg in range(g_run, g):
+                                grid_led[p, gg, 1] = unab
+                            nz1 = True
+                        if removed != 0.0:
+                            for gg in range(g_run, g):
+                                grid_led[p, gg, 3] = removed
+                            nz3 = True
+                        if ssdecl != 0.0:
+                            for gg in range(g_run, g):
+                                grid_led[p, gg, 4] = ssdecl
+                            nz4 = True
                     n_fast += g - g_run
                 continue
             k = kind[e]
