@@ -585,6 +585,129 @@ def _kernel(ptr, kind, time, cmt, value, unabs, index, origin, seg0,
                         zc[1] = z1
                         a[0] = a0
                         a[1] = a1
+                    elif n == 1 and n_conc <= 2:  # one compartment
+                        z0 = zc[0]
+                        w0 = wc[0]
+                        x0 = c_exp[0]
+                        q0 = c_p1[0]
+                        s0 = c_p2[0]
+                        v00 = vmat[seg, 0, 0]
+                        e0 = ev[seg, 0]
+                        d0 = dv[seg, 0]
+                        a0 = a[0]
+                        vol_1 = conc_vol[p, 0] if n_conc > 0 else 1.0
+                        vol_2 = conc_vol[p, 1] if n_conc > 1 else 1.0
+                        while g < n_grid and gtimes[g] < tlim:
+                            tnext = gtimes[g]
+                            dt = tnext - t
+                            if not dt > 0.0 or abs(dt - c_dt) > STEP_RTOL * c_dt:
+                                break
+                            i0 = q0 * z0 + s0 * w0
+                            z0 = x0 * z0 + q0 * w0
+                            a0 = 0.0 + v00 * z0
+                            elim_cum += 0.0 + e0 * i0
+                            dial_cum += 0.0 + d0 * i0
+                            given += rsum * dt
+                            t = tnext
+                            grid_amt[p, g, 0] = a0
+                            grid_conc[p, g, 0] = a0 / vol_c
+                            if n_conc > 0:
+                                grid_conc[p, g, 1] = a0 / vol_1
+                            if n_conc > 1:
+                                grid_conc[p, g, 2] = a0 / vol_2
+                            grid_led[p, g, 0] = given
+                            grid_led[p, g, 2] = elim_cum
+                            if track:
+                                nz0 |= given != 0.0
+                                nz2 |= elim_cum != 0.0
+                            if dial_cum != 0.0:
+                                grid_led[p, g, 5] = dial_cum
+                                nz5 = True
+                            g += 1
+                        zc[0] = z0
+                        a[0] = a0
+                    elif n == 3 and n_conc <= 2:  # e.g. depot, central, peripheral
+                        z0 = zc[0]
+                        z1 = zc[1]
+                        z2 = zc[2]
+                        w0 = wc[0]
+                        w1 = wc[1]
+                        w2 = wc[2]
+                        x0 = c_exp[0]
+                        x1 = c_exp[1]
+                        x2 = c_exp[2]
+                        q0 = c_p1[0]
+                        q1 = c_p1[1]
+                        q2 = c_p1[2]
+                        s0 = c_p2[0]
+                        s1 = c_p2[1]
+                        s2 = c_p2[2]
+                        v00 = vmat[seg, 0, 0]
+                        v01 = vmat[seg, 0, 1]
+                        v02 = vmat[seg, 0, 2]
+                        v10 = vmat[seg, 1, 0]
+                        v11 = vmat[seg, 1, 1]
+                        v12 = vmat[seg, 1, 2]
+                        v20 = vmat[seg, 2, 0]
+                        v21 = vmat[seg, 2, 1]
+                        v22 = vmat[seg, 2, 2]
+                        e0 = ev[seg, 0]
+                        e1 = ev[seg, 1]
+                        e2 = ev[seg, 2]
+                        d0 = dv[seg, 0]
+                        d1 = dv[seg, 1]
+                        d2 = dv[seg, 2]
+                        a0 = a[0]
+                        a1 = a[1]
+                        a2 = a[2]
+                        cmt_1 = conc_cmt[0] if n_conc > 0 else 0
+                        vol_1 = conc_vol[p, 0] if n_conc > 0 else 1.0
+                        cmt_2 = conc_cmt[1] if n_conc > 1 else 0
+                        vol_2 = conc_vol[p, 1] if n_conc > 1 else 1.0
+                        while g < n_grid and gtimes[g] < tlim:
+                            tnext = gtimes[g]
+                            dt = tnext - t
+                            if not dt > 0.0 or abs(dt - c_dt) > STEP_RTOL * c_dt:
+                                break
+                            i0 = q0 * z0 + s0 * w0
+                            i1 = q1 * z1 + s1 * w1
+                            i2 = q2 * z2 + s2 * w2
+                            z0 = x0 * z0 + q0 * w0
+                            z1 = x1 * z1 + q1 * w1
+                            z2 = x2 * z2 + q2 * w2
+                            a0 = 0.0 + v00 * z0 + v01 * z1 + v02 * z2
+                            a1 = 0.0 + v10 * z0 + v11 * z1 + v12 * z2
+                            a2 = 0.0 + v20 * z0 + v21 * z1 + v22 * z2
+                            elim_cum += 0.0 + e0 * i0 + e1 * i1 + e2 * i2
+                            dial_cum += 0.0 + d0 * i0 + d1 * i1 + d2 * i2
+                            given += rsum * dt
+                            t = tnext
+                            grid_amt[p, g, 0] = a0
+                            grid_amt[p, g, 1] = a1
+                            grid_amt[p, g, 2] = a2
+                            grid_conc[p, g, 0] = (a0 if central == 0 else (
+                                a1 if central == 1 else a2)) / vol_c
+                            if n_conc > 0:
+                                grid_conc[p, g, 1] = (a0 if cmt_1 == 0 else (
+                                    a1 if cmt_1 == 1 else a2)) / vol_1
+                            if n_conc > 1:
+                                grid_conc[p, g, 2] = (a0 if cmt_2 == 0 else (
+                                    a1 if cmt_2 == 1 else a2)) / vol_2
+                            grid_led[p, g, 0] = given
+                            grid_led[p, g, 2] = elim_cum
+                            if track:
+                                nz0 |= given != 0.0
+                                nz2 |= elim_cum != 0.0
+                            if dial_cum != 0.0:
+                                grid_led[p, g, 5] = dial_cum
+                                nz5 = True
+                            g += 1
+                        zc[0] = z0
+                        zc[1] = z1
+                        zc[2] = z2
+                        a[0] = a0
+                        a[1] = a1
+                        a[2] = a2
                     else:
                         while g < n_grid and gtimes[g] < tlim:
                             tnext = gtimes[g]

@@ -106,12 +106,25 @@ def oral_two_compartment() -> tuple[RecordTable, engine.Kinetics, tuple[str, ...
     return table(rows), kin, ("depot", "central", "peripheral"), 1
 
 
+def oral_three_compartment() -> tuple[RecordTable, engine.Kinetics, tuple[str, ...], int]:
+    """Four compartments: the runs' loop for any body size."""
+    rows = [dict(evid=1, amt=300, ii=6, addl=3, mdv=1), dict(time=2.5),
+            dict(time=8.0, evid=1, amt=50, cmt=2, rate=40, mdv=1)]
+    kmat = np.zeros((4, 4))
+    kmat[0, 0], kmat[1, 0] = -0.9, 0.9
+    k10, k12, k21, k13, k31 = 0.16, 0.2, 0.1, 0.05, 0.01
+    kmat[1:, 1:] = [[-(k10 + k12 + k13), k21, k31], [k12, -k21, 0.0], [k13, 0.0, -k31]]
+    kin = per_subject([kmat], [np.array([0.0, k10, 0.0, 0.0])], [25.0], bioavailability=0.9)
+    return table(rows), kin, ("depot", "central", "peripheral", "deep"), 1
+
+
 CASES = {"two-compartment, segments, reset, SS": vancomycin_like,
          "dialysis sessions, LOCF": lambda: with_dialysis(False),
          "dialysis sessions, NOCB": lambda: with_dialysis(True),
          "oral one-compartment, F, degenerate subject": oral_one_compartment,
          "one compartment": one_compartment,
-         "oral two-compartment (n = 3)": oral_two_compartment}
+         "oral two-compartment (n = 3)": oral_two_compartment,
+         "oral three-compartment (n = 4)": oral_three_compartment}
 
 
 def bits(x: np.ndarray) -> np.ndarray:
@@ -119,8 +132,9 @@ def bits(x: np.ndarray) -> np.ndarray:
 
 
 def other_compartments(n: int, central: int, n_sub: int) -> tuple[np.ndarray, np.ndarray]:
-    """Every compartment but central (central again too), each subject with its volumes."""
-    cmt = np.array([c for c in range(n) if c != central] + [central])
+    """Two compartments other than central (central again if there is one other only, none
+    with one compartment), each subject with its volumes."""
+    cmt = np.array(([c for c in range(n) if c != central] + [central])[:2] if n > 1 else [0])
     return cmt, 7.0 + np.arange(n_sub * cmt.size).reshape(n_sub, cmt.size) / 3.0
 
 
