@@ -5,7 +5,7 @@ at every record.
 Public entry point
 ------------------
 ``simulate(table, kinetics, *, compartments, central, default_dose, grid=None,
-before=None, check_steady_state=True, validated=False) -> EngineResult``
+before=None, check_steady_state=True, validated=False, concentrations=None) -> EngineResult``
 
 - ``table``: a :class:`RecordTable` (one or more subjects; a subject is a contiguous block of
   equal ``ID``, as in NONMEM). Times in h, amounts in ``table.amount_unit``.
@@ -24,6 +24,8 @@ before=None, check_steady_state=True, validated=False) -> EngineResult``
   (1e-9 relative) of any event time are snapped to it.
 - ``before``: optional (subject indices, times): the amounts just before anything happens at
   those times (a trough before a dose), in ``EngineResult.before_amounts``.
+- ``concentrations``: optional (compartment indices (C,), volumes (P, C) in L): further
+  concentrations on the grid, written with it (``EngineResult.grid_concentrations``).
 - ``Kinetics.nocb``: NONMEM's reading of time-varying covariates (see :class:`Kinetics`).
 - ``Kinetics.vmax``/``Kinetics.km``: saturable elimination from central; the same event list
   is then propagated by :mod:`medtransport_pk.saturable` (an ODE solve between events, SS 1 by
@@ -65,8 +67,10 @@ interval Δ with constant input r then maps z = V⁻¹A by z ← e^{λΔ}z + Δ�
 drug eliminated over it is e·∫A = e·V·(Δφ₁(λΔ)·z + Δ²φ₂(λΔ)·V⁻¹r) with φ₁(x) = (eˣ − 1)/x,
 φ₂(x) = (eˣ − 1 − x)/x² — exact, O(n²) per event, run for every subject in one call: compiled
 with numba, or for a small run (one patient's profile) the same function in plain Python, with
-the same bits and without loading numba (:func:`kernel_for`). Segments whose eigenvectors are
-ill-conditioned (ka close to an eigenvalue of the disposition) use the augmented matrix
+the same bits and without loading numba (:func:`kernel_for`). The grid outputs between two
+events, at the step of the one before, run in a tight loop of the same arithmetic (the state
+in registers for one to three compartments; :data:`FAST_RUNS`). Segments whose eigenvectors
+are ill-conditioned (ka close to an eigenvalue of the disposition) use the augmented matrix
 exponential instead (Van Loan 1978).
 The eliminated amount is integrated from the central amount, not taken as the balance, so
 
