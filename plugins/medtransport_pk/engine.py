@@ -5,7 +5,7 @@ at every record.
 Public entry point
 ------------------
 ``simulate(table, kinetics, *, compartments, central, default_dose, grid=None,
-before=None, check_steady_state=True, validated=False) -> EngineResult``
+before=None, check_steady_state=True, validated=False, concentrations=None) -> EngineResult``
 
 - ``table``: a :class:`RecordTable` (one or more subjects; a subject is a contiguous block of
   equal ``ID``, as in NONMEM). Times in h, amounts in ``table.amount_unit``.
@@ -24,6 +24,8 @@ before=None, check_steady_state=True, validated=False) -> EngineResult``
   (1e-9 relative) of any event time are snapped to it.
 - ``before``: optional (subject indices, times): the amounts just before anything happens at
   those times (a trough before a dose), in ``EngineResult.before_amounts``.
+- ``concentrations``: optional (compartment indices (C,), volumes (P, C) in L): further
+  concentrations on the grid, written with it (``EngineResult.grid_concentrations``).
 - ``Kinetics.nocb``: NONMEM's reading of time-varying covariates (see :class:`Kinetics`).
 - ``Kinetics.vmax``/``Kinetics.km``: saturable elimination from central; the same event list
   is then propagated by :mod:`medtransport_pk.saturable` (an ODE solve between events, SS 1 by
@@ -65,8 +67,10 @@ interval Δ with constant input r then maps z = V⁻¹A by z ← e^{λΔ}z + Δ�
 drug eliminated over it is e·∫A = e·V·(Δφ₁(λΔ)·z + Δ²φ₂(λΔ)·V⁻¹r) with φ₁(x) = (eˣ − 1)/x,
 φ₂(x) = (eˣ − 1 − x)/x² — exact, O(n²) per event, run for every subject in one call: compiled
 with numba, or for a small run (one patient's profile) the same function in plain Python, with
-the same bits and without loading numba (:func:`kernel_for`). Segments whose eigenvectors are
-ill-conditioned (ka close to an eigenvalue of the disposition) use the augmented matrix
+the same bits and without loading numba (:func:`kernel_for`). The grid outputs between two
+events, at the step of the one before, run in a tight loop of the same arithmetic (the state
+in registers for one to three compartments; :data:`FAST_RUNS`). Segments whose eigenvectors
+are ill-conditioned (ka close to an eigenvalue of the disposition) use the augmented matrix
 exponential instead (Van Loan 1978).
 The eliminated amount is integrated from the central amount, not taken as the balance, so
 
@@ -107,6 +111,9 @@ LEDGER_TERMS = ("given", "unabsorbed", "eliminated", "reset", "steady_state", "d
 SNAP_RTOL = 1e-9
 #: two steps of the event loop this close (relative) share their e^{λΔ} and φ's
 STEP_RTOL = 1e-12
+#: let the event loop run the grid outputs between two events in a tight loop (the same
+#: arithmetic, so the same bits; off only to test that)
+FAST_RUNS = True
 
 
 class RecordError(ValueError):
@@ -193,9 +200,15 @@ class EngineResult:
     grid_amounts: np.ndarray | None = None  # (P, G, n)
     grid_concentration: np.ndarray | None = None  # (P, G)
     grid_ledger: np.ndarray | None = None  # (P, G, 6)
+    #: (6,) whether each ledger column is not zero at some grid output: a caller need not
+    #: scan (P, G) arrays to find the terms a regimen uses (most use neither reset nor SS)
+    grid_nonzero: np.ndarray | None = None
     check_ok: np.ndarray | None = None  # steady-state periodicity checks (see check_residual)
     check_residual: np.ndarray | None = None
     before_amounts: np.ndarray | None = None  # (B, n) amounts asked for with ``before``
+    #: (P, G, 1 + C): ``grid_concentration`` (its column 0), then the columns asked for with
+    #: ``concentrations`` (see :func:`simulate`)
+    grid_concentrations: np.ndarray | None = None
 
     @staticmethod
     def residual(amounts: np.ndarray, ledger: np.ndarray) -> np.ndarray:
@@ -323,10 +336,15 @@ def _compiled_kernel() -> Any:
 
 def _kernel(ptr, kind, time, cmt, value, unabs, index, origin, seg0,
             vmat, wmat, lam, ev, dv, use_eig, kmat, elim, dial, volume, ss_table, gtimes,
-            central,
-            rec_amt, rec_conc, rec_led, grid_amt, grid_conc, grid_led, check_amt):
+            central, conc_cmt, conc_vol,
+            rec_amt, rec_conc, rec_led, grid_amt, grid_conc, grid_led, check_amt, grid_nonzero,
+            fast):
     """Every subject's events in order, merged with the grid times (a grid output at an event
-    time comes after the events at that time)."""
+    time comes after the events at that time). The grid's concentrations (P, G, 1 + C): the
+    central amount over the volume in force, then the amount of compartment ``conc_cmt[j]``
+    over ``conc_vol[p, j]``. Returns how many grid outputs the tight loop of ``fast`` runs
+    wrote (a run: outputs between two events, in one segment on the eigen path, at the
+    cached step)."""
     n = kmat.shape[1]
     a = np.zeros(n)
     r = np.zeros(n)
@@ -335,6 +353,7 @@ def _kernel(ptr, kind, time, cmt, value, unabs, index, origin, seg0,
     aug = np.zeros((n + 3, n + 3))
     eye = np.eye(n + 3)
     n_grid = gtimes.size
+    n_conc = conc_cmt.size
     # e^{λΔ}, Δφ₁(λΔ), Δ²φ₂(λΔ) of the last step: a grid of equal steps reuses them, sparing
     # two transcendentals per eigenvalue and step. "Equal" within STEP_RTOL: the differences
     # of a minute grid in hours (k/60) differ in their last bits from step to step, which
@@ -351,6 +370,9 @@ def _kernel(ptr, kind, time, cmt, value, unabs, index, origin, seg0,
     zc = np.zeros(n)
     wc = np.zeros(n)
     z_seg = -1
+    n_fast = 0
+    # which ledger columns are not zero at some grid output (so that no caller scans them)
+    nz0 = nz1 = nz2 = nz3 = nz4 = nz5 = False
     for p in range(ptr.size - 1):
         a[:] = 0.0
         z_seg = -1
@@ -470,20 +492,280 @@ def _kernel(ptr, kind, time, cmt, value, unabs, index, origin, seg0,
             if take_grid:
                 for i in range(n):
                     grid_amt[p, g, i] = a[i]
-                grid_conc[p, g] = a[central] / volume[seg]
+                grid_conc[p, g, 0] = a[central] / volume[seg]
+                for j in range(n_conc):
+                    grid_conc[p, g, 1 + j] = a[conc_cmt[j]] / conc_vol[p, j]
                 grid_led[p, g, 0] = given
+                nz0 |= given != 0.0
                 grid_led[p, g, 2] = elim_cum
+                nz2 |= elim_cum != 0.0
                 # the rarer terms only once they are not zero (the buffer starts at zero): a
                 # plain regimen's run then never touches their pages
                 if unab != 0.0:
                     grid_led[p, g, 1] = unab
+                    nz1 = True
                 if removed != 0.0:
                     grid_led[p, g, 3] = removed
+                    nz3 = True
                 if ssdecl != 0.0:
                     grid_led[p, g, 4] = ssdecl
+                    nz4 = True
                 if dial_cum != 0.0:
                     grid_led[p, g, 5] = dial_cum
+                    nz5 = True
                 g += 1
+                if fast and z_seg == seg and c_seg == seg and use_eig[seg]:
+                    # a run of grid outputs before the next event, in this segment, with the
+                    # cached step: the eigen step above in the same order of operations (so
+                    # the same bits), without the event merge and the cache checks of every
+                    # step; it stops where the step differs
+                    tlim = np.inf
+                    if e < hi:
+                        tlim = time[e]
+                    rsum = 0.0
+                    for i in range(n):
+                        rsum += r[i]
+                    vol_c = volume[seg]
+                    # given and eliminated are checked for zero only until they are not
+                    track = not (nz0 and nz2)
+                    g_run = g
+                    if n == 2 and n_conc <= 2:  # a body of two: the state in registers
+                        z0 = zc[0]
+                        z1 = zc[1]
+                        w0 = wc[0]
+                        w1 = wc[1]
+                        x0 = c_exp[0]
+                        x1 = c_exp[1]
+                        q0 = c_p1[0]
+                        q1 = c_p1[1]
+                        s0 = c_p2[0]
+                        s1 = c_p2[1]
+                        v00 = vmat[seg, 0, 0]
+                        v01 = vmat[seg, 0, 1]
+                        v10 = vmat[seg, 1, 0]
+                        v11 = vmat[seg, 1, 1]
+                        e0 = ev[seg, 0]
+                        e1 = ev[seg, 1]
+                        d0 = dv[seg, 0]
+                        d1 = dv[seg, 1]
+                        a0 = a[0]
+                        a1 = a[1]
+                        cmt_1 = conc_cmt[0] if n_conc > 0 else 0
+                        vol_1 = conc_vol[p, 0] if n_conc > 0 else 1.0
+                        cmt_2 = conc_cmt[1] if n_conc > 1 else 0
+                        vol_2 = conc_vol[p, 1] if n_conc > 1 else 1.0
+                        while g < n_grid and gtimes[g] < tlim:
+                            tnext = gtimes[g]
+                            dt = tnext - t
+                            if not dt > 0.0 or abs(dt - c_dt) > STEP_RTOL * c_dt:
+                                break
+                            i0 = q0 * z0 + s0 * w0
+                            i1 = q1 * z1 + s1 * w1
+                            z0 = x0 * z0 + q0 * w0
+                            z1 = x1 * z1 + q1 * w1
+                            a0 = 0.0 + v00 * z0 + v01 * z1
+                            a1 = 0.0 + v10 * z0 + v11 * z1
+                            elim_cum += 0.0 + e0 * i0 + e1 * i1
+                            dial_cum += 0.0 + d0 * i0 + d1 * i1
+                            given += rsum * dt
+                            t = tnext
+                            grid_amt[p, g, 0] = a0
+                            grid_amt[p, g, 1] = a1
+                            grid_conc[p, g, 0] = (a0 if central == 0 else a1) / vol_c
+                            if n_conc > 0:
+                                grid_conc[p, g, 1] = (a0 if cmt_1 == 0 else a1) / vol_1
+                            if n_conc > 1:
+                                grid_conc[p, g, 2] = (a0 if cmt_2 == 0 else a1) / vol_2
+                            grid_led[p, g, 0] = given
+                            grid_led[p, g, 2] = elim_cum
+                            if track:
+                                nz0 |= given != 0.0
+                                nz2 |= elim_cum != 0.0
+                            if dial_cum != 0.0:
+                                grid_led[p, g, 5] = dial_cum
+                                nz5 = True
+                            g += 1
+                        zc[0] = z0
+                        zc[1] = z1
+                        a[0] = a0
+                        a[1] = a1
+                    elif n == 1 and n_conc <= 2:  # one compartment
+                        z0 = zc[0]
+                        w0 = wc[0]
+                        x0 = c_exp[0]
+                        q0 = c_p1[0]
+                        s0 = c_p2[0]
+                        v00 = vmat[seg, 0, 0]
+                        e0 = ev[seg, 0]
+                        d0 = dv[seg, 0]
+                        a0 = a[0]
+                        vol_1 = conc_vol[p, 0] if n_conc > 0 else 1.0
+                        vol_2 = conc_vol[p, 1] if n_conc > 1 else 1.0
+                        while g < n_grid and gtimes[g] < tlim:
+                            tnext = gtimes[g]
+                            dt = tnext - t
+                            if not dt > 0.0 or abs(dt - c_dt) > STEP_RTOL * c_dt:
+                                break
+                            i0 = q0 * z0 + s0 * w0
+                            z0 = x0 * z0 + q0 * w0
+                            a0 = 0.0 + v00 * z0
+                            elim_cum += 0.0 + e0 * i0
+                            dial_cum += 0.0 + d0 * i0
+                            given += rsum * dt
+                            t = tnext
+                            grid_amt[p, g, 0] = a0
+                            grid_conc[p, g, 0] = a0 / vol_c
+                            if n_conc > 0:
+                                grid_conc[p, g, 1] = a0 / vol_1
+                            if n_conc > 1:
+                                grid_conc[p, g, 2] = a0 / vol_2
+                            grid_led[p, g, 0] = given
+                            grid_led[p, g, 2] = elim_cum
+                            if track:
+                                nz0 |= given != 0.0
+                                nz2 |= elim_cum != 0.0
+                            if dial_cum != 0.0:
+                                grid_led[p, g, 5] = dial_cum
+                                nz5 = True
+                            g += 1
+                        zc[0] = z0
+                        a[0] = a0
+                    elif n == 3 and n_conc <= 2:  # e.g. depot, central, peripheral
+                        z0 = zc[0]
+                        z1 = zc[1]
+                        z2 = zc[2]
+                        w0 = wc[0]
+                        w1 = wc[1]
+                        w2 = wc[2]
+                        x0 = c_exp[0]
+                        x1 = c_exp[1]
+                        x2 = c_exp[2]
+                        q0 = c_p1[0]
+                        q1 = c_p1[1]
+                        q2 = c_p1[2]
+                        s0 = c_p2[0]
+                        s1 = c_p2[1]
+                        s2 = c_p2[2]
+                        v00 = vmat[seg, 0, 0]
+                        v01 = vmat[seg, 0, 1]
+                        v02 = vmat[seg, 0, 2]
+                        v10 = vmat[seg, 1, 0]
+                        v11 = vmat[seg, 1, 1]
+                        v12 = vmat[seg, 1, 2]
+                        v20 = vmat[seg, 2, 0]
+                        v21 = vmat[seg, 2, 1]
+                        v22 = vmat[seg, 2, 2]
+                        e0 = ev[seg, 0]
+                        e1 = ev[seg, 1]
+                        e2 = ev[seg, 2]
+                        d0 = dv[seg, 0]
+                        d1 = dv[seg, 1]
+                        d2 = dv[seg, 2]
+                        a0 = a[0]
+                        a1 = a[1]
+                        a2 = a[2]
+                        cmt_1 = conc_cmt[0] if n_conc > 0 else 0
+                        vol_1 = conc_vol[p, 0] if n_conc > 0 else 1.0
+                        cmt_2 = conc_cmt[1] if n_conc > 1 else 0
+                        vol_2 = conc_vol[p, 1] if n_conc > 1 else 1.0
+                        while g < n_grid and gtimes[g] < tlim:
+                            tnext = gtimes[g]
+                            dt = tnext - t
+                            if not dt > 0.0 or abs(dt - c_dt) > STEP_RTOL * c_dt:
+                                break
+                            i0 = q0 * z0 + s0 * w0
+                            i1 = q1 * z1 + s1 * w1
+                            i2 = q2 * z2 + s2 * w2
+                            z0 = x0 * z0 + q0 * w0
+                            z1 = x1 * z1 + q1 * w1
+                            z2 = x2 * z2 + q2 * w2
+                            a0 = 0.0 + v00 * z0 + v01 * z1 + v02 * z2
+                            a1 = 0.0 + v10 * z0 + v11 * z1 + v12 * z2
+                            a2 = 0.0 + v20 * z0 + v21 * z1 + v22 * z2
+                            elim_cum += 0.0 + e0 * i0 + e1 * i1 + e2 * i2
+                            dial_cum += 0.0 + d0 * i0 + d1 * i1 + d2 * i2
+                            given += rsum * dt
+                            t = tnext
+                            grid_amt[p, g, 0] = a0
+                            grid_amt[p, g, 1] = a1
+                            grid_amt[p, g, 2] = a2
+                            grid_conc[p, g, 0] = (a0 if central == 0 else (
+                                a1 if central == 1 else a2)) / vol_c
+                            if n_conc > 0:
+                                grid_conc[p, g, 1] = (a0 if cmt_1 == 0 else (
+                                    a1 if cmt_1 == 1 else a2)) / vol_1
+                            if n_conc > 1:
+                                grid_conc[p, g, 2] = (a0 if cmt_2 == 0 else (
+                                    a1 if cmt_2 == 1 else a2)) / vol_2
+                            grid_led[p, g, 0] = given
+                            grid_led[p, g, 2] = elim_cum
+                            if track:
+                                nz0 |= given != 0.0
+                                nz2 |= elim_cum != 0.0
+                            if dial_cum != 0.0:
+                                grid_led[p, g, 5] = dial_cum
+                                nz5 = True
+                            g += 1
+                        zc[0] = z0
+                        zc[1] = z1
+                        zc[2] = z2
+                        a[0] = a0
+                        a[1] = a1
+                        a[2] = a2
+                    else:
+                        while g < n_grid and gtimes[g] < tlim:
+                            tnext = gtimes[g]
+                            dt = tnext - t
+                            if not dt > 0.0 or abs(dt - c_dt) > STEP_RTOL * c_dt:
+                                break
+                            for i in range(n):
+                                zi = zc[i]
+                                wi = wc[i]
+                                zc[i] = c_exp[i] * zi + c_p1[i] * wi
+                                iz[i] = c_p1[i] * zi + c_p2[i] * wi
+                            out = 0.0
+                            dout = 0.0
+                            for i in range(n):
+                                s = 0.0
+                                for j in range(n):
+                                    s += vmat[seg, i, j] * zc[j]
+                                a[i] = s
+                                out += ev[seg, i] * iz[i]
+                                dout += dv[seg, i] * iz[i]
+                            elim_cum += out
+                            dial_cum += dout
+                            given += rsum * dt
+                            t = tnext
+                            for i in range(n):
+                                grid_amt[p, g, i] = a[i]
+                            grid_conc[p, g, 0] = a[central] / vol_c
+                            for j in range(n_conc):
+                                grid_conc[p, g, 1 + j] = a[conc_cmt[j]] / conc_vol[p, j]
+                            grid_led[p, g, 0] = given
+                            grid_led[p, g, 2] = elim_cum
+                            if track:
+                                nz0 |= given != 0.0
+                                nz2 |= elim_cum != 0.0
+                            if dial_cum != 0.0:
+                                grid_led[p, g, 5] = dial_cum
+                                nz5 = True
+                            g += 1
+                    # the rarer terms do not change over the run: written after it (only
+                    # when not zero, like every output above)
+                    if g > g_run:
+                        if unab != 0.0:
+                            for gg in range(g_run, g):
+                                grid_led[p, gg, 1] = unab
+                            nz1 = True
+                        if removed != 0.0:
+                            for gg in range(g_run, g):
+                                grid_led[p, gg, 3] = removed
+                            nz3 = True
+                        if ssdecl != 0.0:
+                            for gg in range(g_run, g):
+                                grid_led[p, gg, 4] = ssdecl
+                            nz4 = True
+                    n_fast += g - g_run
                 continue
             k = kind[e]
             cancelled = origin[e] >= 0 and origin[e] < last_reset
@@ -529,6 +811,13 @@ def _kernel(ptr, kind, time, cmt, value, unabs, index, origin, seg0,
                 rec_led[j, 4] = ssdecl
                 rec_led[j, 5] = dial_cum
             e += 1
+    grid_nonzero[0] = nz0
+    grid_nonzero[1] = nz1
+    grid_nonzero[2] = nz2
+    grid_nonzero[3] = nz3
+    grid_nonzero[4] = nz4
+    grid_nonzero[5] = nz5
+    return n_fast
 
 
 # --------------------------------------------------------------------------- eigen-systems
@@ -752,10 +1041,14 @@ def simulate(table: RecordTable, kinetics: Kinetics, *, compartments: tuple[str,
              central: int, default_dose: int, grid: np.ndarray | None = None,
              check_steady_state: bool = True,
              before: tuple[np.ndarray, np.ndarray] | None = None,
-             validated: bool = False) -> EngineResult:
+             validated: bool = False,
+             concentrations: tuple[np.ndarray, np.ndarray] | None = None) -> EngineResult:
     """Run every subject of ``table`` (see the module docstring). ``before`` = (subject
     indices, times) asks for the amounts just before anything happens at those times (a
-    trough before a dose), returned as ``EngineResult.before_amounts``. Raises
+    trough before a dose), returned as ``EngineResult.before_amounts``. ``concentrations``
+    = (compartment indices (C,), volumes (P, C) in L) asks for more concentrations on the
+    grid, each compartment's amount over its subject's volume, written by the event loop
+    (``EngineResult.grid_concentrations``, after the central one). Raises
     :class:`RecordError` for records the semantics do not define (``validated``: the caller
     has run :func:`validate` on these records and kinetics already)."""
     n = len(compartments)
@@ -940,24 +1233,38 @@ def simulate(table: RecordTable, kinetics: Kinetics, *, compartments: tuple[str,
     rec_led = np.zeros((nrec, len(LEDGER_TERMS)))
     gsize = g_out.size
     grid_amt = np.zeros((n_sub if gsize else 0, gsize, n))
-    grid_conc = np.zeros((n_sub if gsize else 0, gsize))
+    if concentrations is None:
+        conc_cmt, conc_vol = np.zeros(0, np.int64), np.zeros((n_sub, 0))
+    else:
+        conc_cmt = np.ascontiguousarray(concentrations[0], np.int64)
+        conc_vol = np.ascontiguousarray(np.broadcast_to(concentrations[1],
+                                                        (n_sub, conc_cmt.size)), float)
+    grid_conc = np.zeros((n_sub if gsize else 0, gsize, 1 + conc_cmt.size))
     # term-major memory behind the (P, T, terms) view: each ledger term is one contiguous
     # block, so the audits read a route (T, P) in one pass instead of gathering every 6th value
     grid_led = np.zeros((len(LEDGER_TERMS), n_sub if gsize else 0, gsize)).transpose(1, 2, 0)
     check_amt = np.zeros((check_rec.size + n_before, n))
+    grid_nonzero = np.zeros(len(LEDGER_TERMS), bool)
     if saturable:
         from medtransport_pk import saturable as nonlinear
 
         nonlinear.run(ptr, ev["kind"], ev["time"], ev["cmt"], ev["value"], ev["unabs"],
                       ev["index"], ev["origin"], first_seg.astype(np.int64), kinetics,
                       np.ascontiguousarray(sst.table), g_out, int(central), rec_amt, rec_conc,
-                      rec_led, grid_amt, grid_conc, grid_led, check_amt)
+                      rec_led, grid_amt, grid_conc[..., 0], grid_led, check_amt)
+        grid_nonzero[:] = np.any(grid_led != 0, axis=(0, 1))
+        for j, c in enumerate(conc_cmt):
+            np.divide(grid_amt[..., c], conc_vol[:, None, j], out=grid_conc[..., 1 + j])
     else:
-        _run_linear(ptr, ev, first_seg, kinetics, sst, g_out, central, rec_amt, rec_conc,
-                    rec_led, grid_amt, grid_conc, grid_led, check_amt, n_sub, gsize, n)
+        _run_linear(ptr, ev, first_seg, kinetics, sst, g_out, central, conc_cmt, conc_vol,
+                    rec_amt, rec_conc, rec_led, grid_amt, grid_conc, grid_led, check_amt,
+                    grid_nonzero, n_sub, gsize, n)
     result = EngineResult(ids, block, rec_amt, rec_conc, rec_led,
                           g_out if grid is not None else None, grid_amt if gsize else None,
-                          grid_conc if gsize else None, grid_led if gsize else None)
+                          grid_conc[..., 0] if gsize else None,
+                          grid_led if gsize else None, grid_nonzero if gsize else None)
+    if gsize:
+        result.grid_concentrations = grid_conc
     if n_before:
         result.before_amounts = check_amt[check_rec.size:]
     if check_rec.size:
@@ -970,9 +1277,11 @@ def simulate(table: RecordTable, kinetics: Kinetics, *, compartments: tuple[str,
 
 def _run_linear(ptr: np.ndarray, ev: dict[str, np.ndarray], first_seg: np.ndarray,
                 kinetics: Kinetics, sst: _SteadyStates, g_out: np.ndarray, central: int,
-                rec_amt: np.ndarray, rec_conc: np.ndarray, rec_led: np.ndarray,
+                conc_cmt: np.ndarray, conc_vol: np.ndarray, rec_amt: np.ndarray,
+                rec_conc: np.ndarray, rec_led: np.ndarray,
                 grid_amt: np.ndarray, grid_conc: np.ndarray, grid_led: np.ndarray,
-                check_amt: np.ndarray, n_sub: int, gsize: int, n: int) -> None:
+                check_amt: np.ndarray, grid_nonzero: np.ndarray, n_sub: int, gsize: int,
+                n: int) -> None:
     """The linear kernel over the sorted events (exact propagation by eigen-systems)."""
     vmat, wmat, lam, evec, dvec, use_eig, _ = _eigensystems(kinetics)
     work = (ev["kind"].size + n_sub * gsize) * n * n
@@ -982,5 +1291,6 @@ def _run_linear(ptr: np.ndarray, ev: dict[str, np.ndarray], first_seg: np.ndarra
                      np.ascontiguousarray(kinetics.elimination, float),
                      np.ascontiguousarray(_dialysis(kinetics)),
                      np.ascontiguousarray(kinetics.volume, float),
-                     np.ascontiguousarray(sst.table), g_out, int(central), rec_amt, rec_conc,
-                     rec_led, grid_amt, grid_conc, grid_led, check_amt)
+                     np.ascontiguousarray(sst.table), g_out, int(central), conc_cmt, conc_vol,
+                     rec_amt, rec_conc, rec_led, grid_amt, grid_conc, grid_led, check_amt,
+                     grid_nonzero, FAST_RUNS)

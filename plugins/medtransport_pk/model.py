@@ -667,13 +667,15 @@ class PKModel(Model):
         return self._run_records
 
     def _engine(self, table: RecordTable, grid_h: np.ndarray | None,
-                before: tuple[np.ndarray, np.ndarray] | None = None) -> engine.EngineResult:
+                before: tuple[np.ndarray, np.ndarray] | None = None,
+                concentrations: tuple[np.ndarray, np.ndarray] | None = None
+                ) -> engine.EngineResult:
         try:
             # the declared records were validated when the model was built
             return engine.simulate(table, self._engine_kinetics(), compartments=self.body,
                                    central=self.body.index("central"), default_dose=0,
                                    grid=grid_h, validated=table is self._run_records,
-                                   before=before)
+                                   before=before, concentrations=concentrations)
         except engine.RecordError as exc:
             raise ScenarioError(self._record_problems(exc)) from None
 
@@ -682,10 +684,11 @@ class PKModel(Model):
         them within rounding of a dose time to that dose time)."""
         return self.scenario.time.grid_and_explicit_times() / 3600.0
 
-    def _ledger_terms(self, led: np.ndarray, nb: int) -> tuple[dict[str, np.ndarray],
-                                                               dict[str, np.ndarray]]:
-        """Inflow and outflow routes from the engine's cumulative books (…, 5), each counted
-        from the first output time (what was there then is the declared initial amount)."""
+    def _ledger_terms(self, led: np.ndarray, nonzero: np.ndarray
+                      ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Inflow and outflow routes from the engine's cumulative books (…, 6), each counted
+        from the first output time (what was there then is the declared initial amount);
+        ``nonzero``: which columns the engine found not zero (its ``grid_nonzero``)."""
         def term(k: int) -> np.ndarray:
             x = led[..., k]
             first = x[:1]
@@ -693,14 +696,14 @@ class PKModel(Model):
             return x - first if np.any(first != 0) else x
 
         inflow = {"doses": term(0)}
-        if np.any(led[..., 4] != 0):
+        if nonzero[4]:
             inflow["steady_state"] = term(4)
         outflow = {"eliminated": term(2)}
         # like reset and steady_state: a route only when the records put something on it (an
         # intravenous regimen has none unabsorbed; the zero route cost a batch a (T, P) sum)
-        if np.any(led[..., 1] != 0):
+        if nonzero[1]:
             outflow["unabsorbed"] = term(1)
-        if np.any(led[..., 3] != 0):
+        if nonzero[3]:
             outflow["reset"] = term(3)
         if getattr(self, "sessions", None):
             outflow["dialysate"] = term(5)
@@ -710,26 +713,26 @@ class PKModel(Model):
         times_h = self._output_times_h()
         solver = self._solver_records()
         intervals, before = self._dose_intervals(times_h) if self.from_data else (None, None)
-        res = self._engine(solver, times_h, before)
+        tissue_idx = [self.body.index(n) for n in self.tissues]
+        vols = np.broadcast_to(self.volumes(), (self._batch_size() or 1, len(self.tissues)))
+        n_sub = int(self._seg_subject[-1]) + 1
+        first_seg = np.searchsorted(self._seg_subject, np.arange(n_sub))
+        sub_vols = vols[first_seg]
+        # the other tissues' concentrations (amount over the subject's volume) come from the
+        # engine's loop with the grid: a (P, T) pass of their own cost a chunk more
+        res = self._engine(solver, times_h, before,
+                           concentrations=(np.array(tissue_idx[1:], np.int64), sub_vols[:, 1:]))
         books = res if solver is self._run_records else self._engine(self._run_records,
                                                                      times_h)
         self._declared_books = books  # the books of the declared records, from t0
         assert res.grid is not None and res.grid_amounts is not None
-        assert books.grid_ledger is not None and res.grid_concentration is not None
+        assert books.grid_ledger is not None and res.grid_concentrations is not None
+        assert books.grid_nonzero is not None and res.grid_nonzero is not None
         times_s = res.grid * 3600.0
-        nb = len(self.body)
         unit = self.unit
-        tissue_idx = [self.body.index(n) for n in self.tissues]
-        vols = np.broadcast_to(self.volumes(), (self._batch_size() or 1, len(self.tissues)))
-        first_seg = np.searchsorted(self._seg_subject, np.arange(res.grid_amounts.shape[0]))
-        sub_vols = vols[first_seg]
         amt = res.grid_amounts  # (P, T, n), each patient's curve contiguous
-        # tissue by tissue into one array: a gather of the amounts first (amt[..., idx]) cost
-        # a (P, T, tissues) temporary and a second pass
-        conc = np.empty((*amt.shape[:2], len(tissue_idx)))
-        conc[..., 0] = res.grid_concentration  # the volume in force at each time
-        for j in range(1, len(tissue_idx)):
-            np.divide(amt[..., tissue_idx[j]], sub_vols[:, None, j], out=conc[..., j])
+        # (P, T, tissues): central over the volume in force at each time, then the others
+        conc = res.grid_concentrations
         led = books.grid_ledger.transpose(1, 0, 2)  # (T, P, 5)
         state_led = res.grid_ledger
         assert state_led is not None
@@ -772,7 +775,7 @@ class PKModel(Model):
         name = "grid_concentration" if self.from_data else "concentration"
         data[name] = (("time", *batch, "tissue"), conc,
                       {"units": f"{unit}/L", "long_name": "drug concentration"})
-        if np.any(removed != 0):
+        if res.grid_nonzero[3]:
             data["removed"] = (("time", *batch), removed,
                                {"units": unit, "long_name": "cumulative drug removed by "
                                                             "resets (EVID 3/4, SS 1)"})
@@ -797,7 +800,7 @@ class PKModel(Model):
                                                           "absorption rate of each patient"})
         for label in ("compartment", "tissue"):
             ds[label].attrs["units"] = "1"
-        inflow, outflow = self._ledger_terms(led, nb)
+        inflow, outflow = self._ledger_terms(led, books.grid_nonzero)
         ledger = Ledger.of("drug", unit, times_s.size, inflow=inflow, outflow=outflow)
         if self.from_data:
             self._attach_records(ds, res, books)

@@ -174,8 +174,8 @@ def test_declarative_effects_scale_the_parameters() -> None:
 class DropsResetsUnbooked(OneCompartment):
     """A reset empties the body, but what it removes is not booked anywhere."""
 
-    def _ledger_terms(self, led: Any, nb: int) -> Any:
-        inflow, outflow = super()._ledger_terms(led, nb)
+    def _ledger_terms(self, led: Any, nonzero: Any) -> Any:
+        inflow, outflow = super()._ledger_terms(led, nonzero)
         outflow.pop("reset", None)
         return inflow, outflow
 

@@ -237,8 +237,8 @@ class MicrogramsReadAsMilligrams(OneCompartment):
 class ForgetsUnabsorbed(OneCompartment):
     """The fraction 1 − f_bio of an oral dose is dropped instead of booked as unabsorbed."""
 
-    def _ledger_terms(self, led: Any, nb: int) -> Any:
-        inflow, outflow = super()._ledger_terms(led, nb)
+    def _ledger_terms(self, led: Any, nonzero: Any) -> Any:
+        inflow, outflow = super()._ledger_terms(led, nonzero)
         outflow.pop("unabsorbed")
         return inflow, outflow
 
