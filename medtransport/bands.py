@@ -72,7 +72,8 @@ def bin_of(raw: int, bits: int, exponent: int) -> int:
     k = min(max((mag >> (52 - bits)) - ((1023 - exponent) << bits), -1), per_sign)
     # the sign bit mirrors the key around the small bin, at per_sign + 1
     b = per_sign + 1 + ((raw >> 63) | 1) * (1 + k)
-    return -1 if mag > 0x7FF0000000000000 else b
+    # −1 for a NaN (|bits| above those of infinity), without a branch
+    return b | ((0x7FF0000000000000 - mag) >> 63)
 
 
 @functools.cache
@@ -167,7 +168,9 @@ def count_keys(keys: np.ndarray, bits: int = BITS, exponent: int = EXPONENT
     k_out = np.empty(size, dtype=np.int32)
     n_out = np.empty(size, dtype=np.uint32)
     m = _count_kernel()(keys, _layout(bits, exponent)[1], t_out, k_out, n_out)
-    return t_out[:m].copy(), k_out[:m].copy(), n_out[:m].copy()
+    # views, not copies: the pages past m were never touched, so they take no memory, and
+    # copying into fresh pages costs more than the count (a page fault per 4 kB)
+    return t_out[:m], k_out[:m], n_out[:m]
 
 
 def chunk_counts(curve: np.ndarray, bits: int = BITS, exponent: int = EXPONENT

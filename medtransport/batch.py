@@ -233,7 +233,8 @@ def run_chunk(task: ChunkTask) -> dict[str, Any]:
 
 def compute_chunk(task: ChunkTask) -> tuple[dict[str, Any], xr.Dataset | None]:
     """Run and audit one chunk: its record, and what it stores (None if it failed) — with,
-    when bands are counted, the chunk's whole summary curve as ``_band_curve``."""
+    when bands are counted, the chunk's band counts (:func:`medtransport.bands.count_keys`)
+    as ``_band_counts``."""
     from medtransport.runner import prepare, run
 
     started, cpu = time.perf_counter(), time.thread_time()
@@ -270,11 +271,7 @@ def store_chunk(task: ChunkTask, record: dict[str, Any], out: xr.Dataset | None
     store = PopulationStore(Path(task.store))
     counts = None
     if out is not None:
-        band_curve = out.attrs.pop("_band_curve", None)
-        if band_curve is not None:
-            from medtransport.bands import chunk_counts
-
-            counts = chunk_counts(band_curve)  # compiled, without the GIL
+        counts = out.attrs.pop("_band_counts", None)
         sampled = task.keep.of_chunk(task.start, task.stop) if task.keep is not None and \
             task.keep.sampled is not None else None
         store.write_chunk(task.start, task.stop, out,
@@ -332,14 +329,20 @@ def _stored_part(ds: xr.Dataset, variables: tuple[str, ...] | None,
     from the whole audited result before ``keep`` thins its curves (to none, to the sampled
     patients, or to every k-th output time). ``template``: the probe that lays out a store
     (its one patient stands for the sampled ones)."""
+    from medtransport.bands import count_keys, key_dtype
     from medtransport.summaries import curve_metrics, summary_curve
 
     keep = keep or Keep()
     out = ds.reset_coords([c for c in ds.coords if c not in ds.dims and "patient" in
                            ds[c].dims])
     curve = summary_curve(out)
+    counted = keep.bands and not template
+    # the bins of the streamed bands come from the same pass over the curve as its metrics
+    keys = np.empty((curve.sizes["time"], curve.sizes["patient"]),
+                    dtype=key_dtype()) if counted else None
     # the probe's layout in plain Python: a client that runs no chunk never loads numba
-    for name, (values, unit, long_name) in curve_metrics(curve, compiled=not template).items():
+    for name, (values, unit, long_name) in curve_metrics(curve, compiled=not template,
+                                                         band_keys=keys).items():
         out[name] = ("patient", values, {"units": unit, "long_name": f"{long_name} of "
                                                                      f"{curve.name}"})
     for sp in _species(ds):
@@ -385,8 +388,9 @@ def _stored_part(ds: xr.Dataset, variables: tuple[str, ...] | None,
             "units": "1", "long_name": "virtual patient whose curves are kept"}))
     if keep.every > 1:
         out = out.isel(time=slice(None, None, keep.every))
-    if keep.bands and not template:
-        out.attrs["_band_curve"] = curve.transpose("patient", "time").values
+    if keys is not None:
+        # counted here, so that no reference to the chunk's curves outlives this function
+        out.attrs["_band_counts"] = count_keys(keys)
     return out
 
 
