@@ -74,3 +74,33 @@ def test_counts_do_not_depend_on_the_curve_s_memory_order(layout: str) -> None:
         np.testing.assert_array_equal(b[at][order], ref_bins)
         np.testing.assert_array_equal(n[at][order], ref_counts)
     np.testing.assert_array_equal(np.concatenate(count_keys(keys)), np.concatenate((t, b, n)))
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_the_metrics_pass_bins_the_curve_as_the_bands_do(compiled: bool) -> None:
+    """A chunk bins its curve in the same pass as its NCA metrics: the same bins as
+    :func:`curve_keys`, and the same metrics as the pass without bins."""
+    import xarray as xr
+
+    from medtransport.bands import key_dtype
+    from medtransport.summaries import curve_metrics
+
+    rng = np.random.default_rng(9)
+    n_p, n_t = 7, 97
+    values = rng.lognormal(0, 3, (n_p, n_t, 2))  # (patient, time, tissue), as the PK model
+    values[2, 10:20, 0] = 0.0
+    values[4, 33, 0] = np.nan
+    values[5, :, 0] = 2.0**40  # beyond the grid
+    curve = xr.DataArray(values[:, :, 0], dims=("patient", "time"),
+                         coords={"time": np.linspace(0, 48 * 3600, n_t)},
+                         attrs={"units": "mg/L"}).transpose("time", "patient")
+    keys = np.full((n_t, n_p), -7, dtype=key_dtype())
+    with_keys = curve_metrics(curve, compiled=compiled, band_keys=keys)
+    np.testing.assert_array_equal(keys, curve_keys(values[:, :, 0]))
+    alone = curve_metrics(curve, compiled=compiled)
+    assert set(alone) == set(with_keys)
+    for name, (v, unit, _) in alone.items():
+        np.testing.assert_array_equal(with_keys[name][0], v, err_msg=name)
+        assert with_keys[name][1] == unit
+    with pytest.raises(ValueError, match="band_keys"):
+        curve_metrics(curve, band_keys=keys.T.copy())
