@@ -341,11 +341,14 @@ def _stored_part(ds: xr.Dataset, variables: tuple[str, ...] | None,
     # the bins of the streamed bands come from the same pass over the curve as its metrics
     keys = np.empty((curve.sizes["time"], curve.sizes["patient"]),
                     dtype=key_dtype()) if counted else None
+    # what the chunk adds, merged into the Dataset at once: each assignment is a merge
+    # (alignment, copies of the indexes), a dozen of them cost more than the metrics' pass
+    added: dict[str, Any] = {}
     # the probe's layout in plain Python: a client that runs no chunk never loads numba
     for name, (values, unit, long_name) in curve_metrics(curve, compiled=not template,
                                                          band_keys=keys).items():
-        out[name] = ("patient", values, {"units": unit, "long_name": f"{long_name} of "
-                                                                     f"{curve.name}"})
+        added[name] = xr.Variable("patient", values, {"units": unit, "long_name":
+                                                     f"{long_name} of {curve.name}"})
     for sp in _species(ds):
         res = out.get(f"{sp}_residual")
         worst = None
@@ -358,25 +361,30 @@ def _stored_part(ds: xr.Dataset, variables: tuple[str, ...] | None,
             # laid out as the reductions over "patient" and "time" would give them
             worst = res.isel(patient=0, drop=True).copy(data=over_patients)
             worst.attrs = {}
-            per_patient = res.isel(time=0, drop=True).copy(data=over_time)
-            per_patient.attrs = {"units": res.attrs.get("units", "1"),
-                                 "long_name": f"largest |ledger residual| of {sp} over time "
-                                              "(audited)"}
-            out[f"{sp}_max_abs_residual"] = per_patient
+            added[f"{sp}_max_abs_residual"] = xr.Variable("patient", over_time, {
+                "units": res.attrs.get("units", "1"),
+                "long_name": f"largest |ledger residual| of {sp} over time (audited)"})
         elif res is not None and "patient" in res.dims:
-            out[f"{sp}_max_abs_residual"] = np.abs(res).max("time", skipna=False).assign_attrs(
+            added[f"{sp}_max_abs_residual"] = np.abs(res).max(
+                "time", skipna=False).assign_attrs(
                 units=res.attrs.get("units", "1"),
                 long_name=f"largest |ledger residual| of {sp} over time (audited)")
-        out.update(chunk_ledger(ds, sp, worst=worst))
+        added.update(chunk_ledger(ds, sp, worst=worst))
+    out.update(added)
+    # the Variables, not DataArrays: building a DataArray per name costs more than reading it
+    held = out.data_vars.variables
+    curves = [n for n, v in held.items() if {"time", "patient"} <= set(v.dims)]
     if variables is None or "all" not in variables:
         wanted = set(variables or (str(curve.name),))
-        keep_vars = [n for n, v in out.data_vars.items()
+        keep_vars = [n for n, v in held.items()
                      if "chunk" in v.dims
                      or ("patient" in v.dims and ("time" not in v.dims or n in wanted))]
-        out = out[keep_vars]
-    curves = [n for n, v in out.data_vars.items() if {"time", "patient"} <= set(v.dims)]
+        # without curves, one selection instead of a selection and a drop
+        out = out[[n for n in keep_vars if keep.curves or n not in curves]]
+        curves = [n for n in curves if n in keep_vars]
     if not keep.curves:
-        out = out.drop_vars(curves)
+        if any(n in out.data_vars for n in curves):
+            out = out.drop_vars([n for n in curves if n in out.data_vars])
     elif keep.sampled is not None:
         ids = np.asarray(out["patient"].values, dtype=np.int64)
         chosen = np.ones(ids.size, dtype=bool) if template else \
@@ -396,26 +404,35 @@ def _stored_part(ds: xr.Dataset, variables: tuple[str, ...] | None,
 
 
 def chunk_ledger(ds: xr.Dataset, species: str, *, worst: xr.DataArray | None = None
-                 ) -> dict[str, xr.DataArray]:
+                 ) -> dict[str, xr.Variable]:
     """The chunk's books over time, (chunk = 1, time): each ledger part summed over the
     chunk's patients (``<species>_<part>_chunk_total``; a part kept once for all patients
     counts once per patient) and the largest |residual| over them
     (``<species>_residual_chunk_max``). The store keeps one row per chunk, so the report of a
     population of any size draws the whole population's drug account from a few numbers per
-    chunk. ``worst``: max |residual| over the patients at each time, when the caller has it."""
+    chunk. ``worst``: max |residual| over the patients at each time, when the caller has it.
+    Variables over the Dataset's own time, so that adding them to it needs no alignment."""
     from medtransport.results import LEDGER_TERMS
 
     n = ds.sizes.get("patient", 1)
-    out = {}
+    out: dict[str, xr.Variable] = {}
     for part in ("stored", "expected", *LEDGER_TERMS):
-        var = ds.get(f"{species}_{part}")
+        name = f"{species}_{part}"
+        # membership first: a missing name in Dataset.get costs a KeyError with suggestions
+        var = ds[name] if name in ds.variables else None
         if var is None or "time" not in var.dims:
             continue
+        attrs = {"units": var.attrs.get("units", "1"),
+                 "long_name": f"{var.attrs.get('long_name', part)}, summed over the chunk's "
+                              "patients"}
+        sums = _patient_sums(var.variable)
+        if sums is not None:  # the attributes too, as xarray's reductions keep them
+            out[f"{name}_chunk_total"] = xr.Variable(("chunk", "time"), sums[np.newaxis],
+                                                     {**var.attrs, **attrs})
+            continue
         # skipna=False: numpy's sum — a NaN here is a failed chunk, never a value to skip
-        total = _sum_over_patients(var) if "patient" in var.dims else var * n
-        out[f"{species}_{part}_chunk_total"] = total.expand_dims(chunk=1).assign_attrs(
-            units=var.attrs.get("units", "1"),
-            long_name=f"{var.attrs.get('long_name', part)}, summed over the chunk's patients")
+        total = var.sum("patient", skipna=False) if "patient" in var.dims else var * n
+        out[f"{name}_chunk_total"] = total.expand_dims(chunk=1).assign_attrs(attrs).variable
     res = ds.get(f"{species}_residual")
     if res is not None and "time" in res.dims:
         if worst is None:
@@ -423,25 +440,23 @@ def chunk_ledger(ds: xr.Dataset, species: str, *, worst: xr.DataArray | None = N
                 np.abs(res)
         out[f"{species}_residual_chunk_max"] = worst.expand_dims(chunk=1).assign_attrs(
             units=res.attrs.get("units", "1"),
-            long_name=f"largest |ledger residual| of {species} over the chunk's patients")
+            long_name=f"largest |ledger residual| of {species} over the chunk's patients"
+        ).variable
     return out
 
 
-def _sum_over_patients(var: xr.DataArray) -> xr.DataArray:
-    """``var.sum("patient", skipna=False)``, bit for bit: for a patient-major (time, patient)
-    float64 array — what a batched solver writes — one compiled pass in memory order adds
-    each patient's row to the running sums, patient after patient, as numpy's reduction does
-    for that layout (numpy's own pass cost 2 ms per 24 MB array, xarray's wrapping as much
-    again); any other array goes to numpy."""
+def _patient_sums(var: xr.Variable) -> np.ndarray | None:
+    """``var.sum("patient")`` of a (time, patient) float64 ledger part, bit for bit, when its
+    memory is patient-major — what a batched solver writes: one compiled pass in memory order
+    adds each patient's row to the running sums, patient after patient, as numpy's reduction
+    does for that layout (numpy's own pass, wrapped by xarray, cost 2–3 ms per 24 MB part);
+    None for any other array (numpy's pairwise order could differ there)."""
     a = var.data
     if var.dims != ("time", "patient") or not isinstance(a, np.ndarray) or \
             a.dtype != np.float64 or a.shape[0] < 2 or a.shape[1] < 1 or \
             not a.strides[1] > a.strides[0] > 0:
-        return var.sum("patient", skipna=False)
-    coords = {k: c for k, c in var.coords.items() if "patient" not in c.dims}
-    # the attributes too, as xarray's reductions keep them
-    return xr.DataArray(_patient_sums_kernel()(a.T), dims=("time",), coords=coords,
-                        name=var.name, attrs=dict(var.attrs))
+        return None
+    return np.asarray(_patient_sums_kernel()(a.T))
 
 
 @functools.cache

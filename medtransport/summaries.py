@@ -53,7 +53,8 @@ def summary_curve(ds: xr.Dataset, variable: str | None = None,
     if variable is None:
         # over time and patients: a data set's ``concentration`` is at its records, its curve
         # on the grid ``grid_concentration``
-        over = [str(n) for n, v in ds.data_vars.items() if {"time", "patient"} <= set(v.dims)]
+        over = [str(n) for n, v in ds.data_vars.variables.items()
+                if {"time", "patient"} <= set(v.dims)]
         variable = next((n for n in ("concentration", "grid_concentration") if n in over),
                         over[0] if over else None)
     if variable is None or variable not in ds:
