@@ -34,7 +34,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 #: (module, function) pairs timed as parts of a chunk
-PARTS = (("medtransport.batch", "load_scenario"), ("medtransport.runner", "prepare"),
+PARTS = (("medtransport.batch", "_chunk_scenario"), ("medtransport.runner", "prepare"),
          ("medtransport.runner", "run"), ("medtransport.runner", "attach_covariates"),
          ("medtransport.batch", "_stored_part"), ("medtransport.summaries", "curve_metrics"),
          ("medtransport.batch", "chunk_ledger"), ("medtransport.bands", "count_keys"))

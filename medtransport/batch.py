@@ -244,7 +244,7 @@ def compute_chunk(task: ChunkTask) -> tuple[dict[str, Any], xr.Dataset | None]:
                               "host": os.uname().nodename, "pid": os.getpid()}
     out = None
     try:
-        model = prepare(load_scenario(json.loads(task.scenario), base_dir=task.base_dir),
+        model = prepare(_chunk_scenario(task.scenario, task.base_dir),
                         patients=(task.start, task.stop), model_class=task.model_class)
         ds = run(model)
     except AuditFailure as exc:
@@ -262,6 +262,14 @@ def compute_chunk(task: ChunkTask) -> tuple[dict[str, Any], xr.Dataset | None]:
     record["seconds"] = time.perf_counter() - started
     record["cpu_seconds"] = time.thread_time() - cpu
     return record, out
+
+
+@functools.lru_cache(maxsize=4)
+def _chunk_scenario(text: str, base_dir: str | None) -> Scenario:
+    """A run's scenario, validated once per process rather than once per chunk (2–3 ms of
+    pydantic and pint a chunk): every chunk of a run carries the same JSON, and nothing
+    changes a Scenario once it is loaded (``with_changes`` makes a new one)."""
+    return load_scenario(json.loads(text), base_dir=base_dir)
 
 
 def store_chunk(task: ChunkTask, record: dict[str, Any], out: xr.Dataset | None
