@@ -114,12 +114,16 @@ def _count_kernel() -> Any:
     import numba
 
     @numba.njit(cache=True, nogil=True)
-    def count(keys: np.ndarray, n_bins: int, t_out: np.ndarray, k_out: np.ndarray,
-              n_out: np.ndarray) -> int:
+    def count(keys: np.ndarray, n_bins: int, capacity: int
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
         """Non-zero counts of the (time, patient) bins ``keys`` (−1: not counted):
-        (time, bin, count) written to the outputs in time order; returns how many."""
+        (time, bin, count) in time order, in arrays of at least ``capacity`` entries (grown
+        as needed), and how many."""
         n_t, n_p = keys.shape
         scratch = np.zeros(n_bins, dtype=np.int32)
+        t_out = np.empty(capacity, dtype=np.int32)
+        k_out = np.empty(capacity, dtype=np.int32)
+        n_out = np.empty(capacity, dtype=np.uint32)
         m = 0
         for t in range(n_t):
             lo, hi = n_bins, -1
@@ -129,6 +133,15 @@ def _count_kernel() -> Any:
                     scratch[b] += 1
                     lo = min(lo, b)
                     hi = max(hi, b)
+            if m + hi - lo + 1 > t_out.size:  # room for this time's every bin
+                grown = max(2 * t_out.size, m + hi - lo + 1)
+                t_new = np.empty(grown, dtype=np.int32)
+                k_new = np.empty(grown, dtype=np.int32)
+                n_new = np.empty(grown, dtype=np.uint32)
+                t_new[:m] = t_out[:m]
+                k_new[:m] = k_out[:m]
+                n_new[:m] = n_out[:m]
+                t_out, k_out, n_out = t_new, k_new, n_new
             # a time's values span a few octaves: its range of bins is short, and scanning
             # it emits the counts without a branch per value
             for b in range(lo, hi + 1):
@@ -139,7 +152,7 @@ def _count_kernel() -> Any:
                     n_out[m] = n
                     scratch[b] = 0
                     m += 1
-        return m
+        return t_out, k_out, n_out, m
 
     return count
 
@@ -163,13 +176,11 @@ def count_keys(keys: np.ndarray, bits: int = BITS, exponent: int = EXPONENT
     """The histogram of (time, patient) bins (:func:`curve_keys`) as its non-zero counts:
     (time index int32, bin int32, count uint32), in time order."""
     keys = np.ascontiguousarray(keys)
-    size = keys.size
-    t_out = np.empty(size, dtype=np.int32)
-    k_out = np.empty(size, dtype=np.int32)
-    n_out = np.empty(size, dtype=np.uint32)
-    m = _count_kernel()(keys, _layout(bits, exponent)[1], t_out, k_out, n_out)
-    # views, not copies: the pages past m were never touched, so they take no memory, and
-    # copying into fresh pages costs more than the count (a page fault per 4 kB)
+    # room for a few hundred bins per time (a population's values at one time span a few
+    # octaves), grown in the kernel when a time needs more: not one entry per value, which
+    # cost 36 MB of short-lived buffers a chunk
+    capacity = keys.shape[0] * min(keys.shape[1], 256)
+    t_out, k_out, n_out, m = _count_kernel()(keys, _layout(bits, exponent)[1], capacity)
     return t_out[:m], k_out[:m], n_out[:m]
 
 
