@@ -178,9 +178,11 @@ def count_keys(keys: np.ndarray, bits: int = BITS, exponent: int = EXPONENT
     (time index int32, bin int32, count uint32), in time order."""
     keys = np.ascontiguousarray(keys)
     # room for a few hundred bins per time (a population's values at one time span a few
-    # octaves), grown in the kernel when a time needs more: not one entry per value, which
-    # cost 36 MB of short-lived buffers a chunk
-    capacity = keys.shape[0] * min(keys.shape[1], 256)
+    # octaves: 270-350 non-empty bins for 700-2100 patients of the vancomycin trial), grown
+    # in the kernel when a time needs more: not one entry per value, which cost 36 MB of
+    # short-lived buffers a chunk; and not so little that it grows (each new page written
+    # is a page fault, 2200 of them a chunk when it grew)
+    capacity = keys.shape[0] * min(keys.shape[1], 512)
     t_out, k_out, n_out, m = _count_kernel()(keys, _layout(bits, exponent)[1], capacity)
     return t_out[:m], k_out[:m], n_out[:m]
 

@@ -104,3 +104,18 @@ def test_the_metrics_pass_bins_the_curve_as_the_bands_do(compiled: bool) -> None
         assert with_keys[name][1] == unit
     with pytest.raises(ValueError, match="band_keys"):
         curve_metrics(curve, band_keys=keys.T.copy())
+
+
+def test_a_time_with_more_bins_than_the_first_buffer_holds() -> None:
+    """The count's buffers start at 512 bins per time and grow: values over 40 decades put
+    thousands of bins in one time."""
+    rng = np.random.default_rng(2)
+    curve = np.exp(rng.uniform(-45, 45, (3000, 3))) * rng.choice([-1.0, 1.0], (3000, 3))
+    t, b, n = chunk_counts(curve)
+    assert t.size > 3 * 512
+    for time in range(3):
+        ref_bins, ref_counts = np.unique([reference_bin(v) for v in curve[:, time]],
+                                         return_counts=True)
+        at = t == time
+        np.testing.assert_array_equal(b[at], ref_bins)  # a time's bins in increasing order
+        np.testing.assert_array_equal(n[at], ref_counts)
