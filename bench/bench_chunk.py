@@ -91,13 +91,18 @@ def main() -> None:
         return time.thread_time() - c
 
     chunk(0)
-    spent.clear()
-    cpu = [chunk(i) for i in range(1, repeats + 1)]
+    cpu, parts = [], collections.defaultdict(list)
+    for i in range(1, repeats + 1):
+        spent.clear()
+        cpu.append(chunk(i))
+        for name, total in spent.items():
+            parts[name].append(total)
     print(f"chunk of {a.n} patients, {repeats} chunks: min {min(cpu) * 1e3:.1f} ms CPU, "
           f"median {statistics.median(cpu) * 1e3:.1f} ms "
           f"({min(cpu) / a.n * 1e3:.4f}–{statistics.median(cpu) / a.n * 1e3:.4f} ms/patient)")
-    for name, total in spent.items():
-        print(f"  {name:18s} {total / repeats * 1e3:7.2f} ms per chunk (mean)")
+    for name, times in parts.items():
+        print(f"  {name:18s} median {statistics.median(times) * 1e3:7.2f} ms, "
+              f"min {min(times) * 1e3:7.2f} ms per chunk")
     if a.profile:
         pr = cProfile.Profile()
         pr.enable()
