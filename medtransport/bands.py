@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import functools
 import io
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -76,12 +77,19 @@ def bin_of(raw: int, bits: int, exponent: int) -> int:
     return b | ((0x7FF0000000000000 - mag) >> 63)
 
 
+_registering = threading.Lock()
+
+
 @functools.cache
 def compiled_bin_of() -> Any:
-    """Make :func:`bin_of` callable (inlined) from numba-compiled code; returns it."""
+    """Make :func:`bin_of` callable (inlined) from numba-compiled code; returns it. Once per
+    process, also when two chunk threads start at the same time."""
     from numba.extending import register_jitable
 
-    register_jitable(inline="always")(bin_of)
+    with _registering:
+        if not getattr(bin_of, "_registered", False):
+            register_jitable(inline="always")(bin_of)
+            bin_of._registered = True  # type: ignore[attr-defined]
     return bin_of
 
 
