@@ -122,16 +122,13 @@ def _count_kernel() -> Any:
     import numba
 
     @numba.njit(cache=True, nogil=True)
-    def count(keys: np.ndarray, n_bins: int, capacity: int
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    def count(keys: np.ndarray, n_bins: int, t_out: np.ndarray, k_out: np.ndarray,
+              n_out: np.ndarray) -> int:
         """Non-zero counts of the (time, patient) bins ``keys`` (−1: not counted):
-        (time, bin, count) in time order, in arrays of at least ``capacity`` entries (grown
-        as needed), and how many."""
+        (time, bin, count) written to the outputs in time order; returns how many, or −1
+        when the outputs have no room for a time's range of bins."""
         n_t, n_p = keys.shape
         scratch = np.zeros(n_bins, dtype=np.int32)
-        t_out = np.empty(capacity, dtype=np.int32)
-        k_out = np.empty(capacity, dtype=np.int32)
-        n_out = np.empty(capacity, dtype=np.uint32)
         m = 0
         for t in range(n_t):
             lo, hi = n_bins, -1
@@ -141,15 +138,8 @@ def _count_kernel() -> Any:
                     scratch[b] += 1
                     lo = min(lo, b)
                     hi = max(hi, b)
-            if m + hi - lo + 1 > t_out.size:  # room for this time's every bin
-                grown = max(2 * t_out.size, m + hi - lo + 1)
-                t_new = np.empty(grown, dtype=np.int32)
-                k_new = np.empty(grown, dtype=np.int32)
-                n_new = np.empty(grown, dtype=np.uint32)
-                t_new[:m] = t_out[:m]
-                k_new[:m] = k_out[:m]
-                n_new[:m] = n_out[:m]
-                t_out, k_out, n_out = t_new, k_new, n_new
+            if m + hi - lo + 1 > t_out.size:
+                return -1
             # a time's values span a few octaves: its range of bins is short, and scanning
             # it emits the counts without a branch per value; an empty bin is written and
             # overwritten by the next (about half the range is empty: a branch on it would
@@ -161,7 +151,7 @@ def _count_kernel() -> Any:
                 n_out[m] = n
                 scratch[b] = 0
                 m += n != 0
-        return t_out, k_out, n_out, m
+        return m
 
     return count
 
@@ -183,22 +173,30 @@ def curve_keys(curve: np.ndarray, bits: int = BITS, exponent: int = EXPONENT) ->
 def count_keys(keys: np.ndarray, bits: int = BITS, exponent: int = EXPONENT
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The histogram of (time, patient) bins (:func:`curve_keys`) as its non-zero counts:
-    (time index int32, bin int32, count uint32), in time order."""
+    (time index, bin, count), in time order, each in the narrowest integer type that holds
+    it (uint16, int16, uint16 up to 65,536 times and patients: a chunk's counts travel to
+    the client, 6 bytes a count)."""
     keys = np.ascontiguousarray(keys)
+    n_t, n_p = keys.shape
+    n_bins = _layout(bits, exponent)[1]
+    types = (np.uint16 if n_t <= 2**16 else np.uint32, key_dtype(bits, exponent),
+             np.uint16 if n_p < 2**16 else np.uint32)
     # room for a few hundred bins per time (a population's values at one time span a few
-    # octaves: 270-350 non-empty bins for 700-2100 patients of the vancomycin trial), grown
-    # in the kernel when a time needs more: not one entry per value, which cost 36 MB of
-    # short-lived buffers a chunk; and not so little that it grows (each new page written
-    # is a page fault, 2200 of them a chunk when it grew)
-    capacity = keys.shape[0] * min(keys.shape[1], 512)
-    t_out, k_out, n_out, m = _count_kernel()(keys, _layout(bits, exponent)[1], capacity)
-    return t_out[:m], k_out[:m], n_out[:m]
+    # octaves: 270-350 non-empty bins for 700-2100 patients of the vancomycin trial), not
+    # one entry per value, which cost 36 MB of short-lived buffers a chunk (each new page
+    # written is a page fault); if a chunk needs more, counted again with room for all
+    for capacity in (n_t * min(n_p, 512), n_t * n_p + n_bins):
+        t_out, k_out, n_out = (np.empty(capacity, dtype=d) for d in types)
+        m = _count_kernel()(keys, n_bins, t_out, k_out, n_out)
+        if m >= 0:
+            return t_out[:m], k_out[:m], n_out[:m]
+    raise AssertionError("unreachable: the second capacity holds every count")
 
 
 def chunk_counts(curve: np.ndarray, bits: int = BITS, exponent: int = EXPONENT
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The histogram of a chunk's (patient, time) curve as its non-zero counts:
-    (time index int32, bin int32, count uint32), in time order."""
+    (time index, bin, count), in time order (:func:`count_keys`)."""
     return count_keys(curve_keys(curve, bits, exponent), bits, exponent)
 
 
