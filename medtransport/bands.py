@@ -33,12 +33,14 @@ from __future__ import annotations
 
 import functools
 import io
+import threading
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-__all__ = ["BITS", "EXPONENT", "BandHistogram", "chunk_counts", "relative_bound"]
+__all__ = ["BITS", "EXPONENT", "BandHistogram", "bin_of", "chunk_counts", "count_keys",
+           "curve_keys", "relative_bound"]
 
 #: K: mantissa bits kept per bin (2^K bins per octave).
 BITS = 7
@@ -58,73 +60,144 @@ def _layout(bits: int, exponent: int) -> tuple[int, int]:
     return per_sign, 2 * per_sign + 3
 
 
+def bin_of(raw: int, bits: int, exponent: int) -> int:
+    """The bin of a float64 value given as its IEEE-754 bits ``raw`` (int64): the grid of the
+    module docstring, branch-free so that a compiled loop over a curve stays cheap; −1 for
+    NaN (a failed patient never reaches the bands). Plain Python, and compiled inline into
+    the passes that read a curve (:func:`compiled_bin_of`)."""
+    per_sign = (2 * exponent) << bits
+    # for |x| ≥ 2^−E the bits of |x| shifted right by 52 − K are the biased exponent followed
+    # by K bits of the mantissa, monotone in |x|: k = their offset from 2^−E, clamped to −1
+    # (the small bin) and per_sign (the overflow bin)
+    mag = raw & 0x7FFFFFFFFFFFFFFF
+    k = min(max((mag >> (52 - bits)) - ((1023 - exponent) << bits), -1), per_sign)
+    # the sign bit mirrors the key around the small bin, at per_sign + 1
+    b = per_sign + 1 + ((raw >> 63) | 1) * (1 + k)
+    # −1 for a NaN (|bits| above those of infinity), without a branch
+    return b | ((0x7FF0000000000000 - mag) >> 63)
+
+
+_registering = threading.Lock()
+
+
 @functools.cache
-def _kernel() -> Any:
+def compiled_bin_of() -> Any:
+    """Make :func:`bin_of` callable (inlined) from numba-compiled code; returns it. Once per
+    process, also when two chunk threads start at the same time."""
+    from numba.extending import register_jitable
+
+    with _registering:
+        if not getattr(bin_of, "_registered", False):
+            register_jitable(inline="always")(bin_of)
+            bin_of._registered = True  # type: ignore[attr-defined]
+    return bin_of
+
+
+def key_dtype(bits: int = BITS, exponent: int = EXPONENT) -> type[np.signedinteger[Any]]:
+    """The narrowest signed integer that holds every bin and −1 (int16 at K = 7, E = 32):
+    a chunk's bins take a quarter of its curve's memory."""
+    return np.int16 if _layout(bits, exponent)[1] < 2**15 else np.int32
+
+
+@functools.cache
+def _keys_kernel() -> Any:
+    import numba
+
+    bin_kernel = compiled_bin_of()
+
+    @numba.njit(cache=True, nogil=True)
+    def keys(c: np.ndarray, bits: int, exponent: int, out: np.ndarray) -> None:
+        """The bins of a (patient, time) block of float64 bits, read in its memory order
+        (patient-major), written (time, patient)."""
+        n_p, n_t = c.shape
+        for p in range(n_p):
+            for t in range(n_t):
+                out[t, p] = bin_kernel(c[p, t], bits, exponent)
+
+    return keys
+
+
+@functools.cache
+def _count_kernel() -> Any:
     import numba
 
     @numba.njit(cache=True, nogil=True)
-    def count(c: np.ndarray, bits: int, exponent: int, t_out: np.ndarray,
-              k_out: np.ndarray, n_out: np.ndarray) -> int:
-        """Non-zero counts of the (time, patient) block ``c`` (the bits of float64 values,
-        as int64): (time, bin, count) written to the outputs in time order;
-        returns how many."""
-        n_t, n_p = c.shape
-        per_sign = (2 * exponent) << bits
-        n_bins = 2 * per_sign + 3
-        zero = per_sign + 1
-        shift = 52 - bits
-        # for |x| ≥ 2^−E the bits of |x| shifted right by 52 − K are the biased exponent
-        # followed by K bits of the mantissa: monotone in |x|
-        low = (1023 - exponent) << bits
-        magnitude = np.int64(0x7FFFFFFFFFFFFFFF)
-        nan_bits = np.int64(0x7FF0000000000000)
-        scratch = np.zeros(n_bins, dtype=np.int64)
-        touched = np.empty(n_p, dtype=np.int64)
+    def count(keys: np.ndarray, n_bins: int, t_out: np.ndarray, k_out: np.ndarray,
+              n_out: np.ndarray) -> int:
+        """Non-zero counts of the (time, patient) bins ``keys`` (−1: not counted):
+        (time, bin, count) written to the outputs in time order; returns how many, or −1
+        when the outputs have no room for a time's range of bins."""
+        n_t, n_p = keys.shape
+        scratch = np.zeros(n_bins, dtype=np.int32)
         m = 0
         for t in range(n_t):
-            k = 0
+            lo, hi = n_bins, -1
             for p in range(n_p):
-                raw = c[t, p]
-                mag = raw & magnitude
-                if mag > nan_bits:  # NaN: a failed patient never reaches the bands
-                    continue
-                key = (mag >> shift) - low
-                if key < 0:
-                    b = zero
-                elif key >= per_sign:
-                    b = n_bins - 1 if raw >= 0 else 0
-                elif raw >= 0:
-                    b = zero + 1 + key
-                else:
-                    b = zero - 1 - key
-                if scratch[b] == 0:
-                    touched[k] = b
-                    k += 1
-                scratch[b] += 1
-            for i in range(k):
-                b = touched[i]
+                b = keys[t, p]
+                if b >= 0:
+                    scratch[b] += 1
+                    lo = min(lo, b)
+                    hi = max(hi, b)
+            if m + hi - lo + 1 > t_out.size:
+                return -1
+            # a time's values span a few octaves: its range of bins is short, and scanning
+            # it emits the counts without a branch per value; an empty bin is written and
+            # overwritten by the next (about half the range is empty: a branch on it would
+            # be mispredicted half the time)
+            for b in range(lo, hi + 1):
+                n = scratch[b]
                 t_out[m] = t
                 k_out[m] = b
-                n_out[m] = scratch[b]
+                n_out[m] = n
                 scratch[b] = 0
-                m += 1
+                m += n != 0
         return m
 
     return count
 
 
+def curve_keys(curve: np.ndarray, bits: int = BITS, exponent: int = EXPONENT) -> np.ndarray:
+    """The (time, patient) bins of a (patient, time) float64 curve, read in its memory order
+    (no transposed copy of the curve)."""
+    c = np.asarray(curve, dtype=np.float64)
+    if c.ndim != 2:
+        raise ValueError(f"expected a (patient, time) curve, got shape {c.shape}")
+    out = np.empty(c.shape[::-1], dtype=key_dtype(bits, exponent))
+    if abs(c.strides[0]) < abs(c.strides[1]):  # time-major memory: walk it time by time
+        _keys_kernel()(c.T.view(np.int64), bits, exponent, out.T)
+    else:
+        _keys_kernel()(c.view(np.int64), bits, exponent, out)
+    return out
+
+
+def count_keys(keys: np.ndarray, bits: int = BITS, exponent: int = EXPONENT
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The histogram of (time, patient) bins (:func:`curve_keys`) as its non-zero counts:
+    (time index, bin, count), in time order, each in the narrowest integer type that holds
+    it (uint16, int16, uint16 up to 65,536 times and patients: a chunk's counts travel to
+    the client, 6 bytes a count)."""
+    keys = np.ascontiguousarray(keys)
+    n_t, n_p = keys.shape
+    n_bins = _layout(bits, exponent)[1]
+    types = (np.uint16 if n_t <= 2**16 else np.uint32, key_dtype(bits, exponent),
+             np.uint16 if n_p < 2**16 else np.uint32)
+    # room for a few hundred bins per time (a population's values at one time span a few
+    # octaves: 270-350 non-empty bins for 700-2100 patients of the vancomycin trial), not
+    # one entry per value, which cost 36 MB of short-lived buffers a chunk (each new page
+    # written is a page fault); if a chunk needs more, counted again with room for all
+    for capacity in (n_t * min(n_p, 512), n_t * n_p + n_bins):
+        t_out, k_out, n_out = (np.empty(capacity, dtype=d) for d in types)
+        m = _count_kernel()(keys, n_bins, t_out, k_out, n_out)
+        if m >= 0:
+            return t_out[:m], k_out[:m], n_out[:m]
+    raise AssertionError("unreachable: the second capacity holds every count")
+
+
 def chunk_counts(curve: np.ndarray, bits: int = BITS, exponent: int = EXPONENT
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The histogram of a chunk's (patient, time) curve as its non-zero counts:
-    (time index int32, bin int32, count uint32), in time order."""
-    # time-major and contiguous: each time's patients are read in one sweep
-    c = np.ascontiguousarray(np.asarray(curve, dtype=np.float64).T).view(np.int64)
-    size = c.size
-    t_out = np.empty(size, dtype=np.int32)
-    k_out = np.empty(size, dtype=np.int32)
-    n_out = np.empty(size, dtype=np.uint32)
-    m = _kernel()(c, bits, exponent, t_out, k_out, n_out)
-    return t_out[:m].copy(), k_out[:m].copy(), n_out[:m].copy()
+    (time index, bin, count), in time order (:func:`count_keys`)."""
+    return count_keys(curve_keys(curve, bits, exponent), bits, exponent)
 
 
 class BandHistogram:

@@ -25,6 +25,7 @@ the same population.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -233,7 +234,8 @@ def run_chunk(task: ChunkTask) -> dict[str, Any]:
 
 def compute_chunk(task: ChunkTask) -> tuple[dict[str, Any], xr.Dataset | None]:
     """Run and audit one chunk: its record, and what it stores (None if it failed) — with,
-    when bands are counted, the chunk's whole summary curve as ``_band_curve``."""
+    when bands are counted, the chunk's band counts (:func:`medtransport.bands.count_keys`)
+    as ``_band_counts``."""
     from medtransport.runner import prepare, run
 
     started, cpu = time.perf_counter(), time.thread_time()
@@ -242,7 +244,7 @@ def compute_chunk(task: ChunkTask) -> tuple[dict[str, Any], xr.Dataset | None]:
                               "host": os.uname().nodename, "pid": os.getpid()}
     out = None
     try:
-        model = prepare(load_scenario(json.loads(task.scenario), base_dir=task.base_dir),
+        model = prepare(_chunk_scenario(task.scenario, task.base_dir),
                         patients=(task.start, task.stop), model_class=task.model_class)
         ds = run(model)
     except AuditFailure as exc:
@@ -262,6 +264,14 @@ def compute_chunk(task: ChunkTask) -> tuple[dict[str, Any], xr.Dataset | None]:
     return record, out
 
 
+@functools.lru_cache(maxsize=4)
+def _chunk_scenario(text: str, base_dir: str | None) -> Scenario:
+    """A run's scenario, validated once per process rather than once per chunk (2–3 ms of
+    pydantic and pint a chunk): every chunk of a run carries the same JSON, and nothing
+    changes a Scenario once it is loaded (``with_changes`` makes a new one)."""
+    return load_scenario(json.loads(text), base_dir=base_dir)
+
+
 def store_chunk(task: ChunkTask, record: dict[str, Any], out: xr.Dataset | None
                 ) -> dict[str, Any]:
     """Write a computed chunk to the store, then its record (the record last: a chunk
@@ -270,11 +280,7 @@ def store_chunk(task: ChunkTask, record: dict[str, Any], out: xr.Dataset | None
     store = PopulationStore(Path(task.store))
     counts = None
     if out is not None:
-        band_curve = out.attrs.pop("_band_curve", None)
-        if band_curve is not None:
-            from medtransport.bands import chunk_counts
-
-            counts = chunk_counts(band_curve)  # compiled, without the GIL
+        counts = out.attrs.pop("_band_counts", None)
         sampled = task.keep.of_chunk(task.start, task.stop) if task.keep is not None and \
             task.keep.sampled is not None else None
         store.write_chunk(task.start, task.stop, out,
@@ -332,16 +338,25 @@ def _stored_part(ds: xr.Dataset, variables: tuple[str, ...] | None,
     from the whole audited result before ``keep`` thins its curves (to none, to the sampled
     patients, or to every k-th output time). ``template``: the probe that lays out a store
     (its one patient stands for the sampled ones)."""
+    from medtransport.bands import count_keys, key_dtype
     from medtransport.summaries import curve_metrics, summary_curve
 
     keep = keep or Keep()
     out = ds.reset_coords([c for c in ds.coords if c not in ds.dims and "patient" in
                            ds[c].dims])
     curve = summary_curve(out)
+    counted = keep.bands and not template
+    # the bins of the streamed bands come from the same pass over the curve as its metrics
+    keys = np.empty((curve.sizes["time"], curve.sizes["patient"]),
+                    dtype=key_dtype()) if counted else None
+    # what the chunk adds, merged into the Dataset at once: each assignment is a merge
+    # (alignment, copies of the indexes), a dozen of them cost more than the metrics' pass
+    added: dict[str, Any] = {}
     # the probe's layout in plain Python: a client that runs no chunk never loads numba
-    for name, (values, unit, long_name) in curve_metrics(curve, compiled=not template).items():
-        out[name] = ("patient", values, {"units": unit, "long_name": f"{long_name} of "
-                                                                     f"{curve.name}"})
+    for name, (values, unit, long_name) in curve_metrics(curve, compiled=not template,
+                                                         band_keys=keys).items():
+        added[name] = xr.Variable("patient", values, {"units": unit, "long_name":
+                                                     f"{long_name} of {curve.name}"})
     for sp in _species(ds):
         res = out.get(f"{sp}_residual")
         worst = None
@@ -354,25 +369,30 @@ def _stored_part(ds: xr.Dataset, variables: tuple[str, ...] | None,
             # laid out as the reductions over "patient" and "time" would give them
             worst = res.isel(patient=0, drop=True).copy(data=over_patients)
             worst.attrs = {}
-            per_patient = res.isel(time=0, drop=True).copy(data=over_time)
-            per_patient.attrs = {"units": res.attrs.get("units", "1"),
-                                 "long_name": f"largest |ledger residual| of {sp} over time "
-                                              "(audited)"}
-            out[f"{sp}_max_abs_residual"] = per_patient
+            added[f"{sp}_max_abs_residual"] = xr.Variable("patient", over_time, {
+                "units": res.attrs.get("units", "1"),
+                "long_name": f"largest |ledger residual| of {sp} over time (audited)"})
         elif res is not None and "patient" in res.dims:
-            out[f"{sp}_max_abs_residual"] = np.abs(res).max("time", skipna=False).assign_attrs(
+            added[f"{sp}_max_abs_residual"] = np.abs(res).max(
+                "time", skipna=False).assign_attrs(
                 units=res.attrs.get("units", "1"),
                 long_name=f"largest |ledger residual| of {sp} over time (audited)")
-        out.update(chunk_ledger(ds, sp, worst=worst))
+        added.update(chunk_ledger(ds, sp, worst=worst))
+    out.update(added)
+    # the Variables, not DataArrays: building a DataArray per name costs more than reading it
+    held = out.data_vars.variables
+    curves = [n for n, v in held.items() if {"time", "patient"} <= set(v.dims)]
     if variables is None or "all" not in variables:
         wanted = set(variables or (str(curve.name),))
-        keep_vars = [n for n, v in out.data_vars.items()
+        keep_vars = [n for n, v in held.items()
                      if "chunk" in v.dims
                      or ("patient" in v.dims and ("time" not in v.dims or n in wanted))]
-        out = out[keep_vars]
-    curves = [n for n, v in out.data_vars.items() if {"time", "patient"} <= set(v.dims)]
+        # without curves, one selection instead of a selection and a drop
+        out = out[[n for n in keep_vars if keep.curves or n not in curves]]
+        curves = [n for n in curves if n in keep_vars]
     if not keep.curves:
-        out = out.drop_vars(curves)
+        if any(n in out.data_vars for n in curves):
+            out = out.drop_vars([n for n in curves if n in out.data_vars])
     elif keep.sampled is not None:
         ids = np.asarray(out["patient"].values, dtype=np.int64)
         chosen = np.ones(ids.size, dtype=bool) if template else \
@@ -385,32 +405,42 @@ def _stored_part(ds: xr.Dataset, variables: tuple[str, ...] | None,
             "units": "1", "long_name": "virtual patient whose curves are kept"}))
     if keep.every > 1:
         out = out.isel(time=slice(None, None, keep.every))
-    if keep.bands and not template:
-        out.attrs["_band_curve"] = curve.transpose("patient", "time").values
+    if keys is not None:
+        # counted here, so that no reference to the chunk's curves outlives this function
+        out.attrs["_band_counts"] = count_keys(keys)
     return out
 
 
 def chunk_ledger(ds: xr.Dataset, species: str, *, worst: xr.DataArray | None = None
-                 ) -> dict[str, xr.DataArray]:
+                 ) -> dict[str, xr.Variable]:
     """The chunk's books over time, (chunk = 1, time): each ledger part summed over the
     chunk's patients (``<species>_<part>_chunk_total``; a part kept once for all patients
     counts once per patient) and the largest |residual| over them
     (``<species>_residual_chunk_max``). The store keeps one row per chunk, so the report of a
     population of any size draws the whole population's drug account from a few numbers per
-    chunk. ``worst``: max |residual| over the patients at each time, when the caller has it."""
+    chunk. ``worst``: max |residual| over the patients at each time, when the caller has it.
+    Variables over the Dataset's own time, so that adding them to it needs no alignment."""
     from medtransport.results import LEDGER_TERMS
 
     n = ds.sizes.get("patient", 1)
-    out = {}
+    out: dict[str, xr.Variable] = {}
     for part in ("stored", "expected", *LEDGER_TERMS):
-        var = ds.get(f"{species}_{part}")
+        name = f"{species}_{part}"
+        # membership first: a missing name in Dataset.get costs a KeyError with suggestions
+        var = ds[name] if name in ds.variables else None
         if var is None or "time" not in var.dims:
+            continue
+        attrs = {"units": var.attrs.get("units", "1"),
+                 "long_name": f"{var.attrs.get('long_name', part)}, summed over the chunk's "
+                              "patients"}
+        sums = _patient_sums(var.variable)
+        if sums is not None:  # the attributes too, as xarray's reductions keep them
+            out[f"{name}_chunk_total"] = xr.Variable(("chunk", "time"), sums[np.newaxis],
+                                                     {**var.attrs, **attrs})
             continue
         # skipna=False: numpy's sum — a NaN here is a failed chunk, never a value to skip
         total = var.sum("patient", skipna=False) if "patient" in var.dims else var * n
-        out[f"{species}_{part}_chunk_total"] = total.expand_dims(chunk=1).assign_attrs(
-            units=var.attrs.get("units", "1"),
-            long_name=f"{var.attrs.get('long_name', part)}, summed over the chunk's patients")
+        out[f"{name}_chunk_total"] = total.expand_dims(chunk=1).assign_attrs(attrs).variable
     res = ds.get(f"{species}_residual")
     if res is not None and "time" in res.dims:
         if worst is None:
@@ -418,8 +448,40 @@ def chunk_ledger(ds: xr.Dataset, species: str, *, worst: xr.DataArray | None = N
                 np.abs(res)
         out[f"{species}_residual_chunk_max"] = worst.expand_dims(chunk=1).assign_attrs(
             units=res.attrs.get("units", "1"),
-            long_name=f"largest |ledger residual| of {species} over the chunk's patients")
+            long_name=f"largest |ledger residual| of {species} over the chunk's patients"
+        ).variable
     return out
+
+
+def _patient_sums(var: xr.Variable) -> np.ndarray | None:
+    """``var.sum("patient")`` of a (time, patient) float64 ledger part, bit for bit, when its
+    memory is patient-major — what a batched solver writes: one compiled pass in memory order
+    adds each patient's row to the running sums, patient after patient, as numpy's reduction
+    does for that layout (numpy's own pass, wrapped by xarray, cost 2–3 ms per 24 MB part);
+    None for any other array (numpy's pairwise order could differ there)."""
+    a = var.data
+    if var.dims != ("time", "patient") or not isinstance(a, np.ndarray) or \
+            a.dtype != np.float64 or a.shape[0] < 2 or a.shape[1] < 1 or \
+            not a.strides[1] > a.strides[0] > 0:
+        return None
+    return np.asarray(_patient_sums_kernel()(a.T))
+
+
+@functools.cache
+def _patient_sums_kernel() -> Any:
+    import numba
+
+    @numba.njit(cache=True, nogil=True)
+    def patient_sums(rows: np.ndarray) -> np.ndarray:
+        """Σ_p rows[p, t] for each t, from 0.0 (numpy's identity: an all −0.0 column sums
+        to +0.0) and p in order."""
+        out = np.zeros(rows.shape[1])
+        for p in range(rows.shape[0]):
+            for t in range(rows.shape[1]):
+                out[t] += rows[p, t]
+        return out
+
+    return patient_sums
 
 
 def _species(ds: xr.Dataset) -> list[str]:

@@ -80,11 +80,11 @@ def _what(exc: BaseException) -> str:
 
 def attach_covariates(ds: xr.Dataset, covariates: Any) -> None:
     """A population's sampled covariates, one value per patient, as data variables."""
-    for name, (values, unit) in covariates.variables().items():
-        if name not in ds:
-            label = name.replace("_", " ")
-            ds[name] = ("patient", values, {"units": unit, "long_name": f"{label} of each "
-                                                                        "patient (sampled)"})
+    added = {name: xr.Variable("patient", values, {
+        "units": unit, "long_name": f"{name.replace('_', ' ')} of each patient (sampled)"})
+        for name, (values, unit) in covariates.variables().items() if name not in ds}
+    # in one merge: each assignment to a Dataset is a merge of its own (alignment, copies)
+    ds.update(added)
 
 
 def _check_memory(model: Model) -> None:

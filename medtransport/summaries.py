@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from medtransport.bands import bin_of
+
 __all__ = ["curve_metrics", "nca_distribution", "percentile_bands", "plot_bands",
            "probability_of_target_attainment", "pta_auc_over_mic", "store_percentile_bands",
            "summary_curve"]
@@ -51,7 +53,8 @@ def summary_curve(ds: xr.Dataset, variable: str | None = None,
     if variable is None:
         # over time and patients: a data set's ``concentration`` is at its records, its curve
         # on the grid ``grid_concentration``
-        over = [str(n) for n, v in ds.data_vars.items() if {"time", "patient"} <= set(v.dims)]
+        over = [str(n) for n, v in ds.data_vars.variables.items()
+                if {"time", "patient"} <= set(v.dims)]
         variable = next((n for n in ("concentration", "grid_concentration") if n in over),
                         over[0] if over else None)
     if variable is None or variable not in ds:
@@ -71,12 +74,16 @@ def summary_curve(ds: xr.Dataset, variable: str | None = None,
     return da.transpose("time", "patient")
 
 
-def curve_metrics(curve: xr.DataArray, *, compiled: bool = True
+def curve_metrics(curve: xr.DataArray, *, compiled: bool = True,
+                  band_keys: np.ndarray | None = None
                   ) -> dict[str, tuple[np.ndarray, str, str]]:
     """Per-patient Cmax, Tmax, Cmin, Clast and AUC (linear-up/log-down) of a (time, patient)
     curve held in memory: name → (values over patients, unit, long name). Time in hours.
     ``compiled=False``: the same pass in plain Python, without loading numba (a store's
-    layout from one probe patient, in a client that runs no chunk)."""
+    layout from one probe patient, in a client that runs no chunk). ``band_keys``: a
+    (time, patient) array (:func:`medtransport.bands.key_dtype`) that the same pass fills
+    with each value's bin of the streamed bands (:func:`medtransport.bands.bin_of`), so that
+    a chunk reads its curve once for both."""
     # patient-major: each patient's curve one row (no copy when the solver wrote it so)
     c = np.asarray(curve.transpose("patient", "time").values, dtype=float)
     t_h = np.asarray(curve["time"].values, dtype=float) / 3600.0
@@ -87,8 +94,15 @@ def curve_metrics(curve: xr.DataArray, *, compiled: bool = True
     window = start >= t_h[0] - 1e-9 and bool(np.any(np.isclose(t_h, start, rtol=0,
                                                                 atol=1e-9)))
     first = int(np.argmax(t_h[:-1] >= start - 1e-9)) if window and len(t_h) > 1 else 0
+    from medtransport.bands import BITS, EXPONENT, key_dtype
+
+    if band_keys is None:
+        band_keys = np.empty((0, 0), dtype=key_dtype())
+    elif band_keys.shape != c.shape[::-1]:
+        raise ValueError(f"band_keys: expected shape {c.shape[::-1]}, got {band_keys.shape}")
     kernel = _metrics_kernel() if compiled else _metrics
-    cmax, i_max, cmin, auc, auc_24h = kernel(c, np.diff(t_h), first)
+    cmax, i_max, cmin, auc, auc_24h = kernel(c, c.view(np.int64), np.diff(t_h), first,
+                                             band_keys, BITS, EXPONENT)
     tmax = np.where(np.isnan(cmax), np.nan, t_h[i_max] - t_h[0])
     out = {
         "nca_cmax": (cmax, unit, "maximum concentration"),
@@ -106,38 +120,43 @@ def curve_metrics(curve: xr.DataArray, *, compiled: bool = True
 
 @functools.cache
 def _metrics_kernel() -> Any:
-    """:func:`_metrics` compiled (the same arithmetic, without fast-math)."""
+    """:func:`_metrics` compiled (the same arithmetic, without fast-math), with
+    :func:`medtransport.bands.bin_of` inlined. numba's cache sees changes to this file
+    only: after changing ``bin_of``, touch this one."""
     import numba
 
+    from medtransport.bands import compiled_bin_of
+
+    compiled_bin_of()
     return numba.njit(cache=True, nogil=True)(_metrics)
 
 
-def _metrics(c: np.ndarray, dt: np.ndarray, first: int) -> tuple[np.ndarray, ...]:
-    """One pass per patient: Cmax and its first index, the minimum from there on, and the
-    linear-up/log-down AUC (whole curve, and from segment ``first`` on). A NaN anywhere in a
-    curve makes its Cmax, Cmin and AUCs NaN (and its Tmax, in the caller), as numpy's
-    reductions would."""
+def _metrics(c: np.ndarray, raw: np.ndarray, dt: np.ndarray, first: int, keys: np.ndarray,
+             bits: int, exponent: int) -> tuple[np.ndarray, ...]:
+    """One pass along each patient's curve, in its memory order: Cmax and its first index,
+    the minimum from there on (the running minimum since the latest new maximum), the
+    linear-up/log-down AUC (whole curve, and from segment ``first`` on), and — when ``keys``
+    is not empty — each value's band bin from its bits ``raw`` (``c`` viewed as int64). A NaN
+    anywhere in a curve makes its Cmax, Cmin and AUCs NaN (and its Tmax, in the caller), as
+    numpy's reductions would."""
     n_patients, n_times = c.shape
     cmax = np.empty(n_patients)
     i_max = np.zeros(n_patients, dtype=np.int64)
     cmin = np.empty(n_patients)
     auc = np.empty(n_patients)
     auc_24h = np.empty(n_patients)
+    binned = keys.shape[0] > 0
     for p in range(n_patients):
-        top, at, bad = c[p, 0], 0, False
-        for k in range(n_times):
-            v = c[p, k]
-            if v != v:
-                bad = True
-            elif v > top:
-                top, at = v, k
-        low = np.inf
-        for k in range(at, n_times):
-            low = min(low, c[p, k])
+        c0 = c[p, 0]
+        if binned:
+            keys[0, p] = bin_of(raw[p, 0], bits, exponent)
+        top, at, low, bad = c0, 0, c0, c0 != c0
         whole = 0.0
         tail = 0.0
         for k in range(n_times - 1):
-            c0, c1 = c[p, k], c[p, k + 1]
+            c1 = c[p, k + 1]
+            if binned:
+                keys[k + 1, p] = bin_of(raw[p, k + 1], bits, exponent)
             if c1 < c0 and c1 > 0:  # then c0 > 0 too
                 seg = dt[k] * (c0 - c1) / np.log(c0 / c1)
             else:
@@ -145,6 +164,13 @@ def _metrics(c: np.ndarray, dt: np.ndarray, first: int) -> tuple[np.ndarray, ...
             whole += seg
             if k >= first:
                 tail += seg
+            if c1 != c1:
+                bad = True
+            elif c1 > top:
+                top, at, low = c1, k + 1, c1
+            else:
+                low = min(low, c1)
+            c0 = c1
         nan = np.nan
         cmax[p] = nan if bad else top
         i_max[p] = at
