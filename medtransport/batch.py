@@ -37,7 +37,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
@@ -47,6 +47,9 @@ from medtransport.model import Model
 from medtransport.population import chunk_bounds
 from medtransport.scenario import Scenario, load_scenario
 from medtransport.store import PopulationStore, open_population, store_lock
+
+if TYPE_CHECKING:
+    from medtransport.audit.report import AuditContext
 
 __all__ = ["ChunkFailure", "PopulationAuditFailure", "PopulationResult", "run_population"]
 
@@ -236,7 +239,7 @@ def compute_chunk(task: ChunkTask) -> tuple[dict[str, Any], xr.Dataset | None]:
     """Run and audit one chunk: its record, and what it stores (None if it failed) — with,
     when bands are counted, the chunk's band counts (:func:`medtransport.bands.count_keys`)
     as ``_band_counts``."""
-    from medtransport.runner import prepare, run
+    from medtransport.runner import prepare, run_audited
 
     started, cpu = time.perf_counter(), time.thread_time()
     ids = list(range(task.start, task.stop))
@@ -246,7 +249,7 @@ def compute_chunk(task: ChunkTask) -> tuple[dict[str, Any], xr.Dataset | None]:
     try:
         model = prepare(_chunk_scenario(task.scenario, task.base_dir),
                         patients=(task.start, task.stop), model_class=task.model_class)
-        ds = run(model)
+        ds, books = run_audited(model)
     except AuditFailure as exc:
         record.update(status="failed", reason=_short(str(exc)),
                       failed_patients=failing_patients(exc, ids))
@@ -254,7 +257,8 @@ def compute_chunk(task: ChunkTask) -> tuple[dict[str, Any], xr.Dataset | None]:
         record.update(status="failed", reason=_short(f"{type(exc).__name__}: {exc}"),
                       failed_patients=ids)
     else:
-        out = _stored_part(ds, task.variables, task.keep)
+        # the audits' context: its mass balance summed over the patients on the way
+        out = _stored_part(ds, task.variables, task.keep, books=books)
         record.update(status="passed", reason="", failed_patients=[],
                       audit=ds.attrs.get("audit_report", ""),
                       simulate_seconds=float(ds.attrs.get("simulate_seconds", 0.0)),
@@ -332,12 +336,14 @@ def failing_patients(exc: AuditFailure, ids: list[int]) -> list[int]:
 
 
 def _stored_part(ds: xr.Dataset, variables: tuple[str, ...] | None,
-                 keep: Keep | None = None, *, template: bool = False) -> xr.Dataset:
+                 keep: Keep | None = None, *, template: bool = False,
+                 books: AuditContext | None = None) -> xr.Dataset:
     """The variables a chunk stores: the time-dependent ones asked for (default: the summary
     curve's variable), every per-patient one, and the per-patient curve metrics — all taken
     from the whole audited result before ``keep`` thins its curves (to none, to the sampled
     patients, or to every k-th output time). ``template``: the probe that lays out a store
-    (its one patient stands for the sampled ones)."""
+    (its one patient stands for the sampled ones). ``books``: the context of the run's
+    audits, whose mass balance pass may have made the sums and maxima kept here."""
     from medtransport.bands import count_keys, key_dtype
     from medtransport.summaries import curve_metrics, summary_curve
 
@@ -363,9 +369,14 @@ def _stored_part(ds: xr.Dataset, variables: tuple[str, ...] | None,
         if res is not None and res.dims == ("time", "patient") and not template:
             from medtransport.audit.extremes import abs_max_along
 
-            # both maxima of |residual| (over time per patient, over patients per time) in
-            # one pass, without an |residual| temporary
-            over_patients, over_time = abs_max_along(res.values)
+            # both maxima of |residual| (over time per patient, over patients per time):
+            # made by the mass balance's pass, or here in one pass without an |residual|
+            # temporary
+            known = books.residual_abs_max(sp) if books is not None else None
+            if known is not None:
+                over_time, over_patients = known
+            else:
+                over_patients, over_time = abs_max_along(res.values)
             # laid out as the reductions over "patient" and "time" would give them
             worst = res.isel(patient=0, drop=True).copy(data=over_patients)
             worst.attrs = {}
@@ -377,7 +388,7 @@ def _stored_part(ds: xr.Dataset, variables: tuple[str, ...] | None,
                 "time", skipna=False).assign_attrs(
                 units=res.attrs.get("units", "1"),
                 long_name=f"largest |ledger residual| of {sp} over time (audited)")
-        added.update(chunk_ledger(ds, sp, worst=worst))
+        added.update(chunk_ledger(ds, sp, worst=worst, books=books))
     out.update(added)
     # the Variables, not DataArrays: building a DataArray per name costs more than reading it
     held = out.data_vars.variables
@@ -411,15 +422,16 @@ def _stored_part(ds: xr.Dataset, variables: tuple[str, ...] | None,
     return out
 
 
-def chunk_ledger(ds: xr.Dataset, species: str, *, worst: xr.DataArray | None = None
-                 ) -> dict[str, xr.Variable]:
+def chunk_ledger(ds: xr.Dataset, species: str, *, worst: xr.DataArray | None = None,
+                 books: AuditContext | None = None) -> dict[str, xr.Variable]:
     """The chunk's books over time, (chunk = 1, time): each ledger part summed over the
     chunk's patients (``<species>_<part>_chunk_total``; a part kept once for all patients
     counts once per patient) and the largest |residual| over them
     (``<species>_residual_chunk_max``). The store keeps one row per chunk, so the report of a
     population of any size draws the whole population's drug account from a few numbers per
     chunk. ``worst``: max |residual| over the patients at each time, when the caller has it.
-    Variables over the Dataset's own time, so that adding them to it needs no alignment."""
+    Variables over the Dataset's own time, so that adding them to it needs no alignment.
+    ``books``: the audits' context, whose mass balance pass may have made the sums."""
     from medtransport.results import LEDGER_TERMS
 
     n = ds.sizes.get("patient", 1)
@@ -433,7 +445,10 @@ def chunk_ledger(ds: xr.Dataset, species: str, *, worst: xr.DataArray | None = N
         attrs = {"units": var.attrs.get("units", "1"),
                  "long_name": f"{var.attrs.get('long_name', part)}, summed over the chunk's "
                               "patients"}
-        sums = _patient_sums(var.variable)
+        sums = books.patient_sums(var.values) if books is not None and \
+            var.dims == ("time", "patient") else None
+        if sums is None:
+            sums = _patient_sums(var.variable)
         if sums is not None:  # the attributes too, as xarray's reductions keep them
             out[f"{name}_chunk_total"] = xr.Variable(("chunk", "time"), sums[np.newaxis],
                                                      {**var.attrs, **attrs})

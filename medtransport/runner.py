@@ -28,7 +28,8 @@ from medtransport.plugins import get_registry
 from medtransport.results import attach_ledger, stamp
 from medtransport.scenario import Scenario, load_scenario
 
-__all__ = ["CORE_POST_AUDITS", "CORE_PRE_AUDITS", "MAX_STATE_BYTES", "prepare", "run"]
+__all__ = ["CORE_POST_AUDITS", "CORE_PRE_AUDITS", "MAX_STATE_BYTES", "prepare", "run",
+           "run_audited"]
 
 #: The most memory one run may plan to use (saved states and solver working memory together;
 #: see :mod:`medtransport.limits`, which also takes the machine's memory into account).
@@ -127,6 +128,14 @@ def _audit_results(results: Any, what: str, plugin: tuple[str, str]) -> list[Any
 def run(scenario: str | Path | Mapping[str, Any] | Scenario | Model, *,
         progress: Callable[[float], None] | None = None) -> xr.Dataset:
     """Run a scenario and return its audited dataset, or raise :class:`AuditFailure`."""
+    return run_audited(scenario, progress=progress)[0]
+
+
+def run_audited(scenario: str | Path | Mapping[str, Any] | Scenario | Model, *,
+                progress: Callable[[float], None] | None = None
+                ) -> tuple[xr.Dataset, AuditContext]:
+    """:func:`run`, and the context its audits read (what they computed on the way: a
+    population chunk keeps the mass balance's sums over patients instead of summing again)."""
     model = scenario if isinstance(scenario, Model) else prepare(scenario)
     registry = get_registry()
     plugin = registry.plugin_of(model.id) if model.id in registry.models else ("unregistered",
@@ -192,4 +201,4 @@ def run(scenario: str | Path | Mapping[str, Any] | Scenario | Model, *,
         raise AuditFailure(f"{model.id}: the books do not balance — {report.summary()}: "
                            + "; ".join(f"{r.name}: {r.detail}" for r in report.failures),
                            report=report, dataset=ds)
-    return ds
+    return ds, ctx

@@ -17,6 +17,12 @@ ledger's, in the same order (``e = initial; e = e ± term`` term by term, no fus
 multiply–add), so ``expected`` and ``residual`` have the bits of
 :meth:`medtransport.ledger.Ledger.expected_stored` and of ``stored − expected``. The extremes
 compare integer keys of the values' bits (see :mod:`medtransport.audit.extremes`).
+
+When the arrays are patient-major (rows are patients: what a batch solver writes), the same
+pass also gives what a population chunk keeps of its books — each array summed over the
+patients at every time (from 0.0, patient after patient: the bits of numpy's sum over that
+axis in that layout) and max |residual| over time for each patient and over the patients at
+each time (NaN where a NaN is) — so that no later pass reads them again.
 """
 
 from __future__ import annotations
@@ -44,6 +50,10 @@ class LedgerPass:
     expected: np.ndarray
     residual: np.ndarray
     extremes: dict[tuple[Any, ...], tuple[float, float]]
+    #: Σ over patients at each time of stored, every term and expected, keyed by memory; and
+    #: max |residual| (over time per patient, over patients per time): patient-major only
+    patient_sums: dict[tuple[Any, ...], np.ndarray] | None = None
+    residual_abs_max: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def memory_key(values: np.ndarray) -> tuple[Any, ...]:
@@ -74,14 +84,23 @@ def _kernel() -> Any:
         acc[slot, 1] = hi
         acc[slot, 2] = top
 
+    @numba.njit(cache=True, nogil=True, inline="always")
+    def add_row(a: np.ndarray, i: int, n: int, sums: np.ndarray, slot: int) -> None:
+        for j in range(n):
+            sums[slot, j] += a[i, j]
+
     @numba.njit(cache=True, nogil=True)
     def books(stored: np.ndarray, initial: np.ndarray, n_terms: int,
               t0: np.ndarray, t1: np.ndarray, t2: np.ndarray, t3: np.ndarray,
               signs: np.ndarray, expected: np.ndarray, residual: np.ndarray,
               b_stored: np.ndarray, b0: np.ndarray, b1: np.ndarray, b2: np.ndarray,
-              b3: np.ndarray, b_expected: np.ndarray, b_residual: np.ndarray) -> np.ndarray:
+              b3: np.ndarray, b_expected: np.ndarray, b_residual: np.ndarray,
+              reduce_rows: bool, sums: np.ndarray, row_top: np.ndarray,
+              col_top: np.ndarray) -> np.ndarray:
         """Rows i of the (R, C) arrays in order. ``acc`` rows: stored, the terms, expected,
-        residual; columns: min key, max key, max |x| bits."""
+        residual; columns: min key, max key, max |x| bits. With ``reduce_rows``: ``sums``
+        (stored, the terms, expected: each Σ_i over the rows, from 0.0) and the max |residual|
+        bits of each row (``row_top``) and each column (``col_top``)."""
         acc = np.empty((3 + MAX_TERMS, 3), dtype=np.int64)
         for s in range(acc.shape[0]):
             acc[s, 0] = magnitude
@@ -126,6 +145,22 @@ def _kernel() -> Any:
                 keys(b3, i, n, acc, 4)
             keys(b_expected, i, n, acc, 1 + MAX_TERMS)
             keys(b_residual, i, n, acc, 2 + MAX_TERMS)
+            if reduce_rows:
+                add_row(stored, i, n, sums, 0)
+                add_row(t0, i, n, sums, 1)
+                if n_terms > 1:
+                    add_row(t1, i, n, sums, 2)
+                if n_terms > 2:
+                    add_row(t2, i, n, sums, 3)
+                if n_terms > 3:
+                    add_row(t3, i, n, sums, 4)
+                add_row(expected, i, n, sums, 1 + MAX_TERMS)
+                top = np.int64(0)
+                for j in range(n):
+                    ax = b_residual[i, j] & magnitude
+                    top = ax if ax > top else top
+                    col_top[j] = ax if ax > col_top[j] else col_top[j]
+                row_top[i] = top
         return acc
 
     return books
@@ -160,8 +195,12 @@ def ledger_pass(stored: np.ndarray, initial: float | np.ndarray,
     rows = [_rows_first(a, patient_major) for a in (stored, init, *padded, expected,
                                                     residual)]
     bits = [r.view(np.int64) for r in (rows[0], *rows[2:])]
+    n_rows, n_cols = rows[0].shape
+    sums = np.zeros((2 + MAX_TERMS, n_cols))
+    row_top = np.zeros(n_rows if patient_major else 0, dtype=np.int64)
+    col_top = np.zeros(n_cols if patient_major else 0, dtype=np.int64)
     acc = _kernel()(rows[0], rows[1], len(terms), *rows[2:2 + MAX_TERMS], signs, rows[-2],
-                    rows[-1], *bits)
+                    rows[-1], *bits, patient_major, sums, row_top, col_top)
     found: dict[tuple[Any, ...], tuple[float, float]] = {}
     arrays = [stored, *values, expected, residual]
     slots = [0, *range(1, 1 + len(values)), 1 + MAX_TERMS, 2 + MAX_TERMS]
@@ -169,4 +208,11 @@ def ledger_pass(stored: np.ndarray, initial: float | np.ndarray,
         lo, hi, top = acc[slot]
         found[memory_key(a)] = (float("nan"), float("nan")) if top > _INF_BITS else \
             (_from_key(lo), _from_key(hi))
-    return LedgerPass(expected, residual, found)
+    done = LedgerPass(expected, residual, found)
+    if patient_major:
+        done.patient_sums = {memory_key(a): sums[slot] for a, slot in
+                             zip([stored, *values, expected],
+                                 [0, *range(1, 1 + len(values)), 1 + MAX_TERMS], strict=True)}
+        # the |residual| bits back to floats (NaN bits stay NaN): over time, over patients
+        done.residual_abs_max = (row_top.view(np.float64), col_top.view(np.float64))
+    return done

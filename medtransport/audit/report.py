@@ -108,6 +108,12 @@ class AuditContext:
     #: ledger route, or an array the mass balance's pass has read, is not read again
     _extremes_at: dict[tuple[Any, ...], tuple[float, float]] = field(default_factory=dict,
                                                                      repr=False)
+    #: reductions a patient-major batch's mass balance pass made on the way (by memory, and
+    #: max |residual| by species), for what a population chunk keeps of its books
+    _patient_sums_at: dict[tuple[Any, ...], np.ndarray] = field(default_factory=dict,
+                                                                repr=False)
+    _residual_abs_max: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict,
+                                                                        repr=False)
     _expected: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     _residual: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     _display: Any = field(default=None, repr=False)
@@ -175,7 +181,24 @@ class AuditContext:
         self._expected[species] = done.expected
         self._residual[species] = done.residual
         self._extremes_at.update(done.extremes)
+        if done.patient_sums is not None:
+            self._patient_sums_at.update(done.patient_sums)
+        if done.residual_abs_max is not None:
+            self._residual_abs_max[species] = done.residual_abs_max
         return True
+
+    def patient_sums(self, values: np.ndarray) -> np.ndarray | None:
+        """Σ over patients at each time of a (time, patient) array the mass balance's pass
+        read or wrote (stored, a ledger term, expected) — numpy's ``sum(axis=1)`` bit for
+        bit — or None when the pass did not make it."""
+        from medtransport.audit.ledger_pass import memory_key
+
+        return self._patient_sums_at.get(memory_key(np.asarray(values)))
+
+    def residual_abs_max(self, species: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """(max |residual| over time for each patient, over the patients at each time), NaN
+        where a NaN is, when the mass balance's pass made them; else None."""
+        return self._residual_abs_max.get(species)
 
     def extremes(self, name: str) -> tuple[float, float]:
         """(min, max) of a numeric state variable or coordinate, (nan, nan) if any value is

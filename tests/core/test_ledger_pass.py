@@ -66,6 +66,35 @@ def test_a_single_non_finite_value_shows_in_its_arrays_extremes(bad: float, wher
         assert np.isnan(res_lo) or np.isinf(res_lo) or np.isinf(res_hi)
 
 
+@pytest.mark.parametrize("n_terms", [1, 4])
+def test_a_patient_major_batch_gets_numpys_sums_over_patients_and_residual_maxima(
+        n_terms: int) -> None:
+    stored = batch(True)
+    ledger = Ledger.of("drug", "mg", T, **routes(n_terms, True))
+    residual_nan = (5, 77)
+    stored[residual_nan] = np.nan
+    stored[7, :] = -0.0  # a time of negative zeros only: numpy's sum gives +0.0 there
+    done = lp.ledger_pass(stored, np.linspace(0.0, 5.0, P), ledger.signed_terms(T))
+    assert done is not None and done.patient_sums is not None
+    assert done.residual_abs_max is not None
+    for a in (stored, done.expected, *(t for t, _ in ledger.signed_terms(T))):
+        sums = done.patient_sums[lp.memory_key(a)]
+        np.testing.assert_array_equal(sums, a.sum(axis=1))  # bit for bit, NaN where NaN
+        np.testing.assert_array_equal(np.signbit(sums), np.signbit(a.sum(axis=1)))
+    over_time, over_patients = done.residual_abs_max
+    np.testing.assert_array_equal(over_time, np.abs(done.residual).max(axis=0))
+    np.testing.assert_array_equal(over_patients, np.abs(done.residual).max(axis=1))
+    assert np.isnan(over_time[77]) and np.isnan(over_patients[5])
+
+
+def test_a_time_major_batch_gets_no_sums() -> None:
+    stored = batch(False)
+    ledger = Ledger.of("drug", "mg", T, **routes(2, False))
+    done = lp.ledger_pass(stored, 0.0, ledger.signed_terms(T))
+    assert done is not None
+    assert done.patient_sums is None and done.residual_abs_max is None
+
+
 def test_the_pass_declines_what_it_is_not_for() -> None:
     small = np.zeros((10, 3))
     assert lp.ledger_pass(small, 0.0, [(small, 1.0)]) is None
