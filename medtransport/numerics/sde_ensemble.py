@@ -54,7 +54,6 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
-from numba.cpython.unsafe.numbers import trailing_zeros
 
 from medtransport.numerics.normal import (
     _LN2_HI,
@@ -71,6 +70,17 @@ from medtransport.numerics.normal import (
     _word,
     stream_key,
 )
+
+try:  # numba's count-trailing-zeros intrinsic (cttz), from a module numba calls unsafe
+    from numba.cpython.unsafe.numbers import trailing_zeros
+except ImportError:  # pragma: no cover - a numba without it: the same count, bit by bit
+    @numba.njit(inline="always")
+    def trailing_zeros(x: np.uint64) -> int:
+        n = 0
+        while (x & np.uint64(1)) == np.uint64(0):
+            x >>= np.uint64(1)
+            n += 1
+        return n
 from medtransport.numerics.sde import AffineSDE, exact_kinds
 from medtransport.numerics.vector_width import prefer_wide_vectors
 
