@@ -207,6 +207,24 @@ def test_chunking_changes_no_per_patient_number(full: Any, tmp_path: Path) -> No
         np.testing.assert_array_equal(b[name], a[name], err_msg=name)
 
 
+def test_a_store_laid_out_again_at_the_same_path_is_written_as_a_new_one(
+        full: Any, tmp_path: Path) -> None:
+    """The arrays a process opened to write one store are not reused for another laid out
+    at the same path (other chunk size, other patients): the second store holds what a
+    run into a fresh path holds."""
+    path = tmp_path / "again.zarr"
+    run_population(scenario(), chunk_size=40, store=path)
+    other = copy.deepcopy(BASE)
+    other["seed"] = 5
+    other["population"]["size"] = 90
+    run_population(other, chunk_size=30, store=path, overwrite=True)
+    fresh = run_population(other, chunk_size=30, store=tmp_path / "fresh.zarr")
+    a, b = store_arrays(path), store_arrays(fresh.path)
+    assert a.keys() == b.keys()
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
 def test_two_threads_write_the_same_store_as_one(full: Any, tmp_path: Path) -> None:
     """Chunks computed two at a time (and finished out of order) change no stored number,
     band count or per-chunk row."""
