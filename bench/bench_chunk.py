@@ -14,7 +14,7 @@ The problem: ``examples/scenarios/vancomycin_population_virtual_trial.yaml`` wit
 block of patients; the first is a warm-up (imports, numba's cache). Thread CPU time, so
 other processes on the machine stretch it less than wall time, but not to nothing: say
 "under load" when they run. Parts are timed by wrapping the functions named in the output
-(their CPU time, callees included); "run" includes the audits.
+(their CPU time, callees included); "run_audited" includes the audits.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ sys.path.insert(0, str(BENCH))
 
 #: (module, function) pairs timed as parts of a chunk
 PARTS = (("medtransport.batch", "_chunk_scenario"), ("medtransport.runner", "prepare"),
-         ("medtransport.runner", "run"), ("medtransport.runner", "attach_covariates"),
+         ("medtransport.runner", "run_audited"), ("medtransport.runner", "attach_covariates"),
          ("medtransport.batch", "_stored_part"), ("medtransport.summaries", "curve_metrics"),
          ("medtransport.batch", "chunk_ledger"), ("medtransport.bands", "count_keys"))
 
