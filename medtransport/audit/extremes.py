@@ -59,26 +59,7 @@ _MAGNITUDE = 0x7FFF_FFFF_FFFF_FFFF
 
 @functools.cache
 def _kernel() -> Any:
-    import numba
-
-    magnitude = np.int64(_MAGNITUDE)
-
-    @numba.njit(cache=True, nogil=True)
-    def key_extremes_3d(b: np.ndarray) -> tuple[int, int, int]:
-        """(min key, max key, max |x| bits) over the int64 view ``b`` of float64 values."""
-        lo = magnitude
-        hi = -magnitude - 1
-        top = np.int64(0)
-        for i in range(b.shape[0]):
-            for j in range(b.shape[1]):
-                for k in range(b.shape[2]):
-                    x = b[i, j, k]
-                    key = x ^ ((x >> 63) & magnitude)
-                    lo = key if key < lo else lo
-                    hi = key if key > hi else hi
-                    ax = x & magnitude
-                    top = ax if ax > top else top
-        return lo, hi, top
+    from medtransport.audit._kernels import key_extremes_3d
 
     return key_extremes_3d
 

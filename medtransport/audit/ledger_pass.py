@@ -64,7 +64,7 @@ def memory_key(values: np.ndarray) -> tuple[Any, ...]:
 
 @functools.cache
 def _kernel() -> Any:
-    from medtransport.audit._ledger_kernels import books
+    from medtransport.audit._kernels import books
 
     return books
 

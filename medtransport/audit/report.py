@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import xarray as xr
 
+from medtransport.audit import ledger_pass as one_pass
 from medtransport.audit.extremes import extremes
 from medtransport.units import ureg
 
@@ -103,9 +104,8 @@ class AuditContext:
     stored: dict[str, np.ndarray] = field(default_factory=dict)
     initial: dict[str, Any] = field(default_factory=dict)
     unit_problems: dict[str, str] = field(default_factory=dict)
-    _extremes: dict[str, tuple[float, float]] = field(default_factory=dict, repr=False)
-    #: (min, max) by the memory they describe (see :func:`memory_key`): a state that is also a
-    #: ledger route, or an array the mass balance's pass has read, is not read again
+    #: (min, max) by the memory they describe (``ledger_pass.memory_key``): a state that is
+    #: also a ledger route, or an array the mass balance's pass has read, is not read again
     _extremes_at: dict[tuple[Any, ...], tuple[float, float]] = field(default_factory=dict,
                                                                      repr=False)
     #: reductions a patient-major batch's mass balance pass made on the way (by memory, and
@@ -170,12 +170,10 @@ class AuditContext:
         pass does not apply (or has already run and not applied)."""
         if species in self._expected or species not in self.stored:
             return False
-        from medtransport.audit.ledger_pass import ledger_pass
-
         assert self.trajectory is not None and self.times is not None
         ledger = self.trajectory.ledgers[species]
-        done = ledger_pass(self.stored[species], self.initial[species],
-                           ledger.signed_terms(len(self.times)))
+        done = one_pass.ledger_pass(self.stored[species], self.initial[species],
+                                    ledger.signed_terms(len(self.times)))
         if done is None:
             return False
         self._expected[species] = done.expected
@@ -191,9 +189,7 @@ class AuditContext:
         """Σ over patients at each time of a (time, patient) array the mass balance's pass
         read or wrote (stored, a ledger term, expected) — numpy's ``sum(axis=1)`` bit for
         bit — or None when the pass did not make it."""
-        from medtransport.audit.ledger_pass import memory_key
-
-        return self._patient_sums_at.get(memory_key(np.asarray(values)))
+        return self._patient_sums_at.get(one_pass.memory_key(np.asarray(values)))
 
     def residual_abs_max(self, species: str) -> tuple[np.ndarray, np.ndarray] | None:
         """(max |residual| over time for each patient, over the patients at each time), NaN
@@ -204,20 +200,15 @@ class AuditContext:
         """(min, max) of a numeric state variable or coordinate, (nan, nan) if any value is
         NaN; computed once per run and shared by the audits that ask (finiteness,
         non-negativity)."""
-        hit = self._extremes.get(name)
-        if hit is None:
-            hit = self._extremes[name] = self.extremes_of(self.states[name].values)
-        return hit
+        return self.extremes_of(self.states[name].values)
 
     def extremes_of(self, values: np.ndarray) -> tuple[float, float]:
         """(min, max) of an array the audits read, (nan, nan) if any value is NaN; once per
         piece of memory (a state that is also a ledger route is read once)."""
-        from medtransport.audit.ledger_pass import memory_key
-
         values = np.asarray(values)
-        if values.dtype != np.float64 or values.size == 0:
-            return extremes(values)
-        key = memory_key(values)
+        if values.size == 0:
+            return extremes(values)  # refused, as ever
+        key = one_pass.memory_key(values)
         hit = self._extremes_at.get(key)
         if hit is None:
             hit = self._extremes_at[key] = extremes(values)

@@ -1,8 +1,10 @@
-"""The compiled loops of :mod:`medtransport.audit.ledger_pass` (its docstring has the
-equations). A module of their own, imported only when a batch large enough for them is
-audited, so that ``import medtransport`` does not load numba; at module level, so that
-numba's on-disk cache keeps them between processes (a kernel built inside a function that
-calls other such kernels was compiled anew in every process: 1.7 s).
+"""The compiled loops of the audits' array passes: the integer-key extremes of
+:mod:`medtransport.audit.extremes` (its docstring has the keys) and the mass balance's pass
+of :mod:`medtransport.audit.ledger_pass` (its docstring has the equations). A module of their
+own, imported only when an array large enough for them is audited, so that ``import
+medtransport`` does not load numba; at module level, so that numba's on-disk cache keeps them
+between processes (a kernel built inside a function that calls other such kernels was
+compiled anew in every process: 1.7 s).
 """
 
 from __future__ import annotations
@@ -10,23 +12,42 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from medtransport.audit.extremes import _MAGNITUDE as _MAGNITUDE_BITS
 from medtransport.audit.ledger_pass import MAX_TERMS
 
-_MAGNITUDE = np.int64(0x7FFF_FFFF_FFFF_FFFF)
+_MAGNITUDE = np.int64(_MAGNITUDE_BITS)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def fold(x: np.int64, lo: np.int64, hi: np.int64, top: np.int64
+         ) -> tuple[np.int64, np.int64, np.int64]:
+    """One value's bits ``x`` folded into (min key, max key, max |x| bits)."""
+    key = x ^ ((x >> 63) & _MAGNITUDE)
+    ax = x & _MAGNITUDE
+    return (key if key < lo else lo, key if key > hi else hi, ax if ax > top else top)
+
+
+@numba.njit(cache=True, nogil=True)
+def key_extremes_3d(b: np.ndarray) -> tuple[int, int, int]:
+    """(min key, max key, max |x| bits) over the int64 view ``b`` of float64 values."""
+    lo = _MAGNITUDE
+    hi = -_MAGNITUDE - 1
+    top = np.int64(0)
+    for i in range(b.shape[0]):
+        for j in range(b.shape[1]):
+            for k in range(b.shape[2]):
+                lo, hi, top = fold(b[i, j, k], lo, hi, top)
+    return lo, hi, top
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def keys(b: np.ndarray, i: int, n: int, acc: np.ndarray, slot: int) -> None:
+    """Row ``i`` of ``b`` folded into row ``slot`` of ``acc``."""
     lo = acc[slot, 0]
     hi = acc[slot, 1]
     top = acc[slot, 2]
     for j in range(n):
-        x = b[i, j]
-        key = x ^ ((x >> 63) & _MAGNITUDE)
-        lo = key if key < lo else lo
-        hi = key if key > hi else hi
-        ax = x & _MAGNITUDE
-        top = ax if ax > top else top
+        lo, hi, top = fold(b[i, j], lo, hi, top)
     acc[slot, 0] = lo
     acc[slot, 1] = hi
     acc[slot, 2] = top
