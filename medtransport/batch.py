@@ -55,6 +55,12 @@ __all__ = ["ChunkFailure", "PopulationAuditFailure", "PopulationResult", "run_po
 
 #: Memory the saved states of one chunk may take (bytes): what sets the default chunk size.
 CHUNK_STATE_BYTES = 48 * 2**20
+#: At most this many batches of CHUNK_STATE_BYTES in one stored chunk that keeps no full
+#: curves (its writes, records and band merges are per chunk, its memory per batch) ...
+BATCHES_PER_CHUNK = 8
+#: ... while a run keeps at least this many chunks (balance between workers, progress,
+#: what a resumed run repeats).
+MIN_CHUNKS = 16
 #: Patients per piece of a per-patient variable read for the summaries (8 MiB of float64).
 PER_PATIENT_PIECE = 2**20
 
@@ -209,6 +215,8 @@ class ChunkTask:
     keep: Keep | None = None
     #: the scenario's directory, against which its input files (a data set) resolve
     base_dir: str | None = None
+    #: patients run and audited at once (None: the whole chunk); see :func:`compute_chunk`
+    batch: int | None = None
 
 
 @dataclass(frozen=True)
@@ -238,31 +246,53 @@ def run_chunk(task: ChunkTask) -> dict[str, Any]:
 def compute_chunk(task: ChunkTask) -> tuple[dict[str, Any], xr.Dataset | None]:
     """Run and audit one chunk: its record, and what it stores (None if it failed) — with,
     when bands are counted, the chunk's band counts (:func:`medtransport.bands.count_keys`)
-    as ``_band_counts``."""
+    as ``_band_counts``. A chunk larger than ``task.batch`` runs as batches of that many
+    patients, one after another (:mod:`medtransport.batch_parts`); after a batch fails the
+    others still run and are audited, so that the record names every failing patient."""
+    from medtransport.batch_parts import merge_parts, merge_reports
     from medtransport.runner import prepare, run_audited
 
     started, cpu = time.perf_counter(), time.thread_time()
-    ids = list(range(task.start, task.stop))
     record: dict[str, Any] = {"index": task.index, "start": task.start, "stop": task.stop,
                               "host": os.uname().nodename, "pid": os.getpid()}
+    step = task.batch or task.stop - task.start
+    parts: list[xr.Dataset] = []
+    reports: list[tuple[int, str]] = []
+    failed: list[int] = []
+    reasons: list[str] = []
+    simulate = audit = 0.0
+    for start in range(task.start, task.stop, step):
+        stop = min(start + step, task.stop)
+        ids = list(range(start, stop))
+        try:
+            model = prepare(_chunk_scenario(task.scenario, task.base_dir),
+                            patients=(start, stop), model_class=task.model_class)
+            ds, books = run_audited(model)
+        except AuditFailure as exc:
+            reasons.append(_short(str(exc)))
+            failed.extend(failing_patients(exc, ids))
+            continue
+        except Exception as exc:  # a chunk that raises must not take the others down
+            reasons.append(_short(f"{type(exc).__name__}: {exc}"))
+            failed.extend(ids)
+            continue
+        simulate += float(ds.attrs.get("simulate_seconds", 0.0))
+        audit += float(ds.attrs.get("audit_seconds", 0.0))
+        reports.append((start - task.start, ds.attrs.get("audit_report", "")))
+        if not reasons:
+            # the audits' context: its mass balance summed over the patients on the way
+            parts.append(_stored_part(ds, task.variables, task.keep, books=books))
+        del ds, books  # one batch's trajectories in memory at a time
     out = None
-    try:
-        model = prepare(_chunk_scenario(task.scenario, task.base_dir),
-                        patients=(task.start, task.stop), model_class=task.model_class)
-        ds, books = run_audited(model)
-    except AuditFailure as exc:
-        record.update(status="failed", reason=_short(str(exc)),
-                      failed_patients=failing_patients(exc, ids))
-    except Exception as exc:  # a chunk that raises must not take the others down
-        record.update(status="failed", reason=_short(f"{type(exc).__name__}: {exc}"),
-                      failed_patients=ids)
+    if reasons:
+        more = f" (and {len(reasons) - 1} more of its batches)" if len(reasons) > 1 else ""
+        record.update(status="failed", reason=reasons[0] + more,
+                      failed_patients=failed)
     else:
-        # the audits' context: its mass balance summed over the patients on the way
-        out = _stored_part(ds, task.variables, task.keep, books=books)
+        out = merge_parts(parts)
         record.update(status="passed", reason="", failed_patients=[],
-                      audit=ds.attrs.get("audit_report", ""),
-                      simulate_seconds=float(ds.attrs.get("simulate_seconds", 0.0)),
-                      audit_seconds=float(ds.attrs.get("audit_seconds", 0.0)))
+                      audit=merge_reports(reports), simulate_seconds=simulate,
+                      audit_seconds=audit)
     record["seconds"] = time.perf_counter() - started
     record["cpu_seconds"] = time.thread_time() - cpu
     return record, out
@@ -544,6 +574,15 @@ def default_chunk_size(model: Model, size: int) -> int:
     return int(min(size, chunk))
 
 
+def batches_per_chunk(keep: Keep, size: int, batch: int) -> int:
+    """Batches in one stored chunk by default: several when the chunk keeps no full curves
+    (its per-patient numbers and sampled curves are small; :mod:`medtransport.batch_parts`),
+    up to BATCHES_PER_CHUNK and so that the run still has MIN_CHUNKS chunks; one otherwise."""
+    if keep.curves and keep.sampled is None:
+        return 1
+    return max(1, min(BATCHES_PER_CHUNK, size // (MIN_CHUNKS * max(batch, 1))))
+
+
 def run_population(scenario: str | Path | Mapping[str, Any] | Scenario, n: int | None = None,
                    *, client: Any = None, store: str | os.PathLike[str] | None = None,
                    chunk_size: int | None = None, variables: Any = None,
@@ -551,7 +590,8 @@ def run_population(scenario: str | Path | Mapping[str, Any] | Scenario, n: int |
                    model_class: type[Model] | None = None,
                    on_chunk: Callable[[dict[str, Any]], None] | None = None,
                    progress: Callable[[float], None] | None = None,
-                   strict: bool = True, threads: int = 1) -> PopulationResult:
+                   strict: bool = True, threads: int = 1,
+                   batch_size: int | None = None) -> PopulationResult:
     """Run a population in chunks, audit each, stream the results to a Zarr ``store``.
 
     ``n`` overrides ``population.size``; ``client`` is None (run here), a dask.distributed
@@ -565,7 +605,9 @@ def run_population(scenario: str | Path | Mapping[str, Any] | Scenario, n: int |
     ``threads``: chunks computed at once when run here (no ``client``); the event loops,
     audits' array passes and writes release the GIL, so two threads use two cores — the
     model's code must then be thread-safe (the built-in ones are; a plugin's may not be, so
-    the default is one).
+    the default is one). ``batch_size``: patients run and audited at once within a chunk
+    (default: about CHUNK_STATE_BYTES of saved states; a chunk that keeps no full curves
+    holds several batches by default, :func:`batches_per_chunk`).
     """
     from medtransport.runner import prepare
 
@@ -601,10 +643,16 @@ def run_population(scenario: str | Path | Mapping[str, Any] | Scenario, n: int |
     probe_model = prepare(sc, patients=(0, 1), model_class=model_class)
     if probe_model.n_patients is None:
         raise ScenarioError([("population", f"{sc.model} runs one patient at a time")])
-    chunk = int(chunk_size or default_chunk_size(probe_model, size))
+    keep = _keep(sc)
+    batch = int(batch_size or default_chunk_size(probe_model, size))
+    if batch < 1:
+        raise ScenarioError([("batch_size", f"expected at least 1, got {batch}")])
+    if chunk_size is None and existing is not None and existing.exists() and not overwrite:
+        chunk_size = int(existing.manifest()["chunk_size"])  # resumed as it was laid out
+    chunk = int(chunk_size or batch * batches_per_chunk(keep, size, batch))
     if chunk < 1:
         raise ScenarioError([("chunk_size", f"expected at least 1, got {chunk}")])
-    keep = _keep(sc)
+    batch = min(batch, chunk)
     manifest = {"scenario": sc.to_json(), "seed": int(sc.seed or 0), "model": sc.model,
                 "variables": list(variables) if variables else None}
     expected = {**manifest, "size": size, "chunk_size": chunk, "dtype": dtype}
@@ -646,7 +694,7 @@ def run_population(scenario: str | Path | Mapping[str, Any] | Scenario, n: int |
         records = {i: done[i] for i in passed}
         source = sc.__dict__.get("_source_dir")
         todo = [ChunkTask(sc.to_json(), i, a, b, str(path), variables, model_class, keep,
-                          None if source is None else str(source))
+                          None if source is None else str(source), batch)
                 for i, a, b in chunk_bounds(size, chunk) if i not in passed]
         n_chunks = math.ceil(size / chunk)
 
@@ -826,10 +874,14 @@ class _Bands:
         self.saved_at = time.perf_counter()
         self.save_seconds = 0.0
 
-    def add(self, index: int, counts: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+    def add(self, index: int, counts: Any) -> None:
+        """Count chunk ``index``: its (time, bin, count) triple, or one per batch."""
+        from medtransport.batch_parts import band_counts
+
         if index in self.chunks:
             return
-        self.hist.add(*counts)
+        for triple in band_counts(counts):
+            self.hist.add(*triple)
         self.chunks.add(index)
         now = time.perf_counter()
         if self.save_seconds < BAND_CHECKPOINT_CHEAP or \
