@@ -17,7 +17,8 @@ The merge, for batches ``b = 1 … B`` of one chunk in patient order:
 - the band counts stay a list, one entry per batch (:class:`medtransport.batch._Bands` adds
   each);
 - the audit report keeps, per audit, the worst batch's result (a failure first, then the
-  largest measured value), its ``where.patient`` counted from the chunk's first patient.
+  largest measured value), its ``where.patient`` counted from the chunk's first patient and
+  its detail saying it is the worst of the chunk's batches.
 """
 
 from __future__ import annotations
@@ -94,6 +95,11 @@ def merge_reports(reports: Sequence[tuple[int, str]]) -> str:
                 order.append(r.name)
             if held is None or (not r.passed, r.measured) > (not held.passed, held.measured):
                 worst[r.name] = r
+    batches = sum(1 for _, text in reports if text)
+    for r in worst.values():
+        # its detail counts one batch's patients: say so
+        r.detail = f"{r.detail} (the worst of the chunk's {batches} batches)" if r.detail \
+            else f"the worst of the chunk's {batches} batches"
     return AuditReport([worst[n] for n in order]).to_json()
 
 

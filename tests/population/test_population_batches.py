@@ -169,6 +169,7 @@ def test_the_merged_report_keeps_each_audit_s_worst_batch_and_its_patient() -> N
                                                   (20, report(0.2, 9))]))
     balance = next(r for r in merged.results if r.name == "mass_balance[drug]")
     assert balance.measured == 0.4 and balance.where["patient"] == 12
+    assert "worst of the chunk's 3 batches" in balance.detail
     assert [r.name for r in merged.results] == ["mass_balance[drug]", "finiteness"]
     # a failed batch beats a larger passed one
     merged = AuditReport.from_json(merge_reports([(0, report(0.9, 1)),
