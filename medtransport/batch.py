@@ -250,6 +250,7 @@ def compute_chunk(task: ChunkTask) -> tuple[dict[str, Any], xr.Dataset | None]:
     patients, one after another (:mod:`medtransport.batch_parts`); after a batch fails the
     others still run and are audited, so that the record names every failing patient."""
     from medtransport.batch_parts import merge_parts, merge_reports
+    from medtransport.numerics import arena
     from medtransport.runner import prepare, run_audited
 
     started, cpu = time.perf_counter(), time.thread_time()
@@ -261,28 +262,33 @@ def compute_chunk(task: ChunkTask) -> tuple[dict[str, Any], xr.Dataset | None]:
     failed: list[int] = []
     reasons: list[str] = []
     simulate = audit = 0.0
-    for start in range(task.start, task.stop, step):
-        stop = min(start + step, task.stop)
-        ids = list(range(start, stop))
-        try:
-            model = prepare(_chunk_scenario(task.scenario, task.base_dir),
-                            patients=(start, stop), model_class=task.model_class)
-            ds, books = run_audited(model)
-        except AuditFailure as exc:
-            reasons.append(_short(str(exc)))
-            failed.extend(failing_patients(exc, ids))
-            continue
-        except Exception as exc:  # a chunk that raises must not take the others down
-            reasons.append(_short(f"{type(exc).__name__}: {exc}"))
-            failed.extend(ids)
-            continue
-        simulate += float(ds.attrs.get("simulate_seconds", 0.0))
-        audit += float(ds.attrs.get("audit_seconds", 0.0))
-        reports.append((start - task.start, ds.attrs.get("audit_report", "")))
-        if not reasons:
-            # the audits' context: its mass balance summed over the patients on the way
-            parts.append(_stored_part(ds, task.variables, task.keep, books=books))
-        del ds, books  # one batch's trajectories in memory at a time
+    # each batch's large arrays in the memory the batch before left (numerics.arena)
+    with arena.reusing():
+        for start in range(task.start, task.stop, step):
+            stop = min(start + step, task.stop)
+            ids = list(range(start, stop))
+            try:
+                model = prepare(_chunk_scenario(task.scenario, task.base_dir),
+                                patients=(start, stop), model_class=task.model_class)
+                ds, books = run_audited(model)
+            except AuditFailure as exc:
+                reasons.append(_short(str(exc)))
+                failed.extend(failing_patients(exc, ids))
+                continue
+            except Exception as exc:  # a chunk that raises must not take the others down
+                reasons.append(_short(f"{type(exc).__name__}: {exc}"))
+                failed.extend(ids)
+                continue
+            finally:
+                model = None
+            simulate += float(ds.attrs.get("simulate_seconds", 0.0))
+            audit += float(ds.attrs.get("audit_seconds", 0.0))
+            reports.append((start - task.start, ds.attrs.get("audit_report", "")))
+            if not reasons:
+                # the audits' context: its mass balance summed over the patients on the way
+                parts.append(_stored_part(ds, task.variables, task.keep, books=books))
+            del ds, books  # one batch's trajectories in memory at a time
+            arena.reclaim()
     out = None
     if reasons:
         more = f" (and {len(reasons) - 1} more of its batches)" if len(reasons) > 1 else ""
@@ -375,6 +381,7 @@ def _stored_part(ds: xr.Dataset, variables: tuple[str, ...] | None,
     (its one patient stands for the sampled ones). ``books``: the context of the run's
     audits, whose mass balance pass may have made the sums and maxima kept here."""
     from medtransport.bands import count_keys, key_dtype
+    from medtransport.numerics import arena
     from medtransport.summaries import curve_metrics, summary_curve
 
     keep = keep or Keep()
@@ -383,8 +390,8 @@ def _stored_part(ds: xr.Dataset, variables: tuple[str, ...] | None,
     curve = summary_curve(out)
     counted = keep.bands and not template
     # the bins of the streamed bands come from the same pass over the curve as its metrics
-    keys = np.empty((curve.sizes["time"], curve.sizes["patient"]),
-                    dtype=key_dtype()) if counted else None
+    keys = arena.empty((curve.sizes["time"], curve.sizes["patient"]),
+                       dtype=key_dtype()) if counted else None
     # what the chunk adds, merged into the Dataset at once: each assignment is a merge
     # (alignment, copies of the indexes), a dozen of them cost more than the metrics' pass
     added: dict[str, Any] = {}
@@ -739,18 +746,23 @@ def _run_here(tasks: list[ChunkTask], finished: Callable[[dict[str, Any]], None]
     are written in their order."""
     from concurrent.futures import Future, ThreadPoolExecutor
 
+    from medtransport.numerics import arena
+
     if threads > 1:
-        _run_threaded(tasks, finished, threads)
+        _run_threaded(tasks, finished, threads)  # its threads, and their buffers, end with it
         return
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="zarr-writer") as writer:
-        pending: Future[dict[str, Any]] | None = None
-        for task in tasks:
-            record, out = compute_chunk(task)
+    try:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="zarr-writer") as writer:
+            pending: Future[dict[str, Any]] | None = None
+            for task in tasks:
+                record, out = compute_chunk(task)
+                if pending is not None:
+                    finished(pending.result())
+                pending = writer.submit(store_chunk, task, record, out)
             if pending is not None:
                 finished(pending.result())
-            pending = writer.submit(store_chunk, task, record, out)
-        if pending is not None:
-            finished(pending.result())
+    finally:
+        arena.clear()  # the chunks ran on this thread: its reused buffers go with the run
 
 
 def _run_threaded(tasks: list[ChunkTask], finished: Callable[[dict[str, Any]], None],

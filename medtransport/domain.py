@@ -29,6 +29,7 @@ import pint
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from medtransport.errors import ScenarioError
+from medtransport.numerics import arena
 from medtransport.units import Q_, Qty, ureg
 
 __all__ = ["MAX_CELLS", "Compartments", "Domain", "DomainSpec", "Grid", "Particles",
@@ -78,7 +79,10 @@ class Domain:
             # time-major solver's output stays time-major for the sums that follow)
             lead = flat.ndim - 1
             order = sorted(range(lead), key=lambda a: -abs(flat.strides[a]))
-            total = (flat.transpose(*order, lead) @ weights).transpose(np.argsort(order))
+            ordered = flat.transpose(*order, lead)
+            # into a population batch's reused memory (numerics.arena), as numpy's own would be
+            total = np.matmul(ordered, weights, out=arena.empty(ordered.shape[:-1]))
+            total = total.transpose(np.argsort(order))
         else:
             # one contraction, no (…, domain) temporary: this runs over every state of a grid
             total = np.tensordot(values, np.broadcast_to(self.weights, self.shape), axes=nd)

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from medtransport.audit.extremes import _INF_BITS, COMPILED_SIZE, _from_key
+from medtransport.numerics import arena
 
 __all__ = ["MAX_TERMS", "LedgerPass", "ledger_pass"]
 
@@ -90,8 +91,9 @@ def ledger_pass(stored: np.ndarray, initial: float | np.ndarray,
     # walk every array in the stored amount's memory order: rows = patients when it is
     # patient-major (a batch solver's output), else times
     patient_major = abs(stored.strides[1]) > abs(stored.strides[0])
-    expected = np.empty_like(stored)  # laid out like stored ("K" order)
-    residual = np.empty_like(stored)
+    # laid out like stored ("K" order), in a population batch's reused memory
+    expected = arena.empty_like(stored)
+    residual = arena.empty_like(stored)
     values = [t for t, _ in terms]
     padded = values + [values[0]] * (MAX_TERMS - len(values))
     signs = np.array([s for _, s in terms] + [1.0] * (MAX_TERMS - len(terms)))

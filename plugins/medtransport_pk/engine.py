@@ -91,6 +91,7 @@ from typing import Any
 
 import numpy as np
 
+from medtransport.numerics import arena
 from medtransport.numerics.compartments import expm_batched
 from medtransport_pk.records import RecordTable
 
@@ -1232,14 +1233,16 @@ def simulate(table: RecordTable, kinetics: Kinetics, *, compartments: tuple[str,
     rec_conc = np.zeros(nrec)
     rec_led = np.zeros((nrec, len(LEDGER_TERMS)))
     gsize = g_out.size
-    grid_amt = np.zeros((n_sub if gsize else 0, gsize, n))
+    # every grid output of every subject is written (amounts and concentrations): in a
+    # population batch's reused memory (medtransport.numerics.arena), not zeroed pages
+    grid_amt = arena.empty((n_sub if gsize else 0, gsize, n))
     if concentrations is None:
         conc_cmt, conc_vol = np.zeros(0, np.int64), np.zeros((n_sub, 0))
     else:
         conc_cmt = np.ascontiguousarray(concentrations[0], np.int64)
         conc_vol = np.ascontiguousarray(np.broadcast_to(concentrations[1],
                                                         (n_sub, conc_cmt.size)), float)
-    grid_conc = np.zeros((n_sub if gsize else 0, gsize, 1 + conc_cmt.size))
+    grid_conc = arena.empty((n_sub if gsize else 0, gsize, 1 + conc_cmt.size))
     # term-major memory behind the (P, T, terms) view: each ledger term is one contiguous
     # block, so the audits read a route (T, P) in one pass instead of gathering every 6th value
     grid_led = np.zeros((len(LEDGER_TERMS), n_sub if gsize else 0, gsize)).transpose(1, 2, 0)

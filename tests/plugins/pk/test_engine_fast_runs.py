@@ -241,3 +241,24 @@ def test_saturable_runs_report_the_same_columns_and_concentrations() -> None:
         np.testing.assert_array_equal(conc[..., 1 + j], amt[..., c] / vol[:, None, j])
     np.testing.assert_array_equal(res.grid_nonzero, np.any(led != 0, axis=(0, 1)))
     assert res.grid_nonzero[[0, 2, 3, 4]].all()  # given, eliminated, the reset, the SS dose
+
+
+@pytest.mark.parametrize("fast", [False, True], ids=["generic", "tight runs"])
+@pytest.mark.parametrize("name", list(CASES))
+def test_every_grid_output_is_written_so_reused_memory_never_shows(
+        name: str, fast: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The grid's amounts and concentrations come from reused memory in a population batch
+    (medtransport.numerics.arena): with every such array handed out full of NaN, the
+    results are the bits of a run on fresh memory — no element is left unwritten."""
+    from medtransport.numerics import arena
+
+    fresh, _, _ = run(CASES[name], fast, False, monkeypatch)
+    arena.poison(True)
+    try:
+        poisoned, _, _ = run(CASES[name], fast, False, monkeypatch)
+    finally:
+        arena.poison(False)
+    for field in ("grid_amounts", "grid_concentrations", "grid_concentration"):
+        a, b = getattr(fresh, field, None), getattr(poisoned, field, None)
+        assert a is not None and b is not None, field
+        np.testing.assert_array_equal(bits(a), bits(b), err_msg=field)
