@@ -270,7 +270,7 @@ def compute_chunk(task: ChunkTask) -> tuple[dict[str, Any], xr.Dataset | None]:
             try:
                 model = prepare(_chunk_scenario(task.scenario, task.base_dir),
                                 patients=(start, stop), model_class=task.model_class)
-                ds, books = run_audited(model)
+                ds, books = run_audited(model, provenance=False)
             except AuditFailure as exc:
                 reasons.append(_short(str(exc)))
                 failed.extend(failing_patients(exc, ids))

@@ -132,10 +132,12 @@ def run(scenario: str | Path | Mapping[str, Any] | Scenario | Model, *,
 
 
 def run_audited(scenario: str | Path | Mapping[str, Any] | Scenario | Model, *,
-                progress: Callable[[float], None] | None = None
+                progress: Callable[[float], None] | None = None, provenance: bool = True
                 ) -> tuple[xr.Dataset, AuditContext]:
     """:func:`run`, and the context its audits read (what they computed on the way: a
-    population chunk keeps the mass balance's sums over patients instead of summing again)."""
+    population chunk keeps the mass balance's sums over patients instead of summing again).
+    ``provenance=False``: of the attributes, only the audit report and the timings (a
+    population batch; see :func:`medtransport.results.stamp`)."""
     model = scenario if isinstance(scenario, Model) else prepare(scenario)
     registry = get_registry()
     plugin = registry.plugin_of(model.id) if model.id in registry.models else ("unregistered",
@@ -184,7 +186,7 @@ def run_audited(scenario: str | Path | Mapping[str, Any] | Scenario | Model, *,
     attach_ledger(ds, model, ctx)
     if model.covariates is not None and "patient" in ds.dims:
         attach_covariates(ds, model.covariates)
-    stamp(ds, model, report, plugin)
+    stamp(ds, model, report, plugin, provenance)
     # What the audits cost, next to what the simulation cost (the promise is a few percent).
     ds.attrs["simulate_seconds"] = simulated - started
     ds.attrs["audit_seconds"] = audited - simulated
