@@ -57,3 +57,17 @@ def test_the_ratio_formula_it_replaces_loses_digits_near_1() -> None:
     old = (c0 - c1) / math.log(c0 / c1)
     assert abs(log_mean(c0, c1) - ref) <= 4 * math.ulp(ref)
     assert abs(old - ref) > 100 * math.ulp(ref)
+
+
+def test_the_coefficients_are_those_of_x_over_artanh_x() -> None:
+    """1/Σ_j y^j/(2j + 1) term by term, in exact fractions."""
+    from fractions import Fraction
+
+    from medtransport import summaries
+
+    s = [Fraction(1, 2 * j + 1) for j in range(6)]
+    r = [Fraction(1)]
+    for n in range(1, 6):
+        r.append(-sum(s[k] * r[n - k] for k in range(1, n + 1)))
+    assert [summaries._R1, summaries._R2, summaries._R3, summaries._R4, summaries._R5] == \
+        [float(c) for c in r[1:]]
