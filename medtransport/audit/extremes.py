@@ -32,7 +32,8 @@ COMPILED_SIZE = 1 << 20
 
 def memory_order(values: np.ndarray) -> np.ndarray:
     """A view of ``values`` with its axes in memory order, the smallest stride last, every
-    stride non-negative, and adjacent axes merged where the memory allows it."""
+    stride non-negative, adjacent axes merged where the memory allows it, and axes of stride
+    0 (a broadcast: the same values again) left out."""
     a = values
     for axis, stride in enumerate(a.strides):
         if stride < 0:
@@ -40,7 +41,7 @@ def memory_order(values: np.ndarray) -> np.ndarray:
     a = a.transpose(sorted(range(a.ndim), key=lambda ax: -a.strides[ax]))
     shape, strides = [], []
     for n, s in zip(a.shape, a.strides, strict=True):
-        if n == 1:
+        if n == 1 or s == 0:
             continue
         if shape and strides[-1] == n * s:  # the previous axis steps over this one exactly
             shape[-1] *= n

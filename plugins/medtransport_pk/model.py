@@ -746,6 +746,11 @@ class PKModel(Model):
             eliminated, unabsorbed, removed = (state_led[0, :, 2], state_led[0, :, 1],
                                                state_led[0, :, 3])
             sub_vols = sub_vols[0]
+        if not res.grid_nonzero[1]:
+            # nothing unabsorbed (no oral dose with F < 1): the engine's column is untouched
+            # zero pages, which a batch's finiteness audit would read (and fault in) 24 MB of;
+            # one +0.0 for every element instead, read-only
+            unabsorbed = np.broadcast_to(np.zeros(()), unabsorbed.shape)
         batch: tuple[str, ...] = ("patient",) if batched else ()
         coords: dict[str, Any] = {
             "time": ("time", times_s, {"units": "s", "long_name": "time"}),

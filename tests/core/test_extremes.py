@@ -71,3 +71,16 @@ def test_abs_max_along_both_axes_matches_numpy_with_nans_and_infs(layout: str) -
     np.testing.assert_array_equal(rows, np.abs(a).max(axis=1))
     np.testing.assert_array_equal(cols, np.abs(a).max(axis=0))
     assert np.isnan(rows[3]) and rows[10] == np.inf
+
+
+def test_a_broadcast_is_read_once_per_distinct_value() -> None:
+    """Axes of stride 0 repeat the same values: left out of the memory order, and the
+    extremes of a large broadcast are those of what it repeats (NaN included)."""
+    row = np.linspace(-3.0, 5.0, 1500)
+    wide = np.broadcast_to(row, (1500, 1500))  # 2.25e6 values, above COMPILED_SIZE
+    assert ext.memory_order(wide).shape == (1500,)
+    assert ext.extremes(wide) == (-3.0, 5.0)
+    assert ext.memory_order(np.broadcast_to(np.zeros(()), (2000, 900))).shape == (1,)
+    assert ext.extremes(np.broadcast_to(np.zeros(()), (2000, 900))) == (0.0, 0.0)
+    row[700] = np.nan
+    assert all(np.isnan(ext.extremes(wide)))
