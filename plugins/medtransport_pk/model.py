@@ -795,14 +795,16 @@ class PKModel(Model):
         if batched:
             kin = self._kinetics()
             rows = first_seg
-            for key, value in kin.items():
-                ds[key] = ("patient", np.broadcast_to(value, (vols.shape[0],))[rows],
-                           {"units": "L" if "volume" in key else "L/h",
-                            "long_name": f"{key.replace('_', ' ')} of each patient"})
+            # added in one update: each assignment to a Dataset is a merge of its own
+            per_patient = {key: ("patient", np.broadcast_to(value, (vols.shape[0],))[rows],
+                                 {"units": "L" if "volume" in key else "L/h",
+                                  "long_name": f"{key.replace('_', ' ')} of each patient"})
+                           for key, value in kin.items()}
             if self.has_oral:
-                ds["absorption_rate"] = ("patient", np.broadcast_to(
+                per_patient["absorption_rate"] = ("patient", np.broadcast_to(
                     self._ka(), (vols.shape[0],))[rows], {"units": "1/h", "long_name":
                                                           "absorption rate of each patient"})
+            ds.update(per_patient)
         for label in ("compartment", "tissue"):
             ds[label].attrs["units"] = "1"
         inflow, outflow = self._ledger_terms(led, books.grid_nonzero)
