@@ -139,13 +139,64 @@ def test_plane_path_gives_the_bits_of_the_row_path(shape: tuple[int, int, int],
                 assert run(True, True, blocks, depth, tile) == rows, (depth, blocks, tile)
 
 
+
+def _weights_form_step(u: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    """A mutant of the stencil, algebraically the same: u·(1 − 2Σr) + Σ r_a·(u₊ + u₋), closed
+    walls (a wall's neighbour is the cell itself)."""
+    new = u * (1.0 - 2.0 * coef.sum())
+    for axis in range(3):
+        idx = np.arange(u.shape[axis])
+        up = np.take(u, np.minimum(idx + 1, u.shape[axis] - 1), axis)
+        um = np.take(u, np.maximum(idx - 1, 0), axis)
+        new = new + coef[axis] * (up + um)
+    return new
+
+
+@pytest.mark.parametrize("shape", [(9, 10, 11), (24, 20, 17), (1, 40, 33), (1, 1, 50)])
+@pytest.mark.parametrize("periodic", [(0, 0, 0), (0, 1, 1), (1, 0, 1)])
+def test_a_uniform_field_stays_exactly_uniform_on_every_path(
+        shape: tuple[int, int, int], periodic: tuple[int, int, int]) -> None:
+    # Each axis adds r·((u₊ + u₋) − (u + u)): for a uniform field u₊ + u₋ and u + u are the
+    # same sum, so the update is exactly 0 whatever the path (rows, planes, depth, tile,
+    # blocks, SIMD or scalar cells, FMA or not). Closed walls without flux and periodic axes
+    # keep it so for any number of steps.
+    value = 1.0 / 3.0  # not a short binary fraction: round-off would show
+    u0 = np.full(shape, value)
+    coef = np.array([0.05, 0.1, 0.12]) * np.array([s > 1 for s in shape])
+    zeros = np.zeros(6)
+    per = np.array(periodic)
+
+    def run(planes: bool, fuse: bool, blocks: int, depth: int, tile: int) -> np.ndarray:
+        u, v, sums = u0.copy(), np.empty_like(u0), np.zeros(6)
+        in_v = _steps(u, v, 60, coef, per, zeros, zeros, sums, fuse, blocks, planes, depth,
+                      tile)
+        return v if in_v else u
+
+    states = [run(False, fuse, blocks, 1, 1 << 30) for fuse in (False, True)
+              for blocks in (1, 2)]
+    if shape[0] >= 3:
+        states += [run(True, True, blocks, depth, tile) for depth in (1, 2, 4)
+                   for blocks in (1, 2) for tile in (3, 1 << 30)]
+    for state in states:
+        assert state.tobytes() == u0.tobytes()
+
+
+def test_the_uniform_field_check_catches_a_form_that_rounds() -> None:
+    # The same stencil written with the weights summed first does not keep 1/3 exactly.
+    u = np.full((9, 10, 11), 1.0 / 3.0)
+    coef = np.array([0.05, 0.1, 0.12])
+    for _ in range(60):
+        u = _weights_form_step(u, coef)
+    assert u.tobytes() != np.full_like(u, 1.0 / 3.0).tobytes()
+
+
 _REMARKS = """
 import llvmlite.binding as llvm
 llvm.set_option("", "--pass-remarks=loop-vectorize")
 import numba, numpy as np
 from medtransport.numerics import ftcs
 # a fresh (uncached) compile of the row sweep, so that LLVM runs and reports
-sweep = numba.njit(boundscheck=False, fastmath=False)(ftcs._sweep.py_func)
+sweep = numba.njit(boundscheck=False, fastmath=ftcs._JIT["fastmath"])(ftcs._sweep.py_func)
 a = np.zeros((16, 8))
 sweep(a.copy(), a, np.zeros((16, 3)), 0, 16, 0, 16, 4, 4, False, False, False, np.zeros(3),
       np.zeros(6), np.zeros(6))
@@ -168,7 +219,7 @@ import llvmlite.binding as llvm
 llvm.set_option("", "--pass-remarks=loop-vectorize")
 import numba, numpy as np
 from medtransport.numerics import ftcs
-plane = numba.njit(boundscheck=False, fastmath=False)(ftcs._plane.py_func)
+plane = numba.njit(boundscheck=False, fastmath=ftcs._JIT["fastmath"])(ftcs._plane.py_func)
 a = np.zeros((3, 72))
 plane(a.copy(), 0, a, 0, 1, 2, np.zeros((24, 3)), 1, 0, 8, 0, 8, 3, 8, 8, False, False,
       np.zeros(3), np.zeros(6), np.zeros(6))
