@@ -273,8 +273,8 @@ def _single_pass(src: np.ndarray, dst: np.ndarray, part: np.ndarray, nblocks: in
 @numba.njit(**_JIT)
 def _plane(out: np.ndarray, o: int, a: np.ndarray, am: int, a0: int, ap: int, part: np.ndarray,
            i: int, j0: int, j1: int, s0: int, s1: int, nx: int, ny: int, nz: int, py: bool,
-           pz: bool, coef: np.ndarray, ka: np.ndarray,
-           kb: np.ndarray) -> None:  # pragma: no cover - compiled
+           pz: bool, coef: np.ndarray, ka: np.ndarray, kb: np.ndarray,
+           edge: np.ndarray) -> None:  # pragma: no cover - compiled
     """One FTCS step of rows ``j0`` … ``j1 − 1`` of grid plane ``i``: reads rows ``am``,
     ``a0``, ``ap`` of ``a`` (planes i − 1, i, i + 1, each flat, ``j·nz + k``; the plane itself
     for a closed x wall), writes row ``o`` of ``out``; adds the boundary layers of its rows
@@ -321,7 +321,26 @@ def _plane(out: np.ndarray, o: int, a: np.ndarray, am: int, a0: int, ap: int, pa
     # reference-count updates (measured: 10–20 % of a 64² plane).
     one = np.uint64(1)
     unz = np.uint64(nz)
-    if flat:
+    # closed z walls without terms: the flat loop writes the end cells of the rows right too
+    z_closed = not pz and a_z0 == 0.0 and b_z0 == 0.0 and ka5 == 0.0 and kb5 == 0.0
+    if flat and z_closed:
+        # A wall's neighbour is the cell itself: both neighbours are loaded (m ± 1 stay in
+        # the plane, as f0 ≥ 1 and f1 ≤ ny − 1) and the cell chosen where ``edge`` marks a
+        # row's end, a vector blend, so the loop stays branch-free.
+        m0 = np.uint64(f0 * nz)
+        for t in range((f1 - f0) * nz):
+            m = np.uint64(t) + m0
+            c = a[a0, m]
+            c2 = c + c
+            ek = edge[m]
+            zp = a[a0, m + one]
+            zm = a[a0, m - one]
+            zp = c if ek == 2 else zp
+            zm = c if ek == 1 else zm
+            out[o, m] = (c + cx * ((a[ap, m] + a[am, m]) - c2)
+                         + cy * ((a[a0, m + unz] + a[a0, m - unz]) - c2)
+                         + cz * ((zp + zm) - c2))
+    elif flat:
         m0 = np.uint64(f0 * nz)
         for t in range((f1 - f0) * nz):
             m = np.uint64(t) + m0
@@ -330,13 +349,14 @@ def _plane(out: np.ndarray, o: int, a: np.ndarray, am: int, a0: int, ap: int, pa
             out[o, m] = (c + cx * ((a[ap, m] + a[am, m]) - c2)
                          + cy * ((a[a0, m + unz] + a[a0, m - unz]) - c2)
                          + cz * ((a[a0, m + one] + a[a0, m - one]) - c2))
+    rows_sum = need_rows and (i == 0 or i == nx - 1)
+    if flat and (not z_closed or rows_sum):
         # The two end cells of the interior rows again, with the z faces' terms: a tight
         # loop (as many cells as the flat loop's remainder would have cost, done scalar).
         lo_a = a_x + a_z0
         lo_b = b_x + b_z0
         hi_a = a_x + ka5
         hi_b = b_x + kb5
-        rows_sum = need_rows and (i == 0 or i == nx - 1)
         for j in range(f0, f1):
             r = j * nz
             e = r + nz - 1
@@ -447,8 +467,8 @@ def _plane(out: np.ndarray, o: int, a: np.ndarray, am: int, a0: int, ap: int, pa
 @numba.njit(**_JIT)
 def _wave_block(src: np.ndarray, dst: np.ndarray, ring: np.ndarray, part: np.ndarray,
                 p0: int, p1: int, depth: int, tile: int, nx: int, ny: int, nz: int, py: bool,
-                pz: bool, coef: np.ndarray, ka: np.ndarray,
-                kb: np.ndarray) -> None:  # pragma: no cover - compiled
+                pz: bool, coef: np.ndarray, ka: np.ndarray, kb: np.ndarray,
+                edge: np.ndarray) -> None:  # pragma: no cover - compiled
     """``depth`` steps of grid planes ``p0`` … ``p1 − 1`` in one pass (temporal blocking),
     ``tile`` rows (y) of them at a time: step ``t`` of plane ``q`` is computed as soon as step
     ``t − 1`` holds planes ``q − 1``, ``q``, ``q + 1``. Steps 1 … depth − 1 live in rings of
@@ -475,51 +495,53 @@ def _wave_block(src: np.ndarray, dst: np.ndarray, ring: np.ndarray, part: np.nda
                 if t == 1:
                     if depth == 1:
                         _plane(dst, q, src, im, q, ip, part, q, j0, j1, s0, s1, nx, ny, nz,
-                               py, pz, coef, ka, kb)
+                               py, pz, coef, ka, kb, edge)
                     else:
                         _plane(ring[0], q % 3, src, im, q, ip, part, q, j0, j1, s0, s1, nx,
-                               ny, nz, py, pz, coef, ka, kb)
+                               ny, nz, py, pz, coef, ka, kb, edge)
                 elif t == depth:
                     _plane(dst, q, ring[t - 2], im % 3, q % 3, ip % 3, part, q, j0, j1, s0,
-                           s1, nx, ny, nz, py, pz, coef, ka, kb)
+                           s1, nx, ny, nz, py, pz, coef, ka, kb, edge)
                 else:
                     _plane(ring[t - 1], q % 3, ring[t - 2], im % 3, q % 3, ip % 3, part, q,
-                           j0, j1, s0, s1, nx, ny, nz, py, pz, coef, ka, kb)
+                           j0, j1, s0, s1, nx, ny, nz, py, pz, coef, ka, kb, edge)
 
 
 @numba.njit(parallel=True, **_JIT)
 def _wave_pass(src: np.ndarray, dst: np.ndarray, ring: np.ndarray, part: np.ndarray,
                nblocks: int, depth: int, tile: int, nx: int, ny: int, nz: int, py: bool,
-               pz: bool, coef: np.ndarray, ka: np.ndarray,
-               kb: np.ndarray) -> None:  # pragma: no cover - compiled
+               pz: bool, coef: np.ndarray, ka: np.ndarray, kb: np.ndarray,
+               edge: np.ndarray) -> None:  # pragma: no cover - compiled
     """:func:`_wave_block` over ``nblocks`` blocks of planes, shared by the threads."""
     for blk in prange(nblocks):
         b = np.int64(blk)
         _wave_block(src, dst, ring[b], part, b * nx // nblocks, (b + 1) * nx // nblocks,
-                    depth, tile, nx, ny, nz, py, pz, coef, ka, kb)
+                    depth, tile, nx, ny, nz, py, pz, coef, ka, kb, edge)
 
 
 @numba.njit(**_JIT)
 def _periodic_x_step(src: np.ndarray, dst: np.ndarray, part: np.ndarray, p0: int, p1: int,
                      nx: int, ny: int, nz: int, py: bool, pz: bool, coef: np.ndarray,
-                     ka: np.ndarray, kb: np.ndarray) -> None:  # pragma: no cover - compiled
+                     ka: np.ndarray, kb: np.ndarray,
+                     edge: np.ndarray) -> None:  # pragma: no cover - compiled
     """One step of planes ``p0`` … ``p1 − 1`` with x periodic (plane −1 is plane nx − 1)."""
     for q in range(p0, p1):
         im = q - 1 if q > 0 else nx - 1
         ip = q + 1 if q + 1 < nx else 0
         _plane(dst, q, src, im, q, ip, part, q, 0, ny, 0, ny, nx, ny, nz, py, pz, coef, ka,
-               kb)
+               kb, edge)
 
 
 @numba.njit(parallel=True, **_JIT)
 def _periodic_x_pass(src: np.ndarray, dst: np.ndarray, part: np.ndarray, nblocks: int,
                      nx: int, ny: int, nz: int, py: bool, pz: bool, coef: np.ndarray,
-                     ka: np.ndarray, kb: np.ndarray) -> None:  # pragma: no cover - compiled
+                     ka: np.ndarray, kb: np.ndarray,
+                     edge: np.ndarray) -> None:  # pragma: no cover - compiled
     """:func:`_periodic_x_step` over ``nblocks`` blocks of planes, shared by the threads."""
     for blk in prange(nblocks):
         b = np.int64(blk)
         _periodic_x_step(src, dst, part, b * nx // nblocks, (b + 1) * nx // nblocks, nx, ny,
-                         nz, py, pz, coef, ka, kb)
+                         nz, py, pz, coef, ka, kb, edge)
 
 
 @numba.njit(**_JIT)
@@ -549,20 +571,26 @@ def _steps(u: np.ndarray, v: np.ndarray, n_steps: int, coef: np.ndarray, periodi
         # Ring planes padded by 64 bytes: planes a multiple of 4 KiB apart alias in the
         # load/store unit (measured: a third slower on 64³).
         ring = np.empty((nblocks, max(depth - 1, 1), 3, plen + 8))
+        # Which cells of a plane end a row: 1 at k = 0, 2 at k = nz − 1 (see _plane).
+        edge = np.zeros(plen, dtype=np.uint8)
+        for jj in range(ny):
+            edge[jj * nz + nz - 1] = 2
+            edge[jj * nz] = 1
         while done < n_steps:
             k = min(depth, n_steps - done)
             if px:
                 if nblocks == 1:
-                    _periodic_x_step(src, dst, part, 0, nx, nx, ny, nz, py, pz, coef, ka, kb)
+                    _periodic_x_step(src, dst, part, 0, nx, nx, ny, nz, py, pz, coef, ka, kb,
+                                     edge)
                 else:
                     _periodic_x_pass(src, dst, part, nblocks, nx, ny, nz, py, pz, coef, ka,
-                                     kb)
+                                     kb, edge)
             elif nblocks == 1:
                 _wave_block(src, dst, ring[0], part, 0, nx, k, tile, nx, ny, nz, py, pz, coef,
-                            ka, kb)
+                            ka, kb, edge)
             else:
                 _wave_pass(src, dst, ring, part, nblocks, k, tile, nx, ny, nz, py, pz, coef,
-                           ka, kb)
+                           ka, kb, edge)
             done += k
             src, dst = dst, src
             in_v = 1 - in_v
