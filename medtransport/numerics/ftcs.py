@@ -387,8 +387,45 @@ def _plane(out: np.ndarray, o: int, a: np.ndarray, am: int, a0: int, ap: int, pa
                     for k in range(nz):
                         t_ += a[a0, r + k]
                     part[s, 0] += t_
+    # The rows on closed y walls without terms, when the rest of the plane took the blended
+    # loop: the same kind of loop, the wall's neighbour being the cell itself (no load), from
+    # the second cell (row 0) or to the last but one (row ny − 1), so that every load stays in
+    # the plane; that one cell scalar. (The row code below costs twice as much per row.)
+    y_lo = (flat and z_closed and not py and not need_rows and kb2 == 0.0 and j0 == 0)
+    y_hi = (flat and z_closed and not py and not need_rows and kb3 == 0.0 and j1 == ny)
+    if y_lo:
+        c = a[a0, 0]
+        c2 = c + c
+        out[o, 0] = (c + cx * ((a[ap, 0] + a[am, 0]) - c2)
+                     + cy * ((a[a0, nz] + c) - c2)
+                     + cz * ((a[a0, 1] + c) - c2))
+        for t in range(1, nz):
+            m = np.uint64(t)
+            c = a[a0, m]
+            c2 = c + c
+            zp = a[a0, m + one]
+            zp = c if edge[m] == 2 else zp
+            out[o, m] = (c + cx * ((a[ap, m] + a[am, m]) - c2)
+                         + cy * ((a[a0, m + unz] + c) - c2)
+                         + cz * ((zp + a[a0, m - one]) - c2))
+    if y_hi:
+        m1 = ny * nz - 1
+        for t in range(m1 - nz + 1, m1):
+            m = np.uint64(t)
+            c = a[a0, m]
+            c2 = c + c
+            zm = a[a0, m - one]
+            zm = c if edge[m] == 1 else zm
+            out[o, m] = (c + cx * ((a[ap, m] + a[am, m]) - c2)
+                         + cy * ((c + a[a0, m - unz]) - c2)
+                         + cz * ((a[a0, m + one] + zm) - c2))
+        c = a[a0, m1]
+        c2 = c + c
+        out[o, m1] = (c + cx * ((a[ap, m1] + a[am, m1]) - c2)
+                      + cy * ((c + a[a0, m1 - nz]) - c2)
+                      + cz * ((c + a[a0, m1 - 1]) - c2))
     for j in range(j0, j1):
-        if flat and f0 <= j < f1:
+        if (flat and f0 <= j < f1) or (y_lo and j == 0) or (y_hi and j == ny - 1):
             continue
         if j + 1 < ny:
             jp = j + 1
