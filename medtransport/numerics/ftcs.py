@@ -29,9 +29,12 @@ Layout and speed. Grids of 1 or 2 axes run as 3-D grids with leading axes of one
 coefficients. A 3-D grid (3 planes or more) runs plane by plane (:func:`_plane`): the interior
 rows of a plane are one flat loop over ``j·nz + k`` (neighbours ``± 1``, ``± nz`` and the same
 cell of the planes either side), a long branch-free loop of plain loads that LLVM vectorises
-(its remarks, and the absence of gathers, are checked by a test); the end cells of the rows,
-which carry the z faces, are written again after it, and the rows on the y faces go through
-the row code. Several steps go through memory in one pass (temporal blocking,
+(its remarks, and the absence of gathers, are checked by a test). Between closed z walls
+without boundary terms (the usual no-flux box) the loop takes the cell itself as the z
+neighbour of a row's end cells, a blend chosen by a mask of the plane's row ends, and the rows
+on closed y walls without terms get loops of the same kind; otherwise the end cells of the
+rows, which carry the z faces, are written again after it, and the rows on the y faces go
+through the row code. Several steps go through memory in one pass (temporal blocking,
 :func:`_wave_block`): step ``t`` of plane ``q`` is computed as soon as step ``t − 1`` holds
 planes ``q − 1 … q + 1``, into rings of three planes per step that stay in cache, for ``DEPTH``
 steps and one y tile of ``TILE_BYTES`` at a time; each cell is read and written in memory once
@@ -288,8 +291,10 @@ def _plane(out: np.ndarray, o: int, a: np.ndarray, am: int, a0: int, ap: int, pa
     Where the plane has no x-face terms, its interior rows are one flat loop over
     ``j·nz ≤ m < j'·nz`` (neighbours ``m ± 1``, ``m ± nz``): one long SIMD loop instead
     of a short one per row, whose set-up, remainder and index arithmetic cost as much as the
-    row's arithmetic on 64-cell rows. That loop also writes the two end cells of every row
-    with wrong z neighbours; the row loop after it writes them again with the z faces' terms.
+    row's arithmetic on 64-cell rows. Between closed z walls without terms the loop blends in
+    the cell itself as the z neighbour where ``edge`` (1 at ``k = 0``, 2 at ``k = nz − 1``)
+    marks a row's end; otherwise it writes those cells with wrong z neighbours and the row
+    loop after it writes them again with the z faces' terms.
     Every cell gets the same operations, in the same order, as in :func:`_sweep`, so the
     results are the same bits.
     """
