@@ -4,25 +4,37 @@ The hot path of :func:`medtransport.numerics.finite_volume.solve`: for a Cartesi
 constant transport coefficient ``D``, constant capacity ``c`` and no decay or source, one
 forward-Euler step of ``c·∂u/∂t = D∇²u`` on cell-centred finite volumes is
 
-    u_i ← u_i + Σ_axes r_a·[(u_{i+1} − u_i) + (u_{i−1} − u_i)] − Σ_faces (k_α·u_i − k_β)
+    u_i ← u_i + Σ_axes r_a·[(u_{i+1} + u_{i−1}) − (u_i + u_i)] − Σ_faces (k_α·u_i − k_β)
 
 with ``r_a = D·Δt/(c·Δx_a²)`` (REFERENCES §0) and, on a cell touching a boundary face whose
 outward flux per unit area is ``J = α·u_b − β`` (:meth:`BoundaryCondition.flux_coefficients`),
 ``k_α = Δt·α/(c·Δx_a)`` and ``k_β = Δt·β/(c·Δx_a)`` (face area over cell measure is ``1/Δx_a``).
 
-Each neighbour difference is the face flux: ``(u_j − u_i)`` is exactly ``−(u_i − u_j)`` in
-floating point, so what one cell gains through an interior face the other loses, and the sum of
-the states changes only through the boundary terms (plus round-off of the additions). A wall
-without flux uses the cell itself as its neighbour, which makes its difference exactly zero; a
-periodic axis uses the cell on the opposite face.
+Floating point. Per cell ``u_i + u_i`` is formed once and each axis costs an addition, a
+subtraction and a multiply–add (``fastmath={"contract"}`` lets LLVM fuse ``r_a·(…)`` with the
+sum it feeds; nothing else is reassociated): 10 operations instead of the 15 of the face-by-face
+form ``(u_{i+1} − u_i) + (u_{i−1} − u_i)``, whose speed the 3-D grids that stay in cache are
+bound by. What this form guarantees: a uniform field stays exactly uniform under closed walls
+without flux and periodic axes, for any number of steps (``u_{i+1} + u_{i−1}`` and
+``u_i + u_i`` are then the same sum, so every axis term is exactly 0; tested). What it does not:
+the two cells of an interior face no longer see exactly opposite fluxes in floating point, so
+the sum of the states changes through the boundary terms and by round-off that accumulates
+(measured, closed 32³ box of random states: the total drifts by 3e-15 of itself in 1000
+steps, against 1e-16 with the face-by-face form; far inside the ledger's tolerance). A wall
+without flux uses the cell itself as its neighbour; a periodic axis uses the cell on the
+opposite face. The plane loops are compiled for 512-bit vectors where the CPU has them
+(:mod:`~medtransport.numerics.vector_width`).
 
 Layout and speed. Grids of 1 or 2 axes run as 3-D grids with leading axes of one cell and zero
 coefficients. A 3-D grid (3 planes or more) runs plane by plane (:func:`_plane`): the interior
 rows of a plane are one flat loop over ``j·nz + k`` (neighbours ``± 1``, ``± nz`` and the same
 cell of the planes either side), a long branch-free loop of plain loads that LLVM vectorises
-(its remarks, and the absence of gathers, are checked by a test); the end cells of the rows,
-which carry the z faces, are written again after it, and the rows on the y faces go through
-the row code. Several steps go through memory in one pass (temporal blocking,
+(its remarks, and the absence of gathers, are checked by a test). Between closed z walls
+without boundary terms (the usual no-flux box) the loop takes the cell itself as the z
+neighbour of a row's end cells, a blend chosen by a mask of the plane's row ends, and the rows
+on closed y walls without terms get loops of the same kind; otherwise the end cells of the
+rows, which carry the z faces, are written again after it, and the rows on the y faces go
+through the row code. Several steps go through memory in one pass (temporal blocking,
 :func:`_wave_block`): step ``t`` of plane ``q`` is computed as soon as step ``t − 1`` holds
 planes ``q − 1 … q + 1``, into rings of three planes per step that stay in cache, for ``DEPTH``
 steps and one y tile of ``TILE_BYTES`` at a time; each cell is read and written in memory once
@@ -52,15 +64,25 @@ import os
 # 2-core machine: ~8 ms per step, 100× slower). Waiting passively costs a few µs per step. A
 # value the user set is kept; this only acts if OpenMP is not loaded yet.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# But a thread that sleeps at once is woken for the next parallel region, which cost 66 µs per
+# region on a 2-core virtual machine (one region per DEPTH steps: 20 % of a 64³ run on two
+# threads). GNU OpenMP spins this many times (~14 ns each there, ~40 µs) before it sleeps,
+# about what a wake-up costs, so a busy core loses at most that much per region.
+os.environ.setdefault("GOMP_SPINCOUNT", "3000")
 
 import numba
 import numpy as np
 from numba import prange
 
+from medtransport.numerics.vector_width import prefer_wide_vectors
+
 __all__ = ["ftcs_steps"]
 
 # Face slots in the coefficient arrays: x-, x+, y-, y+, z-, z+ of the padded 3-D grid.
-_JIT = {"cache": True, "boundscheck": False, "fastmath": False, "nogil": True}
+# "contract": LLVM may fuse a product and the sum it feeds into one FMA (one rounding instead
+# of two); no other fast-math licence, so the same expression gives the same bits in the SIMD
+# loops and the scalar cells, which the path tests check.
+_JIT = {"cache": True, "boundscheck": False, "fastmath": {"contract"}, "nogil": True}
 
 
 @numba.njit(**_JIT)
@@ -161,33 +183,36 @@ def _sweep(out: np.ndarray, a: np.ndarray, part: np.ndarray, s0: int, s1: int, s
             # (− 0·c + 0 would only turn a −0 result into +0)
             for k in range(1, nz - 1):
                 c = a[r, k]
-                out[o, k] = (c + cx * ((a[ip, k] - c) + (a[im, k] - c))
-                             + cy * ((a[jp, k] - c) + (a[jm, k] - c))
-                             + cz * ((a[r, k + 1] - c) + (a[r, k - 1] - c)))
+                c2 = c + c
+                out[o, k] = (c + cx * ((a[ip, k] + a[im, k]) - c2)
+                             + cy * ((a[jp, k] + a[jm, k]) - c2)
+                             + cz * ((a[r, k + 1] + a[r, k - 1]) - c2))
         else:
             for k in range(1, nz - 1):
                 c = a[r, k]
-                out[o, k] = (c + cx * ((a[ip, k] - c) + (a[im, k] - c))
-                             + cy * ((a[jp, k] - c) + (a[jm, k] - c))
-                             + cz * ((a[r, k + 1] - c) + (a[r, k - 1] - c)) - a_row * c
-                             + b_row)
+                c2 = c + c
+                out[o, k] = (c + cx * ((a[ip, k] + a[im, k]) - c2)
+                             + cy * ((a[jp, k] + a[jm, k]) - c2)
+                             + cz * ((a[r, k + 1] + a[r, k - 1]) - c2) - a_row * c + b_row)
         # The two ends of the row carry the z faces.
         c = a[r, 0]
+        c2 = c + c
         if nz == 1:
             dz = 0.0
         else:
             zm = a[r, nz - 1] if pz else c
-            dz = (a[r, 1] - c) + (zm - c)
-        out[o, 0] = (c + cx * ((a[ip, 0] - c) + (a[im, 0] - c))
-                     + cy * ((a[jp, 0] - c) + (a[jm, 0] - c))
+            dz = (a[r, 1] + zm) - c2
+        out[o, 0] = (c + cx * ((a[ip, 0] + a[im, 0]) - c2)
+                     + cy * ((a[jp, 0] + a[jm, 0]) - c2)
                      + cz * dz - (a_row + a_z0) * c + (b_row + b_z0))
         if nz > 1:
             k = nz - 1
             c = a[r, k]
+            c2 = c + c
             zp = a[r, 0] if pz else c
-            dz = (zp - c) + (a[r, k - 1] - c)
-            out[o, k] = (c + cx * ((a[ip, k] - c) + (a[im, k] - c))
-                         + cy * ((a[jp, k] - c) + (a[jm, k] - c))
+            dz = (zp + a[r, k - 1]) - c2
+            out[o, k] = (c + cx * ((a[ip, k] + a[im, k]) - c2)
+                         + cy * ((a[jp, k] + a[jm, k]) - c2)
                          + cz * dz - (a_row + ka5) * c + (b_row + kb5))
         # boundary-layer sums of the state this step reads
         if sum0 <= s < sum1:
@@ -256,8 +281,8 @@ def _single_pass(src: np.ndarray, dst: np.ndarray, part: np.ndarray, nblocks: in
 @numba.njit(**_JIT)
 def _plane(out: np.ndarray, o: int, a: np.ndarray, am: int, a0: int, ap: int, part: np.ndarray,
            i: int, j0: int, j1: int, s0: int, s1: int, nx: int, ny: int, nz: int, py: bool,
-           pz: bool, coef: np.ndarray, ka: np.ndarray,
-           kb: np.ndarray) -> None:  # pragma: no cover - compiled
+           pz: bool, coef: np.ndarray, ka: np.ndarray, kb: np.ndarray,
+           edge: np.ndarray) -> None:  # pragma: no cover - compiled
     """One FTCS step of rows ``j0`` … ``j1 − 1`` of grid plane ``i``: reads rows ``am``,
     ``a0``, ``ap`` of ``a`` (planes i − 1, i, i + 1, each flat, ``j·nz + k``; the plane itself
     for a closed x wall), writes row ``o`` of ``out``; adds the boundary layers of its rows
@@ -266,11 +291,15 @@ def _plane(out: np.ndarray, o: int, a: np.ndarray, am: int, a0: int, ap: int, pa
     Where the plane has no x-face terms, its interior rows are one flat loop over
     ``j·nz ≤ m < j'·nz`` (neighbours ``m ± 1``, ``m ± nz``): one long SIMD loop instead
     of a short one per row, whose set-up, remainder and index arithmetic cost as much as the
-    row's arithmetic on 64-cell rows. That loop also writes the two end cells of every row
-    with wrong z neighbours; the row loop after it writes them again with the z faces' terms.
+    row's arithmetic on 64-cell rows. Between closed z walls without terms the loop blends in
+    the cell itself as the z neighbour where ``edge`` (1 at ``k = 0``, 2 at ``k = nz − 1``)
+    marks a row's end; otherwise it writes those cells with wrong z neighbours and the row
+    loop after it writes them again with the z faces' terms.
     Every cell gets the same operations, in the same order, as in :func:`_sweep`, so the
     results are the same bits.
     """
+    # 512-bit SIMD where the CPU has it: the plane loops are bound by arithmetic, not memory
+    prefer_wide_vectors()
     cx = coef[0]
     cy = coef[1]
     cz = coef[2]
@@ -302,34 +331,57 @@ def _plane(out: np.ndarray, o: int, a: np.ndarray, am: int, a0: int, ap: int, pa
     # reference-count updates (measured: 10–20 % of a 64² plane).
     one = np.uint64(1)
     unz = np.uint64(nz)
-    if flat:
+    # closed z walls without terms: the flat loop writes the end cells of the rows right too
+    z_closed = not pz and a_z0 == 0.0 and b_z0 == 0.0 and ka5 == 0.0 and kb5 == 0.0
+    if flat and z_closed:
+        # A wall's neighbour is the cell itself: both neighbours are loaded (m ± 1 stay in
+        # the plane, as f0 ≥ 1 and f1 ≤ ny − 1) and the cell chosen where ``edge`` marks a
+        # row's end, a vector blend, so the loop stays branch-free.
         m0 = np.uint64(f0 * nz)
         for t in range((f1 - f0) * nz):
             m = np.uint64(t) + m0
             c = a[a0, m]
-            out[o, m] = (c + cx * ((a[ap, m] - c) + (a[am, m] - c))
-                         + cy * ((a[a0, m + unz] - c) + (a[a0, m - unz] - c))
-                         + cz * ((a[a0, m + one] - c) + (a[a0, m - one] - c)))
+            c2 = c + c
+            ek = edge[m]
+            zp = a[a0, m + one]
+            zm = a[a0, m - one]
+            zp = c if ek == 2 else zp
+            zm = c if ek == 1 else zm
+            out[o, m] = (c + cx * ((a[ap, m] + a[am, m]) - c2)
+                         + cy * ((a[a0, m + unz] + a[a0, m - unz]) - c2)
+                         + cz * ((zp + zm) - c2))
+    elif flat:
+        m0 = np.uint64(f0 * nz)
+        for t in range((f1 - f0) * nz):
+            m = np.uint64(t) + m0
+            c = a[a0, m]
+            c2 = c + c
+            out[o, m] = (c + cx * ((a[ap, m] + a[am, m]) - c2)
+                         + cy * ((a[a0, m + unz] + a[a0, m - unz]) - c2)
+                         + cz * ((a[a0, m + one] + a[a0, m - one]) - c2))
+    rows_sum = need_rows and (i == 0 or i == nx - 1)
+    if flat and (not z_closed or rows_sum):
         # The two end cells of the interior rows again, with the z faces' terms: a tight
         # loop (as many cells as the flat loop's remainder would have cost, done scalar).
         lo_a = a_x + a_z0
         lo_b = b_x + b_z0
         hi_a = a_x + ka5
         hi_b = b_x + kb5
-        rows_sum = need_rows and (i == 0 or i == nx - 1)
         for j in range(f0, f1):
             r = j * nz
             e = r + nz - 1
             c = a[a0, r]
+            c2 = c + c
             zm_ = a[a0, e] if pz else c
-            out[o, r] = (c + cx * ((a[ap, r] - c) + (a[am, r] - c))
-                         + cy * ((a[a0, r + nz] - c) + (a[a0, r - nz] - c))
-                         + cz * ((a[a0, r + 1] - c) + (zm_ - c)) - lo_a * c + lo_b)
+            out[o, r] = (c + cx * ((a[ap, r] + a[am, r]) - c2)
+                         + cy * ((a[a0, r + nz] + a[a0, r - nz]) - c2)
+                         + cz * ((a[a0, r + 1] + zm_) - c2) - lo_a * c + lo_b)
             c = a[a0, e]
+            c2 = c + c
             zp_ = a[a0, r] if pz else c
-            out[o, e] = (c + cx * ((a[ap, e] - c) + (a[am, e] - c))
-                         + cy * ((a[a0, e + nz] - c) + (a[a0, e - nz] - c))
-                         + cz * ((zp_ - c) + (a[a0, e - 1] - c)) - hi_a * c + hi_b)
+            out[o, e] = (c + cx * ((a[ap, e] + a[am, e]) - c2)
+                         + cy * ((a[a0, e + nz] + a[a0, e - nz]) - c2)
+                         + cz * ((zp_ + a[a0, e - 1]) - c2) - hi_a * c + hi_b)
             if s0 <= j < s1:
                 s = i * ny + j
                 if need_z:
@@ -340,8 +392,45 @@ def _plane(out: np.ndarray, o: int, a: np.ndarray, am: int, a0: int, ap: int, pa
                     for k in range(nz):
                         t_ += a[a0, r + k]
                     part[s, 0] += t_
+    # The rows on closed y walls without terms, when the rest of the plane took the blended
+    # loop: the same kind of loop, the wall's neighbour being the cell itself (no load), from
+    # the second cell (row 0) or to the last but one (row ny − 1), so that every load stays in
+    # the plane; that one cell scalar. (The row code below costs twice as much per row.)
+    y_lo = (flat and z_closed and not py and not need_rows and kb2 == 0.0 and j0 == 0)
+    y_hi = (flat and z_closed and not py and not need_rows and kb3 == 0.0 and j1 == ny)
+    if y_lo:
+        c = a[a0, 0]
+        c2 = c + c
+        out[o, 0] = (c + cx * ((a[ap, 0] + a[am, 0]) - c2)
+                     + cy * ((a[a0, nz] + c) - c2)
+                     + cz * ((a[a0, 1] + c) - c2))
+        for t in range(1, nz):
+            m = np.uint64(t)
+            c = a[a0, m]
+            c2 = c + c
+            zp = a[a0, m + one]
+            zp = c if edge[m] == 2 else zp
+            out[o, m] = (c + cx * ((a[ap, m] + a[am, m]) - c2)
+                         + cy * ((a[a0, m + unz] + c) - c2)
+                         + cz * ((zp + a[a0, m - one]) - c2))
+    if y_hi:
+        m1 = ny * nz - 1
+        for t in range(m1 - nz + 1, m1):
+            m = np.uint64(t)
+            c = a[a0, m]
+            c2 = c + c
+            zm = a[a0, m - one]
+            zm = c if edge[m] == 1 else zm
+            out[o, m] = (c + cx * ((a[ap, m] + a[am, m]) - c2)
+                         + cy * ((c + a[a0, m - unz]) - c2)
+                         + cz * ((a[a0, m + one] + zm) - c2))
+        c = a[a0, m1]
+        c2 = c + c
+        out[o, m1] = (c + cx * ((a[ap, m1] + a[am, m1]) - c2)
+                      + cy * ((c + a[a0, m1 - nz]) - c2)
+                      + cz * ((c + a[a0, m1 - 1]) - c2))
     for j in range(j0, j1):
-        if flat and f0 <= j < f1:
+        if (flat and f0 <= j < f1) or (y_lo and j == 0) or (y_hi and j == ny - 1):
             continue
         if j + 1 < ny:
             jp = j + 1
@@ -376,35 +465,39 @@ def _plane(out: np.ndarray, o: int, a: np.ndarray, am: int, a0: int, ap: int, pa
                 uk = np.uint64(k)
                 m = ur + uk
                 c = a[a0, m]
-                out[o, m] = (c + cx * ((a[ap, m] - c) + (a[am, m] - c))
-                             + cy * ((a[a0, uyp + uk] - c) + (a[a0, uym + uk] - c))
-                             + cz * ((a[a0, m + one] - c) + (a[a0, m - one] - c)))
+                c2 = c + c
+                out[o, m] = (c + cx * ((a[ap, m] + a[am, m]) - c2)
+                             + cy * ((a[a0, uyp + uk] + a[a0, uym + uk]) - c2)
+                             + cz * ((a[a0, m + one] + a[a0, m - one]) - c2))
         else:
             for k in range(1, nz - 1):
                 uk = np.uint64(k)
                 m = ur + uk
                 c = a[a0, m]
-                out[o, m] = (c + cx * ((a[ap, m] - c) + (a[am, m] - c))
-                             + cy * ((a[a0, uyp + uk] - c) + (a[a0, uym + uk] - c))
-                             + cz * ((a[a0, m + one] - c) + (a[a0, m - one] - c))
+                c2 = c + c
+                out[o, m] = (c + cx * ((a[ap, m] + a[am, m]) - c2)
+                             + cy * ((a[a0, uyp + uk] + a[a0, uym + uk]) - c2)
+                             + cz * ((a[a0, m + one] + a[a0, m - one]) - c2)
                              - a_row * c + b_row)
         # The two ends of the row carry the z faces.
         c = a[a0, r]
+        c2 = c + c
         if nz == 1:
             dz = 0.0
         else:
             zm = a[a0, r + nz - 1] if pz else c
-            dz = (a[a0, r + 1] - c) + (zm - c)
-        out[o, r] = (c + cx * ((a[ap, r] - c) + (a[am, r] - c))
-                     + cy * ((a[a0, yp] - c) + (a[a0, ym] - c))
+            dz = (a[a0, r + 1] + zm) - c2
+        out[o, r] = (c + cx * ((a[ap, r] + a[am, r]) - c2)
+                     + cy * ((a[a0, yp] + a[a0, ym]) - c2)
                      + cz * dz - (a_row + a_z0) * c + (b_row + b_z0))
         if nz > 1:
             e = r + nz - 1
             c = a[a0, e]
+            c2 = c + c
             zp = a[a0, r] if pz else c
-            dz = (zp - c) + (a[a0, e - 1] - c)
-            out[o, e] = (c + cx * ((a[ap, e] - c) + (a[am, e] - c))
-                         + cy * ((a[a0, yp + nz - 1] - c) + (a[a0, ym + nz - 1] - c))
+            dz = (zp + a[a0, e - 1]) - c2
+            out[o, e] = (c + cx * ((a[ap, e] + a[am, e]) - c2)
+                         + cy * ((a[a0, yp + nz - 1] + a[a0, ym + nz - 1]) - c2)
                          + cz * dz - (a_row + ka5) * c + (b_row + kb5))
         if s0 <= j < s1:
             s = i * ny + j
@@ -421,8 +514,8 @@ def _plane(out: np.ndarray, o: int, a: np.ndarray, am: int, a0: int, ap: int, pa
 @numba.njit(**_JIT)
 def _wave_block(src: np.ndarray, dst: np.ndarray, ring: np.ndarray, part: np.ndarray,
                 p0: int, p1: int, depth: int, tile: int, nx: int, ny: int, nz: int, py: bool,
-                pz: bool, coef: np.ndarray, ka: np.ndarray,
-                kb: np.ndarray) -> None:  # pragma: no cover - compiled
+                pz: bool, coef: np.ndarray, ka: np.ndarray, kb: np.ndarray,
+                edge: np.ndarray) -> None:  # pragma: no cover - compiled
     """``depth`` steps of grid planes ``p0`` … ``p1 − 1`` in one pass (temporal blocking),
     ``tile`` rows (y) of them at a time: step ``t`` of plane ``q`` is computed as soon as step
     ``t − 1`` holds planes ``q − 1``, ``q``, ``q + 1``. Steps 1 … depth − 1 live in rings of
@@ -449,51 +542,53 @@ def _wave_block(src: np.ndarray, dst: np.ndarray, ring: np.ndarray, part: np.nda
                 if t == 1:
                     if depth == 1:
                         _plane(dst, q, src, im, q, ip, part, q, j0, j1, s0, s1, nx, ny, nz,
-                               py, pz, coef, ka, kb)
+                               py, pz, coef, ka, kb, edge)
                     else:
                         _plane(ring[0], q % 3, src, im, q, ip, part, q, j0, j1, s0, s1, nx,
-                               ny, nz, py, pz, coef, ka, kb)
+                               ny, nz, py, pz, coef, ka, kb, edge)
                 elif t == depth:
                     _plane(dst, q, ring[t - 2], im % 3, q % 3, ip % 3, part, q, j0, j1, s0,
-                           s1, nx, ny, nz, py, pz, coef, ka, kb)
+                           s1, nx, ny, nz, py, pz, coef, ka, kb, edge)
                 else:
                     _plane(ring[t - 1], q % 3, ring[t - 2], im % 3, q % 3, ip % 3, part, q,
-                           j0, j1, s0, s1, nx, ny, nz, py, pz, coef, ka, kb)
+                           j0, j1, s0, s1, nx, ny, nz, py, pz, coef, ka, kb, edge)
 
 
 @numba.njit(parallel=True, **_JIT)
 def _wave_pass(src: np.ndarray, dst: np.ndarray, ring: np.ndarray, part: np.ndarray,
                nblocks: int, depth: int, tile: int, nx: int, ny: int, nz: int, py: bool,
-               pz: bool, coef: np.ndarray, ka: np.ndarray,
-               kb: np.ndarray) -> None:  # pragma: no cover - compiled
+               pz: bool, coef: np.ndarray, ka: np.ndarray, kb: np.ndarray,
+               edge: np.ndarray) -> None:  # pragma: no cover - compiled
     """:func:`_wave_block` over ``nblocks`` blocks of planes, shared by the threads."""
     for blk in prange(nblocks):
         b = np.int64(blk)
         _wave_block(src, dst, ring[b], part, b * nx // nblocks, (b + 1) * nx // nblocks,
-                    depth, tile, nx, ny, nz, py, pz, coef, ka, kb)
+                    depth, tile, nx, ny, nz, py, pz, coef, ka, kb, edge)
 
 
 @numba.njit(**_JIT)
 def _periodic_x_step(src: np.ndarray, dst: np.ndarray, part: np.ndarray, p0: int, p1: int,
                      nx: int, ny: int, nz: int, py: bool, pz: bool, coef: np.ndarray,
-                     ka: np.ndarray, kb: np.ndarray) -> None:  # pragma: no cover - compiled
+                     ka: np.ndarray, kb: np.ndarray,
+                     edge: np.ndarray) -> None:  # pragma: no cover - compiled
     """One step of planes ``p0`` … ``p1 − 1`` with x periodic (plane −1 is plane nx − 1)."""
     for q in range(p0, p1):
         im = q - 1 if q > 0 else nx - 1
         ip = q + 1 if q + 1 < nx else 0
         _plane(dst, q, src, im, q, ip, part, q, 0, ny, 0, ny, nx, ny, nz, py, pz, coef, ka,
-               kb)
+               kb, edge)
 
 
 @numba.njit(parallel=True, **_JIT)
 def _periodic_x_pass(src: np.ndarray, dst: np.ndarray, part: np.ndarray, nblocks: int,
                      nx: int, ny: int, nz: int, py: bool, pz: bool, coef: np.ndarray,
-                     ka: np.ndarray, kb: np.ndarray) -> None:  # pragma: no cover - compiled
+                     ka: np.ndarray, kb: np.ndarray,
+                     edge: np.ndarray) -> None:  # pragma: no cover - compiled
     """:func:`_periodic_x_step` over ``nblocks`` blocks of planes, shared by the threads."""
     for blk in prange(nblocks):
         b = np.int64(blk)
         _periodic_x_step(src, dst, part, b * nx // nblocks, (b + 1) * nx // nblocks, nx, ny,
-                         nz, py, pz, coef, ka, kb)
+                         nz, py, pz, coef, ka, kb, edge)
 
 
 @numba.njit(**_JIT)
@@ -523,20 +618,26 @@ def _steps(u: np.ndarray, v: np.ndarray, n_steps: int, coef: np.ndarray, periodi
         # Ring planes padded by 64 bytes: planes a multiple of 4 KiB apart alias in the
         # load/store unit (measured: a third slower on 64³).
         ring = np.empty((nblocks, max(depth - 1, 1), 3, plen + 8))
+        # Which cells of a plane end a row: 1 at k = 0, 2 at k = nz − 1 (see _plane).
+        edge = np.zeros(plen, dtype=np.uint8)
+        for jj in range(ny):
+            edge[jj * nz + nz - 1] = 2
+            edge[jj * nz] = 1
         while done < n_steps:
             k = min(depth, n_steps - done)
             if px:
                 if nblocks == 1:
-                    _periodic_x_step(src, dst, part, 0, nx, nx, ny, nz, py, pz, coef, ka, kb)
+                    _periodic_x_step(src, dst, part, 0, nx, nx, ny, nz, py, pz, coef, ka, kb,
+                                     edge)
                 else:
                     _periodic_x_pass(src, dst, part, nblocks, nx, ny, nz, py, pz, coef, ka,
-                                     kb)
+                                     kb, edge)
             elif nblocks == 1:
                 _wave_block(src, dst, ring[0], part, 0, nx, k, tile, nx, ny, nz, py, pz, coef,
-                            ka, kb)
+                            ka, kb, edge)
             else:
                 _wave_pass(src, dst, ring, part, nblocks, k, tile, nx, ny, nz, py, pz, coef,
-                           ka, kb)
+                           ka, kb, edge)
             done += k
             src, dst = dst, src
             in_v = 1 - in_v

@@ -48,15 +48,19 @@ SHAPES = [(9, 10, 11), (12, 10, 9), (1, 40, 33), (1, 1, 50), (3, 1, 2), (24, 20,
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("periodic", [(0, 0, 0), (0, 1, 1), (1, 0, 1)])
 @pytest.mark.parametrize("fuse", [False, True])
+@pytest.mark.parametrize("terms", ["every face", "not z", "none"])
 def test_kernel_equals_a_numpy_stencil_on_random_fields(shape: tuple[int, int, int],
                                                         periodic: tuple[int, int, int],
-                                                        fuse: bool) -> None:
+                                                        fuse: bool, terms: str) -> None:
     rng = np.random.default_rng(sum(shape) + 7 * sum(periodic) + fuse)
     u0 = rng.uniform(-1, 1, shape)
     coef = np.array([0.05, 0.1, 0.12]) * np.array([s > 1 for s in shape])
     closed = 1 - np.repeat(np.array(periodic), 2)
     ka = rng.uniform(0, 0.05, 6) * closed  # boundary terms on every face that is not periodic
     kb = rng.uniform(-0.05, 0.05, 6) * closed
+    # closed walls without flux: on z (and on y) the plane path has loops of its own
+    ka[{"every face": 6, "not z": 4, "none": 0}[terms]:] = 0.0
+    kb[{"every face": 6, "not z": 4, "none": 0}[terms]:] = 0.0
     n = 7
     ref, ref_sums = numpy_ftcs(u0, n, coef, periodic, ka, kb)
     for blocks in (1, 2, 3):
@@ -112,17 +116,23 @@ def test_result_is_bitwise_independent_of_the_thread_count(fuse: bool) -> None:
 
 @pytest.mark.parametrize("shape", [(9, 10, 11), (24, 20, 17), (6, 3, 3), (5, 1, 4), (4, 7, 1)])
 @pytest.mark.parametrize("periodic", [(0, 0, 0), (0, 1, 1), (1, 1, 0)])
+@pytest.mark.parametrize("terms", ["every face", "not z", "none"])
 def test_plane_path_gives_the_bits_of_the_row_path(shape: tuple[int, int, int],
-                                                   periodic: tuple[int, int, int]) -> None:
-    # Whole planes several steps per pass (flat interior loop, end cells written again, rings
-    # of planes, y tiles) do every cell's arithmetic in the row kernel's order: the same bits,
-    # for any depth, tile and block count, boundary sums included.
+                                                   periodic: tuple[int, int, int],
+                                                   terms: str) -> None:
+    # Whole planes several steps per pass (flat interior loop, end cells written again or,
+    # between closed z walls without terms, chosen in the loop, and then the rows on closed y
+    # walls without terms in loops of their own; rings of planes, y tiles) do
+    # every cell's arithmetic in the row kernel's order: the same bits, for any depth, tile
+    # and block count, boundary sums included.
     rng = np.random.default_rng(sum(shape) + sum(periodic))
     u0 = rng.uniform(-1, 1, shape)
     coef = np.array([0.05, 0.1, 0.12]) * np.array([s > 1 for s in shape])
     closed = 1 - np.repeat(np.array(periodic), 2)
     ka = rng.uniform(0, 0.05, 6) * closed
     kb = rng.uniform(-0.05, 0.05, 6) * closed
+    ka[{"every face": 6, "not z": 4, "none": 0}[terms]:] = 0.0
+    kb[{"every face": 6, "not z": 4, "none": 0}[terms]:] = 0.0
     per = np.array(periodic)
 
     def run(planes: bool, fuse: bool, blocks: int, depth: int,
@@ -139,13 +149,64 @@ def test_plane_path_gives_the_bits_of_the_row_path(shape: tuple[int, int, int],
                 assert run(True, True, blocks, depth, tile) == rows, (depth, blocks, tile)
 
 
+
+def _weights_form_step(u: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    """A mutant of the stencil, algebraically the same: u·(1 − 2Σr) + Σ r_a·(u₊ + u₋), closed
+    walls (a wall's neighbour is the cell itself)."""
+    new = u * (1.0 - 2.0 * coef.sum())
+    for axis in range(3):
+        idx = np.arange(u.shape[axis])
+        up = np.take(u, np.minimum(idx + 1, u.shape[axis] - 1), axis)
+        um = np.take(u, np.maximum(idx - 1, 0), axis)
+        new = new + coef[axis] * (up + um)
+    return new
+
+
+@pytest.mark.parametrize("shape", [(9, 10, 11), (24, 20, 17), (1, 40, 33), (1, 1, 50)])
+@pytest.mark.parametrize("periodic", [(0, 0, 0), (0, 1, 1), (1, 0, 1)])
+def test_a_uniform_field_stays_exactly_uniform_on_every_path(
+        shape: tuple[int, int, int], periodic: tuple[int, int, int]) -> None:
+    # Each axis adds r·((u₊ + u₋) − (u + u)): for a uniform field u₊ + u₋ and u + u are the
+    # same sum, so the update is exactly 0 whatever the path (rows, planes, depth, tile,
+    # blocks, SIMD or scalar cells, FMA or not). Closed walls without flux and periodic axes
+    # keep it so for any number of steps.
+    value = 1.0 / 3.0  # not a short binary fraction: round-off would show
+    u0 = np.full(shape, value)
+    coef = np.array([0.05, 0.1, 0.12]) * np.array([s > 1 for s in shape])
+    zeros = np.zeros(6)
+    per = np.array(periodic)
+
+    def run(planes: bool, fuse: bool, blocks: int, depth: int, tile: int) -> np.ndarray:
+        u, v, sums = u0.copy(), np.empty_like(u0), np.zeros(6)
+        in_v = _steps(u, v, 60, coef, per, zeros, zeros, sums, fuse, blocks, planes, depth,
+                      tile)
+        return v if in_v else u
+
+    states = [run(False, fuse, blocks, 1, 1 << 30) for fuse in (False, True)
+              for blocks in (1, 2)]
+    if shape[0] >= 3:
+        states += [run(True, True, blocks, depth, tile) for depth in (1, 2, 4)
+                   for blocks in (1, 2) for tile in (3, 1 << 30)]
+    for state in states:
+        assert state.tobytes() == u0.tobytes()
+
+
+def test_the_uniform_field_check_catches_a_form_that_rounds() -> None:
+    # The same stencil written with the weights summed first does not keep 1/3 exactly.
+    u = np.full((9, 10, 11), 1.0 / 3.0)
+    coef = np.array([0.05, 0.1, 0.12])
+    for _ in range(60):
+        u = _weights_form_step(u, coef)
+    assert u.tobytes() != np.full_like(u, 1.0 / 3.0).tobytes()
+
+
 _REMARKS = """
 import llvmlite.binding as llvm
 llvm.set_option("", "--pass-remarks=loop-vectorize")
 import numba, numpy as np
 from medtransport.numerics import ftcs
 # a fresh (uncached) compile of the row sweep, so that LLVM runs and reports
-sweep = numba.njit(boundscheck=False, fastmath=False)(ftcs._sweep.py_func)
+sweep = numba.njit(boundscheck=False, fastmath=ftcs._JIT["fastmath"])(ftcs._sweep.py_func)
 a = np.zeros((16, 8))
 sweep(a.copy(), a, np.zeros((16, 3)), 0, 16, 0, 16, 4, 4, False, False, False, np.zeros(3),
       np.zeros(6), np.zeros(6))
@@ -168,10 +229,10 @@ import llvmlite.binding as llvm
 llvm.set_option("", "--pass-remarks=loop-vectorize")
 import numba, numpy as np
 from medtransport.numerics import ftcs
-plane = numba.njit(boundscheck=False, fastmath=False)(ftcs._plane.py_func)
+plane = numba.njit(boundscheck=False, fastmath=ftcs._JIT["fastmath"])(ftcs._plane.py_func)
 a = np.zeros((3, 72))
 plane(a.copy(), 0, a, 0, 1, 2, np.zeros((24, 3)), 1, 0, 8, 0, 8, 3, 8, 8, False, False,
-      np.zeros(3), np.zeros(6), np.zeros(6))
+      np.zeros(3), np.zeros(6), np.zeros(6), np.zeros(72, dtype=np.uint8))
 asm = "\\n".join(plane.inspect_asm().values())
 print("gathers:", asm.count("gather"), "scatters:", asm.count("scatter"))
 """
@@ -179,12 +240,13 @@ print("gathers:", asm.count("gather"), "scatters:", asm.count("scatter"))
 
 @pytest.mark.slow
 def test_llvm_vectorises_the_plane_loops_without_gathers() -> None:
-    # The plane path's flat loop and its two row loops must be SIMD loops of plain (not
+    # The plane path's two flat loops (end cells of the rows chosen in the loop or not), its
+    # loops for the rows on closed y walls and its two row loops must be SIMD loops of plain (not
     # gathered) loads: an index LLVM cannot prove non-negative keeps numba's wrap-around test
     # and turns the loads into gathers (measured: half the speed), which no numerical test
     # would notice.
     out = subprocess.run([sys.executable, "-c", _PLANE_REMARKS], capture_output=True,
                          text=True, check=True)
     vectorised = [ln for ln in out.stderr.splitlines() if "vectorized loop" in ln]
-    assert len(vectorised) >= 3, out.stderr[-2000:]
+    assert len(vectorised) >= 6, out.stderr[-2000:]
     assert "gathers: 0 scatters: 0" in out.stdout, out.stdout
