@@ -32,6 +32,7 @@ import os
 import secrets
 import shutil
 import tempfile
+import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping
@@ -151,6 +152,10 @@ class PopulationResult:
         if source not in ("auto", "stream", "store"):
             raise ValueError(f"source: expected auto, stream or store, got {source!r}")
         store = PopulationStore.open(self.path)
+        if source != "store":
+            kept = self._stored_bands(percentiles)
+            if kept is not None:
+                return kept
         saved = store.load_bands() if source != "store" else None
         if saved is None:
             if source == "stream":
@@ -168,6 +173,31 @@ class PopulationResult:
         if var is not None:
             out.attrs = {"units": var.attrs.get("units", "1"),
                          "long_name": var.attrs.get("long_name", name)}
+        return out
+
+    def _stored_bands(self, percentiles: Any) -> xr.DataArray | None:
+        """The streamed bands the run wrote at its end, when they hold every percentile
+        asked for and count the patients of every passed chunk: the rows of what
+        :meth:`bands` would compute again from the histogram (the same function of the same
+        counts), without decoding the histogram's checkpoint (94 MB for 1441 times)."""
+        ds = self.dataset
+        name = next((str(n) for n in ds.data_vars if str(n).endswith("_band")), None)
+        if name is None or "band_percentile" not in ds.coords:
+            return None
+        var = ds[name]
+        stored = [float(q) for q in ds["band_percentile"].values]
+        wanted = [float(q) for q in np.atleast_1d(np.asarray(percentiles, dtype=float))]
+        passed = sum(int(r["stop"]) - int(r["start"]) for r in self.records.values()
+                     if r.get("status") == "passed")
+        if any(q not in stored for q in wanted) or var.attrs.get("patients") != passed:
+            return None
+        rows = np.asarray(var.values)[[stored.index(q) for q in wanted]]
+        out = xr.DataArray(rows, dims=("percentile", "time"),
+                           coords={"percentile": np.asarray(wanted, dtype=float),
+                                   "time": ds["band_time"].values})
+        out["time"].attrs = {"units": "s", "long_name": "time"}
+        out.attrs = {"units": var.attrs.get("units", "1"),
+                     "long_name": var.attrs.get("long_name", name)}
         return out
 
     def nca(self, percentiles: Any = None) -> xr.Dataset:
@@ -581,6 +611,18 @@ def default_chunk_size(model: Model, size: int) -> int:
     return int(min(size, chunk))
 
 
+def _load_compiled() -> None:
+    """Import numba and the core's compiled audit and summary kernels (best effort: any
+    failure shows again, with its cause, where a chunk needs them)."""
+    with contextlib.suppress(Exception):
+        import medtransport.audit._kernels  # noqa: F401
+        from medtransport.bands import compiled_bin_of
+        from medtransport.summaries import _metrics_kernel
+
+        compiled_bin_of()
+        _metrics_kernel()
+
+
 def batches_per_chunk(keep: Keep, size: int, batch: int) -> int:
     """Batches in one stored chunk by default: several when the chunk keeps no full curves
     (its per-patient numbers and sampled curves are small; :mod:`medtransport.batch_parts`),
@@ -646,6 +688,11 @@ def run_population(scenario: str | Path | Mapping[str, Any] | Scenario, n: int |
             sc = sc.with_changes(seed=int(manifest["seed"]))
     elif sc.seed is None:
         sc = sc.with_changes(seed=secrets.randbits(63))
+    if client is None and threads > 1:
+        # the compiled kernels' modules load while the probe runs, not while both chunk
+        # threads wait on the import lock at their first batch (~0.5 s of a 30-s run)
+        threading.Thread(target=_load_compiled, name="medtransport-preload",
+                         daemon=True).start()
     # One patient first: the scenario is checked, and the store laid out, before any chunk.
     probe_model = prepare(sc, patients=(0, 1), model_class=model_class)
     if probe_model.n_patients is None:
@@ -767,15 +814,19 @@ def _run_here(tasks: list[ChunkTask], finished: Callable[[dict[str, Any]], None]
 
 def _run_threaded(tasks: list[ChunkTask], finished: Callable[[dict[str, Any]], None],
                   threads: int) -> None:
-    """:func:`_run_here` with ``threads`` chunks computing at once."""
+    """:func:`_run_here` with ``threads`` chunks computing at once. Chunks that keep no
+    full curves (small results) are queued one ahead, so that a thread whose chunk ends
+    before the oldest one does starts the next at once instead of waiting for it."""
     from collections import deque
     from concurrent.futures import Future, ThreadPoolExecutor
 
+    small = bool(tasks) and tasks[0].keep is not None and \
+        (not tasks[0].keep.curves or tasks[0].keep.sampled is not None)
     pending = iter(tasks)
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="chunk") as pool, \
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="zarr-writer") as writer:
         running: deque[tuple[ChunkTask, Future[Any]]] = deque(
-            (t, pool.submit(compute_chunk, t)) for t in _take(pending, threads))
+            (t, pool.submit(compute_chunk, t)) for t in _take(pending, threads + small))
         writing: Future[dict[str, Any]] | None = None
         while running:
             task, computing = running.popleft()

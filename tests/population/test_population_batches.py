@@ -176,3 +176,16 @@ def test_the_merged_report_keeps_each_audit_s_worst_batch_and_its_patient() -> N
                                                   (5, report(0.3, 4, passed=False))]))
     balance = next(r for r in merged.results if r.name == "mass_balance[drug]")
     assert not balance.passed and balance.where["patient"] == 9
+
+
+def test_stored_band_rows_are_the_histogram_s_percentiles(single: Any) -> None:
+    """bands() takes the rows the run wrote at its end when they hold the percentiles asked
+    for: the same numbers the histogram gives (which it decodes otherwise)."""
+    hist = PopulationStore.open(single.path).load_bands()[0]
+    stored = single._stored_bands([5.0, 50.0, 97.5])
+    assert stored is not None
+    np.testing.assert_array_equal(stored.values, hist.percentiles([5.0, 50.0, 97.5]))
+    np.testing.assert_array_equal(single.bands([5.0, 50.0, 97.5]).values, stored.values)
+    # a percentile the run did not write comes from the histogram
+    assert single._stored_bands([33.0]) is None
+    np.testing.assert_array_equal(single.bands([33.0]).values, hist.percentiles([33.0]))
